@@ -1,0 +1,47 @@
+"""`value_and_grad` over a tree of parameter arrays.
+
+`autograd.grad(f)(params)` boxes the whole list as one container: each
+`params[i]` then becomes a traced getitem whose gradient is a sparse container
+that autograd densifies with zeros for *every* array and adds into, a full
+extra pass over all parameters per array. Boxing each array separately, with
+its own root node, gives each gradient directly, and returns the loss value
+from the same forward pass.
+"""
+from __future__ import annotations
+
+from autograd.core import VJPNode, add_outgrads, vspace
+from autograd.tracer import isbox, new_box, toposort, trace_stack
+
+from . import tree
+
+
+def value_and_grad(fun):
+    """fun(params, *args, **kwargs) -> scalar  becomes  (value, grads like params)."""
+
+    def value_and_grad_fun(params, *args, **kwargs):
+        flat = tree.leaves(params)
+        roots = [VJPNode.new_root() for _ in flat]
+        with trace_stack.new_trace() as trace_id:
+            boxed = [new_box(p, trace_id, root) for p, root in zip(flat, roots)]
+            out = fun(tree.rebuild(params, boxed), *args, **kwargs)
+            if not (isbox(out) and out._trace == trace_id):
+                raise ValueError("the function's value does not depend on its parameters")
+        value, end_node = out._value, out._node
+        if vspace(value).shape != ():
+            raise ValueError(f"value_and_grad needs a scalar function, got shape {vspace(value).shape}")
+
+        root_index = {id(root): i for i, root in enumerate(roots)}
+        grads = [None] * len(flat)
+        outgrads = {end_node: (vspace(value).ones(), False)}
+        for node in toposort(end_node):
+            g = outgrads.pop(node)[0]
+            if id(node) in root_index:
+                grads[root_index[id(node)]] = g
+                continue
+            for parent, parent_grad in zip(node.parents, node.vjp(g)):
+                outgrads[parent] = add_outgrads(outgrads.get(parent), parent_grad)
+        # A parameter the value does not reach (e.g. a frozen layer) gets zeros.
+        grads = [vspace(p).zeros() if g is None else g for p, g in zip(flat, grads)]
+        return value, tree.rebuild(params, grads)
+
+    return value_and_grad_fun

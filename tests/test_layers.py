@@ -1,0 +1,150 @@
+import autograd.numpy as anp
+import numpy as np
+import pytest
+
+from pipeline import layers as L
+from pipeline import primitives as P
+
+from gradcheck import directional_errors, params_errors
+
+
+def _weighted_sum(y, seed=99):
+    # A fixed random projection, so that every output element matters.
+    weights = np.random.default_rng(seed).standard_normal(np.shape(y))
+    return anp.sum(anp.sin(y) * weights)
+
+
+def _reference_conv(x, kernel, bias, pads):
+    """Plain loops over kernel taps, float64: an independent definition."""
+    top, bottom, left, right = pads
+    x = np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))
+    kh, kw, _, filters = kernel.shape
+    ho, wo = x.shape[1] - kh + 1, x.shape[2] - kw + 1
+    out = np.zeros((x.shape[0], ho, wo, filters))
+    for i in range(kh):
+        for j in range(kw):
+            out += np.einsum("nhwc,cf->nhwf", x[:, i : i + ho, j : j + wo], kernel[i, j])
+    return out + bias
+
+
+CONV_CASES = [((3, 3), "valid"), ((3, 3), "same"), ((2, 3), "same"), ((1, 1), "valid"), ((5, 2), "same")]
+
+
+@pytest.mark.parametrize("kernel_size,padding", CONV_CASES)
+def test_conv2d_matches_reference_and_keeps_shape_rules(kernel_size, padding):
+    rng = np.random.default_rng(0)
+    init, apply = L.conv2d(4, kernel_size, padding)
+    shape, params = init(rng, (-1, 7, 6, 3))
+    x = rng.standard_normal((2, 7, 6, 3)).astype(np.float32)
+    y = apply(params, x)
+    kh, kw = kernel_size
+    assert shape[1:] == y.shape[1:] == ((7, 6, 4) if padding == "same" else (7 - kh + 1, 6 - kw + 1, 4))
+    assert y.dtype == np.float32
+    pads = L._same_pads(kh, kw) if padding == "same" else (0, 0, 0, 0)
+    np.testing.assert_allclose(y, _reference_conv(x, *params, pads), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kernel_size,padding", CONV_CASES)
+def test_conv2d_gradients_float64(kernel_size, padding):
+    rng = np.random.default_rng(1)
+    init, apply = L.conv2d(4, kernel_size, padding)
+    _, params = init(rng, (-1, 7, 6, 3))
+    params = [p.astype(np.float64) + rng.standard_normal(p.shape) * 0.1 for p in params]
+    x = rng.standard_normal((2, 7, 6, 3))
+    assert max(params_errors(lambda p: _weighted_sum(apply(p, x)), params, rng)) <= 1e-6
+    assert max(directional_errors(lambda x: _weighted_sum(apply(params, x)), (x,), 0, rng)) <= 1e-6
+
+
+def test_conv2d_large_batch_crosses_blocks():
+    # Enough images that forward and backward work in several blocks.
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((40, 30, 30, 8))
+    kernel, bias = rng.standard_normal((3, 3, 8, 5)), rng.standard_normal(5)
+    assert len(P._blocks(x, 3, 3)) > 1
+    np.testing.assert_allclose(P.conv2d(x, kernel, bias), _reference_conv(x, kernel, bias, (0,) * 4), rtol=1e-10)
+    errors = directional_errors(lambda k: _weighted_sum(P.conv2d(x, k, bias)), (kernel,), 0, rng, directions=1)
+    assert max(errors) <= 1e-6
+
+
+def test_dense_gradients_float64():
+    rng = np.random.default_rng(3)
+    init, apply = L.dense(5)
+    shape, params = init(rng, (-1, 7))
+    assert shape == (-1, 5) and [p.shape for p in params] == [(7, 5), (5,)]
+    params = [p.astype(np.float64) + rng.standard_normal(p.shape) for p in params]
+    x = rng.standard_normal((4, 7))
+    np.testing.assert_allclose(apply(params, x), x @ params[0] + params[1])
+    assert max(params_errors(lambda p: _weighted_sum(apply(p, x)), params, rng)) <= 1e-6
+    assert max(directional_errors(lambda x: _weighted_sum(apply(params, x)), (x,), 0, rng)) <= 1e-6
+
+
+@pytest.mark.parametrize("height,width", [(6, 8), (7, 5)])
+def test_maxpool_values_and_gradient(height, width):
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((2, height, width, 3))
+    init, apply = L.maxpool2d()
+    shape, _ = init(rng, (-1, height, width, 3))
+    y = apply([], x)
+    expected = x[:, : height // 2 * 2, : width // 2 * 2].reshape(2, height // 2, 2, width // 2, 2, 3).max(axis=(2, 4))
+    np.testing.assert_array_equal(y, expected)
+    assert shape[1:] == y.shape[1:]
+    assert max(directional_errors(lambda x: _weighted_sum(apply([], x)), (x,), 0, rng)) <= 1e-6
+
+
+def test_maxpool_tie_routes_gradient_once():
+    x = np.zeros((1, 2, 2, 1))
+    import autograd
+
+    grad = autograd.grad(lambda x: anp.sum(P.maxpool2x2(x)))(x)
+    assert grad.sum() == 1.0
+
+
+def test_relu_flatten_serial_gradients():
+    rng = np.random.default_rng(5)
+    model = L.serial(L.dense(6), L.relu, L.dense(3))
+    init, apply = model
+    shape, params = init(rng, (-1, 4))
+    assert shape == (-1, 3) and len(params) == 3 and params[1] == []
+    x = rng.standard_normal((5, 4))
+    flat = [params[0][0], params[0][1], params[2][0], params[2][1]]
+
+    def fun(p):
+        return _weighted_sum(apply([[p[0], p[1]], [], [p[2], p[3]]], x.astype(np.float64)))
+
+    flat = [p.astype(np.float64) for p in flat]
+    assert max(params_errors(fun, flat, rng)) <= 1e-6
+    h = np.maximum(x @ flat[0] + flat[1], 0)
+    np.testing.assert_allclose(fun(flat), _weighted_sum(h @ flat[2] + flat[3]))
+
+    init, apply = L.flatten
+    assert init(rng, (-1, 2, 3, 4))[0] == (-1, 24)
+    z = rng.standard_normal((2, 2, 3, 4))
+    assert apply([], z).shape == (2, 24)
+    assert max(directional_errors(lambda z: _weighted_sum(apply([], z)), (z,), 0, rng)) <= 1e-6
+
+
+def test_dropout_train_only_seeded_and_scaled():
+    init, apply = L.dropout(0.25)
+    x = np.ones((200, 50), np.float32)
+    np.testing.assert_array_equal(apply([], x, train=False, rng=np.random.default_rng(0)), x)
+    a = apply([], x, train=True, rng=np.random.default_rng(0))
+    b = apply([], x, train=True, rng=np.random.default_rng(0))
+    c = apply([], x, train=True, rng=np.random.default_rng(1))
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+    assert a.dtype == np.float32
+    assert set(np.unique(a)) == {0.0, np.float32(1 / 0.75)}
+    assert abs((a == 0).mean() - 0.25) < 0.02
+    with pytest.raises(ValueError, match="needs rng"):
+        apply([], x, train=True)
+    # Gradient through a fixed mask.
+    rng = np.random.default_rng(6)
+    x64 = rng.standard_normal((4, 6))
+    fun = lambda x: _weighted_sum(apply([], x, train=True, rng=np.random.default_rng(3)))  # noqa: E731
+    assert max(directional_errors(fun, (x64,), 0, rng)) <= 1e-6
+
+
+@pytest.mark.parametrize("bad", [lambda: L.dropout(1.0), lambda: L.conv2d(3, padding="full"), lambda: L.maxpool2d((3, 3))])
+def test_bad_layer_options(bad):
+    with pytest.raises(ValueError):
+        bad()

@@ -1,0 +1,181 @@
+import autograd
+import mpmath
+import numpy as np
+import pytest
+
+from pipeline.losses import LOSSES, mixed_feedback, one_hot
+from pipeline.primitives import log_odds, logsumexp, softplus
+
+from gradcheck import directional_errors
+
+mpmath.mp.dps = 40
+TINY = float(np.finfo(np.float32).tiny)  # below it float32 has no relative precision
+
+
+# ------------------------------------------------------------------ reference
+def _reference_row(z, label):
+    """Every loss of one row from the definitions, in 40-digit arithmetic.
+
+    p_k = e^{z_k} / S with S = sum_j e^{z_j}; log(1 - p_k) = log(S_{-k} / S)
+    with S_{-k} = sum_{j != k} e^{z_j} summed directly (no 1 - p anywhere)."""
+    z = [mpmath.mpf(float(v)) for v in z]
+    e = [mpmath.exp(v) for v in z]
+    total = mpmath.fsum(e)
+    top = max(range(len(z)), key=lambda k: z[k])
+    others_top = mpmath.fsum(e[j] for j in range(len(z)) if j != top)
+
+    def others(k):  # S_{-k}; only the top class can make S - e_k cancel
+        return others_top if k == top else total - e[k]
+
+    log_p = [v - mpmath.log(total) for v in z]
+    log_not_p = [mpmath.log(others(k)) - mpmath.log(total) for k in range(len(z))]
+    p = [mpmath.exp(v) for v in log_p]
+    c = label
+    return {
+        "ce": -log_p[c],
+        "bce": -log_p[c] - mpmath.fsum(log_not_p[k] for k in range(len(z)) if k != c),
+        "nllr": -(log_p[c] - mpmath.log(others(c)) + mpmath.log(total)),
+        "mse": mpmath.fsum((p[k] - (1 if k == c else 0)) ** 2 for k in range(len(z))),
+        "complement": -log_not_p[c],
+        "negated_ce": log_p[c],
+        "softmax": p,
+    }
+
+
+def _cases():
+    rng = np.random.default_rng(1234)
+    big = 1e4
+    rows = [
+        ("random", rng.standard_normal((6, 10)) * 3, rng.integers(0, 10, 6)),
+        ("uniform +-1e4", rng.uniform(-big, big, (6, 10)), rng.integers(0, 10, 6)),
+        ("one-hot +-1e4", np.array([[big] + [-big] * 9] * 3), np.array([0, 1, 9])),
+        ("two tops", np.array([[big, big] + [-big] * 8] * 3), np.array([0, 1, 5])),
+        ("ties", np.full((3, 10), 7.0), np.array([0, 4, 9])),
+        ("ties at +1e4", np.full((2, 10), big), np.array([0, 3])),
+        ("near one-hot", np.array([[20.0] + [0.0] * 9, [0.0] * 9 + [30.0], [0.0, 90.0] + [0.0] * 8]),
+         np.array([0, 0, 1])),
+        ("close ties", np.array([[0.0, 0.0, -20.0], [5.0, 5.0, -25.0], [3.0, 3.0, 3.0 - 40.0]]),
+         np.array([0, 1, 2])),
+        ("two classes", np.array([[big, -big], [0.5, 0.5], [-3.0, 4.0]]), np.array([1, 0, 1])),
+        ("C=1000 random", rng.standard_normal((2, 1000)) * 10, np.array([0, 999])),
+        ("C=1000 +-1e4", rng.uniform(-big, big, (2, 1000)), np.array([5, 500])),
+        ("C=1000 one-hot", np.where(np.arange(1000) == 3, big, -big)[None].repeat(2, 0), np.array([3, 4])),
+    ]  # fmt: skip
+    return [(name, z.astype(np.float32), y) for name, z, y in rows]
+
+
+CASES = _cases()
+
+
+@pytest.mark.parametrize("loss", sorted(LOSSES))
+@pytest.mark.parametrize("name,logits,labels", CASES, ids=[c[0] for c in CASES])
+def test_loss_matches_high_precision_reference(loss, name, logits, labels):
+    for z, label in zip(logits, labels):
+        ours = LOSSES[loss](z[None], label[None])
+        assert ours.dtype == np.float32
+        assert np.isfinite(ours), f"{loss} not finite on {name}"
+        # The reference sees exactly the float32 inputs the loss saw.
+        ref = float(_reference_row(z, int(label))[loss])
+        # 1e-5 relative, down to float32's smallest normal number.
+        assert abs(float(ours) - ref) <= 1e-5 * abs(ref) + TINY, (loss, name, float(ours), ref)
+
+
+@pytest.mark.parametrize("loss", sorted(LOSSES))
+@pytest.mark.parametrize("name,logits,labels", CASES, ids=[c[0] for c in CASES])
+def test_gradients_finite_and_float32(loss, name, logits, labels):
+    grad = autograd.grad(LOSSES[loss])(logits, labels)
+    assert grad.dtype == np.float32
+    assert np.all(np.isfinite(grad)), f"{loss} gradient not finite on {name}"
+
+
+@pytest.mark.parametrize("name,logits,labels", CASES, ids=[c[0] for c in CASES])
+def test_ce_gradient_is_softmax_minus_onehot(name, logits, labels):
+    grad = autograd.grad(LOSSES["ce"])(logits, labels)
+    n, c = logits.shape
+    expected = np.array([[float(p) for p in _reference_row(z, int(y))["softmax"]] for z, y in zip(logits, labels)])
+    expected = (expected - np.eye(c)[labels]) / n
+    np.testing.assert_allclose(grad, expected, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("loss", sorted(LOSSES))
+def test_gradient_matches_finite_differences_float64(loss):
+    rng = np.random.default_rng(7)
+    logits = rng.standard_normal((6, 10)) * 3
+    labels = rng.integers(0, 10, 6)
+    errors = directional_errors(LOSSES[loss], (logits, labels), 0, rng)
+    assert max(errors) <= 1e-6, errors
+
+
+@pytest.mark.parametrize("on_negative", ["complement", "negated_ce"])
+def test_mixed_feedback_rows_use_ce_or_negative_loss(on_negative):
+    rng = np.random.default_rng(3)
+    logits = (rng.standard_normal((8, 10)) * 2).astype(np.float32)
+    labels = rng.integers(0, 10, 8)
+    negative = np.array([True, False] * 4)
+    mixed = mixed_feedback(logits, labels, negative, on_negative=on_negative)
+    per_row = [
+        (LOSSES[on_negative] if neg else LOSSES["ce"])(z[None], y[None])
+        for z, y, neg in zip(logits, labels, negative)
+    ]
+    np.testing.assert_allclose(mixed, np.mean(per_row), rtol=1e-6)
+    errors = directional_errors(
+        lambda z: mixed_feedback(z, labels, negative, on_negative=on_negative),
+        (logits.astype(np.float64),), 0, rng,
+    )  # fmt: skip
+    assert max(errors) <= 1e-6
+
+
+def test_primitives_match_finite_differences():
+    rng = np.random.default_rng(11)
+    z = rng.standard_normal((5, 7)) * 4
+    for fun in (
+        lambda z: np.sum(np.sin(log_odds(z))),
+        lambda z: np.sum(np.cos(logsumexp(z))),
+        lambda z: np.sum(np.sin(softplus(z))),
+    ):
+        assert max(directional_errors(fun, (z,), 0, rng)) <= 1e-6
+
+
+def test_log_odds_is_logit_of_softmax():
+    rng = np.random.default_rng(5)
+    z = rng.standard_normal((4, 6))
+    p = np.exp(z - z.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    np.testing.assert_allclose(log_odds(z), np.log(p / (1 - p)), rtol=1e-12)
+
+
+def test_nllr_is_unbounded_below_but_finite():
+    labels = np.array([0])
+    values = [LOSSES["nllr"](np.array([[gap, 0.0, 0.0]], np.float32), labels) for gap in (10.0, 100.0, 1e4)]
+    assert values[0] > values[1] > values[2]
+    assert np.isfinite(values[2]) and values[2] < -9000
+
+
+def test_negated_ce_keeps_falling_where_complement_stops():
+    # Pushing the wrong class's logit down: complement's loss saturates at 0,
+    # the negated cross-entropy keeps falling without bound.
+    labels = np.array([0])
+    logits = [np.array([[-gap, 0.0, 0.0]], np.float32) for gap in (10.0, 100.0, 1000.0)]
+    complement = [float(LOSSES["complement"](z, labels)) for z in logits]
+    negated = [float(LOSSES["negated_ce"](z, labels)) for z in logits]
+    assert complement[-1] == 0.0 and complement[0] < 1e-4
+    assert negated[0] > negated[1] > negated[2] < -999
+
+
+@pytest.mark.parametrize(
+    "logits,labels,message",
+    [
+        (np.zeros((2, 1), np.float32), np.array([0, 0]), "C >= 2"),
+        (np.zeros((2, 3), np.float32), np.array([0, 3]), r"\[0, 3\)"),
+        (np.zeros((2, 3), np.float32), np.array([0]), "does not match"),
+        (np.zeros((2, 3), np.int64), np.array([0, 1]), "floating point"),
+        (np.zeros((2, 3), np.float32), np.array([0.0, 1.0]), "integer"),
+    ],
+)
+def test_bad_inputs_raise_clear_errors(logits, labels, message):
+    with pytest.raises(ValueError, match=message):
+        LOSSES["ce"](logits, labels)
+
+
+def test_one_hot():
+    np.testing.assert_array_equal(one_hot(np.array([2, 0]), 3, np.float32), [[0, 0, 1], [1, 0, 0]])

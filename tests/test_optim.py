@@ -1,0 +1,130 @@
+"""One update of each optimizer against values worked out by hand from the
+Keras 2 / Knet update rules, in float64 arithmetic on the test's side."""
+import math
+
+import numpy as np
+import pytest
+
+from pipeline import optim
+
+P0 = [1.0, -2.0, 0.5]
+G0 = [0.5, 0.1, -4.0]
+
+
+def _run(opt, steps=1, grads=None):
+    params = [np.array(P0, np.float32), [np.array([3.0], np.float32)]]
+    grads = grads or [[np.array(G0, np.float32), [np.array([1.0], np.float32)]]] * steps
+    state = opt.init(params)
+    for g in grads:
+        params, state = opt.update(params, g, state)
+    assert state.step == len(grads)
+    return params, state
+
+
+def _close(actual, expected):
+    assert actual.dtype == np.float32
+    np.testing.assert_allclose(actual, np.array(expected, np.float32), rtol=2e-6, atol=1e-7)
+
+
+def test_sgd_is_knet_loop():
+    params, state = _run(optim.sgd(lr=0.1))
+    _close(params[0], [p - 0.1 * g for p, g in zip(P0, G0)])
+    _close(params[1][0], [3.0 - 0.1])
+
+
+def test_sgd_time_decay_second_step():
+    params, _ = _run(optim.sgd(lr=0.1, decay=0.5), steps=2)
+    # step 0: lr 0.1; step 1: lr 0.1 / (1 + 0.5)
+    _close(params[0], [p - 0.1 * g - 0.1 / 1.5 * g for p, g in zip(P0, G0)])
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_momentum_two_steps(nesterov):
+    params, _ = _run(optim.momentum(lr=0.1, momentum=0.9, nesterov=nesterov), steps=2)
+    expected = []
+    for p, g in zip(P0, G0):
+        v = 0.0
+        for _ in range(2):
+            v = 0.9 * v - 0.1 * g
+            p = p + (0.9 * v - 0.1 * g if nesterov else v)
+        expected.append(p)
+    _close(params[0], expected)
+
+
+def test_rmsprop_keras_with_decay():
+    lr, rho, eps, decay = 1e-4, 0.9, 1e-7, 1e-6
+    params, state = _run(optim.rmsprop(lr=lr, decay=decay), steps=2)
+    expected = []
+    for p, g in zip(P0, G0):
+        a = 0.0
+        for t in range(2):
+            a = rho * a + (1 - rho) * g * g
+            p = p - lr / (1 + decay * t) * g / (math.sqrt(a) + eps)
+        expected.append(p)
+    _close(params[0], expected)
+    _close(state.slots[0][0], [(1 - rho ** 2) * g * g for g in G0])
+
+
+def test_adadelta_keras_defaults():
+    params, state = _run(optim.adadelta())
+    expected, expected_d = [], []
+    for p, g in zip(P0, G0):
+        a = 0.05 * g * g
+        u = g * math.sqrt(0 + 1e-7) / math.sqrt(a + 1e-7)
+        expected.append(p - 1.0 * u)
+        expected_d.append(0.05 * u * u)
+    _close(params[0], expected)
+    _close(state.slots[0][1], expected_d)
+
+
+def test_adam_keras_bias_correction():
+    lr, b1, b2, eps = 1e-3, 0.9, 0.999, 1e-7
+    params, _ = _run(optim.adam(), steps=2)
+    expected = []
+    for p, g in zip(P0, G0):
+        m = v = 0.0
+        for t in (1, 2):
+            m = b1 * m + (1 - b1) * g
+            v = b2 * v + (1 - b2) * g * g
+            p = p - lr * math.sqrt(1 - b2**t) / (1 - b1**t) * m / (math.sqrt(v) + eps)
+        expected.append(p)
+    _close(params[0], expected)
+
+
+@pytest.mark.parametrize("name", sorted(optim.OPTIMIZERS))
+def test_functional_float32_and_structure(name):
+    opt = optim.build(name)
+    params = [np.array(P0, np.float32), [np.array([3.0], np.float32)]]
+    copy = [params[0].copy(), params[1][0].copy()]
+    state = opt.init(params)
+    grads = [np.array(G0, np.float32), [np.array([1.0], np.float32)]]
+    new_params, new_state = opt.update(params, grads, state)
+    assert isinstance(new_params, list) and isinstance(new_params[1], list)
+    assert new_params[0].dtype == new_params[1][0].dtype == np.float32
+    assert all(s.dtype == np.float32 for slots in new_state.slots for s in slots)
+    np.testing.assert_array_equal(params[0], copy[0])
+    np.testing.assert_array_equal(params[1][0], copy[1])
+    assert state.step == 0 and new_state.step == 1
+    assert not np.array_equal(new_params[0], params[0])
+
+
+@pytest.mark.parametrize(
+    "name,hyper,message",
+    [
+        ("sgd", {"lr": -1}, "lr"),
+        ("rmsprop", {"rho": 1.5}, "rho"),
+        ("adam", {"eps": 0}, "eps"),
+        ("adadelta", {"momentum": 0.9}, "bad hyperparameters"),
+        ("lbfgs", {}, "unknown optimizer"),
+    ],
+)
+def test_bad_hyperparameters(name, hyper, message):
+    with pytest.raises(ValueError, match=message):
+        optim.build(name, **hyper)
+
+
+def test_mismatched_grads():
+    opt = optim.sgd()
+    params = [np.zeros(2, np.float32)]
+    with pytest.raises(ValueError, match="do not match"):
+        opt.update(params, [np.zeros(2, np.float32), np.zeros(1, np.float32)], opt.init(params))
