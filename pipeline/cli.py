@@ -31,6 +31,9 @@ def main(argv=None):
         from .bench import DEFAULT_CASES
 
         args.cases = DEFAULT_CASES
+    from .backend import reuse_freed_memory
+
+    reuse_freed_memory()
     try:
         args.run(args)
     except (ValueError, OSError) as error:

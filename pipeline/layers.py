@@ -28,8 +28,17 @@ def glorot_uniform(rng, shape, fan_in, fan_out):
 
 
 # ------------------------------------------------------------------ layers
-def dense(units):
-    """Fully connected: x @ W + b, W (in, units) glorot-uniform, b zeros."""
+def _check_activation(activation):
+    if activation not in (None, "relu"):
+        raise ValueError(f"activation must be None or 'relu', got {activation!r}")
+    return activation == "relu"
+
+
+def dense(units, activation=None):
+    """Fully connected: x @ W + b, W (in, units) glorot-uniform, b zeros.
+
+    `activation="relu"` (Keras' argument) fuses the relu into the same primitive."""
+    relu_after = _check_activation(activation)
 
     def init(rng, input_shape):
         fan_in = input_shape[-1]
@@ -38,7 +47,7 @@ def dense(units):
 
     def apply(params, x, *, train=False, rng=None):
         kernel, bias = params
-        return P.linear(x, kernel, bias)
+        return P.linear(x, kernel, bias, relu_after)
 
     return init, apply
 
@@ -48,8 +57,11 @@ def _same_pads(kh, kw):
     return ((kh - 1) // 2, kh // 2, (kw - 1) // 2, kw // 2)
 
 
-def conv2d(filters, kernel_size=(3, 3), padding="valid"):
-    """2-D convolution, stride 1, NHWC, kernel (kh, kw, C, filters) as in Keras."""
+def conv2d(filters, kernel_size=(3, 3), padding="valid", activation=None):
+    """2-D convolution, stride 1, NHWC, kernel (kh, kw, C, filters) as in Keras.
+
+    `activation="relu"` (Keras' argument) fuses the relu into the convolution."""
+    relu_after = _check_activation(activation)
     kh, kw = kernel_size
     if padding not in ("valid", "same"):
         raise ValueError(f"padding must be 'valid' or 'same', got {padding!r}")
@@ -65,7 +77,7 @@ def conv2d(filters, kernel_size=(3, 3), padding="valid"):
 
     def apply(params, x, *, train=False, rng=None):
         kernel, bias = params
-        return P.conv2d(x, kernel, bias, pads)
+        return P.conv2d(x, kernel, bias, pads, relu_after)
 
     return init, apply
 

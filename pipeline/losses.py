@@ -17,7 +17,7 @@ import autograd.numpy as anp
 from autograd.tracer import getval
 
 from .backend import array_module
-from .primitives import log_odds, softplus
+from .primitives import cross_entropy, log_odds, softplus
 
 
 def one_hot(labels, n_classes, dtype):
@@ -59,7 +59,7 @@ def _pick(x, onehot):
 def ce(logits, labels):
     """Cross-entropy -log softmax(z)_c (Knet's `softloss`); gradient p - onehot(c)."""
     onehot = _check(logits, labels)
-    return _mean(softplus(-_pick(log_odds(logits), onehot)))
+    return _mean(cross_entropy(logits, onehot))
 
 
 def bce(logits, labels):

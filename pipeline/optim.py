@@ -54,6 +54,22 @@ def _elementwise(n_slots: int, rule) -> Optimizer:
     return Optimizer(init, update)
 
 
+# The helpers below write into arrays they allocated themselves: the update
+# stays functional (inputs untouched) with fewer temporaries per parameter.
+def _ema(average, value, rho):
+    """rho * average + (1 - rho) * value, reusing the fresh `value` array."""
+    value *= 1.0 - rho
+    value += rho * average
+    return value
+
+
+def _minus(p, direction, lr):
+    """p - lr * direction, reusing the fresh `direction` array."""
+    direction *= -lr
+    direction += p
+    return direction
+
+
 def _decayed(lr, decay, step):
     return lr / (1.0 + decay * step) if decay else lr
 
@@ -92,9 +108,10 @@ def rmsprop(lr=1e-3, rho=0.9, eps=1e-7, decay=0.0):
 
     def rule(p, g, slots, step):
         (mean_square,) = slots
-        xp = array_module(p)
-        mean_square = rho * mean_square + (1.0 - rho) * (g * g)
-        return p - _decayed(lr, decay, step) * g / (xp.sqrt(mean_square) + eps), (mean_square,)
+        mean_square = _ema(mean_square, g * g, rho)
+        step_size = array_module(p).sqrt(mean_square)
+        step_size += eps
+        return _minus(p, g / step_size, _decayed(lr, decay, step)), (mean_square,)
 
     return _elementwise(1, rule)
 
@@ -110,10 +127,12 @@ def adadelta(lr=1.0, rho=0.95, eps=1e-7, decay=0.0):
     def rule(p, g, slots, step):
         mean_square, mean_update = slots
         xp = array_module(p)
-        mean_square = rho * mean_square + (1.0 - rho) * (g * g)
-        delta = g * xp.sqrt(mean_update + eps) / xp.sqrt(mean_square + eps)
-        mean_update = rho * mean_update + (1.0 - rho) * (delta * delta)
-        return p - _decayed(lr, decay, step) * delta, (mean_square, mean_update)
+        mean_square = _ema(mean_square, g * g, rho)
+        delta = xp.sqrt(mean_update + eps)
+        delta /= xp.sqrt(mean_square + eps)
+        delta *= g
+        mean_update = _ema(mean_update, delta * delta, rho)
+        return _minus(p, delta, _decayed(lr, decay, step)), (mean_square, mean_update)
 
     return _elementwise(2, rule)
 

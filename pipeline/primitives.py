@@ -16,15 +16,47 @@ from .backend import array_module, as_strided
 
 
 # ---------------------------------------------------------------- log space
+def _lse_parts(x):
+    """logsumexp over the last axis as m + log1p(sum of the non-max terms): the
+    max term is exactly 1, so leaving it out of the sum keeps a tiny remainder
+    (a confident row) from rounding away."""
+    xp = array_module(x)
+    top = x.argmax(axis=-1)[..., None]
+    m = x.max(axis=-1, keepdims=True)
+    shifted = xp.exp(x - m)
+    rest = xp.where(xp.arange(x.shape[-1]) == top, 0, shifted).sum(axis=-1, keepdims=True)
+    return (m + xp.log1p(rest))[..., 0]
+
+
 @primitive
 def logsumexp(x):
-    """log(sum(exp(x))) over the last axis, shifted by the row maximum."""
-    xp = array_module(x)
-    top = x.max(axis=-1, keepdims=True)
-    return (top + xp.log(xp.exp(x - top).sum(axis=-1, keepdims=True)))[..., 0]
+    """log(sum(exp(x))) over the last axis, finite for any finite x."""
+    return _lse_parts(x)
 
 
 defvjp(logsumexp, lambda ans, x: lambda g: g[..., None] * array_module(x).exp(x - ans[..., None]))
+
+
+@primitive
+def cross_entropy(z, onehot):
+    """Per-row -log softmax(z)_c = logsumexp_j (z_j - z_c), from logit differences.
+
+    One traced node for the study's most used loss; its gradient is
+    softmax(z) - onehot (the softmax shifted by the row max, never by the
+    loss, which float32 holds only to ~1e-3 near |z| = 1e4)."""
+    return _lse_parts(z - (z * onehot).sum(axis=-1, keepdims=True))
+
+
+def _cross_entropy_vjp(ans, z, onehot):
+    def vjp(g):
+        probs = array_module(z).exp(z - z.max(axis=-1, keepdims=True))
+        probs /= probs.sum(axis=-1, keepdims=True)
+        return g[..., None] * (probs - onehot)
+
+    return vjp
+
+
+defvjp(cross_entropy, _cross_entropy_vjp)
 
 
 @primitive
@@ -51,19 +83,17 @@ def _leave_one_out(z):
     """
     xp = array_module(z)
     classes = xp.arange(z.shape[-1])
-    top = z.argmax(axis=-1)[..., None]
-    is_top = classes == top
-    m1 = xp.take_along_axis(z, top, axis=-1)
+    is_top = classes == z.argmax(axis=-1)[..., None]  # argmax: exactly one top, even with ties
+    m1 = z.max(axis=-1, keepdims=True)
     rest = xp.where(is_top, -xp.inf, z)
-    second = rest.argmax(axis=-1)[..., None]
-    is_second = classes == second
-    m2 = xp.take_along_axis(z, second, axis=-1)
+    is_second = classes == rest.argmax(axis=-1)[..., None]
+    m2 = rest.max(axis=-1, keepdims=True)
     e = xp.where(is_top, 0, xp.exp(z - m1))
     beyond_two = xp.where(is_second, 0, e).sum(axis=-1, keepdims=True)
-    tail = beyond_two + xp.take_along_axis(e, second, axis=-1)
+    tail = beyond_two + xp.exp(m2 - m1)
     without = xp.where(is_second, beyond_two, tail - e)
     s2 = xp.log1p(xp.where(is_second, 0, xp.exp(rest - m2)).sum(axis=-1, keepdims=True))
-    return xp, top, is_top, m1, m2, rest, e, tail, without, s2
+    return xp, is_top, m1, m2, rest, e, tail, without, s2
 
 
 @primitive
@@ -76,7 +106,7 @@ def log_odds(z):
     logits (never as lse(z) - z_k at full magnitude, never as 1 - p) keeps it
     accurate to float32 rounding of l itself for logits up to +-1e4.
     """
-    xp, top, is_top, m1, m2, rest, e, tail, without, s2 = _leave_one_out(z)
+    xp, is_top, m1, m2, rest, e, tail, without, s2 = _leave_one_out(z)
     # k != a: lse_{j!=k} z - z_k = (m1 - z_k) + log1p(without_k), both terms >= 0.
     # k == a: lse_{j!=a} z - z_a = (m2 - m1) + s2.
     others = (m1 - z) + xp.log1p(without)
@@ -88,11 +118,11 @@ def _log_odds_vjp(ans, z):
         # dl_k/dz_j = [j == k] - [j != k] q_kj with q_kj = exp(z_j - lse_{i!=k} z_i).
         # For k != a, q_kj = p_j / (1 - p_k) with 1/(1 - p_k) = 1 + exp(l_k) <= 2.
         # For k == a, q_aj = exp((z_j - m2) - s2) <= 1, formed without 1/(1 - p_a).
-        xp, top, is_top, m1, m2, rest, e, tail, without, s2 = _leave_one_out(z)
+        xp, is_top, m1, m2, rest, e, tail, without, s2 = _leave_one_out(z)
         p = xp.where(is_top, 1, e) / (1 + tail)
         gw = xp.where(is_top, 0, g * (1 + xp.exp(xp.where(is_top, -xp.inf, ans))))
         q_top = xp.where(is_top, 0, xp.exp(rest - m2 - s2))
-        g_top = xp.take_along_axis(g, top, axis=-1)
+        g_top = xp.where(is_top, g, 0).sum(axis=-1, keepdims=True)
         return g - p * (gw.sum(axis=-1, keepdims=True) - gw) - g_top * q_top
 
     return vjp
@@ -110,20 +140,39 @@ def relu(x):
 defvjp(relu, lambda ans, x: lambda g: g * (ans > 0))
 
 
-@primitive
-def linear(x, w, b):
-    """x @ w + b for 2-D x (dense layers)."""
-    out = x @ w
-    out += b
+def _activate(out, relu):
+    """In-place bias-free activation of a freshly computed output."""
+    if relu:
+        array_module(out).maximum(out, 0, out=out)
     return out
 
 
-defvjp(
-    linear,
-    lambda ans, x, w, b: lambda g: g @ w.T,
-    lambda ans, x, w, b: lambda g: x.T @ g,
-    lambda ans, x, w, b: lambda g: g.sum(axis=0),
-)
+def _through_activation(g, ans, relu):
+    """The cotangent before a fused relu: zero where the output was clipped."""
+    return array_module(g).where(ans > 0, g, 0) if relu else g
+
+
+@primitive
+def linear(x, w, b, relu=False):
+    """x @ w + b for 2-D x (dense layers), optionally followed by a fused relu."""
+    out = x @ w
+    out += b
+    return _activate(out, relu)
+
+
+def _linear_vjp(argnums, ans, args, kwargs):
+    x, w = args[:2]
+    relu = args[3] if len(args) > 3 else kwargs.get("relu", False)
+
+    def vjp(g):
+        g = _through_activation(g, ans, relu)
+        grads = {0: lambda: g @ w.T, 1: lambda: x.T @ g, 2: lambda: g.sum(axis=0)}
+        return tuple(grads[i]() for i in argnums)
+
+    return vjp
+
+
+defvjp_argnums(linear, _linear_vjp)
 
 
 def _window_view(x, kh, kw):
@@ -153,23 +202,27 @@ def im2col(x, kh, kw, out=None):
     return out.reshape(-1, kh * kw * x.shape[-1])
 
 
-# Images per im2col block: a block of patches (about 2 MiB) stays in cache
-# between its copy and its GEMM instead of round-tripping through memory.
-_PATCH_BLOCK_BYTES = 2 << 20
+# Work on blocks of images small enough to stay in cache between the copy or
+# GEMM that writes them and the GEMM or add that reads them, instead of a
+# round trip through memory: about 4 MiB of patches per block.
+_PATCH_BLOCK_BYTES = 4 << 20
 
 
-def _blocks(x_padded, kh, kw):
+def _blocks(n_images, bytes_per_image, budget):
+    step = max(1, budget // bytes_per_image)
+    return [(i, min(i + step, n_images)) for i in range(0, n_images, step)]
+
+
+def _patch_blocks(x_padded, kh, kw):
     n, h, w, c = x_padded.shape
-    per_image = (h - kh + 1) * (w - kw + 1) * kh * kw * c * x_padded.itemsize
-    step = max(1, _PATCH_BLOCK_BYTES // per_image)
-    return [(i, min(i + step, n)) for i in range(0, n, step)]
+    return _blocks(n, (h - kh + 1) * (w - kw + 1) * kh * kw * c * x_padded.itemsize, _PATCH_BLOCK_BYTES)
 
 
 @primitive
-def conv2d(x, kernel, bias, pads=(0, 0, 0, 0)):
+def conv2d(x, kernel, bias, pads=(0, 0, 0, 0), relu=False):
     """Stride-1 NHWC convolution (cross-correlation, as in Keras) of x (N, H, W, C)
     with kernel (kh, kw, C, F) plus bias (F,); `pads` = (top, bottom, left, right)
-    zeros. im2col + GEMM, one block of images at a time."""
+    zeros; `relu` fuses the activation. im2col + GEMM, a block of images at a time."""
     xp = array_module(x)
     kh, kw, _, filters = kernel.shape
     x = _pad(x, pads)
@@ -177,55 +230,62 @@ def conv2d(x, kernel, bias, pads=(0, 0, 0, 0)):
     ho, wo = h - kh + 1, w - kw + 1
     out = xp.empty((n, ho * wo, filters), dtype=x.dtype)
     kernel2d = kernel.reshape(-1, filters)
-    buffer = None
-    for start, stop in _blocks(x, kh, kw):
-        cols = im2col(x[start:stop], kh, kw, out=buffer)
-        buffer = cols.reshape(-1) if buffer is None else buffer
+    cols = None
+    for start, stop in _patch_blocks(x, kh, kw):
+        cols = im2col(x[start:stop], kh, kw, out=None if cols is None else cols.reshape(-1))
         xp.matmul(cols, kernel2d, out=out[start:stop].reshape(-1, filters))
     out += bias
-    return out.reshape(n, ho, wo, filters)
+    return _activate(out, relu).reshape(n, ho, wo, filters)
 
 
 def _conv2d_vjp(argnums, ans, args, kwargs):
     x, kernel, bias = args[:3]
     pads = args[3] if len(args) > 3 else kwargs.get("pads", (0, 0, 0, 0))
+    relu = args[4] if len(args) > 4 else kwargs.get("relu", False)
 
     def vjp(g):
+        # One pass over blocks of images; each block of the cotangent is masked
+        # by the fused relu, summed for the bias, multiplied with the block's
+        # patches for the kernel and with the kernel taps for the input, while
+        # it is in cache.
         xp = array_module(g)
         kh, kw, c, filters = kernel.shape
         x_padded = _pad(x, pads)
         n, ho, wo, _ = g.shape
-        g3d = g.reshape(n, ho * wo, filters)
-        want_x, want_kernel = 0 in argnums, 1 in argnums
-        if want_kernel:
-            dkernel = xp.zeros((kh * kw * c, filters), dtype=g.dtype)
-            buffer = None
+        g3d, ans3d = g.reshape(n, ho * wo, filters), ans.reshape(n, ho * wo, filters)
+        want_x, want_kernel, want_bias = 0 in argnums, 1 in argnums, 2 in argnums
+        dkernel = xp.zeros((kh * kw * c, filters), dtype=g.dtype)
+        dbias = xp.zeros(filters, dtype=g.dtype)
         if want_x:
             # dx is a sum of kh*kw shifted slabs g @ kernel[i, j].T: thin GEMMs
-            # added in place beat a patch-shaped GEMM plus a col2im scatter.
+            # added in place beat a patch-shaped GEMM plus a col2im scatter, and
+            # beat an im2col of the zero-padded g.
             dx = xp.zeros(x_padded.shape, dtype=g.dtype)
             taps = [[xp.ascontiguousarray(kernel[i, j].T) for j in range(kw)] for i in range(kh)]
-        for start, stop in _blocks(x_padded, kh, kw):
+        cols = shifted = None
+        for start, stop in _patch_blocks(x_padded, kh, kw):
             g_block = g3d[start:stop].reshape(-1, filters)
+            if relu:
+                g_block = xp.where(ans3d[start:stop].reshape(-1, filters) > 0, g_block, 0)
+            if want_bias:
+                dbias += g_block.sum(axis=0)
             if want_kernel:
-                cols = im2col(x_padded[start:stop], kh, kw, out=buffer)
-                buffer = cols.reshape(-1) if buffer is None else buffer
+                cols = im2col(x_padded[start:stop], kh, kw, out=None if cols is None else cols.reshape(-1))
                 dkernel += cols.T @ g_block
             if want_x:
+                if shifted is None:
+                    shifted = xp.empty((g_block.shape[0], c), dtype=g.dtype)
+                out = shifted[: g_block.shape[0]]
                 dx_block = dx[start:stop]
                 for i in range(kh):
                     for j in range(kw):
-                        shifted = (g_block @ taps[i][j]).reshape(stop - start, ho, wo, c)
-                        dx_block[:, i : i + ho, j : j + wo, :] += shifted
-        grads = {}
+                        xp.matmul(g_block, taps[i][j], out=out)
+                        dx_block[:, i : i + ho, j : j + wo, :] += out.reshape(stop - start, ho, wo, c)
+        grads = {1: lambda: dkernel.reshape(kernel.shape), 2: lambda: dbias}
         if want_x:
             top, _, left, _ = pads
-            grads[0] = dx[:, top : top + x.shape[1], left : left + x.shape[2], :]
-        if want_kernel:
-            grads[1] = dkernel.reshape(kernel.shape)
-        if 2 in argnums:
-            grads[2] = g3d.sum(axis=(0, 1))
-        return tuple(grads[i] for i in argnums)
+            grads[0] = lambda: dx[:, top : top + x.shape[1], left : left + x.shape[2], :]
+        return tuple(grads[i]() for i in argnums)
 
     return vjp
 
@@ -250,14 +310,21 @@ def maxpool2x2(x):
 def _maxpool2x2_vjp(ans, x):
     def vjp(g):
         # Route each cotangent to the first maximal element only, so ties
-        # (common after relu) do not count a gradient twice.
+        # (common after relu) do not count a gradient twice. Every element of
+        # the even-sized part of dx is written by exactly one quadrant.
         xp = array_module(g)
-        dx = xp.zeros(x.shape, dtype=g.dtype)
+        dx = xp.empty(x.shape, dtype=g.dtype)
+        dx[:, 2 * ans.shape[1] :] = 0  # an odd last row or column gets nothing
+        dx[:, :, 2 * ans.shape[2] :] = 0
         unclaimed = xp.ones(ans.shape, dtype=bool)
-        for quadrant, dquadrant in zip(_pool_quadrants(x), _pool_quadrants(dx)):
-            hit = unclaimed & (quadrant == ans)
-            dquadrant[...] = g * hit
-            unclaimed &= ~hit
+        hit = xp.empty(ans.shape, dtype=bool)
+        quadrants = list(zip(_pool_quadrants(x), _pool_quadrants(dx)))
+        for quadrant, dquadrant in quadrants[:-1]:
+            xp.equal(quadrant, ans, out=hit)
+            hit &= unclaimed
+            xp.multiply(g, hit, out=dquadrant)
+            unclaimed ^= hit  # hit is a subset of unclaimed
+        xp.multiply(g, unclaimed, out=quadrants[-1][1])  # what is left is the last's max
         return dx
 
     return vjp

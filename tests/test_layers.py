@@ -58,9 +58,9 @@ def test_conv2d_gradients_float64(kernel_size, padding):
 def test_conv2d_large_batch_crosses_blocks():
     # Enough images that forward and backward work in several blocks.
     rng = np.random.default_rng(2)
-    x = rng.standard_normal((40, 30, 30, 8))
+    x = rng.standard_normal((60, 30, 30, 8))
     kernel, bias = rng.standard_normal((3, 3, 8, 5)), rng.standard_normal(5)
-    assert len(P._blocks(x, 3, 3)) > 1
+    assert len(P._patch_blocks(x, 3, 3)) > 1
     np.testing.assert_allclose(P.conv2d(x, kernel, bias), _reference_conv(x, kernel, bias, (0,) * 4), rtol=1e-10)
     errors = directional_errors(lambda k: _weighted_sum(P.conv2d(x, k, bias)), (kernel,), 0, rng, directions=1)
     assert max(errors) <= 1e-6
@@ -148,3 +148,27 @@ def test_dropout_train_only_seeded_and_scaled():
 def test_bad_layer_options(bad):
     with pytest.raises(ValueError):
         bad()
+
+
+@pytest.mark.parametrize(
+    "make,shape",
+    [(lambda **a: L.conv2d(4, (3, 3), "same", **a), (-1, 6, 5, 3)), (lambda **a: L.dense(5, **a), (-1, 7))],
+    ids=["conv2d", "dense"],
+)
+def test_fused_relu_equals_relu_after_layer_and_differentiates(make, shape):
+    rng = np.random.default_rng(8)
+    init, apply = make(activation="relu")
+    _, params = init(rng, shape)
+    params = [p.astype(np.float64) + rng.standard_normal(p.shape) * 0.1 for p in params]
+    x = rng.standard_normal((3, *shape[1:]))
+    fused = apply(params, x)
+    assert (fused == 0).any() and (fused > 0).any()
+    _, unfused_apply = L.serial(make(), L.relu)
+    np.testing.assert_allclose(fused, unfused_apply([params, []], x), rtol=1e-12)
+    assert max(params_errors(lambda p: _weighted_sum(apply(p, x)), params, rng)) <= 1e-6
+    assert max(directional_errors(lambda x: _weighted_sum(apply(params, x)), (x,), 0, rng)) <= 1e-6
+
+
+def test_bad_activation():
+    with pytest.raises(ValueError, match="activation"):
+        L.dense(3, activation="tanh")
