@@ -1,0 +1,135 @@
+"""The datasets softloss knows: their files, where to get them, and how to check them.
+
+Checksums, and where they come from:
+- MNIST: SHA-256 of each file's *decompressed* payload (the IDX bytes), from
+  the README of the MNIST copy vendored in `data/raw/mnist/`. A payload hash is
+  the same whichever mirror or gzip settings served the file.
+- Fashion-MNIST: MD5 of each .gz file as published in the dataset's README
+  (github.com/zalandoresearch/fashion-mnist, "Get the Data"); the same values
+  ship with torchvision's `FashionMNIST`. No payload hash is published.
+- CIFAR-10: MD5 of `cifar-10-binary.tar.gz` as published on the dataset page
+  (www.cs.toronto.edu/~kriz/cifar.html). The *binary* version is used, never the
+  Python one: unpickling a downloaded file runs whatever code it carries.
+`prepare` records the SHA-256 of every payload it reads in the HDF5 file, so a
+prepared dataset is pinned to exact bytes whichever checksum admitted it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+MNIST_CLASSES = tuple(str(d) for d in range(10))
+FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                   "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")  # fmt: skip
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
+                   "dog", "frog", "horse", "ship", "truck")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Checksum:
+    algorithm: str  # "sha256" or "md5"
+    hexdigest: str
+    over: str  # "payload": the gzip-decompressed bytes; "file": the bytes as stored
+
+    def describe(self):
+        return f"{self.algorithm} of the {'decompressed payload' if self.over == 'payload' else 'file'}"
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    name: str
+    checksum: Checksum
+    size: int | None = None  # bytes as stored, when known (for the progress bar)
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    format: str  # "idx" or "cifar-binary"
+    files: tuple[RemoteFile, ...]
+    urls: tuple[str, ...]  # base URLs, official first, then public mirrors
+    classes: tuple[str, ...]
+    image_shape: tuple[int, int, int]
+    source: str  # citation / license line recorded in the HDF5 file
+    split_sizes: dict | None = None  # expected examples per split; None skips the check
+
+    def file(self, name):
+        for f in self.files:
+            if f.name == name:
+                return f
+        raise KeyError(name)
+
+
+def _sha256(hexdigest):
+    return Checksum("sha256", hexdigest, "payload")
+
+
+def _md5(hexdigest):
+    return Checksum("md5", hexdigest, "file")
+
+
+IDX_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+             "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")  # fmt: skip
+
+REGISTRY = {
+    "mnist": DatasetSpec(
+        name="mnist",
+        format="idx",
+        files=tuple(
+            RemoteFile(name, _sha256(digest))
+            for name, digest in zip(IDX_FILES, (
+                "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+                "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+                "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+                "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+            ))
+        ),  # fmt: skip
+        urls=(
+            "http://yann.lecun.com/exdb/mnist/",
+            "https://ossci-datasets.s3.amazonaws.com/mnist/",
+            "https://storage.googleapis.com/cvdf-datasets/mnist/",
+        ),
+        classes=MNIST_CLASSES,
+        image_shape=(28, 28, 1),
+        source='Y. LeCun, C. Cortes, C. J. C. Burges, "The MNIST database of handwritten digits"; CC BY-SA 3.0',
+        split_sizes={"train": 60_000, "test": 10_000},
+    ),
+    "fashion_mnist": DatasetSpec(
+        name="fashion_mnist",
+        format="idx",
+        files=tuple(
+            RemoteFile(name, _md5(digest))
+            for name, digest in zip(IDX_FILES, (
+                "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+                "25c81989df183df01b3e8a0aad5dffbe",
+                "bef4ecab320f06d8554ea6380940ec79",
+                "bb300cfdad3c16e7a12a480ee83cd310",
+            ))
+        ),  # fmt: skip
+        urls=(
+            "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+            "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
+            "https://storage.googleapis.com/tensorflow/tf-keras-datasets/",
+        ),
+        classes=FASHION_CLASSES,
+        image_shape=(28, 28, 1),
+        source="H. Xiao, K. Rasul, R. Vollgraf, Fashion-MNIST (Zalando Research), arXiv:1708.07747; MIT license",
+        split_sizes={"train": 60_000, "test": 10_000},
+    ),
+    "cifar10": DatasetSpec(
+        name="cifar10",
+        format="cifar-binary",
+        files=(RemoteFile("cifar-10-binary.tar.gz", _md5("c32a1d4ab5d03f1284b67883e8d87530"), size=170_052_171),),
+        urls=("https://www.cs.toronto.edu/~kriz/", "https://cave.cs.toronto.edu/kriz/"),
+        classes=CIFAR10_CLASSES,
+        image_shape=(32, 32, 3),
+        source="A. Krizhevsky, Learning Multiple Layers of Features from Tiny Images, 2009 (CIFAR-10)",
+        split_sizes={"train": 50_000, "test": 10_000},
+    ),
+}
+
+
+def get(name):
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown dataset {name!r}; choose one of {sorted(REGISTRY)}") from None
