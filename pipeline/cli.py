@@ -24,6 +24,52 @@ def _prepare(args):
     prepare(args.dataset, args.raw, args.out)
 
 
+def _train(args):
+    from .train import RunConfig, parse_hyperparameter, run
+
+    hyper = dict(parse_hyperparameter(h) for h in args.hyper)
+    if args.lr is not None:
+        hyper["lr"] = args.lr
+    options = dict(parse_hyperparameter(h) for h in args.model_option)
+    options = {k: int(v) if isinstance(v, float) and v.is_integer() else v for k, v in options.items()}
+    config = RunConfig(
+        data=str(args.data), model=args.model, loss=args.loss, optimizer=args.optimizer, epochs=args.epochs,
+        batch_size=args.batch_size, seed=args.seed, hyperparameters=hyper, model_options=options,
+        train_size=args.train_size, test_size=args.test_size, augment=args.augment,
+    )  # fmt: skip
+    status = run(config, args.out, quiet=args.quiet)
+    print(f"{args.out}: {status['status']} after epoch {status['epoch']}")
+
+
+def _evaluate(args):
+    from .evaluate import evaluate
+
+    result = evaluate(args.run_dir, args.data, args.out)
+    if result["status"] == "completed":
+        print(f"{args.run_dir}: test accuracy {result['test_accuracy']:.4f}, ECE {result['ece']:.4f}")
+    else:
+        print(f"{args.run_dir}: {result['status']} ({result.get('reason')})")
+
+
+def _aggregate(args):
+    from .report import aggregate
+
+    runs = aggregate(args.runs, args.out)
+    print(f"{args.out}: {len(runs)} runs")
+
+
+def _report(args):
+    import json
+
+    from .report import report
+
+    try:
+        config = json.loads(args.config_json) if args.config_json else {}
+    except ValueError as error:
+        raise ValueError(f"--config-json is not JSON: {error}") from None
+    print(report(args.summary, args.data, config, args.out))
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="python -m pipeline", description="softloss: the classification-loss study")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -43,6 +89,44 @@ def build_parser():
     prepare.add_argument("--raw", required=True, type=Path, help="directory holding the fetched raw files")
     prepare.add_argument("--out", required=True, type=Path, help="HDF5 file to write (e.g. data/mnist.h5)")
     prepare.set_defaults(run=_prepare)
+
+    train = commands.add_parser("train", help="train one model with one loss (resumes from a checkpoint)")
+    train.add_argument("--data", required=True, type=Path, help="prepared HDF5 dataset")
+    train.add_argument("--model", required=True, help="knet_softmax, mlp, mnist_cnn or cifar_cnn")
+    train.add_argument("--loss", required=True, help="ce, bce, nllr, mse, complement or negated_ce")
+    train.add_argument("--optimizer", required=True, help="sgd, momentum, rmsprop, adadelta or adam")
+    train.add_argument("--lr", type=float, default=None, help="learning rate (default: the optimizer's)")
+    train.add_argument("--hyper", action="append", default=[], metavar="KEY=VALUE",
+                       help="another optimizer hyperparameter, e.g. decay=1e-6 (repeatable)")
+    train.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
+                       help="a model option, e.g. hidden=64 for mlp (repeatable)")
+    train.add_argument("--epochs", type=int, required=True)
+    train.add_argument("--batch-size", type=int, required=True)
+    train.add_argument("--seed", type=int, required=True)
+    train.add_argument("--train-size", type=int, default=None, help="train on a seeded subset of N examples")
+    train.add_argument("--test-size", type=int, default=None, help="evaluate on the first N test examples")
+    train.add_argument("--augment", action="store_true", help="Keras-style shifts and flips (CIFAR)")
+    train.add_argument("--out", required=True, type=Path, help="run directory")
+    train.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
+    train.set_defaults(run=_train)
+
+    evaluate = commands.add_parser("evaluate", help="final test metrics of a run as JSON")
+    evaluate.add_argument("--run", dest="run_dir", required=True, type=Path, help="run directory written by train")
+    evaluate.add_argument("--data", required=True, type=Path, help="prepared HDF5 dataset")
+    evaluate.add_argument("--out", required=True, type=Path, help="metrics JSON file to write")
+    evaluate.set_defaults(run=_evaluate)
+
+    aggregate = commands.add_parser("aggregate", help="collect run directories into one summary JSON")
+    aggregate.add_argument("--runs", nargs="+", required=True, type=Path, help="run directories")
+    aggregate.add_argument("--out", required=True, type=Path)
+    aggregate.set_defaults(run=_aggregate)
+
+    report = commands.add_parser("report", help="render the HTML report from a summary JSON")
+    report.add_argument("--summary", required=True, type=Path)
+    report.add_argument("--data", nargs="*", default=[], type=Path, help="prepared datasets (for provenance)")
+    report.add_argument("--config-json", default=None, help="the configuration used, as JSON")
+    report.add_argument("--out", required=True, type=Path)
+    report.set_defaults(run=_report)
 
     bench = commands.add_parser("bench", help="train-step throughput beside PyTorch CPU")
     bench.add_argument("--cases", nargs="+", default=None, metavar="MODEL:BATCH",

@@ -1,0 +1,67 @@
+"""Final metrics of a run: accuracy, losses, confusion matrix, per-class
+accuracy and expected calibration error (ECE), as one JSON file."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from . import data
+from .errors import SoftlossError
+from .losses import LOSSES
+from .train import load_model, predict, write_json
+
+
+def softmax(logits):
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+def expected_calibration_error(probs, labels, bins=15):
+    """sum over equal-width confidence bins of |accuracy - confidence| * share of examples."""
+    confidence = probs.max(axis=1)
+    correct = probs.argmax(axis=1) == labels
+    which = np.minimum((confidence * bins).astype(int), bins - 1)
+    ece = 0.0
+    for b in range(bins):
+        in_bin = which == b
+        if in_bin.any():
+            ece += abs(correct[in_bin].mean() - confidence[in_bin].mean()) * in_bin.mean()
+    return float(ece)
+
+
+def metrics(logits, labels, loss_name, n_classes):
+    labels = labels.astype(np.int64)
+    predicted = logits.argmax(axis=1)
+    confusion = np.bincount(labels * n_classes + predicted, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
+    per_class = confusion.diagonal() / np.maximum(confusion.sum(axis=1), 1)
+    return {
+        "test_accuracy": float(np.mean(predicted == labels)),
+        "test_loss": float(LOSSES[loss_name](logits, labels)),
+        "test_cross_entropy": float(LOSSES["ce"](logits, labels)),
+        "per_class_accuracy": per_class.tolist(),
+        "confusion_matrix": confusion.tolist(),
+        "ece": expected_calibration_error(softmax(logits.astype(np.float64)), labels),
+        "n_test": int(len(labels)),
+    }
+
+
+def evaluate(run_dir, data_path, out_path):
+    run_dir = Path(run_dir)
+    try:
+        status = json.loads((run_dir / "status.json").read_text())
+    except (OSError, ValueError) as error:
+        raise SoftlossError(f"{run_dir}: no readable status.json; train the run first ({error})") from None
+    if status.get("status") not in ("completed", "diverged"):
+        raise SoftlossError(f"{run_dir}: run is {status.get('status')!r}, not finished; rerun `train` to resume it")
+    result = {key: status.get(key) for key in ("status", "epoch", "reason", "wall_seconds", "config")}
+    if status["status"] == "completed":
+        apply, params, config = load_model(run_dir)
+        images, labels = data.load(data_path, "test")
+        if config.test_size is not None:
+            images, labels = images[: config.test_size], labels[: config.test_size]
+        logits = predict(apply, params, images)
+        result.update(metrics(logits, labels, config.loss, logits.shape[1]))
+    write_json(out_path, result)
+    return result

@@ -1,0 +1,230 @@
+"""`aggregate` (run directories -> one summary JSON) and `report` (summary ->
+one self-contained HTML file: tables, embedded plots, provenance)."""
+from __future__ import annotations
+
+import base64
+import datetime
+import io
+import json
+import math
+import os
+import platform
+import subprocess
+from collections import defaultdict
+from importlib import metadata
+from pathlib import Path
+
+import h5py
+import jinja2
+import numpy as np
+
+from .errors import SoftlossError
+from .train import read_history, write_json
+
+# Test accuracy (%) of the paper's Table I; CE and BCE trained 100 epochs, NLLR 500.
+PAPER = {
+    ("mnist", "mnist_cnn"): {"ce": 99.28, "bce": 99.27, "nllr": 99.28},
+    ("cifar10", "cifar_cnn"): {"ce": 79.92, "bce": 80.01, "nllr": 86.01},
+}
+# Two-sided 95 % Student t quantiles for 1..30 degrees of freedom.
+T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
+       2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
+       2.045, 2.042)  # fmt: skip
+PACKAGES = ("numpy", "autograd", "h5py", "matplotlib", "jinja2", "snakemake", "tqdm", "softloss")
+LOSS_ORDER = ("ce", "bce", "nllr", "mse", "complement", "negated_ce")
+
+
+# ------------------------------------------------------------------ aggregate
+def aggregate(run_dirs, out_path):
+    runs = []
+    for run_dir in map(Path, run_dirs):
+        try:
+            metrics = json.loads((run_dir / "metrics.json").read_text())
+            history = read_history(run_dir / "history.csv")
+        except (OSError, ValueError) as error:
+            raise SoftlossError(f"{run_dir}: missing or unreadable results ({error})") from None
+        config = metrics["config"]
+        runs.append({
+            "run_dir": str(run_dir),
+            "dataset": Path(config["data"]).stem,
+            "model": config["model"],
+            "loss": config["loss"],
+            "seed": config["seed"],
+            **{k: v for k, v in metrics.items() if k != "config"},
+            "config": config,
+            "history": history,
+        })  # fmt: skip
+    write_json(out_path, {"runs": runs})
+    return runs
+
+
+# ------------------------------------------------------------------ statistics
+def mean_interval(values):
+    """(mean, half-width of the 95 % t interval or None for a single value)."""
+    values = np.asarray(values, float)
+    mean = float(values.mean())
+    if len(values) < 2:
+        return mean, None
+    t = T95[len(values) - 2] if len(values) - 1 <= len(T95) else 1.96
+    return mean, float(t * values.std(ddof=1) / math.sqrt(len(values)))
+
+
+def _order(loss):
+    return LOSS_ORDER.index(loss) if loss in LOSS_ORDER else len(LOSS_ORDER)
+
+
+def table_rows(runs):
+    groups = defaultdict(list)
+    for run in runs:
+        groups[(run["dataset"], run["model"], run["loss"])].append(run)
+    rows = []
+    for (dataset, model, loss), members in sorted(groups.items(), key=lambda kv: (*kv[0][:2], _order(kv[0][2]))):
+        done = sorted((r for r in members if r["status"] == "completed"), key=lambda r: r["seed"])
+        accuracies = [100 * r["test_accuracy"] for r in done]
+        mean, half = mean_interval(accuracies) if accuracies else (None, None)
+        rows.append({
+            "dataset": dataset, "model": model, "loss": loss,
+            "paper": PAPER.get((dataset, model), {}).get(loss),
+            "mean": mean, "half": half, "n": len(done), "total": len(members),
+            "diverged": [r for r in members if r["status"] == "diverged"],
+            "seeds": [(r["seed"], 100 * r["test_accuracy"]) for r in done],
+            "epochs": sorted({r["config"]["epochs"] for r in members}),
+            "ece": float(np.mean([r["ece"] for r in done])) if done else None,
+        })  # fmt: skip
+    return rows
+
+
+# ------------------------------------------------------------------ figures
+def _png(fig):
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def learning_curves(runs, dataset, model):
+    """Figures 1-2 of the paper: train/test loss and accuracy per epoch, one line
+    per loss (mean over seeds; diverged runs end where they diverged)."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 2, figsize=(10, 6.5), sharex=True)
+    by_loss = defaultdict(list)
+    for run in runs:
+        if run["dataset"] == dataset and run["model"] == model and run["history"]:
+            by_loss[run["loss"]].append(run["history"])
+    panels = [("train_loss", "train loss"), ("test_loss", "test loss"),
+              ("train_accuracy", "train accuracy"), ("test_accuracy", "test accuracy")]  # fmt: skip
+    for ax, (key, title) in zip(axes.flat, panels):
+        for loss in sorted(by_loss, key=_order):
+            length = min(len(h) for h in by_loss[loss])
+            values = np.mean([[row[key] for row in h[:length]] for h in by_loss[loss]], axis=0)
+            epochs = [row["epoch"] for row in by_loss[loss][0][:length]]
+            ax.plot(epochs, values, marker="o" if length < 15 else None, label=loss)
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+    for ax in axes[1]:
+        ax.set_xlabel("epoch")
+    axes[0, 0].legend()
+    fig.suptitle(f"{dataset} / {model}: mean over seeds")
+    return _png(fig)
+
+
+def confusion_figure(runs, dataset, model):
+    import matplotlib.pyplot as plt
+
+    by_loss = defaultdict(list)
+    for run in runs:
+        if run["dataset"] == dataset and run["model"] == model and run["status"] == "completed":
+            by_loss[run["loss"]].append(np.array(run["confusion_matrix"]))
+    if not by_loss:
+        return None
+    losses = sorted(by_loss, key=_order)
+    fig, axes = plt.subplots(1, len(losses), figsize=(3.2 * len(losses), 3.3), squeeze=False)
+    for ax, loss in zip(axes[0], losses):
+        matrix = np.sum(by_loss[loss], axis=0)
+        rates = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+        ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+        ax.set_title(f"{loss} ({len(by_loss[loss])} seeds)")
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_xticks(range(len(matrix)))
+        ax.set_yticks(range(len(matrix)))
+        ax.tick_params(labelsize=7)
+    fig.suptitle(f"{dataset} / {model}: confusion matrices (rows normalised)")
+    return _png(fig)
+
+
+# ------------------------------------------------------------------ provenance
+def _git(*args):
+    """git in the directory of this package's code: the commit the results came from."""
+    try:
+        return subprocess.run(["git", *args], capture_output=True, text=True, check=True, timeout=10,
+                              cwd=Path(__file__).parent).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def provenance(data_files, config, runs):
+    commit = _git("rev-parse", "HEAD")
+    dirty = _git("status", "--porcelain", "--untracked-files=no")
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    datasets = []
+    for path in data_files:
+        try:
+            with h5py.File(path, "r") as h5:
+                attrs = dict(h5.attrs)
+        except OSError as error:
+            raise SoftlossError(f"{path}: cannot read dataset attributes ({error})") from None
+        datasets.append({"path": str(path), "dataset": attrs.get("dataset"), "source": attrs.get("source"),
+                         "files": list(zip(attrs.get("source_files", []), attrs.get("source_sha256", [])))})  # fmt: skip
+    return {
+        "commit": (commit + (" (with uncommitted changes)" if dirty else "")) if commit else "unknown (not a git checkout)",
+        "generated": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "versions": versions,
+        "python": platform.python_version(),
+        "machine": f"{platform.platform()}; {platform.machine()}; {os.cpu_count()} CPUs",
+        "config": json.dumps(config, indent=2, sort_keys=True),
+        "datasets": datasets,
+        "wall": sorted(((r["run_dir"], r.get("wall_seconds") or 0.0, r["status"]) for r in runs)),
+        "total_wall": sum(r.get("wall_seconds") or 0.0 for r in runs),
+    }
+
+
+# ------------------------------------------------------------------ report
+def report(summary_path, data_files, config, out_path):
+    try:
+        runs = json.loads(Path(summary_path).read_text())["runs"]
+    except (OSError, ValueError, KeyError) as error:
+        raise SoftlossError(f"{summary_path}: unreadable summary ({error})") from None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    groups = sorted({(r["dataset"], r["model"]) for r in runs})
+    sections = [{"dataset": d, "model": m, "curves": learning_curves(runs, d, m),
+                 "confusion": confusion_figure(runs, d, m)} for d, m in groups]  # fmt: skip
+    environment = jinja2.Environment(
+        loader=jinja2.PackageLoader("pipeline", "templates"), autoescape=True, undefined=jinja2.StrictUndefined
+    )
+    html = environment.get_template("summary.html.j2").render(
+        rows=table_rows(runs),
+        sections=sections,
+        diverged=[r for r in runs if r["status"] == "diverged"],
+        n_runs=len(runs),
+        provenance=provenance(data_files, config, runs),
+    )
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(html, encoding="utf-8")
+        os.replace(tmp, out_path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out_path

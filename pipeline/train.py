@@ -1,0 +1,274 @@
+"""Training runs: resumable, deterministic on the CPU, and honest about divergence.
+
+A run directory holds
+    status.json      status (running | completed | diverged), epoch, the run's config, wall time
+    history.csv      one row per finished epoch: train and test loss, accuracy, zero-one error
+    checkpoint.npz   parameters, optimizer state, RNG state and history after the last epoch
+    model.npz        the final parameters (the last finite ones if the run diverged)
+Every file is written to a temporary name and renamed, so a crash or `kill -9`
+leaves the previous epoch's files intact, and a rerun with the same config
+resumes from the checkpoint and ends with exactly the metrics of an
+uninterrupted run. A NaN or inf in the loss or the weights stops the run with
+status `diverged` (exit code 0), so a study can report it.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from . import __version__, data, models, optim, tree
+from .autodiff import value_and_grad
+from .errors import SoftlossError
+from .losses import LOSSES
+
+HISTORY_FIELDS = ("epoch", "train_loss", "train_accuracy", "train_error",
+                  "test_loss", "test_accuracy", "test_error", "seconds")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    data: str
+    model: str
+    loss: str
+    optimizer: str
+    epochs: int
+    batch_size: int
+    seed: int
+    hyperparameters: dict = field(default_factory=dict)  # optimizer keyword arguments
+    model_options: dict = field(default_factory=dict)
+    train_size: int | None = None  # first N of a seeded permutation of the training split
+    test_size: int | None = None  # first N of the test split
+    augment: bool = False
+
+    def validate(self):
+        if self.loss not in LOSSES:
+            raise SoftlossError(f"unknown loss {self.loss!r}; choose one of {sorted(LOSSES)}")
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise SoftlossError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("train_size", "test_size"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise SoftlossError(f"{name} must be >= 1, got {getattr(self, name)}")
+        models.build(self.model, **self.model_options)
+        optim.build(self.optimizer, **self.hyperparameters)
+        return self
+
+    def fingerprint(self):
+        """Identifies what the run computes: a checkpoint resumes only under the same one.
+        `epochs` is left out so that a finished run can be extended."""
+        fields = {k: v for k, v in asdict(self).items() if k not in ("epochs", "data")}
+        return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# --------------------------------------------------------------- files
+def _write_atomic(path, write):
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as out:
+            write(out)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json(path, obj):
+    _write_atomic(path, lambda out: out.write((json.dumps(obj, indent=2, sort_keys=True) + "\n").encode()))
+
+
+def write_history(path, rows):
+    text = io.StringIO()
+    writer = csv.DictWriter(text, HISTORY_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    _write_atomic(path, lambda out: out.write(text.getvalue().encode()))
+
+
+def read_history(path):
+    with open(path, newline="") as handle:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(handle)]
+
+
+def save_arrays(path, arrays, meta):
+    def write(out):
+        np.savez(out, meta=np.array(json.dumps(meta)), **{f"a{i}": a for i, a in enumerate(arrays)})
+
+    _write_atomic(path, write)
+
+
+def load_arrays(path):
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            meta = json.loads(str(npz["meta"]))
+            count = sum(1 for key in npz.files if key != "meta")
+            return [npz[f"a{i}"] for i in range(count)], meta
+    except (OSError, ValueError, KeyError) as error:
+        raise SoftlossError(f"{path}: unreadable checkpoint ({error})") from None
+
+
+# --------------------------------------------------------------- metrics
+def predict(apply, params, images, batch_size=1000):
+    """Logits of `images` (uint8 NHWC) in evaluation mode, batch by batch."""
+    out = []
+    for start in range(0, len(images), batch_size):
+        x = images[start : start + batch_size].astype(np.float32)
+        x /= 255.0
+        out.append(apply(params, x))
+    return np.concatenate(out)
+
+
+def metrics_from_logits(logits, labels, loss_name):
+    loss = float(LOSSES[loss_name](logits, labels.astype(np.int64)))
+    accuracy = float(np.mean(logits.argmax(axis=1) == labels))
+    return {"loss": loss, "accuracy": accuracy, "error": 1.0 - accuracy}
+
+
+def _finite(params):
+    return all(np.isfinite(leaf).all() for leaf in tree.leaves(params))
+
+
+# --------------------------------------------------------------- the run
+def _datasets(config):
+    train_images, train_labels = data.load(config.data, "train")
+    test_images, test_labels = data.load(config.data, "test")
+    if config.train_size is not None and config.train_size < len(train_images):
+        # A seeded subset of the whole training set, the same for every loss.
+        keep = np.sort(np.random.default_rng([config.seed, 7]).permutation(len(train_images))[: config.train_size])
+        train_images, train_labels = train_images[keep], train_labels[keep]
+    if config.test_size is not None:
+        test_images, test_labels = test_images[: config.test_size], test_labels[: config.test_size]
+    return train_images, train_labels, test_images, test_labels
+
+
+def _restore(checkpoint, config, params, state, rng, log):
+    """(params, state, history) from `checkpoint` if it belongs to this config, else None."""
+    if not checkpoint.exists():
+        return None
+    arrays, meta = load_arrays(checkpoint)
+    if meta.get("fingerprint") != config.fingerprint():
+        log(f"{checkpoint}: from a different configuration; starting afresh")
+        return None
+    n = len(tree.leaves(params))
+    slots = iter(arrays[n:])
+    state = optim.OptState(meta["step"], tuple(tuple(next(slots) for _ in s) for s in state.slots))
+    rng.bit_generator.state = meta["rng"]
+    log(f"{checkpoint.parent}: resuming after epoch {len(meta['history'])}")
+    return tree.rebuild(params, arrays[:n]), state, meta["history"]
+
+
+def _save_checkpoint(path, config, params, state, rng, history):
+    meta = {"fingerprint": config.fingerprint(), "step": state.step, "rng": rng.bit_generator.state,
+            "history": history}  # fmt: skip
+    save_arrays(path, [*tree.leaves(params), *(a for s in state.slots for a in s)], meta)
+
+
+def run(config: RunConfig, out_dir, *, quiet=False, log=print):
+    """Train (or resume) the run `config` in `out_dir`; returns its final status dict."""
+    config.validate()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    status_path, checkpoint = out_dir / "status.json", out_dir / "checkpoint.npz"
+    status = {"config": asdict(config), "fingerprint": config.fingerprint(), "softloss_version": __version__}
+    if status_path.exists():  # a diverged run stays diverged; a finished one stays finished
+        previous = json.loads(status_path.read_text())
+        done = previous.get("status") == "diverged" or (
+            previous.get("status") == "completed" and previous.get("epoch") == config.epochs)
+        if previous.get("fingerprint") == status["fingerprint"] and done and (out_dir / "model.npz").exists():
+            log(f"{out_dir}: already {previous['status']}")
+            return previous
+
+    train_images, train_labels, test_images, test_labels = _datasets(config)
+    init, apply = models.build(config.model, **config.model_options)
+    loss_fn = LOSSES[config.loss]
+    opt = optim.build(config.optimizer, **config.hyperparameters)
+    params = init(np.random.default_rng([config.seed, 0]), train_images.shape[1:])
+    state = opt.init(params)
+    rng = np.random.default_rng([config.seed, 1])  # shuffling, dropout, augmentation
+    history = []
+    restored = _restore(checkpoint, config, params, state, rng, log)
+    if restored:
+        params, state, history = restored
+    last_good = params
+    loss_and_grad = value_and_grad(lambda p, x, y: loss_fn(apply(p, x, train=True, rng=rng), y))
+
+    reason = None
+    for epoch in range(len(history) + 1, config.epochs + 1):
+        elapsed = sum(row["seconds"] for row in history)
+        write_json(status_path, {**status, "status": "running", "epoch": epoch - 1, "wall_seconds": elapsed})
+        started = time.perf_counter()
+        # Overflow is caught below as divergence; NumPy's warnings would only repeat it.
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"), tqdm(
+            total=len(train_images), desc=f"epoch {epoch}/{config.epochs}", unit="img",
+            disable=True if quiet else None, leave=False,
+        ) as bar:  # fmt: skip
+            for x, y in data.batches(train_images, train_labels, config.batch_size, rng, augment=config.augment):
+                loss, grads = loss_and_grad(params, x, y)
+                if not np.isfinite(loss):
+                    reason = f"the training loss became {float(loss)} in epoch {epoch}"
+                    break
+                params, state = opt.update(params, grads, state)
+                bar.update(len(y))
+        if reason is None and not _finite(params):
+            reason = f"the weights became non-finite in epoch {epoch}"
+        if reason is not None:
+            status.update(status="diverged", epoch=epoch, reason=reason,
+                          wall_seconds=elapsed + time.perf_counter() - started)  # fmt: skip
+            params = last_good
+            log(f"{out_dir}: diverged: {reason}")
+            break
+        train = metrics_from_logits(predict(apply, params, train_images), train_labels, config.loss)
+        test = metrics_from_logits(predict(apply, params, test_images), test_labels, config.loss)
+        history.append({"epoch": epoch, **{f"train_{k}": v for k, v in train.items()},
+                        **{f"test_{k}": v for k, v in test.items()}, "seconds": time.perf_counter() - started})  # fmt: skip
+        _save_checkpoint(checkpoint, config, params, state, rng, history)
+        write_history(out_dir / "history.csv", history)
+        last_good = params
+        if not quiet:
+            log(f"epoch {epoch}: train loss {train['loss']:.4f} acc {train['accuracy']:.4f}, "
+                f"test loss {test['loss']:.4f} acc {test['accuracy']:.4f}")  # fmt: skip
+
+    write_history(out_dir / "history.csv", history)
+    save_arrays(out_dir / "model.npz", tree.leaves(params),
+                {"config": asdict(config), "input_shape": list(train_images.shape[1:])})  # fmt: skip
+    if reason is None:
+        status.update(status="completed", epoch=len(history), wall_seconds=sum(r["seconds"] for r in history))
+    write_json(status_path, status)
+    return status
+
+
+def load_model(run_dir):
+    """(apply, params, config) of a run directory's model.npz."""
+    arrays, meta = load_arrays(Path(run_dir) / "model.npz")
+    config = RunConfig(**meta["config"])
+    init, apply = models.build(config.model, **config.model_options)
+    params = tree.rebuild(init(np.random.default_rng(0), tuple(meta["input_shape"])), arrays)
+    return apply, params, config
+
+
+def parse_hyperparameter(text):
+    """'rho=0.95' -> ('rho', 0.95); booleans and numbers are converted."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise SoftlossError(f"hyperparameter {text!r} is not KEY=VALUE")
+    lowered = value.lower()
+    if lowered in ("true", "false"):
+        return key, lowered == "true"
+    try:
+        number = float(value)
+    except ValueError:
+        raise SoftlossError(f"hyperparameter {key}: {value!r} is not a number or true/false") from None
+    if not math.isfinite(number):
+        raise SoftlossError(f"hyperparameter {key} must be finite, got {value}")
+    return key, number

@@ -1,0 +1,136 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline import cli, data
+from pipeline.evaluate import evaluate, expected_calibration_error
+from pipeline.train import RunConfig, read_history, run
+
+REPO = Path(__file__).resolve().parents[1]
+METRIC_COLUMNS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy")
+
+
+@pytest.fixture(scope="session")
+def mnist_h5(tmp_path_factory):
+    out = tmp_path_factory.mktemp("data") / "mnist.h5"
+    return data.prepare("mnist", REPO / "data" / "raw" / "mnist", out, log=lambda *a: None)
+
+
+def _config(mnist_h5, **changes):
+    base = dict(data=str(mnist_h5), model="mlp", loss="ce", optimizer="sgd", epochs=3, batch_size=50, seed=4,
+                hyperparameters={"lr": 0.1}, train_size=3000, test_size=500)  # fmt: skip
+    return RunConfig(**{**base, **changes})
+
+
+def _metrics(rows):
+    return [[row[c] for c in METRIC_COLUMNS] for row in rows]
+
+
+def test_run_writes_history_status_and_model(mnist_h5, tmp_path):
+    status = run(_config(mnist_h5), tmp_path, quiet=True, log=lambda *a: None)
+    assert status["status"] == "completed" and status["epoch"] == 3
+    history = read_history(tmp_path / "history.csv")
+    assert [row["epoch"] for row in history] == [1, 2, 3]
+    assert history[-1]["test_accuracy"] > 0.8  # an MLP learns MNIST
+    assert all(abs(row["train_error"] - (1 - row["train_accuracy"])) < 1e-12 for row in history)
+    assert json.loads((tmp_path / "status.json").read_text())["status"] == "completed"
+    # Same config and seed on the CPU: bitwise the same metrics.
+    again = tmp_path / "again"
+    run(_config(mnist_h5), again, quiet=True, log=lambda *a: None)
+    assert _metrics(read_history(again / "history.csv")) == _metrics(history)
+
+
+def test_kill_9_then_rerun_resumes_to_identical_metrics(mnist_h5, tmp_path):
+    reference = tmp_path / "reference"
+    run(_config(mnist_h5, epochs=4, train_size=20000), reference, quiet=True, log=lambda *a: None)
+    killed = tmp_path / "killed"
+    command = [sys.executable, "-m", "pipeline", "train", "--data", str(mnist_h5), "--model", "mlp", "--loss", "ce",
+               "--optimizer", "sgd", "--lr", "0.1", "--epochs", "4", "--batch-size", "50", "--seed", "4",
+               "--train-size", "20000", "--test-size", "500", "--out", str(killed), "--quiet"]  # fmt: skip
+    process = subprocess.Popen(command, cwd=REPO)
+    deadline = time.monotonic() + 60
+    while not (killed / "history.csv").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    rows = read_history(killed / "history.csv")
+    assert 1 <= len(rows) < 4, "the kill should land mid-run"
+    assert json.loads((killed / "status.json").read_text())["status"] == "running"
+    assert [p.name for p in killed.iterdir() if p.name.endswith(".tmp")] == []  # nothing half-written
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "resuming after epoch" in result.stdout
+    assert _metrics(read_history(killed / "history.csv")) == _metrics(read_history(reference / "history.csv"))
+
+
+def test_negated_ce_diverges_and_is_recorded(mnist_h5, tmp_path, capsys):
+    code = cli.main(["train", "--data", str(mnist_h5), "--model", "mlp", "--loss", "negated_ce", "--optimizer", "sgd",
+                     "--lr", "1.0", "--epochs", "20", "--batch-size", "100", "--seed", "1", "--train-size", "2000",
+                     "--test-size", "200", "--out", str(tmp_path), "--quiet"])  # fmt: skip
+    assert code == 0
+    status = json.loads((tmp_path / "status.json").read_text())
+    assert status["status"] == "diverged" and status["epoch"] < 20
+    assert "non-finite" in status["reason"] or "loss became" in status["reason"]
+    assert "diverged" in capsys.readouterr().out
+    result = evaluate(tmp_path, mnist_h5, tmp_path / "metrics.json")
+    assert result["status"] == "diverged" and "test_accuracy" not in result
+    # Running it again reports the divergence instead of training again.
+    assert run(RunConfig(**status["config"]), tmp_path, quiet=True, log=lambda *a: None)["status"] == "diverged"
+
+
+def test_evaluate_metrics_are_consistent(mnist_h5, tmp_path):
+    run(_config(mnist_h5, epochs=1), tmp_path, quiet=True, log=lambda *a: None)
+    result = evaluate(tmp_path, mnist_h5, tmp_path / "metrics.json")
+    confusion = np.array(result["confusion_matrix"])
+    assert confusion.sum() == result["n_test"] == 500
+    assert np.isclose(np.trace(confusion) / 500, result["test_accuracy"])
+    np.testing.assert_allclose(result["per_class_accuracy"], confusion.diagonal() / confusion.sum(axis=1))
+    history = read_history(tmp_path / "history.csv")
+    assert np.isclose(result["test_accuracy"], history[-1]["test_accuracy"])
+    assert 0 <= result["ece"] <= 1
+    assert json.loads((tmp_path / "metrics.json").read_text())["test_accuracy"] == result["test_accuracy"]
+
+
+def test_expected_calibration_error():
+    labels = np.array([0, 0, 1, 1])
+    confident_right = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+    assert expected_calibration_error(confident_right, labels) == 0.0
+    # Always 90 % sure, right half the time: ECE 0.4.
+    half_right = np.array([[0.9, 0.1], [0.1, 0.9], [0.9, 0.1], [0.1, 0.9]])
+    assert np.isclose(expected_calibration_error(half_right, labels), 0.4)
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["--hyper", "rho=abc"], "not a number"),
+        (["--loss", "hinge"], "unknown loss"),
+        (["--batch-size", "0"], "batch_size must be >= 1"),
+        (["--hyper", "momentum=0.9"], "bad hyperparameters"),
+    ],
+)
+def test_bad_train_arguments_are_clear_errors(mnist_h5, tmp_path, capsys, argv, message):
+    base = {"--data": str(mnist_h5), "--model": "mlp", "--loss": "ce", "--optimizer": "sgd", "--epochs": "1",
+            "--batch-size": "10", "--seed": "1", "--out": str(tmp_path)}  # fmt: skip
+    args = ["train"]
+    for key, value in base.items():
+        if key not in argv:
+            args += [key, value]
+    code = cli.main(args + argv)
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and "Traceback" not in err
+    assert not (tmp_path / "status.json").exists()
+
+
+def test_missing_dataset_is_a_clear_error(tmp_path, capsys):
+    code = cli.main(["train", "--data", str(tmp_path / "nope.h5"), "--model", "mlp", "--loss", "ce", "--optimizer",
+                     "sgd", "--epochs", "1", "--batch-size", "10", "--seed", "1", "--out", str(tmp_path / "r")])  # fmt: skip
+    assert code == 2 and "nope.h5: no such dataset file" in capsys.readouterr().err
+    assert os.path.exists(tmp_path / "r") is False or not any((tmp_path / "r").iterdir())
