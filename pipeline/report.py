@@ -123,6 +123,8 @@ def learning_curves(runs, dataset, model):
             epochs = [row["epoch"] for row in by_loss[loss][0][:length]]
             ax.plot(epochs, values, marker="o" if length < 15 else None, label=loss)
         ax.set_title(title)
+        if key.endswith("loss"):
+            ax.set_yscale("symlog")  # NLLR is unbounded below: its loss runs to large negative values
         ax.grid(alpha=0.3)
     for ax in axes[1]:
         ax.set_xlabel("epoch")

@@ -127,11 +127,12 @@ def test_bad_config_value_fails_before_any_job_naming_it(tmp_path):
     workdir = _workdir(tmp_path, TINY.replace("batch_size: 50", "batch_size: 0"))
     result = snakemake(workdir, "--cores", "1", "reports/summary.html")
     assert result.returncode != 0
-    assert "batch_size" in result.stderr
+    assert "batch_size" in result.stdout + result.stderr
     assert not (workdir / "data" / "mnist.h5").exists()
     workdir2 = _workdir(tmp_path / "two", TINY.replace("optimizer: sgd", "optimizer: lbfgs"))
     result = snakemake(workdir2, "-n", "reports/summary.html")
-    assert result.returncode != 0 and "optimizer" in result.stderr and "lbfgs" in result.stderr
+    output = result.stdout + result.stderr
+    assert result.returncode != 0 and "['optimizer']" in output and "lbfgs" in output
 
 
 def test_killed_train_job_resumes_under_snakemake(tmp_path):
@@ -150,6 +151,8 @@ def test_killed_train_job_resumes_under_snakemake(tmp_path):
     os.killpg(process.pid, signal.SIGKILL)  # Snakemake and its job, as a crash would
     process.wait()
     assert 1 <= len(read_history(history)) < 4
+    # What a user does after a crash: release the stale lock, rerun the incomplete job.
+    assert snakemake(workdir, "--unlock").returncode == 0
     result = snakemake(workdir, "--cores", "1", "--rerun-incomplete", target)
     assert result.returncode == 0, result.stderr[-2000:]
     log = (workdir / "logs/train/mnist/mlp/ce/seed1.log").read_text()
