@@ -104,7 +104,7 @@ def safe_members(archive: tarfile.TarFile, destination="."):
         try:
             tarfile.data_filter(member, destination)
         except tarfile.FilterError as error:
-            raise DataError(f"{archive.name}: unsafe member {member.name!r} ({error}); refusing the archive")
+            raise DataError(f"{archive.name}: unsafe member {member.name!r} ({error}); refusing the archive") from None
         if not (member.isfile() or member.isdir()):
             raise DataError(f"{archive.name}: member {member.name!r} is not a regular file; refusing the archive")
         members.append(member)

@@ -18,7 +18,6 @@ import hashlib
 import http.client
 import os
 import shutil
-import socket
 import time
 import urllib.error
 import urllib.request
@@ -46,7 +45,8 @@ def digest(path, checksum):
             for block in iter(lambda: stream.read(CHUNK), b""):
                 hasher.update(block)
     except (OSError, EOFError, zlib.error) as error:  # gzip.BadGzipFile is an OSError
-        raise DataError(f"{path}: cannot read it as {'gzip' if checksum.over == 'payload' else 'a file'}: {error}")
+        kind = "gzip" if checksum.over == "payload" else "a file"
+        raise DataError(f"{path}: cannot read it as {kind}: {error}") from None
     return hasher.hexdigest()
 
 
