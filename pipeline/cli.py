@@ -36,6 +36,8 @@ def _train(args):
         data=str(args.data), model=args.model, loss=args.loss, optimizer=args.optimizer, epochs=args.epochs,
         batch_size=args.batch_size, seed=args.seed, hyperparameters=hyper, model_options=options,
         train_size=args.train_size, test_size=args.test_size, augment=args.augment,
+        feedback=None if args.feedback_fraction is None else {
+            "fraction": args.feedback_fraction, "wrong_label": args.feedback_label, "treatment": args.feedback_treatment},
     )  # fmt: skip
     status = run(config, args.out, quiet=args.quiet)
     print(f"{args.out}: {status['status']} after epoch {status['epoch']}")
@@ -67,7 +69,14 @@ def _report(args):
         config = json.loads(args.config_json) if args.config_json else {}
     except ValueError as error:
         raise ValueError(f"--config-json is not JSON: {error}") from None
-    print(report(args.summary, args.data, config, args.out))
+    print(report(args.summary, args.data, config, args.out, study_paths=args.study, toy_path=args.toy))
+
+
+def _toy(args):
+    from .studies import toy_boundaries
+
+    result = toy_boundaries(args.out)
+    print(", ".join(f"{name}: training accuracy {m['accuracy']:.3f}" for name, m in result["models"].items()))
 
 
 def build_parser():
@@ -106,6 +115,12 @@ def build_parser():
     train.add_argument("--train-size", type=int, default=None, help="train on a seeded subset of N examples")
     train.add_argument("--test-size", type=int, default=None, help="evaluate on the first N test examples")
     train.add_argument("--augment", action="store_true", help="Keras-style shifts and flips (CIFAR)")
+    train.add_argument("--feedback-fraction", type=float, default=None, metavar="Q",
+                       help="negative-feedback study: this fraction of training examples keeps only a wrong label")
+    train.add_argument("--feedback-label", default="random", choices=["random", "model"],
+                       help="how the wrong label is chosen (default random)")
+    train.add_argument("--feedback-treatment", default="complement", choices=["drop", "complement", "negated_ce"],
+                       help="what to train on those examples (default complement)")
     train.add_argument("--out", required=True, type=Path, help="run directory")
     train.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
     train.set_defaults(run=_train)
@@ -125,8 +140,14 @@ def build_parser():
     report.add_argument("--summary", required=True, type=Path)
     report.add_argument("--data", nargs="*", default=[], type=Path, help="prepared datasets (for provenance)")
     report.add_argument("--config-json", default=None, help="the configuration used, as JSON")
+    report.add_argument("--study", action="append", default=[], type=Path, help="a study's summary JSON (repeatable)")
+    report.add_argument("--toy", type=Path, default=None, help="the 2-D toy boundaries JSON (knet_softmax study)")
     report.add_argument("--out", required=True, type=Path)
     report.set_defaults(run=_report)
+
+    toy = commands.add_parser("toy", help="2-D toy: linear softmax vs MLP class boundaries, as JSON")
+    toy.add_argument("--out", required=True, type=Path)
+    toy.set_defaults(run=_toy)
 
     bench = commands.add_parser("bench", help="train-step throughput beside PyTorch CPU")
     bench.add_argument("--cases", nargs="+", default=None, metavar="MODEL:BATCH",

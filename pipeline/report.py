@@ -200,14 +200,30 @@ def provenance(data_files, config, runs):
 
 
 # ------------------------------------------------------------------ report
-def report(summary_path, data_files, config, out_path):
+def _read_runs(path):
     try:
-        runs = json.loads(Path(summary_path).read_text())["runs"]
+        return json.loads(Path(path).read_text())["runs"]
     except (OSError, ValueError, KeyError) as error:
-        raise SoftlossError(f"{summary_path}: unreadable summary ({error})") from None
+        raise SoftlossError(f"{path}: unreadable summary ({error})") from None
+
+
+def report(summary_path, data_files, config, out_path, study_paths=(), toy_path=None):
+    runs = _read_runs(summary_path)
     import matplotlib
 
     matplotlib.use("Agg")
+    from . import studies
+
+    study_runs = {Path(p).stem: _read_runs(p) for p in study_paths}
+    toy = json.loads(Path(toy_path).read_text()) if toy_path else None
+    views = {}
+    if "negative_feedback" in study_runs:
+        views["negative_feedback"] = studies.negative_feedback(study_runs["negative_feedback"])
+    if "log_loss" in study_runs:
+        target = config.get("studies", {}).get("log_loss", {}).get("target_accuracy", 0.9)
+        views["log_loss"] = studies.log_loss(study_runs["log_loss"], target)
+    if "knet_softmax" in study_runs:
+        views["knet_softmax"] = studies.knet(study_runs["knet_softmax"], toy)
     groups = sorted({(r["dataset"], r["model"]) for r in runs})
     sections = [{"dataset": d, "model": m, "curves": learning_curves(runs, d, m),
                  "confusion": confusion_figure(runs, d, m)} for d, m in groups]  # fmt: skip
@@ -219,7 +235,8 @@ def report(summary_path, data_files, config, out_path):
         sections=sections,
         diverged=[r for r in runs if r["status"] == "diverged"],
         n_runs=len(runs),
-        provenance=provenance(data_files, config, runs),
+        provenance=provenance(data_files, config, runs + [r for rs in study_runs.values() for r in rs]),
+        studies=views,
     )
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)

@@ -26,10 +26,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from . import __version__, data, models, optim, tree
+from . import __version__, data, feedback, models, optim, tree
 from .autodiff import value_and_grad
 from .errors import SoftlossError
-from .losses import LOSSES
+from .losses import LOSSES, mixed_feedback
 
 HISTORY_FIELDS = ("epoch", "train_loss", "train_accuracy", "train_error",
                   "test_loss", "test_accuracy", "test_error", "seconds")  # fmt: skip
@@ -49,6 +49,9 @@ class RunConfig:
     train_size: int | None = None  # first N of a seeded permutation of the training split
     test_size: int | None = None  # first N of the test split
     augment: bool = False
+    # Negative-feedback study: {"fraction": q, "wrong_label": "random"|"model",
+    # "treatment": "drop"|"complement"|"negated_ce"} (see pipeline.feedback).
+    feedback: dict | None = None
 
     def validate(self):
         if self.loss not in LOSSES:
@@ -61,6 +64,17 @@ class RunConfig:
                 raise SoftlossError(f"{name} must be >= 1, got {getattr(self, name)}")
         models.build(self.model, **self.model_options)
         optim.build(self.optimizer, **self.hyperparameters)
+        if self.feedback is not None:
+            fb = self.feedback
+            if set(fb) != {"fraction", "wrong_label", "treatment"}:
+                raise SoftlossError(f"feedback needs fraction, wrong_label and treatment, got {sorted(fb)}")
+            if not 0 <= fb["fraction"] < 1:
+                raise SoftlossError(f"feedback fraction must be in [0, 1), got {fb['fraction']}")
+            if fb["wrong_label"] not in feedback.WRONG_LABELS or fb["treatment"] not in feedback.TREATMENTS:
+                raise SoftlossError(f"feedback wrong_label must be one of {feedback.WRONG_LABELS} and treatment "
+                                    f"one of {feedback.TREATMENTS}, got {fb['wrong_label']!r}, {fb['treatment']!r}")  # fmt: skip
+            if self.loss != "ce":
+                raise SoftlossError("feedback runs train the examples with known labels with ce: use --loss ce")
         return self
 
     def fingerprint(self):
@@ -135,8 +149,11 @@ def metrics_from_logits(logits, labels, loss_name):
     return {"loss": loss, "accuracy": accuracy, "error": 1.0 - accuracy}
 
 
-def _finite(params):
-    return all(np.isfinite(leaf).all() for leaf in tree.leaves(params))
+def _runaway(params):
+    """Why the weights show divergence (a NaN or inf), or None."""
+    if not all(np.isfinite(leaf).all() for leaf in tree.leaves(params)):
+        return "the weights became non-finite"
+    return None
 
 
 # --------------------------------------------------------------- the run
@@ -192,6 +209,21 @@ def run(config: RunConfig, out_dir, *, quiet=False, log=print):
     train_images, train_labels, test_images, test_labels = _datasets(config)
     init, apply = models.build(config.model, **config.model_options)
     loss_fn = LOSSES[config.loss]
+    # What the optimiser sees: the labels, or for negative feedback the label or
+    # the known-wrong class, with the flag folded in as targets = label + C * negative.
+    targets, fit_images = train_labels.astype(np.int64), train_images
+    if config.feedback and config.feedback["fraction"] > 0:
+        fb = config.feedback
+        labels_seen, negative = feedback.assign(train_images, train_labels, fb["fraction"], fb["wrong_label"], config.seed)
+        n_classes = int(train_labels.max()) + 1
+        if fb["treatment"] == "drop":
+            fit_images, targets = train_images[~negative], labels_seen[~negative]
+        else:
+            targets = labels_seen + n_classes * negative
+
+            def loss_fn(logits, t, _c=n_classes, _on=fb["treatment"]):
+                return mixed_feedback(logits, t % _c, t >= _c, on_negative=_on)
+
     opt = optim.build(config.optimizer, **config.hyperparameters)
     params = init(np.random.default_rng([config.seed, 0]), train_images.shape[1:])
     state = opt.init(params)
@@ -210,26 +242,27 @@ def run(config: RunConfig, out_dir, *, quiet=False, log=print):
         started = time.perf_counter()
         # Overflow is caught below as divergence; NumPy's warnings would only repeat it.
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"), tqdm(
-            total=len(train_images), desc=f"epoch {epoch}/{config.epochs}", unit="img",
+            total=len(fit_images), desc=f"epoch {epoch}/{config.epochs}", unit="img",
             disable=True if quiet else None, leave=False,
         ) as bar:  # fmt: skip
-            for x, y in data.batches(train_images, train_labels, config.batch_size, rng, augment=config.augment):
+            for x, y in data.batches(fit_images, targets, config.batch_size, rng, augment=config.augment):
                 loss, grads = loss_and_grad(params, x, y)
                 if not np.isfinite(loss):
                     reason = f"the training loss became {float(loss)} in epoch {epoch}"
                     break
                 params, state = opt.update(params, grads, state)
                 bar.update(len(y))
-        if reason is None and not _finite(params):
-            reason = f"the weights became non-finite in epoch {epoch}"
+        if reason is None and _runaway(params):
+            reason = f"{_runaway(params)} in epoch {epoch}"
         if reason is not None:
             status.update(status="diverged", epoch=epoch, reason=reason,
                           wall_seconds=elapsed + time.perf_counter() - started)  # fmt: skip
             params = last_good
             log(f"{out_dir}: diverged: {reason}")
             break
-        train = metrics_from_logits(predict(apply, params, train_images), train_labels, config.loss)
-        test = metrics_from_logits(predict(apply, params, test_images), test_labels, config.loss)
+        with np.errstate(over="ignore", invalid="ignore"):  # huge but finite logits are still measured
+            train = metrics_from_logits(predict(apply, params, train_images), train_labels, config.loss)
+            test = metrics_from_logits(predict(apply, params, test_images), test_labels, config.loss)
         history.append({"epoch": epoch, **{f"train_{k}": v for k, v in train.items()},
                         **{f"test_{k}": v for k, v in test.items()}, "seconds": time.perf_counter() - started})  # fmt: skip
         _save_checkpoint(checkpoint, config, params, state, rng, history)

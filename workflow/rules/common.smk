@@ -1,7 +1,11 @@
-# Shared helpers: the runs the config asks for, their command-line arguments,
-# and code versions that make jobs rerun when the package code they use changes.
+# Shared helpers: every training run the config asks for (RUNS, keyed by its
+# directory under results/), the study each belongs to, their command-line
+# arguments, and code versions that make jobs rerun when the package code they
+# use changes.
 import hashlib
 import json
+import os
+import re
 import sys
 from pathlib import Path
 
@@ -40,73 +44,130 @@ def code_version(*modules):
 
 
 TRAIN_CODE = code_version(
-    "autodiff.py", "backend.py", "data.py", "layers.py", "losses.py", "models.py",
+    "autodiff.py", "backend.py", "data.py", "feedback.py", "layers.py", "losses.py", "models.py",
     "optim.py", "primitives.py", "train.py", "tree.py",
 )
 EVALUATE_CODE = code_version("evaluate.py", "train.py", "data.py", "losses.py", "models.py", "primitives.py")
-REPORT_CODE = code_version("report.py", "templates/summary.html.j2")
+REPORT_CODE = code_version("report.py", "studies.py", "templates/summary.html.j2")
 
 
-def _experiments():
-    seen = {}
-    for experiment in config["experiments"]:
-        key = (experiment["dataset"], experiment["model"])
-        if key in seen:
-            raise ValueError(f"config: experiments lists {key[0]}/{key[1]} twice; merge the entries")
-        seen[key] = experiment
-    return seen
+# ---------------------------------------------------------------- runs
+RUNS = {}  # run directory under results/ -> everything its train job computes with
+STUDY_RUNS = {}  # study name -> its run directories ("main" is Table I)
 
 
-EXPERIMENTS = _experiments()
+def _add(study, run_id, **settings):
+    if run_id in RUNS:
+        raise ValueError(f"config: two entries ask for the same run {run_id}; merge them")
+    RUNS[run_id] = settings
+    STUDY_RUNS.setdefault(study, []).append(run_id)
 
 
-def run_settings(dataset, model, loss):
-    """Everything a train job of this loss computes with (its `params`)."""
-    experiment = EXPERIMENTS[(dataset, model)]
-    override = dict(experiment["losses"][loss] or {})
-    epochs = override.pop("epochs", experiment["epochs"])
-    return {
-        "optimizer": experiment["optimizer"],
-        "hyperparameters": {**experiment.get("hyperparameters", {}), **override},
-        "model_options": experiment.get("model_options", {}),
-        "epochs": epochs,
-        "batch_size": experiment["batch_size"],
-        "train_size": experiment.get("train_size"),
-        "test_size": experiment.get("test_size"),
-        "augment": experiment.get("augment", False),
+def _common(entry, **changes):
+    settings = {
+        "dataset": entry["dataset"],
+        "model": entry["model"],
+        "model_options": entry.get("model_options", {}),
+        "optimizer": entry["optimizer"],
+        "hyperparameters": dict(entry.get("hyperparameters", {})),
+        "loss": "ce",
+        "epochs": entry["epochs"],
+        "batch_size": entry["batch_size"],
+        "train_size": entry.get("train_size"),
+        "test_size": entry.get("test_size"),
+        "augment": entry.get("augment", False),
+        "feedback": None,
+        "gpu": entry.get("gpu", False),
+        "mem_mb": entry.get("mem_mb", 2000),
+        "runtime": entry.get("runtime", 60),
     }
+    settings.update(changes)
+    return settings
 
 
-def train_arguments(wildcards):
-    s = run_settings(wildcards.dataset, wildcards.model, wildcards.loss)
-    args = [f"--optimizer {s['optimizer']}", f"--epochs {s['epochs']}", f"--batch-size {s['batch_size']}"]
+for entry in config["experiments"]:
+    for loss, override in entry["losses"].items():
+        override = dict(override or {})
+        epochs = override.pop("epochs", entry["epochs"])
+        for seed in entry["seeds"]:
+            _add("main", f"{entry['dataset']}/{entry['model']}/{loss}/seed{seed}",
+                 **_common(entry, loss=loss, epochs=epochs, seed=seed,
+                           hyperparameters={**entry.get("hyperparameters", {}), **override}))  # fmt: skip
+
+STUDIES = config.get("studies") or {}
+if "negative_feedback" in STUDIES:
+    s = STUDIES["negative_feedback"]
+    for seed in s["seeds"]:
+        base = f"studies/negative_feedback/{s['dataset']}/{s['model']}"
+        for q in s["fractions"]:
+            if q == 0:  # no negatives: one run serves every treatment and every way of choosing l
+                _add("negative_feedback", f"{base}/none/q0/none/seed{seed}", **_common(s, seed=seed))
+                continue
+            for how in s["wrong_labels"]:
+                for treatment in s["treatments"]:
+                    _add("negative_feedback", f"{base}/{how}/q{q}/{treatment}/seed{seed}",
+                         **_common(s, seed=seed, feedback={"fraction": q, "wrong_label": how, "treatment": treatment}))  # fmt: skip
+if "log_loss" in STUDIES:
+    s = STUDIES["log_loss"]
+    for model, m in s["models"].items():
+        entry = {**s, **m, "model": model}
+        for lr in m["learning_rates"]:
+            for loss in s["losses"]:
+                for seed in s["seeds"]:
+                    _add("log_loss", f"studies/log_loss/{s['dataset']}/{model}/lr{lr}/{loss}/seed{seed}",
+                         **_common(entry, loss=loss, seed=seed, hyperparameters={**m.get("hyperparameters", {}), "lr": lr}))  # fmt: skip
+if "knet_softmax" in STUDIES:
+    s = STUDIES["knet_softmax"]
+    entry = {**s, "dataset": "mnist", "model": "knet_softmax", "optimizer": "sgd"}
+    for seed in s["seeds"]:
+        _add("knet_softmax", f"studies/knet_softmax/mnist/knet_softmax/ce/seed{seed}",
+             **_common(entry, seed=seed, hyperparameters={"lr": s["lr"]}))  # fmt: skip
+
+DATASETS = sorted({settings["dataset"] for settings in RUNS.values()})
+
+
+def train_arguments(run_id):
+    s = RUNS[run_id]
+    args = [f"--model {s['model']}", f"--loss {s['loss']}", f"--seed {s['seed']}", f"--optimizer {s['optimizer']}",
+            f"--epochs {s['epochs']}", f"--batch-size {s['batch_size']}"]  # fmt: skip
     args += [f"--hyper {key}={value}" for key, value in sorted(s["hyperparameters"].items())]
     args += [f"--model-option {key}={value}" for key, value in sorted(s["model_options"].items())]
     args += [f"--train-size {s['train_size']}"] if s["train_size"] else []
     args += [f"--test-size {s['test_size']}"] if s["test_size"] else []
     args += ["--augment"] if s["augment"] else []
+    if s["feedback"]:
+        fb = s["feedback"]
+        args += [f"--feedback-fraction {fb['fraction']}", f"--feedback-label {fb['wrong_label']}",
+                 f"--feedback-treatment {fb['treatment']}"]  # fmt: skip
     return " ".join(args)
 
 
-def run_dirs():
-    return [
-        f"results/{dataset}/{model}/{loss}/seed{seed}"
-        for (dataset, model), experiment in EXPERIMENTS.items()
-        for loss in experiment["losses"]
-        for seed in experiment["seeds"]
-    ]
+def computed_settings(run_id):
+    """The part of a run's settings that changes its results (not its resources)."""
+    return json.dumps({k: v for k, v in RUNS[run_id].items() if k not in ("mem_mb", "runtime", "gpu")}, sort_keys=True)
 
 
 def raw_files(wildcards):
     return [f"data/raw/{wildcards.dataset}/{f.name}" for f in get_dataset(wildcards.dataset).files]
 
 
-def experiment_value(key):
-    return lambda wildcards: EXPERIMENTS[(wildcards.dataset, wildcards.model)].get(key)
+def run_value(key):
+    return lambda wildcards: RUNS[wildcards.run][key]
+
+
+def study_summary(study):
+    return "results/summary.json" if study == "main" else f"results/studies/{study}.json"
+
+
+def report_inputs(wildcards):
+    inputs = {"summary": "results/summary.json", "data": [f"data/{d}.h5" for d in DATASETS]}
+    inputs["studies"] = [study_summary(s) for s in STUDY_RUNS if s != "main"]
+    if "knet_softmax" in STUDY_RUNS:
+        inputs["toy"] = "results/studies/knet_softmax/toy_boundaries.json"
+    return inputs
 
 
 wildcard_constraints:
     dataset="mnist|fashion_mnist|cifar10",
-    model="knet_softmax|mlp|mnist_cnn|cifar_cnn",
-    loss="ce|bce|nllr|mse|complement|negated_ce",
-    seed=r"\d+",
+    run="|".join(re.escape(run_id) for run_id in RUNS),
+    study="|".join(re.escape(s) for s in STUDY_RUNS if s != "main") or "none",

@@ -1,13 +1,13 @@
 rule aggregate:
     input:
-        metrics=[f"{d}/metrics.json" for d in run_dirs()],
-        histories=[f"{d}/history.csv" for d in run_dirs()],
+        metrics=lambda w: [f"results/{r}/metrics.json" for r in STUDY_RUNS["main"]],
+        histories=lambda w: [f"results/{r}/history.csv" for r in STUDY_RUNS["main"]],
     output:
         "results/summary.json",
     conda:
         ENV
     params:
-        run_dirs=" ".join(run_dirs()),
+        run_dirs=lambda w: " ".join(f"results/{r}" for r in STUDY_RUNS["main"]),
         code=code_version("report.py"),
     log:
         "logs/aggregate.log",
@@ -18,16 +18,53 @@ rule aggregate:
         "python -m pipeline aggregate --runs {params.run_dirs} --out {output} > {log} 2>&1"
 
 
+rule aggregate_study:
+    input:
+        metrics=lambda w: [f"results/{r}/metrics.json" for r in STUDY_RUNS[w.study]],
+        histories=lambda w: [f"results/{r}/history.csv" for r in STUDY_RUNS[w.study]],
+    output:
+        "results/studies/{study}.json",
+    conda:
+        ENV
+    params:
+        run_dirs=lambda w: " ".join(f"results/{r}" for r in STUDY_RUNS[w.study]),
+        code=code_version("report.py"),
+    log:
+        "logs/aggregate_{study}.log",
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    shell:
+        "python -m pipeline aggregate --runs {params.run_dirs} --out {output} > {log} 2>&1"
+
+
+rule toy_boundaries:
+    output:
+        "results/studies/knet_softmax/toy_boundaries.json",
+    conda:
+        ENV
+    params:
+        code=code_version("studies.py", "models.py", "layers.py", "primitives.py", "optim.py"),
+    log:
+        "logs/toy_boundaries.log",
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    shell:
+        "python -m pipeline toy --out {output} > {log} 2>&1"
+
+
 rule report:
     input:
-        summary="results/summary.json",
-        data=lambda w: sorted({f"data/{dataset}.h5" for dataset, _ in EXPERIMENTS}),
+        unpack(report_inputs),
     output:
         "reports/summary.html",
     conda:
         ENV
     params:
         config=lambda w: json.dumps(config, sort_keys=True),
+        studies=lambda w, input: " ".join(f"--study {p}" for p in input.get("studies", [])),
+        toy=lambda w, input: f"--toy {input.toy}" if "toy" in input.keys() else "",
         code=REPORT_CODE,
     log:
         "logs/report.log",
@@ -35,5 +72,17 @@ rule report:
         mem_mb=2000,
         runtime=10,
     shell:
-        "python -m pipeline report --summary {input.summary} --data {input.data} "
+        "python -m pipeline report --summary {input.summary} --data {input.data} {params.studies} {params.toy} "
         "--config-json {params.config:q} --out {output} > {log} 2>&1"
+
+
+# Each study is its own target: `snakemake --cores 8 negative_feedback` (or log_loss, knet_softmax).
+for _study in [s for s in STUDY_RUNS if s != "main"]:
+
+    rule:
+        name:
+            _study
+        input:
+            study_summary(_study),
+        localrule: True
+        default_target: False

@@ -1,45 +1,44 @@
 rule train:
     input:
-        "data/{dataset}.h5",
+        lambda w: f"data/{RUNS[w.run]['dataset']}.h5",
     output:
-        history="results/{dataset}/{model}/{loss}/seed{seed}/history.csv",
-        status="results/{dataset}/{model}/{loss}/seed{seed}/status.json",
-        model="results/{dataset}/{model}/{loss}/seed{seed}/model.npz",
+        history="results/{run}/history.csv",
+        status="results/{run}/status.json",
+        model="results/{run}/model.npz",
     conda:
         ENV
     params:
         # Every setting the job computes with, so that changing one reruns exactly its jobs.
-        settings=lambda w: json.dumps(run_settings(w.dataset, w.model, w.loss), sort_keys=True),
-        arguments=train_arguments,
+        settings=lambda w: computed_settings(w.run),
+        arguments=lambda w: train_arguments(w.run),
         code=TRAIN_CODE,
-        run_dir=lambda w: f"results/{w.dataset}/{w.model}/{w.loss}/seed{w.seed}",
+        run_dir=lambda w, output: os.path.dirname(output.history),
     log:
-        "logs/train/{dataset}/{model}/{loss}/seed{seed}.log",
+        "logs/train/{run}.log",
     threads: config.get("train_threads", 1)
     resources:
-        mem_mb=experiment_value("mem_mb"),
-        runtime=experiment_value("runtime"),
-        gpu=lambda w: 1 if EXPERIMENTS[(w.dataset, w.model)].get("gpu") else 0,
+        mem_mb=run_value("mem_mb"),
+        runtime=run_value("runtime"),
+        gpu=lambda w: 1 if RUNS[w.run]["gpu"] else 0,
     shell:
         "OPENBLAS_NUM_THREADS={threads} OMP_NUM_THREADS={threads} "
-        "python -m pipeline train --data {input} --model {wildcards.model} --loss {wildcards.loss} "
-        "--seed {wildcards.seed} {params.arguments} --out {params.run_dir} --quiet > {log} 2>&1"
+        "python -m pipeline train --data {input} {params.arguments} --out {params.run_dir} --quiet > {log} 2>&1"
 
 
 rule evaluate:
     input:
-        data="data/{dataset}.h5",
-        status="results/{dataset}/{model}/{loss}/seed{seed}/status.json",
-        model="results/{dataset}/{model}/{loss}/seed{seed}/model.npz",
+        data=lambda w: f"data/{RUNS[w.run]['dataset']}.h5",
+        status="results/{run}/status.json",
+        model="results/{run}/model.npz",
     output:
-        "results/{dataset}/{model}/{loss}/seed{seed}/metrics.json",
+        "results/{run}/metrics.json",
     conda:
         ENV
     params:
         code=EVALUATE_CODE,
-        run_dir=lambda w: f"results/{w.dataset}/{w.model}/{w.loss}/seed{w.seed}",
+        run_dir=lambda w, input: os.path.dirname(input.status),
     log:
-        "logs/evaluate/{dataset}/{model}/{loss}/seed{seed}.log",
+        "logs/evaluate/{run}.log",
     resources:
         mem_mb=2000,
         runtime=10,

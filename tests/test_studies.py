@@ -1,0 +1,158 @@
+"""The three side studies: the feedback labels, the toy, and each study run on a
+tiny config through Snakemake, its report numbers checked against its files."""
+import json
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline import data, feedback
+from pipeline.studies import toy_boundaries
+
+from test_pipeline import _workdir, snakemake
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_STUDIES = """
+experiments:
+  - dataset: mnist
+    model: knet_softmax
+    optimizer: sgd
+    hyperparameters: {lr: 0.1}
+    losses: {ce: {}}
+    epochs: 1
+    batch_size: 100
+    seeds: [1]
+    train_size: 1000
+    test_size: 500
+studies:
+  negative_feedback:
+    dataset: mnist
+    model: mlp
+    model_options: {hidden: 32}
+    optimizer: sgd
+    hyperparameters: {lr: 0.5}
+    fractions: [0, 0.75]
+    wrong_labels: [random]
+    treatments: [drop, complement, negated_ce]
+    epochs: 3
+    batch_size: 10
+    seeds: [1]
+    train_size: 1000
+    test_size: 500
+  log_loss:
+    dataset: mnist
+    models:
+      knet_softmax: {optimizer: sgd, learning_rates: [0.1, 1.0]}
+    losses: [ce, mse]
+    target_accuracy: 0.8
+    epochs: 2
+    batch_size: 100
+    seeds: [1]
+    train_size: 1000
+    test_size: 500
+  knet_softmax:
+    lr: 0.1
+    epochs: 2
+    batch_size: 100
+    seeds: [1]
+    train_size: 2000
+    test_size: 500
+"""
+
+
+@pytest.fixture(scope="module")
+def mnist_arrays(tmp_path_factory):
+    out = data.prepare("mnist", REPO / "data/raw/mnist", tmp_path_factory.mktemp("d") / "m.h5", log=lambda *a: None)
+    images, labels = data.load(out, "train")
+    return images[:3000], labels[:3000]
+
+
+@pytest.mark.parametrize("how", ["random", "model"])
+def test_feedback_labels(mnist_arrays, how):
+    images, labels = mnist_arrays
+    seen, negative = feedback.assign(images, labels, 0.5, how, seed=3)
+    assert negative.sum() == 1500
+    assert np.all(seen[negative] != labels[negative]) and np.all(seen[~negative] == labels[~negative])
+    again, negative_again = feedback.assign(images, labels, 0.5, how, seed=3)
+    assert np.array_equal(seen, again) and np.array_equal(negative, negative_again)
+    if how == "model":
+        # The earlier model's mistakes are flagged first, with its wrong prediction as l.
+        scores = feedback.earlier_model_scores(images, labels.astype(np.int64), seed=3)
+        erred = scores.argmax(axis=1) != labels
+        assert 0 < erred.sum() < 1500 and negative[erred].all()
+        assert np.array_equal(seen[erred], scores.argmax(axis=1)[erred])
+    else:
+        assert len(np.unique(seen[negative] - labels[negative])) > 10  # all offsets occur
+
+
+def test_toy_linear_boundaries_fail_where_mlp_succeeds(tmp_path):
+    result = toy_boundaries(tmp_path / "toy.json", steps=1500, grid=40)
+    assert result["models"]["knet_softmax"]["accuracy"] < 0.7 < 0.95 < result["models"]["mlp"]["accuracy"]
+    assert len(result["models"]["mlp"]["classes"]) == 40 * 40
+    assert json.loads((tmp_path / "toy.json").read_text())["models"].keys() == {"knet_softmax", "mlp"}
+
+
+class _Cells(HTMLParser):
+    """data-accuracy cells of the negative-feedback table and section ids."""
+
+    def __init__(self):
+        super().__init__()
+        self.cells, self.ids, self._q, self._in_table = [], set(), None, False
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if "id" in attrs:
+            self.ids.add(attrs["id"])
+        if tag == "table":
+            self._in_table = attrs.get("id") == "negative-feedback-table"
+        if self._in_table and tag == "td" and "data-treatment" in attrs:
+            self.cells.append((attrs["data-treatment"], attrs["data-accuracy"], attrs.get("class", "")))
+
+
+@pytest.fixture(scope="module")
+def studies_run(tmp_path_factory):
+    workdir = _workdir(tmp_path_factory.mktemp("studies"), TINY_STUDIES)
+    result = snakemake(workdir, "--cores", "2", "negative_feedback", "log_loss", "knet_softmax", "reports/summary.html")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return workdir
+
+
+def test_each_study_is_a_target_with_outputs(studies_run):
+    for study in ("negative_feedback", "log_loss", "knet_softmax"):
+        runs = json.loads((studies_run / f"results/studies/{study}.json").read_text())["runs"]
+        assert runs and all((studies_run / r["run_dir"] / "metrics.json").exists() for r in runs)
+    assert (studies_run / "results/studies/knet_softmax/toy_boundaries.json").exists()
+
+
+def test_negative_feedback_report_matches_files_and_shows_divergence(studies_run):
+    html = (studies_run / "reports/summary.html").read_text()
+    parser = _Cells()
+    parser.feed(html)
+    assert {"negative-feedback", "log-loss", "knet-softmax"} <= parser.ids
+    base = studies_run / "results/studies/negative_feedback/mnist/mlp"
+    by_treatment = {t: (acc, cls) for t, acc, cls in parser.cells[3:]}  # the q = 0.75 row
+    for treatment in ("drop", "complement"):
+        metrics = json.loads((base / f"random/q0.75/{treatment}/seed1/metrics.json").read_text())
+        assert float(by_treatment[treatment][0]) == pytest.approx(metrics["test_accuracy"], rel=1e-12)
+    status = json.loads((base / "random/q0.75/negated_ce/seed1/status.json").read_text())
+    assert status["status"] == "diverged"
+    assert by_treatment["negated_ce"] == ("", "diverged")
+    assert f"diverged (epoch {status['epoch']})" in html
+    q0 = json.loads((base / "none/q0/none/seed1/metrics.json").read_text())["test_accuracy"]
+    assert all(float(acc) == pytest.approx(q0, rel=1e-12) for _, acc, _ in parser.cells[:3])
+
+
+def test_log_loss_and_knet_tables_match_histories(studies_run):
+    html = (studies_run / "reports/summary.html").read_text()
+    table = html.split('id="log-loss-table"')[1].split("</table>")[0]
+    history = [line.split(",") for line in
+               (studies_run / "results/studies/log_loss/mnist/knet_softmax/lr0.1/ce/seed1/history.csv").read_text().split()[1:]]  # fmt: skip
+    final = float(history[-1][2])
+    assert f"{final:.4f}" in table
+    assert re.search(r"Cross-entropy got there first in\s+\d+ of 2 settings", html)
+    knet = html.split('id="knet-table"')[1].split("</table>")[0]
+    rows = (studies_run / "results/studies/knet_softmax/mnist/knet_softmax/ce/seed1/history.csv").read_text().split()
+    epoch1 = rows[1].split(",")
+    assert f"{float(epoch1[2]):.5f}" in knet and "0.90087" in knet and "0.9048" in knet
