@@ -79,6 +79,21 @@ def _toy(args):
     print(", ".join(f"{name}: training accuracy {m['accuracy']:.3f}" for name, m in result["models"].items()))
 
 
+def _archive(args):
+    import json
+
+    from .archive import build
+
+    config = json.loads(args.config_json) if args.config_json else {}
+    print(build(args.out, args.summary, args.report, config, args.data))
+
+
+def _verify_archive(args):
+    from .archive import verify
+
+    print(f"{args.archive}: {verify(args.archive)} members match the MANIFEST; Table I matches the results")
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="python -m pipeline", description="softloss: the classification-loss study")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -148,6 +163,18 @@ def build_parser():
     toy = commands.add_parser("toy", help="2-D toy: linear softmax vs MLP class boundaries, as JSON")
     toy.add_argument("--out", required=True, type=Path)
     toy.set_defaults(run=_toy)
+
+    archive = commands.add_parser("archive", help="pack config, versions, checksums, runs and report")
+    archive.add_argument("--summary", nargs="+", required=True, type=Path, help="summary JSONs whose runs to pack")
+    archive.add_argument("--report", required=True, type=Path)
+    archive.add_argument("--data", nargs="*", default=[], type=Path, help="prepared datasets (their checksums)")
+    archive.add_argument("--config-json", default=None)
+    archive.add_argument("--out", required=True, type=Path)
+    archive.set_defaults(run=_archive)
+
+    verify = commands.add_parser("verify-archive", help="re-check an archive's checksums and Table I")
+    verify.add_argument("archive", type=Path)
+    verify.set_defaults(run=_verify_archive)
 
     bench = commands.add_parser("bench", help="train-step throughput beside PyTorch CPU")
     bench.add_argument("--cases", nargs="+", default=None, metavar="MODEL:BATCH",

@@ -190,3 +190,64 @@ window.addEventListener("load", function () {
     verdict = re.search(r'<div id="verdict">([^<]*)</div>', result.stdout)
     assert verdict, result.stderr[-2000:]
     assert verdict.group(1) == "images=2 decoded=2 rows=2 visible=true"
+
+
+def _rewrite_archive(source, target, change):
+    """Copy a tar.gz archive, passing each member's bytes through change(name, data)."""
+    import io
+    import tarfile
+
+    with tarfile.open(source) as tar_in, tarfile.open(target, "w:gz") as tar_out:
+        for member in tar_in.getmembers():
+            data = change(member.name, tar_in.extractfile(member).read())
+            member.size = len(data)
+            tar_out.addfile(member, io.BytesIO(data))
+
+
+def test_archive_verifies_and_catches_tampering(finished, tmp_path):
+    import hashlib
+
+    from pipeline.archive import verify
+    from pipeline.errors import DataError
+
+    workdir, _ = finished
+    result = snakemake(workdir, "--cores", "1", "archive")
+    assert result.returncode == 0, result.stderr[-2000:]
+    (archive,) = workdir.glob("reports/softloss-archive-*.tar.gz")
+    commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    assert re.fullmatch(rf"softloss-archive-\d{{8}}-{commit}\.tar\.gz", archive.name)
+    checked = subprocess.run([sys.executable, "-m", "pipeline", "verify-archive", str(archive)], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stderr
+    assert verify(archive) == 4 * 3 + 5  # run files, config, environment, data checksums, summary, report
+
+    metrics = "results/mnist/mlp/ce/seed1/metrics.json"
+    tampered = tmp_path / "tampered.tar.gz"
+    _rewrite_archive(archive, tampered, lambda n, d: d.replace(b'"test_accuracy": 0.', b'"test_accuracy": 1.') if n == metrics else d)
+    with pytest.raises(DataError, match="does not match its MANIFEST"):
+        verify(tampered)
+
+    truncated = tmp_path / "truncated.tar.gz"
+    truncated.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
+    result = subprocess.run([sys.executable, "-m", "pipeline", "verify-archive", str(truncated)], capture_output=True, text=True)
+    assert result.returncode == 2 and "truncated or corrupt" in result.stderr and "Traceback" not in result.stderr
+
+    # A report whose Table I was edited, with a MANIFEST made to match: caught by the recomputation.
+    import tarfile
+
+    with tarfile.open(archive) as tar:
+        report = tar.extractfile("reports/summary.html").read()
+    report = re.sub(rb'data-mean="[0-9.]+"', b'data-mean="99.9"', report, count=1)
+    entry = f"{hashlib.sha256(report).hexdigest()}  {len(report)}  reports/summary.html"
+
+    def edit_report(name, data):
+        if name == "reports/summary.html":
+            return report
+        if name == "MANIFEST":
+            lines = [line if not line.endswith("  reports/summary.html") else entry for line in data.decode().splitlines()]
+            return ("\n".join(lines) + "\n").encode()
+        return data
+
+    edited = tmp_path / "edited.tar.gz"
+    _rewrite_archive(archive, edited, edit_report)
+    with pytest.raises(DataError, match="Table I shows 99.9"):
+        verify(edited)

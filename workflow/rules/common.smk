@@ -2,6 +2,7 @@
 # directory under results/), the study each belongs to, their command-line
 # arguments, and code versions that make jobs rerun when the package code they
 # use changes.
+import datetime
 import hashlib
 import json
 import os
@@ -9,6 +10,7 @@ import re
 import sys
 from pathlib import Path
 
+from pipeline.archive import archive_name
 from pipeline.datasets import get as get_dataset
 
 ROOT = Path(workflow.basedir)

@@ -86,3 +86,36 @@ for _study in [s for s in STUDY_RUNS if s != "main"]:
             study_summary(_study),
         localrule: True
         default_target: False
+
+
+# `snakemake --cores 1 archive`: config, versions, checksums, every run's files
+# and the report, with a MANIFEST of SHA-256s (check with verify-archive).
+ARCHIVE = f"reports/{archive_name(datetime.date.today())}"
+
+
+rule make_archive:
+    input:
+        unpack(report_inputs),
+        report="reports/summary.html",
+    output:
+        ARCHIVE,
+    conda:
+        ENV
+    params:
+        config=lambda w: json.dumps(config, sort_keys=True),
+        summaries=lambda w, input: " ".join([input.summary, *input.get("studies", [])]),
+        code=code_version("archive.py"),
+    log:
+        "logs/archive.log",
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    shell:
+        "python -m pipeline archive --summary {params.summaries} --report {input.report} --data {input.data} "
+        "--config-json {params.config:q} --out {output} > {log} 2>&1"
+
+
+rule archive:
+    input:
+        ARCHIVE,
+    localrule: True

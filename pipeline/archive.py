@@ -1,0 +1,124 @@
+"""Reproducible archives of a study's results, and their verification.
+
+An archive (tar.gz) holds the config used, the exact package versions, the
+data payload checksums, every run's history, metrics and status, the summaries,
+the HTML report, and a MANIFEST with each member's SHA-256 and size.
+`verify` re-checks every checksum and that the report's Table I equals the
+results inside the archive.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import platform
+import re
+import tarfile
+import zlib
+from importlib import metadata
+from pathlib import Path
+
+from .data import safe_members
+from .errors import DataError
+from .report import _git, table_rows
+
+MANIFEST = "MANIFEST"
+RUN_FILES = ("history.csv", "metrics.json", "status.json")
+
+
+def archive_name(day):
+    commit = (_git("rev-parse", "--short=12", "HEAD") or "nogit")
+    return f"softloss-archive-{day:%Y%m%d}-{commit}.tar.gz"
+
+
+def _environment():
+    packages = sorted({(d.metadata["Name"], d.version) for d in metadata.distributions() if d.metadata["Name"]})
+    return {"python": platform.python_version(), "platform": platform.platform(), "commit": _git("rev-parse", "HEAD"),
+            "packages": {name: version for name, version in packages}}  # fmt: skip
+
+
+def build(out_path, summaries, report, config, data_files=()):
+    """Write the archive of the runs listed in `summaries` to `out_path`."""
+    import h5py
+
+    members = {
+        "config.json": json.dumps(config, indent=2, sort_keys=True).encode(),
+        "environment.json": json.dumps(_environment(), indent=2, sort_keys=True).encode(),
+    }
+    checksums = {}
+    for path in data_files:
+        with h5py.File(path, "r") as h5:
+            checksums[str(path)] = dict(zip(h5.attrs["source_files"], h5.attrs["source_sha256"]))
+    members["data_checksums.json"] = json.dumps(checksums, indent=2, sort_keys=True).encode()
+    for summary in map(Path, summaries):
+        members[summary.as_posix()] = summary.read_bytes()
+        for run in json.loads(summary.read_text())["runs"]:
+            for name in RUN_FILES:
+                path = Path(run["run_dir"]) / name
+                members[path.as_posix()] = path.read_bytes()
+    members[Path(report).as_posix()] = Path(report).read_bytes()
+    manifest = "".join(f"{hashlib.sha256(data).hexdigest()}  {len(data)}  {name}\n" for name, data in sorted(members.items()))
+    members[MANIFEST] = manifest.encode()
+
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
+    try:
+        with tarfile.open(tmp, "w:gz") as tar:
+            for name, data in sorted(members.items()):
+                info = tarfile.TarInfo(name)
+                info.size, info.mode, info.mtime = len(data), 0o644, 0
+                tar.addfile(info, io.BytesIO(data))
+        os.replace(tmp, out_path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out_path
+
+
+_MEAN = re.compile(r'<tr data-dataset="([^"]+)" data-model="([^"]+)" data-loss="([^"]+)">.*?data-mean="([^"]*)"', re.S)
+
+
+def verify(path):
+    """Check every member against the MANIFEST and Table I against the runs;
+    returns the number of members checked. Raises DataError naming the problem."""
+    path = Path(path)
+    try:
+        with tarfile.open(path, "r:gz") as tar:
+            contents = {}
+            for member in safe_members(tar):
+                if member.isfile():
+                    contents[member.name] = tar.extractfile(member).read()
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as error:
+        raise DataError(f"{path}: not a readable archive (truncated or corrupt?): {error}") from None
+    if MANIFEST not in contents:
+        raise DataError(f"{path}: no {MANIFEST}; not a softloss archive")
+    listed = {}
+    for line in contents.pop(MANIFEST).decode().splitlines():
+        digest, size, name = line.split("  ", 2)
+        listed[name] = (digest, int(size))
+    for name, (digest, size) in listed.items():
+        if name not in contents:
+            raise DataError(f"{path}: {name} is listed in the MANIFEST but missing")
+        if len(contents[name]) != size or hashlib.sha256(contents[name]).hexdigest() != digest:
+            raise DataError(f"{path}: {name} does not match its MANIFEST checksum (tampered or corrupt)")
+    extra = sorted(set(contents) - set(listed))
+    if extra:
+        raise DataError(f"{path}: members not in the MANIFEST: {', '.join(extra)}")
+
+    reports = [name for name in contents if name.endswith(".html")]
+    summary = json.loads(contents["results/summary.json"])["runs"] if "results/summary.json" in contents else None
+    if reports and summary is not None:
+        for run in summary:  # the summary must agree with the per-run files it was built from
+            metrics = json.loads(contents[f"{run['run_dir']}/metrics.json"])
+            if metrics.get("test_accuracy") != run.get("test_accuracy"):
+                raise DataError(f"{path}: {run['run_dir']}/metrics.json disagrees with results/summary.json")
+        expected = {(r["dataset"], r["model"], r["loss"]): r["mean"] for r in table_rows(summary)}
+        shown = {(d, m, loss): mean for d, m, loss, mean in _MEAN.findall(contents[reports[0]].decode())}
+        if set(shown) != set(expected):
+            raise DataError(f"{path}: the report's Table I lists other runs than the results")
+        for key, mean in expected.items():
+            if (mean is None) != (shown[key] == "") or (mean is not None and abs(float(shown[key]) - mean) > 1e-9 * max(1, abs(mean))):
+                raise DataError(f"{path}: Table I shows {shown[key] or 'diverged'} for {'/'.join(key)}, "
+                                f"the results give {mean}")  # fmt: skip
+    return len(listed)

@@ -1,0 +1,77 @@
+"""The tiny pipeline through `snakemake --profile profiles/slurm` on a real
+single-node SLURM that the test boots (Debian's slurm-wlm and munge; .ci/run
+installs them). Checks that the jobs ran under SLURM and match a local run."""
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from test_pipeline import TINY, _workdir
+
+REPO = Path(__file__).resolve().parents[1]
+NEEDS = ["slurmctld", "slurmd", "munged", "sbatch", "squeue", "scontrol"]
+
+
+def _why_not():
+    search = os.environ.get("PATH", "") + ":/usr/sbin:/sbin"  # the daemons live in sbin
+    missing = [tool for tool in NEEDS if not shutil.which(tool, path=search)]
+    if missing:
+        return f"SLURM is not installed here (no {', '.join(missing)}; apt-get install slurm-wlm munge)"
+    if os.geteuid() != 0:
+        return "booting a SLURM cluster needs root"
+    try:
+        import snakemake_executor_plugin_slurm  # noqa: F401
+    except ImportError:
+        return "snakemake-executor-plugin-slurm is not installed (pip install -e '.[test]')"
+    if Path("/etc/slurm/slurm.conf").exists() and "softloss tests" not in Path("/etc/slurm/slurm.conf").read_text():
+        return "a real SLURM configuration is present; not booting a test cluster over it"
+    return None
+
+
+pytestmark = pytest.mark.skipif(_why_not() is not None, reason=str(_why_not()))
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    state = tmp_path_factory.mktemp("slurm")
+    boot = subprocess.run(["bash", str(REPO / "tests/slurm/boot.sh"), str(state)], capture_output=True, text=True)
+    assert boot.returncode == 0, boot.stderr
+    yield state
+    subprocess.run(["bash", str(REPO / "tests/slurm/boot.sh"), "--stop", str(state)], capture_output=True)
+
+
+def test_tiny_pipeline_on_slurm_matches_local(cluster, tmp_path):
+    workdir = _workdir(tmp_path / "slurm")
+    env = {**os.environ, "SOFTLOSS_SLURM_PARTITION": "main", "SOFTLOSS_SLURM_ACCOUNT": "unused"}
+    env.pop("SLURM_CONF", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--configfile",
+         str(workdir / "tiny.yaml"), "--profile", str(REPO / "profiles/slurm"), "--slurm-status-command", "squeue",
+         "--slurm-no-account", "--slurm-init-seconds-before-status-checks", "2", "reports/summary.html"],
+        capture_output=True, text=True, timeout=600, env=env,
+    )  # fmt: skip
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log[-3000:]
+    job_ids = re.findall(r"SLURM jobid (\d+)", log)
+    assert len(job_ids) == 11  # prepare, 4 train, 4 evaluate, aggregate, report: each a SLURM job
+    for job_id in job_ids:
+        info = subprocess.run([shutil.which("scontrol", path=os.environ.get("PATH", "") + ":/usr/bin:/usr/sbin"),
+                               "show", "job", job_id], capture_output=True, text=True).stdout
+        assert "JobState=COMPLETED" in info and f"WorkDir={workdir}" in info
+
+    local = _workdir(tmp_path / "local")
+    run = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(local),
+                          "--configfile", str(local / "tiny.yaml"), "--cores", "2", "results/summary.json"],
+                         capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    for path in sorted(local.glob("results/mnist/mlp/*/seed*/metrics.json")):
+        ours = json.loads((workdir / path.relative_to(local)).read_text())
+        theirs = json.loads(path.read_text())
+        for key in ("test_accuracy", "test_loss", "confusion_matrix", "ece"):
+            assert ours[key] == theirs[key], (path, key)
+    assert TINY in (workdir / "tiny.yaml").read_text()
