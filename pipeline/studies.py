@@ -47,7 +47,7 @@ def toy_boundaries(out_path, steps=3000, grid=120, seed=0):
         params = init(rng, (2,))
         opt = optim.sgd(lr=lr)
         state = opt.init(params)
-        step = value_and_grad(lambda p: ce(apply(p, points), labels))
+        step = value_and_grad(lambda p, apply=apply: ce(apply(p, points), labels))
         for _ in range(steps):
             _, grads = step(params)
             params, state = opt.update(params, grads, state)
