@@ -149,11 +149,8 @@ def metrics_from_logits(logits, labels, loss_name):
     return {"loss": loss, "accuracy": accuracy, "error": 1.0 - accuracy}
 
 
-def _runaway(params):
-    """Why the weights show divergence (a NaN or inf), or None."""
-    if not all(np.isfinite(leaf).all() for leaf in tree.leaves(params)):
-        return "the weights became non-finite"
-    return None
+def _finite(params):
+    return all(np.isfinite(leaf).all() for leaf in tree.leaves(params))
 
 
 # --------------------------------------------------------------- the run
@@ -252,8 +249,8 @@ def run(config: RunConfig, out_dir, *, quiet=False, log=print):
                     break
                 params, state = opt.update(params, grads, state)
                 bar.update(len(y))
-        if reason is None and _runaway(params):
-            reason = f"{_runaway(params)} in epoch {epoch}"
+        if reason is None and not _finite(params):
+            reason = f"the weights became non-finite in epoch {epoch}"
         if reason is not None:
             status.update(status="diverged", epoch=epoch, reason=reason,
                           wall_seconds=elapsed + time.perf_counter() - started)  # fmt: skip
