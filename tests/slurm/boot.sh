@@ -20,6 +20,11 @@ if [ -f "$conf" ] && ! grep -qF "$marker" "$conf"; then
     echo "refusing: $conf exists and is not ours (a real SLURM installation?)" >&2
     exit 3
 fi
+if [ -f "$conf" ]; then  # ours, left by a run that did not stop its daemons: stop them
+    pkill -x slurmd || true
+    pkill -x slurmctld || true
+    sleep 1
+fi
 mkdir -p "$dir"/{state,spool,log} /run/munge /etc/slurm
 chown munge:munge /etc/munge/munge.key /run/munge
 chmod 400 /etc/munge/munge.key
