@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import platform
 import re
 import tarfile
@@ -21,6 +20,7 @@ from pathlib import Path
 
 from .data import safe_members
 from .errors import DataError
+from .files import atomic_path
 from .report import _git, table_rows
 
 MANIFEST = "MANIFEST"
@@ -61,19 +61,12 @@ def build(out_path, summaries, report, config, data_files=()):
     manifest = "".join(f"{hashlib.sha256(data).hexdigest()}  {len(data)}  {name}\n" for name, data in sorted(members.items()))
     members[MANIFEST] = manifest.encode()
 
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
-    try:
-        with tarfile.open(tmp, "w:gz") as tar:
-            for name, data in sorted(members.items()):
-                info = tarfile.TarInfo(name)
-                info.size, info.mode, info.mtime = len(data), 0o644, 0
-                tar.addfile(info, io.BytesIO(data))
-        os.replace(tmp, out_path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return out_path
+    with atomic_path(out_path) as tmp, tarfile.open(tmp, "w:gz") as tar:
+        for name, data in sorted(members.items()):
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(data), 0o644, 0
+            tar.addfile(info, io.BytesIO(data))
+    return Path(out_path)
 
 
 _MEAN = re.compile(r'<tr data-dataset="([^"]+)" data-model="([^"]+)" data-loss="([^"]+)">.*?data-mean="([^"]*)"', re.S)

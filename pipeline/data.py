@@ -29,6 +29,7 @@ from .datasets import IDX_FILES, DatasetSpec
 from .datasets import get as get_dataset
 from .errors import DataError
 from .fetch import check
+from .files import atomic_path
 
 FORMAT_VERSION = 1
 SPLITS = ("train", "test")
@@ -67,8 +68,8 @@ def _idx_splits(spec, raw_dir):
         path = Path(raw_dir) / name
         if not path.is_file():
             raise DataError(f"{path}: missing; run `python -m pipeline fetch {spec.name} --out {raw_dir}` first")
-        check(path, spec.file(name))
         raw[name] = _read_gzip(path)
+        check(path, spec.file(name), payload=raw[name])
     sources = {name: hashlib.sha256(payload).hexdigest() for name, payload in raw.items()}
     splits = {}
     for split, prefix in (("train", "train"), ("test", "t10k")):
@@ -148,13 +149,6 @@ def _cifar_splits(spec, raw_dir):
 
 
 # ------------------------------------------------------------------ prepare
-def _temporary_beside(target):
-    """A fresh path beside `target` (same filesystem, so the rename is atomic)."""
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    return target.with_name(f".{target.name}.{os.getpid()}.tmp")
-
-
 def prepare(dataset, raw_dir, out_path, log=print):
     """Parse the raw files of `dataset` in `raw_dir` into the HDF5 file `out_path`."""
     spec: DatasetSpec = get_dataset(dataset) if isinstance(dataset, str) else dataset
@@ -164,8 +158,7 @@ def prepare(dataset, raw_dir, out_path, log=print):
         expected = (spec.split_sizes or {}).get(split)
         if expected is not None and len(images) != expected:
             raise DataError(f"{raw_dir}: {spec.name} {split} has {len(images)} examples, expected {expected}")
-    tmp = _temporary_beside(out_path)
-    try:
+    with atomic_path(out_path) as tmp:
         with h5py.File(tmp, "w") as h5:
             h5.attrs.update({
                 "dataset": spec.name,
@@ -182,9 +175,6 @@ def prepare(dataset, raw_dir, out_path, log=print):
                 group.create_dataset("images", data=images, chunks=chunk, compression="gzip", compression_opts=1)
                 group.create_dataset("labels", data=labels, compression="gzip", compression_opts=1)
                 group.attrs["class_counts"] = np.bincount(labels, minlength=len(spec.classes))
-        os.replace(tmp, out_path)
-    finally:
-        tmp.unlink(missing_ok=True)
     for split, (images, labels) in splits.items():
         log(f"{out_path}: {split} {images.shape} images, labels {np.bincount(labels).tolist()}")
     return Path(out_path)

@@ -10,7 +10,8 @@ import numpy as np
 from . import data
 from .errors import SoftlossError
 from .losses import LOSSES
-from .train import load_model, predict, write_json
+from .files import write_json
+from .train import load_model, metrics_from_logits, predict
 
 
 def softmax(logits):
@@ -36,9 +37,10 @@ def metrics(logits, labels, loss_name, n_classes):
     predicted = logits.argmax(axis=1)
     confusion = np.bincount(labels * n_classes + predicted, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
     per_class = confusion.diagonal() / np.maximum(confusion.sum(axis=1), 1)
+    summary = metrics_from_logits(logits, labels, loss_name)
     return {
-        "test_accuracy": float(np.mean(predicted == labels)),
-        "test_loss": float(LOSSES[loss_name](logits, labels)),
+        "test_accuracy": summary["accuracy"],
+        "test_loss": summary["loss"],
         "test_cross_entropy": float(LOSSES["ce"](logits, labels)),
         "per_class_accuracy": per_class.tolist(),
         "confusion_matrix": confusion.tolist(),

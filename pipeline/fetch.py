@@ -50,9 +50,13 @@ def digest(path, checksum):
     return hasher.hexdigest()
 
 
-def check(path, remote: RemoteFile):
-    """Raise DataError unless `path` matches the checksum of `remote`."""
-    found = digest(path, remote.checksum)
+def check(path, remote: RemoteFile, payload=None):
+    """Raise DataError unless `path` matches the checksum of `remote`. A caller
+    that already holds the decompressed `payload` passes it, to skip a re-read."""
+    if payload is not None and remote.checksum.over == "payload":
+        found = hashlib.new(remote.checksum.algorithm, payload).hexdigest()
+    else:
+        found = digest(path, remote.checksum)
     if found != remote.checksum.hexdigest:
         raise DataError(
             f"{path}: checksum mismatch: {remote.checksum.describe()} is {found}, "

@@ -19,7 +19,8 @@ import jinja2
 import numpy as np
 
 from .errors import SoftlossError
-from .train import read_history, write_json
+from .files import write_atomic, write_json
+from .train import read_history
 
 # Test accuracy (%) of the paper's Table I; CE and BCE trained 100 epochs, NLLR 500.
 PAPER = {
@@ -238,12 +239,5 @@ def report(summary_path, data_files, config, out_path, study_paths=(), toy_path=
         provenance=provenance(data_files, config, runs + [r for rs in study_runs.values() for r in rs]),
         studies=views,
     )
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(html, encoding="utf-8")
-        os.replace(tmp, out_path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return out_path
+    write_atomic(out_path, lambda out: out.write(html.encode("utf-8")))
+    return Path(out_path)

@@ -17,7 +17,7 @@ import numpy as np
 from . import models, optim
 from .autodiff import value_and_grad
 from .losses import ce
-from .train import write_json
+from .files import write_json
 
 # Knet's documentation (examples/mnist.jl, softmax model, SGD lr 0.1, batch 100).
 KNET_REFERENCE = {1: {"train": 0.90087, "test": 0.9048}, 100: {"train": 0.92755, "test": 0.9176}}

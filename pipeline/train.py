@@ -18,7 +18,6 @@ import hashlib
 import io
 import json
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,6 +28,7 @@ from tqdm import tqdm
 from . import __version__, data, feedback, models, optim, tree
 from .autodiff import value_and_grad
 from .errors import SoftlossError
+from .files import write_atomic, write_json
 from .losses import LOSSES, mixed_feedback
 
 HISTORY_FIELDS = ("epoch", "train_loss", "train_accuracy", "train_error",
@@ -85,29 +85,12 @@ class RunConfig:
 
 
 # --------------------------------------------------------------- files
-def _write_atomic(path, write):
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as out:
-            write(out)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def write_json(path, obj):
-    _write_atomic(path, lambda out: out.write((json.dumps(obj, indent=2, sort_keys=True) + "\n").encode()))
-
-
 def write_history(path, rows):
     text = io.StringIO()
     writer = csv.DictWriter(text, HISTORY_FIELDS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    _write_atomic(path, lambda out: out.write(text.getvalue().encode()))
+    write_atomic(path, lambda out: out.write(text.getvalue().encode()))
 
 
 def read_history(path):
@@ -119,7 +102,7 @@ def save_arrays(path, arrays, meta):
     def write(out):
         np.savez(out, meta=np.array(json.dumps(meta)), **{f"a{i}": a for i, a in enumerate(arrays)})
 
-    _write_atomic(path, write)
+    write_atomic(path, write)
 
 
 def load_arrays(path):
