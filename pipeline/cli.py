@@ -9,7 +9,8 @@ from pathlib import Path
 def _bench(args):
     from . import bench
 
-    bench.run(cases=args.cases, steps=args.steps, repeats=args.repeats, with_torch=not args.no_torch)
+    bench.run(cases=args.cases, steps=args.steps, repeats=args.repeats, with_torch=not args.no_torch,
+              backend=args.backend)  # fmt: skip
 
 
 def _fetch(args):
@@ -39,7 +40,7 @@ def _train(args):
         feedback=None if args.feedback_fraction is None else {
             "fraction": args.feedback_fraction, "wrong_label": args.feedback_label, "treatment": args.feedback_treatment},
     )  # fmt: skip
-    status = run(config, args.out, quiet=args.quiet)
+    status = run(config, args.out, quiet=args.quiet, backend=args.backend)
     print(f"{args.out}: {status['status']} after epoch {status['epoch']}")
 
 
@@ -136,6 +137,8 @@ def build_parser():
                        help="how the wrong label is chosen (default random)")
     train.add_argument("--feedback-treatment", default="complement", choices=["drop", "complement", "negated_ce"],
                        help="what to train on those examples (default complement)")
+    train.add_argument("--backend", default="auto", choices=["auto", "numpy", "cupy"],
+                       help="numpy (CPU), cupy (GPU), or auto: cupy when it imports and sees a GPU (default)")
     train.add_argument("--out", required=True, type=Path, help="run directory")
     train.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
     train.set_defaults(run=_train)
@@ -182,6 +185,8 @@ def build_parser():
     bench.add_argument("--steps", type=int, default=None, help="steps per timed block (default: about 2048 images)")
     bench.add_argument("--repeats", type=int, default=3, help="timed blocks per framework (median reported)")
     bench.add_argument("--no-torch", action="store_true", help="time softloss only")
+    bench.add_argument("--backend", default="numpy", choices=["auto", "numpy", "cupy"],
+                       help="where softloss runs; PyTorch runs on the same kind of device (default numpy: CPU)")
     bench.set_defaults(run=_bench)
     return parser
 

@@ -25,6 +25,7 @@ import h5py
 import numpy as np
 
 from . import __version__
+from .backend import array_module
 from .datasets import IDX_FILES, DatasetSpec
 from .datasets import get as get_dataset
 from .errors import DataError
@@ -239,14 +240,18 @@ def batches(images, labels, batch_size, rng, *, shuffle=True, augment=False, dro
     """Minibatches (float32 images in [0, 1], int64 labels) for one epoch.
 
     `rng` (a numpy Generator) decides the order and the augmentation, so one
-    seed fixes the whole stream. `augment` applies `shift_and_flip`."""
+    seed fixes the whole stream, on the host or on a device. `augment` applies
+    `shift_and_flip` (host arrays only)."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    xp = array_module(images)  # images and labels may already live on a GPU
+    if augment and xp is not np:
+        raise ValueError("augment works on host images: keep them in host memory")
     n = len(images)
     order = rng.permutation(n) if shuffle else np.arange(n)
     stop = n - n % batch_size if drop_last else n
     for start in range(0, stop, batch_size):
-        index = order[start : start + batch_size]
+        index = xp.asarray(order[start : start + batch_size])
         x = images[index].astype(np.float32)
         x /= 255.0
         if augment:

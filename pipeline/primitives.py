@@ -10,6 +10,7 @@ Gradients are dtype-preserving: float32 in, float32 out (float64 for checks).
 """
 from __future__ import annotations
 
+import numpy as np
 from autograd.extend import defvjp, defvjp_argnums, primitive
 
 from .backend import array_module, as_strided
@@ -202,10 +203,13 @@ def im2col(x, kh, kw, out=None):
     return out.reshape(-1, kh * kw * x.shape[-1])
 
 
-# Work on blocks of images small enough to stay in cache between the copy or
-# GEMM that writes them and the GEMM or add that reads them, instead of a
-# round trip through memory: about 4 MiB of patches per block.
+# On the CPU, work on blocks of images small enough to stay in cache between
+# the copy or GEMM that writes them and the GEMM or add that reads them,
+# instead of a round trip through memory: about 4 MiB of patches per block.
+# On a GPU, each block costs kernel launches and small GEMMs fill it poorly:
+# one block per batch unless its patches pass 256 MiB.
 _PATCH_BLOCK_BYTES = 4 << 20
+_DEVICE_PATCH_BLOCK_BYTES = 256 << 20
 
 
 def _blocks(n_images, bytes_per_image, budget):
@@ -215,7 +219,8 @@ def _blocks(n_images, bytes_per_image, budget):
 
 def _patch_blocks(x_padded, kh, kw):
     n, h, w, c = x_padded.shape
-    return _blocks(n, (h - kh + 1) * (w - kw + 1) * kh * kw * c * x_padded.itemsize, _PATCH_BLOCK_BYTES)
+    budget = _PATCH_BLOCK_BYTES if array_module(x_padded) is np else _DEVICE_PATCH_BLOCK_BYTES
+    return _blocks(n, (h - kh + 1) * (w - kw + 1) * kh * kw * c * x_padded.itemsize, budget)
 
 
 @primitive

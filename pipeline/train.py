@@ -5,6 +5,8 @@ A run directory holds
     history.csv      one row per finished epoch: train and test loss, accuracy, zero-one error
     checkpoint.npz   parameters, optimizer state, RNG state and history after the last epoch
     model.npz        the final parameters (the last finite ones if the run diverged)
+The arithmetic runs on the backend `run` is given (NumPy, or CuPy on a GPU:
+see pipeline.backend); the files hold NumPy arrays either way.
 Every file is written to a temporary name and renamed, so a crash or `kill -9`
 leaves the previous epoch's files intact, and a rerun with the same config
 resumes from the checkpoint and ends with exactly the metrics of an
@@ -27,6 +29,7 @@ from tqdm import tqdm
 
 from . import __version__, data, feedback, models, optim, tree
 from .autodiff import value_and_grad
+from .backend import NUMPY, resolve
 from .errors import SoftlossError
 from .files import write_atomic, write_json
 from .losses import LOSSES, mixed_feedback
@@ -116,13 +119,14 @@ def load_arrays(path):
 
 
 # --------------------------------------------------------------- metrics
-def predict(apply, params, images, batch_size=1000):
-    """Logits of `images` (uint8 NHWC) in evaluation mode, batch by batch."""
+def predict(apply, params, images, batch_size=1000, backend=NUMPY):
+    """Logits (on the host) of `images` (uint8 NHWC, on the host) in evaluation
+    mode, batch by batch, computed on `backend` with params already there."""
     out = []
     for start in range(0, len(images), batch_size):
-        x = images[start : start + batch_size].astype(np.float32)
+        x = backend.to_device(images[start : start + batch_size]).astype(np.float32)
         x /= 255.0
-        out.append(apply(params, x))
+        out.append(backend.to_host(apply(params, x)))
     return np.concatenate(out)
 
 
@@ -150,6 +154,7 @@ def _datasets(config):
 
 
 def _restore(checkpoint, config, params, state, rng, log):
+    # Host arrays in, host arrays out: the caller moves them to its backend.
     """(params, state, history) from `checkpoint` if it belongs to this config, else None."""
     if not checkpoint.exists():
         return None
@@ -171,8 +176,9 @@ def _save_checkpoint(path, config, params, state, rng, history):
     save_arrays(path, [*tree.leaves(params), *(a for s in state.slots for a in s)], meta)
 
 
-def run(config: RunConfig, out_dir, *, quiet=False, log=print):
-    """Train (or resume) the run `config` in `out_dir`; returns its final status dict."""
+def run(config: RunConfig, out_dir, *, quiet=False, log=print, backend="auto"):
+    """Train (or resume) the run `config` in `out_dir` on `backend` ("auto",
+    "numpy", "cupy" or a pipeline.backend.Backend); returns the final status dict."""
     config.validate()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -186,6 +192,8 @@ def run(config: RunConfig, out_dir, *, quiet=False, log=print):
             log(f"{out_dir}: already {previous['status']}")
             return previous
 
+    backend = resolve(backend, log)
+    status.update(backend=backend.name, device=backend.device)
     train_images, train_labels, test_images, test_labels = _datasets(config)
     init, apply = models.build(config.model, **config.model_options)
     loss_fn = LOSSES[config.loss]
@@ -212,8 +220,12 @@ def run(config: RunConfig, out_dir, *, quiet=False, log=print):
     restored = _restore(checkpoint, config, params, state, rng, log)
     if restored:
         params, state, history = restored
+    params, state = backend.to_device(params), state._replace(slots=backend.to_device(state.slots))
     last_good = params
-    loss_and_grad = value_and_grad(lambda p, x, y: loss_fn(apply(p, x, train=True, rng=rng), y))
+    if backend.on_device and not config.augment and backend.fits(fit_images.nbytes):
+        # Keep the (uint8) training set on the device: a batch is then a gather
+        # there, not a host copy and a transfer. Augmentation runs on the host.
+        fit_images, targets = backend.to_device([fit_images, targets])
 
     reason = None
     for epoch in range(len(history) + 1, config.epochs + 1):
@@ -225,7 +237,12 @@ def run(config: RunConfig, out_dir, *, quiet=False, log=print):
             total=len(fit_images), desc=f"epoch {epoch}/{config.epochs}", unit="img",
             disable=True if quiet else None, leave=False,
         ) as bar:  # fmt: skip
+            # Dropout masks: drawn on the device from a generator seeded per epoch
+            # there (its state cannot be checkpointed); from `rng` on the CPU.
+            noise = backend.noise_rng(config.seed, epoch) if backend.on_device else rng
+            loss_and_grad = value_and_grad(lambda p, x, y: loss_fn(apply(p, x, train=True, rng=noise), y))
             for x, y in data.batches(fit_images, targets, config.batch_size, rng, augment=config.augment):
+                x, y = backend.to_device([x, y])
                 loss, grads = loss_and_grad(params, x, y)
                 if not np.isfinite(loss):
                     reason = f"the training loss became {float(loss)} in epoch {epoch}"
@@ -241,11 +258,12 @@ def run(config: RunConfig, out_dir, *, quiet=False, log=print):
             log(f"{out_dir}: diverged: {reason}")
             break
         with np.errstate(over="ignore", invalid="ignore"):  # huge but finite logits are still measured
-            train = metrics_from_logits(predict(apply, params, train_images), train_labels, config.loss)
-            test = metrics_from_logits(predict(apply, params, test_images), test_labels, config.loss)
+            train = metrics_from_logits(predict(apply, params, train_images, backend=backend), train_labels, config.loss)
+            test = metrics_from_logits(predict(apply, params, test_images, backend=backend), test_labels, config.loss)
         history.append({"epoch": epoch, **{f"train_{k}": v for k, v in train.items()},
                         **{f"test_{k}": v for k, v in test.items()}, "seconds": time.perf_counter() - started})  # fmt: skip
-        _save_checkpoint(checkpoint, config, params, state, rng, history)
+        _save_checkpoint(checkpoint, config, backend.to_host(params),
+                         state._replace(slots=backend.to_host(state.slots)), rng, history)  # fmt: skip
         write_history(out_dir / "history.csv", history)
         last_good = params
         if not quiet:
@@ -253,7 +271,7 @@ def run(config: RunConfig, out_dir, *, quiet=False, log=print):
                 f"test loss {test['loss']:.4f} acc {test['accuracy']:.4f}")  # fmt: skip
 
     write_history(out_dir / "history.csv", history)
-    save_arrays(out_dir / "model.npz", tree.leaves(params),
+    save_arrays(out_dir / "model.npz", tree.leaves(backend.to_host(params)),
                 {"config": asdict(config), "input_shape": list(train_images.shape[1:])})  # fmt: skip
     if reason is None:
         status.update(status="completed", epoch=len(history), wall_seconds=sum(r["seconds"] for r in history))

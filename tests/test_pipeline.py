@@ -251,3 +251,42 @@ def test_archive_verifies_and_catches_tampering(finished, tmp_path):
     _rewrite_archive(archive, edited, edit_report)
     with pytest.raises(DataError, match="Table I shows 99.9"):
         verify(edited)
+
+
+GPU_CONFIG = TINY.replace("studies: null\n", "studies: null\nbackend: BACKEND\n") + """
+  - dataset: cifar10
+    model: cifar_cnn
+    optimizer: rmsprop
+    losses: {nllr: {}}
+    epochs: 1
+    batch_size: 32
+    seeds: [1]
+    gpu: true
+"""
+
+
+def _train_jobs(dry_run_output):
+    """{run: (gpu resource, --backend argument)} of the train jobs in a dry run with -p."""
+    jobs = {}
+    for block in dry_run_output.split("rule train:")[1:]:
+        run = re.search(r"wildcards: run=(\S+)", block).group(1)
+        jobs[run] = (int(re.search(r"gpu=(\d+)", block).group(1)), re.search(r"--backend (\w+)", block).group(1))
+    return jobs
+
+
+@pytest.mark.parametrize("backend", ["auto", "cupy", "numpy"])
+def test_gpu_jobs_hold_a_gpu_and_use_the_configured_backend(tmp_path, backend):
+    workdir = _workdir(tmp_path, GPU_CONFIG.replace("BACKEND", backend))
+    result = snakemake(workdir, "-n", "-p", "reports/summary.html")
+    assert result.returncode == 0, result.stderr
+    jobs = _train_jobs(result.stdout)
+    on_gpu = backend != "numpy"
+    assert jobs["cifar10/cifar_cnn/nllr/seed1"] == (1 if on_gpu else 0, backend)
+    assert jobs["mnist/mlp/ce/seed1"] == (0, "numpy")  # CPU jobs never touch the GPU
+
+
+def test_bad_backend_fails_before_any_job(tmp_path):
+    workdir = _workdir(tmp_path, GPU_CONFIG.replace("BACKEND", "tpu"))
+    result = snakemake(workdir, "-n", "reports/summary.html")
+    output = result.stdout + result.stderr
+    assert result.returncode != 0 and "backend" in output and "tpu" in output

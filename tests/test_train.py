@@ -9,18 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline import cli, data
+from pipeline import cli
 from pipeline.evaluate import evaluate, expected_calibration_error
 from pipeline.train import RunConfig, read_history, run
 
 REPO = Path(__file__).resolve().parents[1]
 METRIC_COLUMNS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy")
-
-
-@pytest.fixture(scope="session")
-def mnist_h5(tmp_path_factory):
-    out = tmp_path_factory.mktemp("data") / "mnist.h5"
-    return data.prepare("mnist", REPO / "data" / "raw" / "mnist", out, log=lambda *a: None)
 
 
 def _config(mnist_h5, **changes):

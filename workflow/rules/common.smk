@@ -46,7 +46,7 @@ def code_version(*modules):
 
 
 TRAIN_CODE = code_version(
-    "autodiff.py", "backend.py", "data.py", "feedback.py", "layers.py", "losses.py", "models.py",
+    "autodiff.py", "autograd_device.py", "backend.py", "data.py", "feedback.py", "layers.py", "losses.py", "models.py",
     "optim.py", "primitives.py", "train.py", "tree.py",
 )
 EVALUATE_CODE = code_version("evaluate.py", "train.py", "data.py", "losses.py", "models.py", "primitives.py")
@@ -65,7 +65,13 @@ def _add(study, run_id, **settings):
     STUDY_RUNS.setdefault(study, []).append(run_id)
 
 
+BACKEND = config.get("backend", "auto")
+
+
 def _common(entry, **changes):
+    # GPU jobs (gpu: true) hold a GPU (resources: gpu=1) and compute with the
+    # configured backend; all other jobs compute with NumPy on their CPU cores.
+    on_gpu = entry.get("gpu", False) and BACKEND != "numpy"
     settings = {
         "dataset": entry["dataset"],
         "model": entry["model"],
@@ -79,7 +85,8 @@ def _common(entry, **changes):
         "test_size": entry.get("test_size"),
         "augment": entry.get("augment", False),
         "feedback": None,
-        "gpu": entry.get("gpu", False),
+        "gpu": on_gpu,
+        "backend": BACKEND if on_gpu else "numpy",
         "mem_mb": entry.get("mem_mb", 2000),
         "runtime": entry.get("runtime", 60),
     }
@@ -131,7 +138,7 @@ DATASETS = sorted({settings["dataset"] for settings in RUNS.values()})
 def train_arguments(run_id):
     s = RUNS[run_id]
     args = [f"--model {s['model']}", f"--loss {s['loss']}", f"--seed {s['seed']}", f"--optimizer {s['optimizer']}",
-            f"--epochs {s['epochs']}", f"--batch-size {s['batch_size']}"]  # fmt: skip
+            f"--epochs {s['epochs']}", f"--batch-size {s['batch_size']}", f"--backend {s['backend']}"]  # fmt: skip
     args += [f"--hyper {key}={value}" for key, value in sorted(s["hyperparameters"].items())]
     args += [f"--model-option {key}={value}" for key, value in sorted(s["model_options"].items())]
     args += [f"--train-size {s['train_size']}"] if s["train_size"] else []
