@@ -14,6 +14,7 @@ and gradients stay finite for float32 logits anywhere in [-1e4, 1e4].
 from __future__ import annotations
 
 import autograd.numpy as anp
+import numpy as np
 from autograd.tracer import getval
 
 from .backend import array_module
@@ -21,12 +22,16 @@ from .primitives import cross_entropy, log_odds, softplus
 
 
 def one_hot(labels, n_classes, dtype):
-    """(N, C) one-hot rows; rejects labels outside [0, n_classes)."""
+    """(N, C) one-hot rows; rejects host labels outside [0, n_classes).
+
+    Labels on a GPU are not range-checked here: reading min and max back would
+    stall the device twice per step. Check them where they are made (training
+    data is checked when it is prepared)."""
     xp = array_module(labels)
     labels = xp.asarray(labels)
     if labels.ndim != 1 or labels.dtype.kind not in "iu":
         raise ValueError(f"labels must be a 1-D integer array, got {labels.dtype} {labels.shape}")
-    if labels.size and (int(labels.min()) < 0 or int(labels.max()) >= n_classes):
+    if xp is np and labels.size and (int(labels.min()) < 0 or int(labels.max()) >= n_classes):
         raise ValueError(
             f"labels must lie in [0, {n_classes}), got range "
             f"[{int(labels.min())}, {int(labels.max())}]"

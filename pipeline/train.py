@@ -136,6 +136,9 @@ def metrics_from_logits(logits, labels, loss_name):
     return {"loss": loss, "accuracy": accuracy, "error": 1.0 - accuracy}
 
 
+_DEVICE_CHECK_EVERY = 32
+
+
 def _finite(params):
     return all(np.isfinite(leaf).all() for leaf in tree.leaves(params))
 
@@ -241,14 +244,25 @@ def run(config: RunConfig, out_dir, *, quiet=False, log=print, backend="auto"):
             # there (its state cannot be checkpointed); from `rng` on the CPU.
             noise = backend.noise_rng(config.seed, epoch) if backend.on_device else rng
             loss_and_grad = value_and_grad(lambda p, x, y: loss_fn(apply(p, x, train=True, rng=noise), y))
-            for x, y in data.batches(fit_images, targets, config.batch_size, rng, augment=config.augment):
+            # On a GPU, reading the loss back every step would stall the device's
+            # queue: a non-finite flag accumulates there and is read every 32 steps.
+            nonfinite = None
+            batches = data.batches(fit_images, targets, config.batch_size, rng, augment=config.augment)
+            for step, (x, y) in enumerate(batches, 1):
                 x, y = backend.to_device([x, y])
                 loss, grads = loss_and_grad(params, x, y)
-                if not np.isfinite(loss):
+                if backend.on_device:
+                    bad = ~backend.xp.isfinite(loss)
+                    nonfinite = bad if nonfinite is None else nonfinite | bad
+                    if step % _DEVICE_CHECK_EVERY == 0 and bool(nonfinite):
+                        break
+                elif not np.isfinite(loss):
                     reason = f"the training loss became {float(loss)} in epoch {epoch}"
                     break
                 params, state = opt.update(params, grads, state)
                 bar.update(len(y))
+        if nonfinite is not None and bool(nonfinite):
+            reason = f"the training loss became non-finite in epoch {epoch} (by step {step})"
         if reason is None and not _finite(params):
             reason = f"the weights became non-finite in epoch {epoch}"
         if reason is not None:

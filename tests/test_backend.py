@@ -304,6 +304,16 @@ def test_run_on_device_is_deterministic_and_resumes_exactly(device, mnist_h5, tm
     assert straight == _history(tmp_path / "twice") == _history(tmp_path / "resumed")
 
 
+def test_divergence_on_device_is_caught_and_the_last_finite_model_kept(device, mnist_h5, tmp_path):
+    config = _config(mnist_h5, loss="negated_ce", hyperparameters={"lr": 1.0}, epochs=20, batch_size=100,
+                     train_size=2000, test_size=200)  # fmt: skip
+    status = train.run(config, tmp_path, quiet=True, log=lambda *a: None, backend=device)
+    assert status["status"] == "diverged" and status["epoch"] < 20
+    assert "non-finite" in status["reason"] or "loss became" in status["reason"]
+    arrays, _ = train.load_arrays(tmp_path / "model.npz")
+    assert all(np.isfinite(a).all() for a in arrays)
+
+
 def _cifar_h5(tmp_path, per_batch):
     from test_data import cifar_spec, make_cifar_archive
 
