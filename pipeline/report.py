@@ -195,7 +195,7 @@ def provenance(data_files, config, runs):
         "machine": f"{platform.platform()}; {platform.machine()}; {os.cpu_count()} CPUs",
         "config": json.dumps(config, indent=2, sort_keys=True),
         "datasets": datasets,
-        "wall": sorted(((r["run_dir"], r.get("wall_seconds") or 0.0, r["status"]) for r in runs)),
+        "wall": sorted((r["run_dir"], r.get("wall_seconds") or 0.0, r["status"], r.get("device", "CPU")) for r in runs),
         "total_wall": sum(r.get("wall_seconds") or 0.0 for r in runs),
     }
 
