@@ -157,8 +157,8 @@ def _datasets(config):
 
 
 def _restore(checkpoint, config, params, state, rng, log):
-    # Host arrays in, host arrays out: the caller moves them to its backend.
-    """(params, state, history) from `checkpoint` if it belongs to this config, else None."""
+    """(params, state, history) from `checkpoint` if it belongs to this config, else
+    None. Host arrays in and out: the caller moves them to its backend."""
     if not checkpoint.exists():
         return None
     arrays, meta = load_arrays(checkpoint)
