@@ -132,7 +132,7 @@ def _is_basic_index(index):
 def _untake(x, index, vs):
     """The gradient of `A[index]`: x added into zeros shaped like A."""
     if isinstance(index, list) and (not index or not isinstance(index[0], slice)):
-        index = onp.array(index, dtype="int64")
+        index = module_of(x).asarray(onp.array(index, dtype="int64"))  # an index array where x lives
 
     def mut_add(A):
         if _is_basic_index(index):

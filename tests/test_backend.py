@@ -139,6 +139,7 @@ OPS = {
     "where": lambda x: anp.where(x > 0, x, 3 * x),
     "basic index": lambda x: x[1:, ::2, 3],
     "repeated index": lambda x: x[:, [0, 0, 2]],
+    "list index": lambda x: x[[2, 0, 2]],
     "concatenate": lambda x: anp.concatenate([x, 2 * x[:1]], axis=0),
     "einsum sum": lambda x: anp.einsum("ijk->i", x),
     "einsum pair": lambda x: anp.einsum("ijk,ijk->j", x, x),
