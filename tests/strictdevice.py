@@ -147,7 +147,7 @@ def _creation(name):
 
 
 class _Generator:
-    """cupy.random.Generator's calls that softloss uses, with CuPy's `dtype=`."""
+    """cupy.random.Generator's one call softloss makes (dropout), with CuPy's `dtype=`."""
 
     def __init__(self, seed):
         self._rng = np.random.default_rng(seed)
@@ -155,21 +155,14 @@ class _Generator:
     def random(self, size=None, dtype=np.float64):
         return ndarray(np.asarray(self._rng.random(size, dtype=dtype)))
 
-    def standard_normal(self, size=None, dtype=np.float64):
-        return ndarray(np.asarray(self._rng.standard_normal(size, dtype=dtype)))
-
 
 def __getattr__(name):  # ufuncs, dispatching functions, dtypes, constants: NumPy's own
     return getattr(np, name)
-
-
-def array(value, dtype=None):
-    return asarray(np.array(_unwrap(value), dtype=dtype))
 
 
 lib = types.SimpleNamespace(stride_tricks=types.SimpleNamespace(
     as_strided=lambda x, shape=None, strides=None: ndarray(
         np.lib.stride_tricks.as_strided(x._array, shape=shape, strides=strides))))  # fmt: skip
 random = types.SimpleNamespace(default_rng=_Generator)
-globals().update({name: _creation(name) for name in ("zeros", "ones", "empty", "full", "arange", "eye",
-                                                     "zeros_like", "ones_like", "empty_like", "full_like")})  # fmt: skip
+globals().update({name: _creation(name) for name in ("zeros", "ones", "empty", "arange", "zeros_like", "ones_like",
+                                                     "empty_like")})  # fmt: skip
