@@ -243,17 +243,39 @@ def conv2d(x, kernel, bias, pads=(0, 0, 0, 0), relu=False):
     return _activate(out, relu).reshape(n, ho, wo, filters)
 
 
+def _conv2d_grads_whole_batch(g, ans, x, kernel, pads, relu, argnums):
+    """The conv2d gradients in a few large operations, for a GPU, where each
+    kernel launch costs more than a pass over memory. The input gradient is the
+    full correlation of g with the flipped kernel: an im2col of g padded by
+    the kernel size and one GEMM, instead of kh*kw thin GEMMs and adds."""
+    xp = array_module(g)
+    kh, kw, c, filters = kernel.shape
+    g = _through_activation(g, ans, relu)
+    n, ho, wo, _ = g.shape
+    g2d = g.reshape(-1, filters)
+    grads = {2: lambda: g2d.sum(axis=0), 1: lambda: (im2col(_pad(x, pads), kh, kw).T @ g2d).reshape(kernel.shape)}
+    if 0 in argnums:
+        flipped = xp.ascontiguousarray(kernel[::-1, ::-1].transpose(0, 1, 3, 2)).reshape(-1, c)
+        full = im2col(_pad(g, (kh - 1, kh - 1, kw - 1, kw - 1)), kh, kw) @ flipped
+        top, _, left, _ = pads
+        full = full.reshape(n, ho + kh - 1, wo + kw - 1, c)
+        grads[0] = lambda: full[:, top : top + x.shape[1], left : left + x.shape[2], :]
+    return tuple(grads[i]() for i in argnums)
+
+
 def _conv2d_vjp(argnums, ans, args, kwargs):
     x, kernel, bias = args[:3]
     pads = args[3] if len(args) > 3 else kwargs.get("pads", (0, 0, 0, 0))
     relu = args[4] if len(args) > 4 else kwargs.get("relu", False)
 
     def vjp(g):
-        # One pass over blocks of images; each block of the cotangent is masked
-        # by the fused relu, summed for the bias, multiplied with the block's
-        # patches for the kernel and with the kernel taps for the input, while
-        # it is in cache.
         xp = array_module(g)
+        if xp is not np:
+            return _conv2d_grads_whole_batch(g, ans, x, kernel, pads, relu, argnums)
+        # On the CPU: one pass over blocks of images; each block of the
+        # cotangent is masked by the fused relu, summed for the bias,
+        # multiplied with the block's patches for the kernel and with the
+        # kernel taps for the input, while it is in cache.
         kh, kw, c, filters = kernel.shape
         x_padded = _pad(x, pads)
         n, ho, wo, _ = g.shape
