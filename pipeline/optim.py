@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, NamedTuple
 
+import numpy as np
+
 from . import tree
 from .backend import array_module
 
@@ -44,14 +46,36 @@ def _elementwise(n_slots: int, rule) -> Optimizer:
         flat_params, flat_grads = tree.leaves(params), tree.leaves(grads)
         if len(flat_params) != len(flat_grads) or len(flat_params) != len(state.slots):
             raise ValueError("params, grads and optimizer state do not match")
-        new_params, new_slots = [], []
-        for p, g, slots in zip(flat_params, flat_grads, state.slots):
-            p, slots = rule(p, g, slots, state.step)
-            new_params.append(p)
-            new_slots.append(slots)
+        xp = array_module(*flat_params)
+        if xp is not np and len({p.dtype for p in flat_params}) == 1:
+            # On a GPU each operation is a kernel launch: apply the (elementwise)
+            # rule once to all arrays laid end to end, then hand back views.
+            p, slots = rule(_joined(xp, flat_params), _joined(xp, flat_grads),
+                            tuple(_joined(xp, kind) for kind in zip(*state.slots)), state.step)  # fmt: skip
+            new_params = _split(p, flat_params)
+            new_slots = list(zip(*(_split(s, flat_params) for s in slots))) or [()] * len(flat_params)
+        else:
+            new_params, new_slots = [], []
+            for p, g, slots in zip(flat_params, flat_grads, state.slots):
+                p, slots = rule(p, g, slots, state.step)
+                new_params.append(p)
+                new_slots.append(slots)
         return tree.rebuild(params, new_params), OptState(state.step + 1, tuple(new_slots))
 
     return Optimizer(init, update)
+
+
+def _joined(xp, arrays):
+    return xp.concatenate([a.ravel() for a in arrays])
+
+
+def _split(joined, like):
+    """Views of `joined` shaped like the arrays of `like`."""
+    views, start = [], 0
+    for a in like:
+        views.append(joined[start : start + a.size].reshape(a.shape))
+        start += a.size
+    return views
 
 
 # The helpers below write into arrays they allocated themselves: the update
