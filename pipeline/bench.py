@@ -116,7 +116,7 @@ def _time_block(step, steps, synchronize):
 def project_paper_run(model, batch_size, train_rate, backend, epochs=500, train_size=50_000, eval_size=60_000,
                       augment=True, out=print):  # fmt: skip
     """Projected wall time of `epochs` epochs: train steps at the measured
-    rate, host augmentation of each batch, and the per-epoch evaluation of
+    rate, the augmentation of each batch, and the per-epoch evaluation of
     train and test sets (forward passes in batches of 1000), each timed here."""
     shape = SETUPS[model][0]
     init, apply = models.build(model)
@@ -132,15 +132,18 @@ def project_paper_run(model, batch_size, train_rate, backend, epochs=500, train_
         predict(apply, params, images, backend=backend)
     eval_seconds = (time.perf_counter() - start) / 3 / 1000 * eval_size
     augment_seconds = 0.0
-    if augment:
-        batch = images[:batch_size].astype(np.float32) / 255
+    if augment:  # where training does it: on the backend's device
+        batch = backend.to_device(images[:batch_size].astype(np.float32) / 255)
+        data.shift_and_flip(batch, rng)
+        backend.synchronize()
         start = time.perf_counter()
         for _ in range(20):
             data.shift_and_flip(batch, rng)
+        backend.synchronize()
         augment_seconds = (time.perf_counter() - start) / 20 * math.ceil(train_size / batch_size)
     epoch = train_size / train_rate + augment_seconds + eval_seconds
     out(f"projected {epochs}-epoch {model} run at batch {batch_size}: {epochs * epoch / 3600:.2f} h "
-        f"({epoch:.1f} s per epoch: train {train_size / train_rate:.1f} s, host augmentation "
+        f"({epoch:.1f} s per epoch: train {train_size / train_rate:.1f} s, augmentation "
         f"{augment_seconds:.1f} s, evaluation {eval_seconds:.1f} s)")  # fmt: skip
     return epochs * epoch
 

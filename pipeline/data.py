@@ -226,27 +226,27 @@ def shift_and_flip(images, rng, shift=0.1, flip=True):
     y1, x1 = np.minimum(y0 + 1, h - 1), np.minimum(x0 + 1, w - 1)
     wy = (ys - y0).astype(images.dtype)[:, :, None, None]
     wx = (xs - x0).astype(images.dtype)[:, None, :, None]
-    idx = np.arange(n)[:, None, None]
+    flipped = rng.random(n) < 0.5 if flip else np.zeros(n, bool)
+    # The draws and the per-image indices and weights are small: made on the
+    # host from `rng`, then used wherever the images are (host or GPU).
+    xp = array_module(images)
+    y0, y1, x0, x1, wy, wx, flipped = (xp.asarray(a) for a in (y0, y1, x0, x1, wy, wx, flipped))
+    idx = xp.arange(n)[:, None, None]
     top = images[idx, y0[:, :, None], x0[:, None, :]] * (1 - wx) + images[idx, y0[:, :, None], x1[:, None, :]] * wx
     bottom = images[idx, y1[:, :, None], x0[:, None, :]] * (1 - wx) + images[idx, y1[:, :, None], x1[:, None, :]] * wx
     out = top * (1 - wy) + bottom * wy
-    if flip:
-        flipped = rng.random(n) < 0.5
-        out[flipped] = out[flipped, :, ::-1]
-    return out
+    return xp.where(flipped[:, None, None, None], out[:, :, ::-1], out) if flip else out
 
 
 def batches(images, labels, batch_size, rng, *, shuffle=True, augment=False, drop_last=False):
     """Minibatches (float32 images in [0, 1], int64 labels) for one epoch.
 
     `rng` (a numpy Generator) decides the order and the augmentation, so one
-    seed fixes the whole stream, on the host or on a device. `augment` applies
-    `shift_and_flip` (host arrays only)."""
+    seed fixes the whole stream, on the host or on a GPU (the images and labels
+    may live there). `augment` applies `shift_and_flip`."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    xp = array_module(images)  # images and labels may already live on a GPU
-    if augment and xp is not np:
-        raise ValueError("augment works on host images: keep them in host memory")
+    xp = array_module(images)
     n = len(images)
     order = rng.permutation(n) if shuffle else np.arange(n)
     stop = n - n % batch_size if drop_last else n

@@ -225,9 +225,9 @@ def run(config: RunConfig, out_dir, *, quiet=False, log=print, backend="auto"):
         params, state, history = restored
     params, state = backend.to_device(params), state._replace(slots=backend.to_device(state.slots))
     last_good = params
-    if backend.on_device and not config.augment and backend.fits(fit_images.nbytes):
-        # Keep the (uint8) training set on the device: a batch is then a gather
-        # there, not a host copy and a transfer. Augmentation runs on the host.
+    if backend.on_device and backend.fits(fit_images.nbytes):
+        # Keep the (uint8) training set on the device: a batch, augmented or
+        # not, is then made there, not on the host and transferred.
         fit_images, targets = backend.to_device([fit_images, targets])
 
     reason = None

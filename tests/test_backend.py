@@ -324,8 +324,9 @@ def _cifar_h5(tmp_path, per_batch):
 
 
 def test_one_epoch_of_cifar10_on_device(device, tmp_path):
-    """The paper's CIFAR-10 setting (cifar_cnn, RMSprop, batch 32, augmentation on
-    the host) for one epoch: a tiny file on the stand-in, a full-size one on a GPU."""
+    """The paper's CIFAR-10 setting (cifar_cnn, RMSprop, batch 32, augmentation) for
+    one epoch, the data resident on the device: a tiny file on the stand-in, a
+    full-size one on a GPU."""
     per_batch = 40 if device is STRICT else 10_000
     config = train.RunConfig(data=str(_cifar_h5(tmp_path, per_batch)), model="cifar_cnn", loss="nllr",
                              optimizer="rmsprop", hyperparameters={"lr": 1e-4, "decay": 1e-6}, epochs=1,
@@ -343,10 +344,15 @@ def test_benchmark_runs_on_a_device():
     assert rows[0]["softloss"] > 0 and "strict" in said[1]
 
 
-def test_augmentation_needs_host_images():
-    images = STRICT.to_device(np.zeros((4, 8, 8, 3), np.uint8))
-    with pytest.raises(ValueError, match="augment works on host images"):
-        next(data.batches(images, STRICT.to_device(np.zeros(4, np.int64)), 2, np.random.default_rng(0), augment=True))
+def test_augmentation_on_device_matches_the_host(device):
+    """The same seed gives the same shifted and flipped batch where the images live."""
+    images = (np.random.default_rng(0).random((16, 12, 10, 3)) * 255).astype(np.uint8)
+    labels = np.arange(16) % 10
+    host = list(data.batches(images, labels, 8, np.random.default_rng(3), augment=True))
+    on_device = list(data.batches(*device.to_device([images, labels]), 8, np.random.default_rng(3), augment=True))
+    for (x, y), (dx, dy) in zip(host, on_device):
+        np.testing.assert_array_equal(y, device.to_host(dy))
+        np.testing.assert_allclose(device.to_host(dx), x, rtol=0, atol=1e-6)
 
 
 def test_autograd_bridge_is_idempotent_and_rejects_complex():
