@@ -28,6 +28,7 @@ from . import data, models, optim
 from .autodiff import value_and_grad
 from .backend import resolve
 from .losses import ce
+from .train import predict
 
 # name -> (input shape, optimizer, hyperparameters)
 SETUPS = {
@@ -123,24 +124,21 @@ def project_paper_run(model, batch_size, train_rate, backend, epochs=500, train_
     params = backend.to_device(init(np.random.default_rng(0), shape))
     images = (np.random.default_rng(1).random((1000, *shape)) * 255).astype(np.uint8)
     rng = np.random.default_rng(2)
-    from .train import predict
 
-    predict(apply, params, images, backend=backend)  # warm up
-    backend.synchronize()
-    start = time.perf_counter()
-    for _ in range(3):
+    def evaluate():
         predict(apply, params, images, backend=backend)
-    eval_seconds = (time.perf_counter() - start) / 3 / 1000 * eval_size
+
+    evaluate()  # warm up
+    eval_seconds = _time_block(evaluate, 3, backend.synchronize) / 3 / len(images) * eval_size
     augment_seconds = 0.0
     if augment:  # where training does it: on the backend's device
         batch = backend.to_device(images[:batch_size].astype(np.float32) / 255)
-        data.shift_and_flip(batch, rng)
-        backend.synchronize()
-        start = time.perf_counter()
-        for _ in range(20):
+
+        def augment_batch():
             data.shift_and_flip(batch, rng)
-        backend.synchronize()
-        augment_seconds = (time.perf_counter() - start) / 20 * math.ceil(train_size / batch_size)
+
+        augment_batch()  # warm up
+        augment_seconds = _time_block(augment_batch, 20, backend.synchronize) / 20 * math.ceil(train_size / batch_size)
     epoch = train_size / train_rate + augment_seconds + eval_seconds
     out(f"projected {epochs}-epoch {model} run at batch {batch_size}: {epochs * epoch / 3600:.2f} h "
         f"({epoch:.1f} s per epoch: train {train_size / train_rate:.1f} s, augmentation "
