@@ -118,7 +118,7 @@ def build_parser():
     train = commands.add_parser("train", help="train one model with one loss (resumes from a checkpoint)")
     train.add_argument("--data", required=True, type=Path, help="prepared HDF5 dataset")
     train.add_argument("--model", required=True, help="knet_softmax, mlp, mnist_cnn or cifar_cnn")
-    train.add_argument("--loss", required=True, help="ce, bce, nllr, mse, complement or negated_ce")
+    train.add_argument("--loss", required=True, help="ce, bce, nllr, mse, complement, negated_ce, or a Keras form: ce_keras, bce_keras, nllr_keras")
     train.add_argument("--optimizer", required=True, help="sgd, momentum, rmsprop, adadelta or adam")
     train.add_argument("--lr", type=float, default=None, help="learning rate (default: the optimizer's)")
     train.add_argument("--hyper", action="append", default=[], metavar="KEY=VALUE",

@@ -1,4 +1,10 @@
-"""Classification losses of the study, all in log space.
+"""Classification losses of the study, in two forms.
+
+The exact forms (`ce`, `bce`, `nllr`, and the side studies' losses) are
+written in log space, below. The Keras forms (`ce_keras`, `bce_keras`,
+`nllr_keras`) are the same formulas computed the way Keras 2.1 computed a
+loss from a softmax output, on probabilities clipped to [1e-7, 1 - 1e-7]
+(`primitives.keras_loss`): that clip floors NLLR, which the exact form is not.
 
 Every loss takes `(logits, labels)`: logits float (N, C) with C >= 2, labels
 integer (N,), and returns the batch mean of the per-example loss (Knet's
@@ -18,7 +24,7 @@ import numpy as np
 from autograd.tracer import getval
 
 from .backend import array_module
-from .primitives import cross_entropy, log_odds, softplus
+from .primitives import KERAS_EPSILON, cross_entropy, keras_loss, log_odds, softplus
 
 
 def one_hot(labels, n_classes, dtype):
@@ -118,6 +124,35 @@ def negated_ce(logits, labels):
     return _mean(-softplus(-_pick(log_odds(logits), onehot)))
 
 
+def ce_keras(logits, labels):
+    """Keras' categorical_crossentropy on a softmax output: -log p~_c,
+    p~ = clip(softmax(z), 1e-7, 1 - 1e-7). At most -log(1e-7) = 16.1 per example."""
+    return _mean(keras_loss(logits, _check(logits, labels), "ce"))
+
+
+def bce_keras(logits, labels):
+    """Keras' binary_crossentropy on a softmax output, as the paper's eq. 9 ran in
+    Keras: mean over the C classes of -[y_k log p~_k + (1 - y_k) log(1 - p~_k)]
+    (eq. 9 divided by C; keras.losses takes K.mean over the last axis)."""
+    return _mean(keras_loss(logits, _check(logits, labels), "bce"))
+
+
+def nllr_keras(logits, labels):
+    """The paper's eq. 11 on clipped probabilities: -log(p~_c / sum_{k != c} p~_k).
+
+    Floored at `nllr_keras_floor(C)` = log((C - 1) 1e-7) - log(1 - 1e-7)
+    (-13.92 for C = 10), where its gradient is exactly zero: once p_c >= 1 - 1e-7
+    every probability lies outside the clip range.
+    """
+    return _mean(keras_loss(logits, _check(logits, labels), "nllr"))
+
+
+def nllr_keras_floor(n_classes):
+    """The least value of `nllr_keras` with C classes (float32 bounds)."""
+    low = np.float32(KERAS_EPSILON)
+    return float(np.log((n_classes - 1) * np.float64(low)) - np.log(np.float64(np.float32(1) - low)))
+
+
 LOSSES = {
     "ce": ce,
     "bce": bce,
@@ -125,7 +160,13 @@ LOSSES = {
     "mse": mse,
     "complement": complement,
     "negated_ce": negated_ce,
+    "ce_keras": ce_keras,
+    "bce_keras": bce_keras,
+    "nllr_keras": nllr_keras,
 }
+
+# The study's form axis: each loss of Table I, exact (log space) -> Keras form.
+KERAS_FORMS = {"ce": "ce_keras", "bce": "bce_keras", "nllr": "nllr_keras"}
 
 NEGATIVE_LOSSES = ("complement", "negated_ce")
 

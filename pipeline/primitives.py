@@ -132,6 +132,69 @@ def _log_odds_vjp(ans, z):
 defvjp(log_odds, _log_odds_vjp)
 
 
+# ------------------------------------------------------------------ Keras form
+KERAS_EPSILON = 1e-7  # K.epsilon() of Keras 2.1
+
+
+def _clipped_softmax(z):
+    """softmax(z), its clip to [eps, 1 - eps] with both bounds rounded to z's
+    dtype (float32: 1 - eps is 1 - 2^-23, as Keras' float32 tensors give), and
+    where the clip passes the gradient (tf.clip_by_value: inside, bounds included)."""
+    xp = array_module(z)
+    p = xp.exp(z - z.max(axis=-1, keepdims=True))
+    p /= p.sum(axis=-1, keepdims=True)
+    low = z.dtype.type(KERAS_EPSILON)
+    high = z.dtype.type(1) - low
+    return p, xp.clip(p, low, high), (p >= low) & (p <= high)
+
+
+def _keras_terms(clipped, onehot, form):
+    """Per-row loss on clipped probabilities, and its derivative in them."""
+    xp = array_module(clipped)
+    if form == "ce":  # -log p~_c
+        loss = -(onehot * xp.log(clipped)).sum(axis=-1)
+        d_clipped = -onehot / clipped
+    elif form == "bce":  # mean over classes of -[y log p~ + (1 - y) log(1 - p~)]
+        n_classes = clipped.shape[-1]
+        wrong = 1 - onehot
+        loss = -(onehot * xp.log(clipped) + wrong * xp.log(1 - clipped)).sum(axis=-1) / n_classes
+        d_clipped = (wrong / (1 - clipped) - onehot / clipped) / n_classes
+    elif form == "nllr":  # -log(p~_c / sum_{k != c} p~_k)
+        true = (onehot * clipped).sum(axis=-1, keepdims=True)
+        others = ((1 - onehot) * clipped).sum(axis=-1, keepdims=True)
+        loss = (xp.log(others) - xp.log(true))[..., 0]
+        d_clipped = (1 - onehot) / others - onehot / true
+    else:
+        raise ValueError(f"unknown Keras form {form!r}")
+    return loss, d_clipped
+
+
+@primitive
+def keras_loss(z, onehot, form):
+    """Per-row `form` ("ce", "bce" or "nllr") computed as Keras 2.1 did on a
+    softmax output: on p~ = clip(softmax(z), eps, 1 - eps), in z's dtype.
+
+    The clip floors every log at log(eps), so each form is bounded; its
+    gradient is zero where p left [eps, 1 - eps], as TensorFlow's clip passes it.
+    One traced node: the softmax Jacobian is applied in the VJP, not traced.
+    """
+    _, clipped, _ = _clipped_softmax(z)
+    return _keras_terms(clipped, onehot, form)[0]
+
+
+def _keras_loss_vjp(ans, z, onehot, form):
+    def vjp(g):
+        p, clipped, inside = _clipped_softmax(z)
+        d_p = g[..., None] * _keras_terms(clipped, onehot, form)[1] * inside
+        # Through the softmax: dL/dz_j = p_j (dL/dp_j - sum_k p_k dL/dp_k).
+        return p * (d_p - (p * d_p).sum(axis=-1, keepdims=True))
+
+    return vjp
+
+
+defvjp(keras_loss, _keras_loss_vjp)
+
+
 # ------------------------------------------------------------------ layers
 @primitive
 def relu(x):

@@ -32,7 +32,7 @@ T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.
        2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
        2.045, 2.042)  # fmt: skip
 PACKAGES = ("numpy", "autograd", "h5py", "matplotlib", "jinja2", "snakemake", "tqdm", "softloss")
-LOSS_ORDER = ("ce", "bce", "nllr", "mse", "complement", "negated_ce")
+LOSS_ORDER = ("ce", "ce_keras", "bce", "bce_keras", "nllr", "nllr_keras", "mse", "complement", "negated_ce")
 
 
 # ------------------------------------------------------------------ aggregate
