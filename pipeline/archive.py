@@ -21,7 +21,7 @@ from pathlib import Path
 from .data import safe_members
 from .errors import DataError
 from .files import atomic_path
-from .report import _git, table_rows
+from .report import TABLE1_JSON_ID, _git, table_rows
 
 MANIFEST = "MANIFEST"
 RUN_FILES = ("history.csv", "metrics.json", "status.json")
@@ -69,7 +69,7 @@ def build(out_path, summaries, report, config, data_files=()):
     return Path(out_path)
 
 
-_MEAN = re.compile(r'<tr data-dataset="([^"]+)" data-model="([^"]+)" data-loss="([^"]+)">.*?data-mean="([^"]*)"', re.S)
+_TABLE1 = re.compile(rf'<script type="application/json" id="{TABLE1_JSON_ID}">(.*?)</script>', re.S)
 
 
 def verify(path):
@@ -107,11 +107,15 @@ def verify(path):
             if metrics.get("test_accuracy") != run.get("test_accuracy"):
                 raise DataError(f"{path}: {run['run_dir']}/metrics.json disagrees with results/summary.json")
         expected = {(r["dataset"], r["model"], r["loss"]): r["mean"] for r in table_rows(summary)}
-        shown = {(d, m, loss): mean for d, m, loss, mean in _MEAN.findall(contents[reports[0]].decode())}
+        embedded = _TABLE1.search(contents[reports[0]].decode())
+        try:
+            shown = {(r["dataset"], r["model"], r["loss"]): r["mean"] for r in json.loads(embedded.group(1))}
+        except (AttributeError, ValueError, KeyError, TypeError):
+            raise DataError(f"{path}: the report holds no readable Table I") from None
         if set(shown) != set(expected):
             raise DataError(f"{path}: the report's Table I lists other runs than the results")
         for key, mean in expected.items():
-            if (mean is None) != (shown[key] == "") or (mean is not None and abs(float(shown[key]) - mean) > 1e-9 * max(1, abs(mean))):
-                raise DataError(f"{path}: Table I shows {shown[key] or 'diverged'} for {'/'.join(key)}, "
-                                f"the results give {mean}")  # fmt: skip
+            if (mean is None) != (shown[key] is None) or (mean is not None and abs(shown[key] - mean) > 1e-9 * max(1, abs(mean))):
+                raise DataError(f"{path}: Table I shows {'diverged' if shown[key] is None else shown[key]} for "
+                                f"{'/'.join(key)}, the results give {mean}")  # fmt: skip
     return len(listed)

@@ -27,7 +27,7 @@ import numpy as np
 from . import data, models, optim
 from .autodiff import value_and_grad
 from .backend import resolve
-from .losses import ce
+from .losses import LOSSES
 from .train import predict
 
 # name -> (input shape, optimizer, hyperparameters)
@@ -44,7 +44,7 @@ def _batch(shape, batch_size, seed=0):
     return rng.random((batch_size, *shape), dtype=np.float32), rng.integers(0, 10, batch_size)
 
 
-def softloss_stepper(model, batch_size, backend):
+def softloss_stepper(model, batch_size, backend, loss="ce"):
     shape, opt_name, hyper = SETUPS[model]
     init, apply = models.build(model)
     rng = np.random.default_rng(0)
@@ -53,7 +53,8 @@ def softloss_stepper(model, batch_size, backend):
     state = opt.init(params)
     x, y = backend.to_device(list(_batch(shape, batch_size)))
     noise = backend.noise_rng(0, 0) if backend.on_device else rng
-    loss_and_grad = value_and_grad(lambda p: ce(apply(p, x, train=True, rng=noise), y))
+    loss_fn = LOSSES[loss]
+    loss_and_grad = value_and_grad(lambda p: loss_fn(apply(p, x, train=True, rng=noise), y))
 
     def step():
         nonlocal params, state

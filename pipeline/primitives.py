@@ -137,18 +137,24 @@ KERAS_EPSILON = 1e-7  # K.epsilon() of Keras 2.1
 
 
 def _clipped_softmax(z):
-    """softmax(z), its clip to [eps, 1 - eps] with both bounds rounded to z's
-    dtype (float32: 1 - eps is 1 - 2^-23, as Keras' float32 tensors give), and
-    where the clip passes the gradient (tf.clip_by_value: inside, bounds included)."""
+    """p = softmax(z), p~ = clip(p, eps, 1 - eps) with both bounds rounded to z's
+    dtype (float32: 1 - eps is 1 - 2^-23, as Keras' float32 tensors give),
+    1 - p~ (the top class's 1 - p summed from the others: 1 - p in float32
+    keeps only ~1e-7 of it), and where the clip passes the gradient
+    (tf.clip_by_value: inside the range, bounds included)."""
     xp = array_module(z)
-    p = xp.exp(z - z.max(axis=-1, keepdims=True))
-    p /= p.sum(axis=-1, keepdims=True)
+    e = xp.exp(z - z.max(axis=-1, keepdims=True))
+    total = e.sum(axis=-1, keepdims=True)
+    is_top = xp.arange(z.shape[-1]) == z.argmax(axis=-1)[..., None]
+    rest = xp.where(is_top, xp.where(is_top, 0, e).sum(axis=-1, keepdims=True), total - e)
+    p, not_p = e / total, rest / total
     low = z.dtype.type(KERAS_EPSILON)
     high = z.dtype.type(1) - low
-    return p, xp.clip(p, low, high), (p >= low) & (p <= high)
+    inside = (p >= low) & (p <= high)
+    return p, not_p, is_top, xp.clip(p, low, high), xp.clip(not_p, 1 - high, 1 - low), inside
 
 
-def _keras_terms(clipped, onehot, form):
+def _keras_terms(clipped, not_clipped, onehot, form):
     """Per-row loss on clipped probabilities, and its derivative in them."""
     xp = array_module(clipped)
     if form == "ce":  # -log p~_c
@@ -157,8 +163,8 @@ def _keras_terms(clipped, onehot, form):
     elif form == "bce":  # mean over classes of -[y log p~ + (1 - y) log(1 - p~)]
         n_classes = clipped.shape[-1]
         wrong = 1 - onehot
-        loss = -(onehot * xp.log(clipped) + wrong * xp.log(1 - clipped)).sum(axis=-1) / n_classes
-        d_clipped = (wrong / (1 - clipped) - onehot / clipped) / n_classes
+        loss = -(onehot * xp.log(clipped) + wrong * xp.log(not_clipped)).sum(axis=-1) / n_classes
+        d_clipped = (wrong / not_clipped - onehot / clipped) / n_classes
     elif form == "nllr":  # -log(p~_c / sum_{k != c} p~_k)
         true = (onehot * clipped).sum(axis=-1, keepdims=True)
         others = ((1 - onehot) * clipped).sum(axis=-1, keepdims=True)
@@ -178,16 +184,22 @@ def keras_loss(z, onehot, form):
     gradient is zero where p left [eps, 1 - eps], as TensorFlow's clip passes it.
     One traced node: the softmax Jacobian is applied in the VJP, not traced.
     """
-    _, clipped, _ = _clipped_softmax(z)
-    return _keras_terms(clipped, onehot, form)[0]
+    clipped, not_clipped = _clipped_softmax(z)[3:5]
+    return _keras_terms(clipped, not_clipped, onehot, form)[0]
 
 
 def _keras_loss_vjp(ans, z, onehot, form):
     def vjp(g):
-        p, clipped, inside = _clipped_softmax(z)
-        d_p = g[..., None] * _keras_terms(clipped, onehot, form)[1] * inside
-        # Through the softmax: dL/dz_j = p_j (dL/dp_j - sum_k p_k dL/dp_k).
-        return p * (d_p - (p * d_p).sum(axis=-1, keepdims=True))
+        xp = array_module(z)
+        p, not_p, is_top, clipped, not_clipped, inside = _clipped_softmax(z)
+        d_p = g[..., None] * _keras_terms(clipped, not_clipped, onehot, form)[1] * inside
+        # Through the softmax: dL/dz_j = p_j (dL/dp_j - sum_k p_k dL/dp_k)
+        # = p_j ((1 - p_j) dL/dp_j - sum_{k != j} p_k dL/dp_k), the top class's
+        # sum over the others taken directly (subtracting would cancel).
+        weighted = p * d_p
+        total = weighted.sum(axis=-1, keepdims=True)
+        others = xp.where(is_top, xp.where(is_top, 0, weighted).sum(axis=-1, keepdims=True), total - weighted)
+        return p * (not_p * d_p - others)
 
     return vjp
 

@@ -1,5 +1,10 @@
 """`aggregate` (run directories -> one summary JSON) and `report` (summary ->
-one self-contained HTML file: tables, embedded plots, provenance)."""
+one self-contained HTML file: tables, embedded plots, provenance).
+
+Table I is the paper's table with the study's form axis: each loss of the paper
+measured in its exact (log-space) form and in its Keras form side by side.
+The report embeds Table I's numbers as JSON (`TABLE1_JSON_ID`), which
+`archive.verify` recomputes from the runs."""
 from __future__ import annotations
 
 import base64
@@ -19,9 +24,16 @@ import jinja2
 import numpy as np
 
 from .errors import SoftlossError
+from .losses import KERAS_FORMS, nllr_keras_floor
 from .files import write_atomic, write_json
 from .train import read_history
 
+PAPER_CITATION = {
+    "title": "Negative Log Likelihood Ratio Loss for Deep Neural Network Classification",
+    "authors": "Hengshuai Yao, Dong-lai Zhu, Bei Jiang, Peng Yu",
+    "arxiv": "1804.10690",
+    "url": "https://arxiv.org/abs/1804.10690",
+}
 # Test accuracy (%) of the paper's Table I; CE and BCE trained 100 epochs, NLLR 500.
 PAPER = {
     ("mnist", "mnist_cnn"): {"ce": 99.28, "bce": 99.27, "nllr": 99.28},
@@ -33,6 +45,8 @@ T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.
        2.045, 2.042)  # fmt: skip
 PACKAGES = ("numpy", "autograd", "h5py", "matplotlib", "jinja2", "snakemake", "tqdm", "softloss")
 LOSS_ORDER = ("ce", "ce_keras", "bce", "bce_keras", "nllr", "nllr_keras", "mse", "complement", "negated_ce")
+EXACT_OF = {keras: exact for exact, keras in KERAS_FORMS.items()}  # Keras form -> the loss it computes
+TABLE1_JSON_ID = "table1-json"
 
 
 # ------------------------------------------------------------------ aggregate
@@ -85,14 +99,79 @@ def table_rows(runs):
         mean, half = mean_interval(accuracies) if accuracies else (None, None)
         rows.append({
             "dataset": dataset, "model": model, "loss": loss,
-            "paper": PAPER.get((dataset, model), {}).get(loss),
+            "paper": PAPER.get((dataset, model), {}).get(EXACT_OF.get(loss, loss)),
             "mean": mean, "half": half, "n": len(done), "total": len(members),
             "diverged": [r for r in members if r["status"] == "diverged"],
             "seeds": [(r["seed"], 100 * r["test_accuracy"]) for r in done],
             "epochs": sorted({r["config"]["epochs"] for r in members}),
             "ece": float(np.mean([r["ece"] for r in done])) if done else None,
+            "final_train_loss": float(np.mean([r["history"][-1]["train_loss"] for r in done])) if done else None,
+            "floor": nllr_keras_floor(len(members[0]["confusion_matrix"])) if loss == "nllr_keras" else None,
         })  # fmt: skip
     return rows
+
+
+def form_table(rows):
+    """Table I: one entry per (dataset, model, loss of the paper) holding the
+    `table_rows` row of its exact form and of its Keras form (None if not run)."""
+    entries = {}
+    for row in rows:
+        family = EXACT_OF.get(row["loss"], row["loss"])
+        key = (row["dataset"], row["model"], family)
+        entry = entries.setdefault(key, {"dataset": key[0], "model": key[1], "loss": family, "exact": None, "keras": None,
+                                         "paper": PAPER.get(key[:2], {}).get(family), "has_keras": family in KERAS_FORMS})  # fmt: skip
+        entry["keras" if row["loss"] in EXACT_OF else "exact"] = row
+    return sorted(entries.values(), key=lambda e: (e["dataset"], e["model"], _order(e["loss"])))
+
+
+def table1_json(rows):
+    """What the report shows in Table I, per loss: what `archive.verify` recomputes.
+    "</" is written as the JSON escape "<\\/" so that the text is safe inside <script>."""
+    return json.dumps([{"dataset": r["dataset"], "model": r["model"], "loss": r["loss"], "mean": r["mean"],
+                        "half": r["half"], "n": r["n"], "total": r["total"]} for r in rows],
+                      sort_keys=True).replace("</", "<\\/")  # fmt: skip
+
+
+def _accuracy(row):
+    if row is None:
+        return None
+    if row["mean"] is None:
+        return f"diverged in all {row['total']} runs"
+    spread = f" ± {row['half']:.2f}" if row["half"] is not None else ""
+    seeds = f"{row['n']} seeds" if row["n"] != 1 else "one seed"
+    return f"{row['mean']:.2f}{spread} % ({seeds})"
+
+
+def form_findings(entries, runs):
+    """Sentences stating what the measurements show about the two forms, per
+    dataset and model: accuracies side by side, the paper's value, and how
+    far each NLLR form's training loss fell (the Keras form against its floor)."""
+    findings = []
+    for entry in entries:
+        exact, keras = entry["exact"], entry["keras"]
+        if not entry["has_keras"] or (exact is None and keras is None):
+            continue
+        name = f"{entry['dataset']} / {entry['model']}, {entry['loss'].upper()}"
+        parts = [f"exact form {_accuracy(exact)}" if exact else None, f"Keras form {_accuracy(keras)}" if keras else None]
+        text = f"{name}: " + ", ".join(p for p in parts if p)
+        if entry["paper"] is not None:
+            text += f"; the paper reports {entry['paper']:.2f} %"
+        if exact and keras and exact["mean"] is not None and keras["mean"] is not None:
+            text += f". Keras minus exact: {keras['mean'] - exact['mean']:+.2f} points"
+        text += "."
+        if entry["loss"] == "nllr":
+            if exact and exact["final_train_loss"] is not None:
+                text += f" The exact form's training loss ended at {exact['final_train_loss']:.3g} (unbounded below)."
+            if exact and exact["diverged"]:
+                text += f" {len(exact['diverged'])} of its {exact['total']} runs diverged."
+            if keras and keras["final_train_loss"] is not None:
+                first = [r["history"][0]["train_loss"] for r in runs if r["status"] == "completed"
+                         and (r["dataset"], r["model"], r["loss"]) == (entry["dataset"], entry["model"], "nllr_keras")]  # fmt: skip
+                text += (f" The Keras form's training loss went from {np.mean(first):.2f} after the first epoch to "
+                         f"{keras['final_train_loss']:.2f}, {keras['final_train_loss'] - keras['floor']:.2f} above its "
+                         f"floor of {keras['floor']:.2f} (where an example's gradient is exactly zero).")  # fmt: skip
+        findings.append(text)
+    return findings
 
 
 # ------------------------------------------------------------------ figures
@@ -117,12 +196,15 @@ def learning_curves(runs, dataset, model):
             by_loss[run["loss"]].append(run["history"])
     panels = [("train_loss", "train loss"), ("test_loss", "test loss"),
               ("train_accuracy", "train accuracy"), ("test_accuracy", "test accuracy")]  # fmt: skip
+    families = sorted({EXACT_OF.get(loss, loss) for loss in by_loss}, key=_order)
+    colours = {family: f"C{i}" for i, family in enumerate(families)}  # one colour per loss; Keras form dashed
     for ax, (key, title) in zip(axes.flat, panels):
         for loss in sorted(by_loss, key=_order):
             length = min(len(h) for h in by_loss[loss])
             values = np.mean([[row[key] for row in h[:length]] for h in by_loss[loss]], axis=0)
             epochs = [row["epoch"] for row in by_loss[loss][0][:length]]
-            ax.plot(epochs, values, marker="o" if length < 15 else None, label=loss)
+            ax.plot(epochs, values, marker="o" if length < 15 else None, label=loss,
+                    color=colours[EXACT_OF.get(loss, loss)], linestyle="--" if loss in EXACT_OF else "-")  # fmt: skip
         ax.set_title(title)
         if key.endswith("loss"):
             ax.set_yscale("symlog")  # NLLR is unbounded below: its loss runs to large negative values
@@ -231,8 +313,15 @@ def report(summary_path, data_files, config, out_path, study_paths=(), toy_path=
     environment = jinja2.Environment(
         loader=jinja2.PackageLoader("pipeline", "templates"), autoescape=True, undefined=jinja2.StrictUndefined
     )
+    rows = table_rows(runs)
+    entries = form_table(rows)
     html = environment.get_template("summary.html.j2").render(
-        rows=table_rows(runs),
+        paper=PAPER_CITATION,
+        rows=rows,
+        entries=entries,
+        findings=form_findings(entries, runs),
+        table1_json=table1_json(rows),
+        table1_json_id=TABLE1_JSON_ID,
         sections=sections,
         diverged=[r for r in runs if r["status"] == "diverged"],
         n_runs=len(runs),

@@ -3,13 +3,14 @@ import mpmath
 import numpy as np
 import pytest
 
-from pipeline.losses import LOSSES, mixed_feedback, one_hot
-from pipeline.primitives import log_odds, logsumexp, softplus
+from pipeline.losses import KERAS_FORMS, LOSSES, mixed_feedback, nllr_keras_floor, one_hot
+from pipeline.primitives import KERAS_EPSILON, log_odds, logsumexp, softplus
 
 from gradcheck import directional_errors
 
 mpmath.mp.dps = 40
 TINY = float(np.finfo(np.float32).tiny)  # below it float32 has no relative precision
+EXACT = sorted(set(LOSSES) - set(KERAS_FORMS.values()))  # the log-space forms
 
 
 # ------------------------------------------------------------------ reference
@@ -67,7 +68,7 @@ def _cases():
 CASES = _cases()
 
 
-@pytest.mark.parametrize("loss", sorted(LOSSES))
+@pytest.mark.parametrize("loss", EXACT)
 @pytest.mark.parametrize("name,logits,labels", CASES, ids=[c[0] for c in CASES])
 def test_loss_matches_high_precision_reference(loss, name, logits, labels):
     for z, label in zip(logits, labels):
@@ -179,3 +180,113 @@ def test_bad_inputs_raise_clear_errors(logits, labels, message):
 
 def test_one_hot():
     np.testing.assert_array_equal(one_hot(np.array([2, 0]), 3, np.float32), [[0, 0, 1], [1, 0, 0]])
+
+
+# ------------------------------------------------------------------ Keras forms
+LOW = float(np.float32(KERAS_EPSILON))
+HIGH = float(np.float32(1) - np.float32(KERAS_EPSILON))  # Keras' float32 1 - eps
+
+
+def _keras_reference(z, labels, form):
+    """Per-row loss and d(loss)/dz of a Keras form in float64, straight from the
+    formulas: p = softmax(z), p~ = clip(p, eps, 1 - eps), zero gradient where
+    the clip was active, and the softmax Jacobian diag(p) - p p^T."""
+    z = np.asarray(z, np.float64)
+    p = np.exp(z - z.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    q = np.clip(p, LOW, HIGH)
+    y = np.eye(z.shape[1])[labels]
+    if form == "ce":
+        loss, d_q = -np.log((y * q).sum(1)), -y / q
+    elif form == "bce":
+        loss = -(y * np.log(q) + (1 - y) * np.log(1 - q)).mean(1)
+        d_q = (-y / q + (1 - y) / (1 - q)) / z.shape[1]
+    else:
+        true, others = (y * q).sum(1, keepdims=True), ((1 - y) * q).sum(1, keepdims=True)
+        loss, d_q = (np.log(others) - np.log(true))[:, 0], -y / true + (1 - y) / others
+    d_p = d_q * ((p >= LOW) & (p <= HIGH))
+    d_z = np.einsum("nj,njk->nk", d_p, p[:, :, None] * (np.eye(z.shape[1]) - p[:, None, :]))
+    return loss, d_z
+
+
+def _keras_cases():
+    rng = np.random.default_rng(2024)
+    c = 100
+    moderate = rng.standard_normal((16, c)) * 4
+    wide = rng.uniform(-1e4, 1e4, (16, c))
+    confident = rng.standard_normal((16, c))
+    confident[np.arange(16), np.arange(16) % c] += 40  # some rows far past the clip
+    labels = rng.integers(0, c, 16)
+    labels[:8] = np.arange(8)  # half of the confident rows are right, half wrong
+    return {"moderate": (moderate, labels), "wide +-1e4": (wide, labels), "confident": (confident, labels)}
+
+
+KERAS_CASES = _keras_cases()
+
+
+def _assert_matches_keras_reference(loss_fn, form, logits, labels):
+    z = logits.astype(np.float32)
+    value = loss_fn(z, labels)
+    grad = autograd.grad(loss_fn)(z, labels)
+    assert value.dtype == np.float32 and grad.dtype == np.float32
+    assert np.isfinite(value) and np.all(np.isfinite(grad))
+    ref_loss, ref_grad = _keras_reference(z, labels, form)
+    n = len(labels)
+    # float32 softmax: relative error ~1e-6 in p, so ~1e-6 absolute in log p.
+    np.testing.assert_allclose(float(value), ref_loss.mean(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(grad, ref_grad / n, rtol=1e-3, atol=1e-6 / n)
+
+
+@pytest.mark.parametrize("case", KERAS_CASES)
+@pytest.mark.parametrize("form", KERAS_FORMS)
+def test_keras_form_matches_float64_reference(form, case):
+    _assert_matches_keras_reference(LOSSES[KERAS_FORMS[form]], form, *KERAS_CASES[case])
+
+
+def test_unclipped_nllr_fails_the_keras_reference():
+    # The same ratio on unclipped probabilities (the exact form): unbounded
+    # below, so it must not pass for the Keras form.
+    with pytest.raises(AssertionError):
+        _assert_matches_keras_reference(LOSSES["nllr"], "nllr", *KERAS_CASES["wide +-1e4"])
+
+    def unclipped(z, y):  # clipped value, but the gradient of the unclipped formula
+        return LOSSES["nllr"](z, y) - autograd.tracer.getval(LOSSES["nllr"](z, y) - LOSSES["nllr_keras"](z, y))
+
+    with pytest.raises(AssertionError):
+        _assert_matches_keras_reference(unclipped, "nllr", *KERAS_CASES["confident"])
+
+
+@pytest.mark.parametrize("form", KERAS_FORMS)
+def test_keras_form_gradient_matches_finite_differences_float64(form):
+    rng = np.random.default_rng(17)
+    logits = rng.standard_normal((6, 10)) * 3
+    labels = rng.integers(0, 10, 6)
+    errors = directional_errors(LOSSES[KERAS_FORMS[form]], (logits, labels), 0, rng)
+    assert max(errors) <= 1e-6, errors
+
+
+@pytest.mark.parametrize("c", [2, 10, 100])
+def test_nllr_keras_floor_and_zero_gradient_at_1e4(c):
+    labels = np.arange(4) % c
+    z = np.where(np.arange(c) == labels[:, None], 1e4, -1e4).astype(np.float32)
+    value = LOSSES["nllr_keras"](z, labels)
+    assert value.dtype == np.float32
+    assert float(value) == pytest.approx(nllr_keras_floor(c), abs=1e-5)
+    assert nllr_keras_floor(10) == pytest.approx(np.log(9e-7) - np.log(1 - 1.1920929e-7), abs=1e-6)  # -13.92
+    assert not np.any(autograd.grad(LOSSES["nllr_keras"])(z, labels))
+    # Confidently wrong rows are clipped too: finite, and no gradient either.
+    wrong = (labels + 1) % c
+    assert np.isfinite(LOSSES["nllr_keras"](z, wrong)) and not np.any(autograd.grad(LOSSES["nllr_keras"])(z, wrong))
+    # The exact form keeps falling where the Keras form stopped.
+    assert float(LOSSES["nllr"](z, labels)) < -1e4
+
+
+def test_keras_forms_equal_exact_forms_inside_the_clip():
+    # Away from the clip both forms are the same function (bce divided by C).
+    rng = np.random.default_rng(8)
+    z, labels = rng.standard_normal((8, 10)) * 2, rng.integers(0, 10, 8)
+    for exact, keras in KERAS_FORMS.items():
+        scale = 10 if exact == "bce" else 1
+        np.testing.assert_allclose(scale * LOSSES[keras](z, labels), LOSSES[exact](z, labels), rtol=1e-12)
+        np.testing.assert_allclose(scale * autograd.grad(LOSSES[keras])(z, labels),
+                                   autograd.grad(LOSSES[exact])(z, labels), rtol=1e-9, atol=1e-15)  # fmt: skip
