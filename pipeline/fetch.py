@@ -184,7 +184,11 @@ def fetch(dataset, out_dir, mirrors=(), *, timeout=30.0, retries=3, backoff=1.0,
                 continue
             log(f"{target}: present but fails its checksum; fetching it again")
         tried = []
-        for source in sources(spec, mirrors):
+        candidates = sources(spec, mirrors)
+        if not candidates:
+            raise FetchError(f"{spec.name} has no public download address: point --mirror or ${MIRROR_ENV} at a "
+                             f"directory holding {', '.join(f.name for f in spec.files)}")  # fmt: skip
+        for source in candidates:
             try:
                 where = _fetch_one(spec, remote, target, source, timeout=timeout, retries=retries,
                                    backoff=backoff, quiet=quiet)  # fmt: skip

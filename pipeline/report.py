@@ -24,6 +24,7 @@ import jinja2
 import numpy as np
 
 from .errors import SoftlossError
+from .datasets import REGISTRY
 from .losses import KERAS_FORMS, nllr_keras_floor
 from .files import write_atomic, write_json
 from .train import read_history
@@ -84,6 +85,19 @@ def mean_interval(values):
     return mean, float(t * values.std(ddof=1) / math.sqrt(len(values)))
 
 
+def paper_value(dataset, model, loss):
+    """The paper's Table I value for this loss (either form), on `dataset` or
+    the dataset it is a copy of; None where the paper has none."""
+    spec = REGISTRY.get(dataset)
+    base = spec.variant_of if spec is not None and spec.variant_of else dataset
+    return PAPER.get((base, model), {}).get(EXACT_OF.get(loss, loss))
+
+
+def dataset_notes(datasets):
+    """{dataset: how it differs from what the paper used}, for registered copies."""
+    return {d: REGISTRY[d].note for d in sorted(datasets) if d in REGISTRY and REGISTRY[d].note}
+
+
 def _order(loss):
     return LOSS_ORDER.index(loss) if loss in LOSS_ORDER else len(LOSS_ORDER)
 
@@ -99,7 +113,7 @@ def table_rows(runs):
         mean, half = mean_interval(accuracies) if accuracies else (None, None)
         rows.append({
             "dataset": dataset, "model": model, "loss": loss,
-            "paper": PAPER.get((dataset, model), {}).get(EXACT_OF.get(loss, loss)),
+            "paper": paper_value(dataset, model, loss),
             "mean": mean, "half": half, "n": len(done), "total": len(members),
             "diverged": [r for r in members if r["status"] == "diverged"],
             "seeds": [(r["seed"], 100 * r["test_accuracy"]) for r in done],
@@ -119,7 +133,7 @@ def form_table(rows):
         family = EXACT_OF.get(row["loss"], row["loss"])
         key = (row["dataset"], row["model"], family)
         entry = entries.setdefault(key, {"dataset": key[0], "model": key[1], "loss": family, "exact": None, "keras": None,
-                                         "paper": PAPER.get(key[:2], {}).get(family), "has_keras": family in KERAS_FORMS})  # fmt: skip
+                                         "paper": paper_value(*key), "has_keras": family in KERAS_FORMS})  # fmt: skip
         entry["keras" if row["loss"] in EXACT_OF else "exact"] = row
     return sorted(entries.values(), key=lambda e: (e["dataset"], e["model"], _order(e["loss"])))
 
@@ -268,6 +282,7 @@ def provenance(data_files, config, runs):
         except OSError as error:
             raise SoftlossError(f"{path}: cannot read dataset attributes ({error})") from None
         datasets.append({"path": str(path), "dataset": attrs.get("dataset"), "source": attrs.get("source"),
+                         "note": attrs.get("note", ""), "variant_of": attrs.get("variant_of", ""),
                          "files": list(zip(attrs.get("source_files", []), attrs.get("source_sha256", [])))})  # fmt: skip
     return {
         "commit": (commit + (" (with uncommitted changes)" if dirty else "")) if commit else "unknown (not a git checkout)",
@@ -322,6 +337,7 @@ def report(summary_path, data_files, config, out_path, study_paths=(), toy_path=
         findings=form_findings(entries, runs),
         table1_json=table1_json(rows),
         table1_json_id=TABLE1_JSON_ID,
+        notes=dataset_notes({r["dataset"] for r in runs}),
         sections=sections,
         diverged=[r for r in runs if r["status"] == "diverged"],
         n_runs=len(runs),

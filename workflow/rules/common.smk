@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from pipeline.archive import archive_name
+from pipeline.datasets import REGISTRY as DATASET_REGISTRY
 from pipeline.datasets import get as get_dataset
 
 ROOT = Path(workflow.basedir)
@@ -177,6 +178,6 @@ def report_inputs(wildcards):
 
 
 wildcard_constraints:
-    dataset="mnist|fashion_mnist|cifar10",
+    dataset="|".join(DATASET_REGISTRY),
     run="|".join(re.escape(run_id) for run_id in RUNS),
     study="|".join(re.escape(s) for s in STUDY_RUNS if s != "main") or "none",
