@@ -8,6 +8,7 @@ results inside the archive.
 """
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import json
@@ -77,7 +78,11 @@ def verify(path):
     returns the number of members checked. Raises DataError naming the problem."""
     path = Path(path)
     try:
-        with tarfile.open(path, "r:gz") as tar:
+        # The whole gzip stream first: tarfile stops at the tar end marker and never
+        # reaches the gzip trailer, whose CRC and length catch a cut-off tail.
+        with gzip.open(path, "rb") as stream:
+            raw = stream.read()
+        with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as tar:
             contents = {}
             for member in safe_members(tar):
                 if member.isfile():

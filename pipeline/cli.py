@@ -51,7 +51,7 @@ def _train(args):
         feedback=None if args.feedback_fraction is None else {
             "fraction": args.feedback_fraction, "wrong_label": args.feedback_label, "treatment": args.feedback_treatment},
     )  # fmt: skip
-    status = run(config, args.out, quiet=args.quiet, backend=args.backend)
+    status = run(config, args.out, quiet=args.quiet, backend=args.backend, force=args.force)
     print(f"{args.out}: {status['status']} after epoch {status['epoch']}")
 
 
@@ -155,6 +155,8 @@ def build_parser():
                        help="numpy (CPU), cupy (GPU), or auto: cupy when it imports and sees a GPU (default)")
     train.add_argument("--out", required=True, type=Path, help="run directory")
     train.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
+    train.add_argument("--force", action="store_true",
+                       help="replace a run of another configuration that --out already holds")
     train.set_defaults(run=_train)
 
     evaluate = commands.add_parser("evaluate", help="final test metrics of a run as JSON")

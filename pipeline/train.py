@@ -4,6 +4,8 @@ A run directory holds
     status.json      status (running | completed | diverged), epoch, the run's config, wall time
     history.csv      one row per finished epoch: train and test loss, accuracy, zero-one error
     checkpoint.npz   parameters, optimizer state, RNG state and history after the last epoch
+                     (checkpoint.previous.npz: the epoch before; an unreadable checkpoint is
+                     set aside as *.unreadable-N and the run resumes from the previous one)
     model.npz        the final parameters (the last finite ones if the run diverged)
 The arithmetic runs on the backend `run` is given (NumPy, or CuPy on a GPU:
 see pipeline.backend); the files hold NumPy arrays either way.
@@ -20,6 +22,7 @@ import hashlib
 import io
 import json
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -108,14 +111,24 @@ def save_arrays(path, arrays, meta):
     write_atomic(path, write)
 
 
-def load_arrays(path):
+class UnreadableFile(SoftlossError):
+    """A checkpoint or model file that is truncated, corrupt or not ours."""
+
+
+def load_arrays(path, what="checkpoint"):
+    """(arrays, meta) of a file written by `save_arrays`; UnreadableFile if it
+    is damaged. Every array is read here, so a bad CRC is found now."""
     try:
         with np.load(path, allow_pickle=False) as npz:
             meta = json.loads(str(npz["meta"]))
             count = sum(1 for key in npz.files if key != "meta")
             return [npz[f"a{i}"] for i in range(count)], meta
-    except (OSError, ValueError, KeyError) as error:
-        raise SoftlossError(f"{path}: unreadable checkpoint ({error})") from None
+    except FileNotFoundError:
+        raise
+    except Exception as error:  # zipfile.BadZipFile, zlib.error, EOFError, ValueError, KeyError, ...
+        # (NumPy's own text for object arrays advises loading them unsafely: never pass that on.)
+        reason = "it holds Python objects" if "allow_pickle" in str(error) else f"{type(error).__name__}: {error}"
+        raise UnreadableFile(f"{path}: unreadable {what}, truncated or corrupt ({reason})") from None
 
 
 # --------------------------------------------------------------- metrics
@@ -156,12 +169,41 @@ def _datasets(config):
     return train_images, train_labels, test_images, test_labels
 
 
+def _set_aside(path):
+    """Rename a damaged file out of the way (never delete it): path.unreadable-N."""
+    n = 1
+    while path.with_name(f"{path.name}.unreadable-{n}").exists():
+        n += 1
+    aside = path.with_name(f"{path.name}.unreadable-{n}")
+    path.rename(aside)
+    return aside
+
+
+def _previous(checkpoint):
+    return checkpoint.with_name("checkpoint.previous.npz")
+
+
+def _readable_checkpoint(checkpoint, log):
+    """(arrays, meta) of the newest readable checkpoint: `checkpoint`, else the
+    one of the epoch before; damaged ones are set aside with one line each."""
+    for path in (checkpoint, _previous(checkpoint)):
+        try:
+            return load_arrays(path)
+        except FileNotFoundError:
+            continue
+        except UnreadableFile as error:
+            log(f"{error}; set aside as {_set_aside(path).name}")
+    return None
+
+
 def _restore(checkpoint, config, params, state, rng, log):
-    """(params, state, history) from `checkpoint` if it belongs to this config, else
-    None. Host arrays in and out: the caller moves them to its backend."""
-    if not checkpoint.exists():
+    """(params, state, history) from the newest readable checkpoint if it belongs
+    to this config, else None (start afresh). Host arrays in and out: the caller
+    moves them to its backend."""
+    found = _readable_checkpoint(checkpoint, log)
+    if found is None:
         return None
-    arrays, meta = load_arrays(checkpoint)
+    arrays, meta = found
     if meta.get("fingerprint") != config.fingerprint():
         log(f"{checkpoint}: from a different configuration; starting afresh")
         return None
@@ -176,24 +218,47 @@ def _restore(checkpoint, config, params, state, rng, log):
 def _save_checkpoint(path, config, params, state, rng, history):
     meta = {"fingerprint": config.fingerprint(), "step": state.step, "rng": rng.bit_generator.state,
             "history": history}  # fmt: skip
+    if path.exists():  # kept: a run whose newest checkpoint is damaged resumes from this one
+        os.replace(path, _previous(path))
     save_arrays(path, [*tree.leaves(params), *(a for s in state.slots for a in s)], meta)
 
 
-def run(config: RunConfig, out_dir, *, quiet=False, log=print, backend="auto"):
+def _read_status(path, log):
+    """The status.json in a run directory, or None (absent, or damaged: set aside)."""
+    try:
+        previous = json.loads(path.read_text())
+        if not isinstance(previous, dict):
+            raise ValueError("not a JSON object")
+        return previous
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as error:
+        log(f"{path}: unreadable ({error}); set aside as {_set_aside(path).name}")
+        return None
+
+
+def run(config: RunConfig, out_dir, *, quiet=False, log=print, backend="auto", force=False):
     """Train (or resume) the run `config` in `out_dir` on `backend` ("auto",
-    "numpy", "cupy" or a pipeline.backend.Backend); returns the final status dict."""
+    "numpy", "cupy" or a pipeline.backend.Backend); returns the final status dict.
+    A directory holding a run of another configuration is refused unless `force`."""
     config.validate()
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     status_path, checkpoint = out_dir / "status.json", out_dir / "checkpoint.npz"
     status = {"config": asdict(config), "fingerprint": config.fingerprint(), "softloss_version": __version__}
-    if status_path.exists():  # a diverged run stays diverged; a finished one stays finished
-        previous = json.loads(status_path.read_text())
+    previous = _read_status(status_path, log) if out_dir.is_dir() else None
+    if previous is not None and previous.get("fingerprint") != status["fingerprint"] and not force:
+        raise SoftlossError(f"{out_dir} holds a run of another configuration ({previous.get('status', 'unknown')}, "
+                            f"fingerprint {previous.get('fingerprint')}): choose another --out, or pass --force "
+                            "to replace it")  # fmt: skip
+    if previous is not None and previous.get("fingerprint") == status["fingerprint"]:
+        # a diverged run stays diverged; a finished one stays finished
         done = previous.get("status") == "diverged" or (
             previous.get("status") == "completed" and previous.get("epoch") == config.epochs)
-        if previous.get("fingerprint") == status["fingerprint"] and done and (out_dir / "model.npz").exists():
+        if done and (out_dir / "model.npz").exists():
             log(f"{out_dir}: already {previous['status']}")
             return previous
+    # No mkdir: the first file written makes the directory, so a run that fails
+    # before it starts (bad data, say) leaves no empty folder behind.
 
     backend = resolve(backend, log)
     status.update(backend=backend.name, device=backend.device)
@@ -295,7 +360,13 @@ def run(config: RunConfig, out_dir, *, quiet=False, log=print, backend="auto"):
 
 def load_model(run_dir):
     """(apply, params, config) of a run directory's model.npz."""
-    arrays, meta = load_arrays(Path(run_dir) / "model.npz")
+    path = Path(run_dir) / "model.npz"
+    try:
+        arrays, meta = load_arrays(path, what="model file")
+    except FileNotFoundError:
+        raise SoftlossError(f"{path}: missing; train the run first") from None
+    except UnreadableFile as error:
+        raise SoftlossError(f"{error}; train the run again: snakemake --cores 1 --force {path}") from None
     config = RunConfig(**meta["config"])
     init, apply = models.build(config.model, **config.model_options)
     params = tree.rebuild(init(np.random.default_rng(0), tuple(meta["input_shape"])), arrays)

@@ -139,6 +139,28 @@ def test_bad_config_value_fails_before_any_job_naming_it(tmp_path):
     assert result.returncode != 0 and "['optimizer']" in output and "lbfgs" in output
 
 
+@pytest.mark.parametrize("change,message", [
+    ("hyperparameters: {lr: 0.1}|hyperparameters: {lr: 0.1, rhoo: 0.9}", "unexpected keyword argument 'rhoo'"),
+    ("model_options: {hidden: 32}|model_options: {hiden: 32}", "unexpected keyword argument 'hiden'"),
+    ("hyperparameters: {lr: 0.1}|hyperparameters: {lr: -0.1}", "lr must be in (0.0, inf), got -0.1"),
+], ids=["optimizer keyword", "model option", "negative rate"])
+def test_config_checked_against_real_signatures_before_any_job(tmp_path, change, message):
+    old, new = change.split("|")
+    workdir = _workdir(tmp_path, TINY.replace(old, new))
+    result = snakemake(workdir, "-n", "reports/summary.html")
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("config error:")]
+    assert lines and message in lines[0] and "mnist/mlp/" in lines[0], result.stderr[-2000:]
+
+
+def test_a_failing_job_shows_its_reason_on_the_console(tmp_path):
+    workdir = _workdir(tmp_path)
+    (workdir / "data" / "mnist.h5").write_bytes(b"not HDF5")  # newer than the raw files: not rebuilt
+    result = snakemake(workdir, "--cores", "1", "results/mnist/mlp/ce/seed1/status.json")
+    assert result.returncode != 0
+    assert "error: data/mnist.h5: cannot read it as a prepared HDF5 dataset" in result.stderr + result.stdout
+
+
 def test_killed_train_job_resumes_under_snakemake(tmp_path):
     config = TINY.replace("epochs: 1", "epochs: 4").replace("train_size: 1000", "train_size: 20000")
     workdir = _workdir(tmp_path, config)

@@ -107,6 +107,11 @@ def test_archive_checks_the_embedded_table_one(rendered, tmp_path):
         (tmp / "results" / "summary.json").write_text(summary.read_text())
         good = build(tmp_path / "good.tar.gz", ["results/summary.json"], "summary.html", {})
         assert verify(good) > 0
+        for cut in (1, 8, 20):  # only the gzip trailer (CRC, length) is missing
+            cut_off = tmp_path / f"cut{cut}.tar.gz"
+            cut_off.write_bytes(good.read_bytes()[:-cut])
+            with pytest.raises(DataError, match="truncated or corrupt"):
+                verify(cut_off)
         (tmp / "summary.html").write_text(html.replace('"mean": 98.485', '"mean": 99.9'))
         edited = build(tmp_path / "edited.tar.gz", ["results/summary.json"], "summary.html", {})
         with pytest.raises(DataError, match="Table I shows 99.9 for mnist/mnist_cnn/nllr_keras"):

@@ -128,3 +128,81 @@ def test_missing_dataset_is_a_clear_error(tmp_path, capsys):
                      "sgd", "--epochs", "1", "--batch-size", "10", "--seed", "1", "--out", str(tmp_path / "r")])  # fmt: skip
     assert code == 2 and "nope.h5: no such dataset file" in capsys.readouterr().err
     assert os.path.exists(tmp_path / "r") is False or not any((tmp_path / "r").iterdir())
+
+
+# ------------------------------------------------------------ damaged files
+def _damage(path, how):
+    data = path.read_bytes()
+    if how == "truncated":
+        path.write_bytes(data[: len(data) // 2])
+    elif how == "flipped":  # one byte inside the first array's data: a CRC error
+        middle = len(data) // 3
+        path.write_bytes(data[:middle] + bytes([data[middle] ^ 0xFF]) + data[middle + 1 :])
+    else:  # junk: an npz of a Python object, which softloss never writes
+        np.savez(path, meta=np.array([{"x": 1}], dtype=object))
+
+
+@pytest.mark.parametrize("how", ["truncated", "flipped", "junk"])
+def test_damaged_checkpoint_is_set_aside_and_the_run_resumes(mnist_h5, tmp_path, how):
+    quiet = dict(quiet=True, log=lambda *a: None)
+    reference = tmp_path / "reference"
+    run(_config(mnist_h5, epochs=3), reference, **quiet)
+    damaged = tmp_path / "damaged"
+    run(_config(mnist_h5, epochs=2), damaged, **quiet)  # stopped after epoch 2: two checkpoints kept
+    assert (damaged / "checkpoint.previous.npz").exists()
+    _damage(damaged / "checkpoint.npz", how)
+    lines = []
+    status = run(_config(mnist_h5, epochs=3), damaged, quiet=True, log=lines.append)
+    assert status["status"] == "completed"
+    said = [line for line in lines if "unreadable checkpoint" in line]
+    assert len(said) == 1 and "\n" not in said[0] and "allow_pickle" not in said[0] and "set aside" in said[0]
+    assert any("resuming after epoch 1" in line for line in lines)  # from the epoch before
+    assert (damaged / "checkpoint.npz.unreadable-1").exists()  # kept for a look, never deleted
+    assert _metrics(read_history(damaged / "history.csv")) == _metrics(read_history(reference / "history.csv"))
+
+
+def test_both_checkpoints_damaged_restarts_from_scratch_via_the_cli(mnist_h5, tmp_path):
+    out = tmp_path / "run"
+    run(_config(mnist_h5, epochs=2), out, quiet=True, log=lambda *a: None)
+    for name in ("checkpoint.npz", "checkpoint.previous.npz"):
+        _damage(out / name, "truncated")
+    (out / "status.json").write_text('{"status": "runn')  # a damaged status file too
+    command = [sys.executable, "-m", "pipeline", "train", "--data", str(mnist_h5), "--model", "mlp", "--loss", "ce",
+               "--optimizer", "sgd", "--lr", "0.1", "--epochs", "1", "--batch-size", "50", "--seed", "4",
+               "--train-size", "3000", "--test-size", "500", "--out", str(out), "--quiet"]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    assert "completed after epoch 1" in result.stdout
+    assert sorted(p.name for p in out.glob("*.unreadable-*")) == [
+        "checkpoint.npz.unreadable-1", "checkpoint.previous.npz.unreadable-1", "status.json.unreadable-1"]
+
+
+@pytest.mark.parametrize("how", ["truncated", "flipped"])
+def test_damaged_model_is_a_one_line_error_in_evaluate(mnist_h5, tmp_path, how):
+    run(_config(mnist_h5, epochs=1), tmp_path / "run", quiet=True, log=lambda *a: None)
+    _damage(tmp_path / "run" / "model.npz", how)
+    result = subprocess.run([sys.executable, "-m", "pipeline", "evaluate", "--run", str(tmp_path / "run"), "--data",
+                             str(mnist_h5), "--out", str(tmp_path / "m.json")], capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert "model.npz: unreadable model file" in line and "--force" in line
+    assert not (tmp_path / "m.json").exists()
+
+
+def test_a_finished_run_of_another_config_is_not_overwritten(mnist_h5, tmp_path):
+    out = tmp_path / "run"
+    run(_config(mnist_h5, epochs=1), out, quiet=True, log=lambda *a: None)
+    before = (out / "history.csv").read_bytes()
+    with pytest.raises(Exception, match="holds a run of another configuration.*--force"):
+        run(_config(mnist_h5, epochs=1, seed=5), out, quiet=True, log=lambda *a: None)
+    assert (out / "history.csv").read_bytes() == before
+    status = run(_config(mnist_h5, epochs=1, seed=5), out, quiet=True, log=lambda *a: None, force=True)
+    assert status["config"]["seed"] == 5 and (out / "history.csv").read_bytes() != before
+
+
+def test_a_run_that_cannot_start_leaves_no_folder(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "pipeline", "train", "--data", str(tmp_path / "none.h5"), "--model",
+                             "mlp", "--loss", "ce", "--optimizer", "sgd", "--epochs", "1", "--batch-size", "5",
+                             "--seed", "1", "--out", str(tmp_path / "run")], capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert result.returncode == 2 and "no such dataset file" in result.stderr
+    assert not (tmp_path / "run").exists()

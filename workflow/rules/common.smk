@@ -133,6 +133,28 @@ if "knet_softmax" in STUDIES:
         _add("knet_softmax", f"studies/knet_softmax/mnist/knet_softmax/ce/seed{seed}",
              **_common(entry, seed=seed, hyperparameters={"lr": s["lr"]}))  # fmt: skip
 
+def _check_against_signatures():
+    """Every run's model options and optimizer hyperparameters, built for real
+    before any job runs: the schema checks their types, these their names and
+    ranges (an unknown keyword, a negative rate)."""
+    from pipeline import models, optim
+
+    problems = {}
+    for run_id, s in RUNS.items():
+        for build, name, keywords in ((models.build, s["model"], s["model_options"]),
+                                      (optim.build, s["optimizer"], s["hyperparameters"])):  # fmt: skip
+            try:
+                build(name, **keywords)
+            except ValueError as error:
+                problems.setdefault(str(error), run_id)
+    if problems:  # one line each, no traceback: the config is wrong, not the workflow
+        for error, run_id in problems.items():
+            print(f"config error: {error} (run {run_id})", file=sys.stderr)
+        raise SystemExit(1)
+
+
+_check_against_signatures()
+
 DATASETS = sorted({settings["dataset"] for settings in RUNS.values()})
 
 

@@ -11,7 +11,7 @@ rule fetch:
         mem_mb=500,
         runtime=60,
     shell:
-        "python -m pipeline fetch {wildcards.dataset} --out data/raw/{wildcards.dataset} {params.mirrors} --quiet > {log} 2>&1"
+        "python -m pipeline fetch {wildcards.dataset} --out data/raw/{wildcards.dataset} {params.mirrors} --quiet > {log} 2>&1 || (tail -n 1 {log} >&2; exit 1)"
 
 
 rule prepare:
@@ -29,4 +29,4 @@ rule prepare:
         mem_mb=2000,
         runtime=30,
     shell:
-        "python -m pipeline prepare {wildcards.dataset} --raw data/raw/{wildcards.dataset} --out {output} > {log} 2>&1"
+        "python -m pipeline prepare {wildcards.dataset} --raw data/raw/{wildcards.dataset} --out {output} > {log} 2>&1 || (tail -n 1 {log} >&2; exit 1)"

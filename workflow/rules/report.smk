@@ -15,7 +15,7 @@ rule aggregate:
         mem_mb=1000,
         runtime=10,
     shell:
-        "python -m pipeline aggregate --runs {params.run_dirs} --out {output} > {log} 2>&1"
+        "python -m pipeline aggregate --runs {params.run_dirs} --out {output} > {log} 2>&1 || (tail -n 1 {log} >&2; exit 1)"
 
 
 rule aggregate_study:
@@ -35,7 +35,7 @@ rule aggregate_study:
         mem_mb=1000,
         runtime=10,
     shell:
-        "python -m pipeline aggregate --runs {params.run_dirs} --out {output} > {log} 2>&1"
+        "python -m pipeline aggregate --runs {params.run_dirs} --out {output} > {log} 2>&1 || (tail -n 1 {log} >&2; exit 1)"
 
 
 rule toy_boundaries:
@@ -51,7 +51,7 @@ rule toy_boundaries:
         mem_mb=1000,
         runtime=10,
     shell:
-        "python -m pipeline toy --out {output} > {log} 2>&1"
+        "python -m pipeline toy --out {output} > {log} 2>&1 || (tail -n 1 {log} >&2; exit 1)"
 
 
 rule report:
@@ -73,7 +73,7 @@ rule report:
         runtime=10,
     shell:
         "python -m pipeline report --summary {input.summary} --data {input.data} {params.studies} {params.toy} "
-        "--config-json {params.config:q} --out {output} > {log} 2>&1"
+        "--config-json {params.config:q} --out {output} > {log} 2>&1 || (tail -n 1 {log} >&2; exit 1)"
 
 
 # Each study is its own target: `snakemake --cores 8 negative_feedback` (or log_loss, knet_softmax).
@@ -112,7 +112,7 @@ rule make_archive:
         runtime=10,
     shell:
         "python -m pipeline archive --summary {params.summaries} --report {input.report} --data {input.data} "
-        "--config-json {params.config:q} --out {output} > {log} 2>&1"
+        "--config-json {params.config:q} --out {output} > {log} 2>&1 || (tail -n 1 {log} >&2; exit 1)"
 
 
 rule archive:

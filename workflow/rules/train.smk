@@ -22,7 +22,7 @@ rule train:
         gpu=lambda w: 1 if RUNS[w.run]["gpu"] else 0,
     shell:
         "OPENBLAS_NUM_THREADS={threads} OMP_NUM_THREADS={threads} "
-        "python -m pipeline train --data {input} {params.arguments} --out {params.run_dir} --quiet > {log} 2>&1"
+        "python -m pipeline train --data {input} {params.arguments} --out {params.run_dir} --quiet > {log} 2>&1 || (tail -n 1 {log} >&2; exit 1)"
 
 
 rule evaluate:
@@ -43,4 +43,4 @@ rule evaluate:
         mem_mb=2000,
         runtime=10,
     shell:
-        "python -m pipeline evaluate --run {params.run_dir} --data {input.data} --out {output} > {log} 2>&1"
+        "python -m pipeline evaluate --run {params.run_dir} --data {input.data} --out {output} > {log} 2>&1 || (tail -n 1 {log} >&2; exit 1)"
