@@ -4,9 +4,13 @@ Checksums, and where they come from:
 - MNIST: SHA-256 of each file's *decompressed* payload (the IDX bytes), from
   the README of the MNIST copy vendored in `data/raw/mnist/`. A payload hash is
   the same whichever mirror or gzip settings served the file.
-- Fashion-MNIST: MD5 of each .gz file as published in the dataset's README
-  (github.com/zalandoresearch/fashion-mnist, "Get the Data"); the same values
-  ship with torchvision's `FashionMNIST`. No payload hash is published.
+- Fashion-MNIST: SHA-256 of each decompressed payload, computed from Debian's
+  `dataset-fashion-mnist` package (0.0~git20200523.55506a9-1), whose files are
+  gzip-recompressed copies of the official ones with the same payloads; and,
+  also accepted, the MD5 of each official .gz file as published in the
+  dataset's README (github.com/zalandoresearch/fashion-mnist, "Get the Data",
+  the same values as torchvision's `FashionMNIST`). Every IDX dataset is
+  checked by payload, so a mirror's own gzip settings do not matter.
 - CIFAR-10: MD5 of `cifar-10-binary.tar.gz` as published on the dataset page
   (www.cs.toronto.edu/~kriz/cifar.html). The *binary* version is used, never the
   Python one: unpickling a downloaded file runs whatever code it carries.
@@ -42,6 +46,11 @@ class RemoteFile:
     name: str
     checksum: Checksum
     size: int | None = None  # bytes as stored, when known (for the progress bar)
+    also: tuple[Checksum, ...] = ()  # further accepted checksums (e.g. the official file MD5)
+
+    @property
+    def checksums(self):
+        return (self.checksum, *self.also)
 
 
 @dataclass(frozen=True)
@@ -106,8 +115,13 @@ REGISTRY = {
         name="fashion_mnist",
         format="idx",
         files=tuple(
-            RemoteFile(name, _md5(digest))
-            for name, digest in zip(IDX_FILES, (
+            RemoteFile(name, _sha256(payload), also=(_md5(official),))
+            for name, payload, official in zip(IDX_FILES, (
+                "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+                "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+                "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+                "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+            ), (
                 "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
                 "25c81989df183df01b3e8a0aad5dffbe",
                 "bef4ecab320f06d8554ea6380940ec79",

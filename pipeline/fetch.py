@@ -51,17 +51,18 @@ def digest(path, checksum):
 
 
 def check(path, remote: RemoteFile, payload=None):
-    """Raise DataError unless `path` matches the checksum of `remote`. A caller
-    that already holds the decompressed `payload` passes it, to skip a re-read."""
-    if payload is not None and remote.checksum.over == "payload":
-        found = hashlib.new(remote.checksum.algorithm, payload).hexdigest()
-    else:
-        found = digest(path, remote.checksum)
-    if found != remote.checksum.hexdigest:
-        raise DataError(
-            f"{path}: checksum mismatch: {remote.checksum.describe()} is {found}, "
-            f"expected {remote.checksum.hexdigest} (corrupt, truncated or a different file)"
-        )
+    """Raise DataError unless `path` matches one of the checksums of `remote`.
+    A caller that already holds the decompressed `payload` passes it, to skip a re-read."""
+    found = []
+    for checksum in remote.checksums:
+        if payload is not None and checksum.over == "payload":
+            value = hashlib.new(checksum.algorithm, payload).hexdigest()
+        else:
+            value = digest(path, checksum)
+        if value == checksum.hexdigest:
+            return
+        found.append(f"{checksum.describe()} is {value}, expected {checksum.hexdigest}")
+    raise DataError(f"{path}: checksum mismatch: {'; '.join(found)} (corrupt, truncated or a different file)")
 
 
 def is_valid(path, remote):

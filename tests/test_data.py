@@ -221,6 +221,35 @@ def test_stalling_server_times_out(server, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_recompressed_idx_payload_is_accepted_by_payload_or_official_file_hash(tmp_path):
+    # As Fashion-MNIST is registered: payload SHA-256 first, the official file MD5 also accepted.
+    arrays, payloads, official = make_idx_files()
+    files = tuple(RemoteFile(n, Checksum("sha256", hashlib.sha256(payloads[n]).hexdigest(), "payload"),
+                             also=(Checksum("md5", hashlib.md5(official[n]).hexdigest(), "file"),)) for n in IDX_FILES)  # fmt: skip
+    spec = DatasetSpec("tiny_fashion", "idx", files, (), datasets.FASHION_CLASSES, (28, 28, 1), "test data")
+    for label, body in (("official", official), ("recompressed", {n: gzip.compress(p, 9, mtime=12345) for n, p in payloads.items()})):
+        raw = tmp_path / label
+        raw.mkdir()
+        for name, data_ in body.items():
+            (raw / name).write_bytes(data_)
+        assert label == "official" or (raw / IDX_FILES[0]).read_bytes() != official[IDX_FILES[0]]
+        _, labels = data.load(data.prepare(spec, raw, tmp_path / f"{label}.h5", log=lambda *a: None), "test")
+        np.testing.assert_array_equal(labels, arrays["t10k-labels-idx1-ubyte.gz"])
+    # Another payload matches neither; the error names both checksums.
+    changed = arrays["t10k-labels-idx1-ubyte.gz"].copy()
+    changed[0] = (changed[0] + 1) % 10
+    (tmp_path / "recompressed" / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(idx_bytes(changed)))
+    with pytest.raises(DataError, match="sha256 of the decompressed payload is .*; md5 of the file is"):
+        data.prepare(spec, tmp_path / "recompressed", tmp_path / "bad.h5", log=lambda *a: None)
+
+
+def test_fashion_mnist_accepts_payload_hashes_and_official_md5s():
+    spec = datasets.get("fashion_mnist")
+    for remote in spec.files:
+        assert remote.checksum.algorithm == "sha256" and remote.checksum.over == "payload"
+        assert [c.algorithm for c in remote.also] == ["md5"] and remote.also[0].over == "file"
+
+
 def test_directory_mirror_env_and_refetch_of_corrupt_file(server, tmp_path, monkeypatch):
     _, payloads, files = make_idx_files()
     mirror = tmp_path / "mirror" / "tiny_mnist"
