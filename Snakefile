@@ -1,4 +1,7 @@
 # softloss: `snakemake --cores 8 reports/summary.html` (see README.md).
+import sys
+
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version, validate
 
 min_version("8.20")
@@ -7,7 +10,14 @@ min_version("8.20")
 configfile: "config/config.yaml"
 
 
-validate(config, "workflow/schemas/config.schema.yaml")
+try:
+    validate(config, "workflow/schemas/config.schema.yaml")  # also fills in the schema's defaults
+except WorkflowError:  # one line per problem, not Snakemake's dump of the whole schema
+    from pipeline.configcheck import schema_errors
+
+    for line in schema_errors(config):
+        print(f"config error: {line}", file=sys.stderr)
+    raise SystemExit(1)
 
 
 include: "workflow/rules/common.smk"

@@ -9,6 +9,22 @@ from pathlib import Path
 from .errors import SoftlossError
 
 
+def _whole(minimum):
+    """argparse type: a whole number >= minimum (argparse names the option in its error)."""
+
+    def whole(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+
+    whole.__name__ = "whole number"
+    return whole
+
+
 def _bench(args):
     from . import bench
 
@@ -20,6 +36,17 @@ def _fetch(args):
     from .fetch import fetch
 
     fetch(args.dataset, args.out, args.mirror, timeout=args.timeout, retries=args.retries, quiet=args.quiet)
+
+
+def _check_config(args):
+    from .configcheck import check_files
+
+    problems = check_files(args.files)
+    for line in problems:
+        print(f"config error: {line}", file=sys.stderr)
+    if problems:
+        return 2
+    print(f"{', '.join(map(str, args.files))}: ok (merged into {Path('config/config.yaml')}, checked against the schema)")
 
 
 def _prepare(args):
@@ -42,7 +69,7 @@ def _train(args):
     hyper = dict(parse_hyperparameter(h) for h in args.hyper)
     if args.lr is not None:
         hyper["lr"] = args.lr
-    options = dict(parse_hyperparameter(h) for h in args.model_option)
+    options = dict(parse_hyperparameter(h, kind="model option") for h in args.model_option)
     options = {k: int(v) if isinstance(v, float) and v.is_integer() else v for k, v in options.items()}
     config = RunConfig(
         data=str(args.data), model=args.model, loss=args.loss, optimizer=args.optimizer, epochs=args.epochs,
@@ -129,6 +156,10 @@ def build_parser():
                               "PNG or JPEG images, or tar.gz archives of them; classes in sorted name order")  # fmt: skip
     prepare.set_defaults(run=_prepare)
 
+    check = commands.add_parser("check-config", help="check config files (YAML syntax and schema), one line per problem")
+    check.add_argument("files", nargs="+", type=Path, help="config files, merged into config/config.yaml in order")
+    check.set_defaults(run=_check_config)
+
     train = commands.add_parser("train", help="train one model with one loss (resumes from a checkpoint)")
     train.add_argument("--data", required=True, type=Path, help="prepared HDF5 dataset")
     train.add_argument("--model", required=True, help="knet_softmax, mlp, mnist_cnn or cifar_cnn")
@@ -139,11 +170,11 @@ def build_parser():
                        help="another optimizer hyperparameter, e.g. decay=1e-6 (repeatable)")
     train.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
                        help="a model option, e.g. hidden=64 for mlp (repeatable)")
-    train.add_argument("--epochs", type=int, required=True)
-    train.add_argument("--batch-size", type=int, required=True)
-    train.add_argument("--seed", type=int, required=True)
-    train.add_argument("--train-size", type=int, default=None, help="train on a seeded subset of N examples")
-    train.add_argument("--test-size", type=int, default=None, help="evaluate on the first N test examples")
+    train.add_argument("--epochs", type=_whole(1), required=True)
+    train.add_argument("--batch-size", type=_whole(1), required=True)
+    train.add_argument("--seed", type=_whole(0), required=True)
+    train.add_argument("--train-size", type=_whole(1), default=None, help="train on a seeded subset of N examples")
+    train.add_argument("--test-size", type=_whole(1), default=None, help="evaluate on the first N test examples")
     train.add_argument("--augment", action="store_true", help="Keras-style shifts and flips (CIFAR)")
     train.add_argument("--feedback-fraction", type=float, default=None, metavar="Q",
                        help="negative-feedback study: this fraction of training examples keeps only a wrong label")
@@ -151,8 +182,8 @@ def build_parser():
                        help="how the wrong label is chosen (default random)")
     train.add_argument("--feedback-treatment", default="complement", choices=["drop", "complement", "negated_ce"],
                        help="what to train on those examples (default complement)")
-    train.add_argument("--backend", default="auto", choices=["auto", "numpy", "cupy"],
-                       help="numpy (CPU), cupy (GPU), or auto: cupy when it imports and sees a GPU (default)")
+    train.add_argument("--backend", default="numpy", choices=["auto", "numpy", "cupy"],
+                       help="numpy (CPU, the default), cupy (GPU), or auto: cupy when it imports and sees a GPU")
     train.add_argument("--out", required=True, type=Path, help="run directory")
     train.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
     train.add_argument("--force", action="store_true",
@@ -217,11 +248,11 @@ def main(argv=None):
 
     reuse_freed_memory()
     try:
-        args.run(args)
+        code = args.run(args)
     except (SoftlossError, ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    return 0
+    return code or 0

@@ -18,6 +18,7 @@ import hashlib
 import http.client
 import os
 import shutil
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -111,6 +112,9 @@ def _transfer(url, part, timeout, quiet, label):
         reason = getattr(error, "reason", error)
         if isinstance(reason, FileNotFoundError):
             raise _Permanent("not found") from None
+        # Nothing listens there, or the name does not resolve: waiting will not help.
+        if isinstance(reason, (ConnectionRefusedError, socket.gaierror)):
+            raise _Permanent(f"{type(reason).__name__}: {reason}") from None
         raise _Transient(f"{type(reason).__name__}: {reason}") from None
     with response:
         resumed = have and getattr(response, "status", 200) == 206
@@ -155,7 +159,8 @@ def _fetch_one(spec, remote, target, source, *, timeout, retries, backoff, quiet
                     break
                 except _Transient as error:
                     if attempt == retries:
-                        raise _Transient(f"{error} (gave up after {retries + 1} attempts)") from None
+                        tries = f"{retries + 1} attempts" if retries else "1 attempt"
+                        raise _Transient(f"{error} (gave up after {tries})") from None
                     time.sleep(backoff * 2**attempt)
         try:
             check(part, remote)
@@ -174,7 +179,17 @@ def fetch(dataset, out_dir, mirrors=(), *, timeout=30.0, retries=3, backoff=1.0,
     and why it failed when a file cannot be had."""
     spec = get_dataset(dataset) if isinstance(dataset, str) else dataset
     out_dir = Path(out_dir)
+    made = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        return _fetch_all(spec, out_dir, mirrors, timeout=timeout, retries=retries, backoff=backoff, quiet=quiet, log=log)
+    except BaseException:
+        if made and not any(out_dir.iterdir()):  # leave no empty folder behind
+            out_dir.rmdir()
+        raise
+
+
+def _fetch_all(spec, out_dir, mirrors, *, timeout, retries, backoff, quiet, log):
     paths = []
     for remote in spec.files:
         target = out_dir / remote.name

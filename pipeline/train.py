@@ -160,6 +160,10 @@ def _finite(params):
 def _datasets(config):
     train_images, train_labels = data.load(config.data, "train")
     test_images, test_labels = data.load(config.data, "test")
+    for name, size, available in (("train_size", config.train_size, len(train_images)),
+                                  ("test_size", config.test_size, len(test_images))):  # fmt: skip
+        if size is not None and size > available:
+            raise SoftlossError(f"{name} {size} is more than the {available:,} examples of {config.data}")
     if config.train_size is not None and config.train_size < len(train_images):
         # A seeded subset of the whole training set, the same for every loss.
         keep = np.sort(np.random.default_rng([config.seed, 7]).permutation(len(train_images))[: config.train_size])
@@ -373,18 +377,19 @@ def load_model(run_dir):
     return apply, params, config
 
 
-def parse_hyperparameter(text):
-    """'rho=0.95' -> ('rho', 0.95); booleans and numbers are converted."""
+def parse_hyperparameter(text, kind="hyperparameter"):
+    """'rho=0.95' -> ('rho', 0.95); booleans and numbers are converted.
+    `kind` names what is parsed in errors ("hyperparameter", "model option")."""
     key, sep, value = text.partition("=")
     if not sep or not key:
-        raise SoftlossError(f"hyperparameter {text!r} is not KEY=VALUE")
+        raise SoftlossError(f"{kind} {text!r} is not KEY=VALUE")
     lowered = value.lower()
     if lowered in ("true", "false"):
         return key, lowered == "true"
     try:
         number = float(value)
     except ValueError:
-        raise SoftlossError(f"hyperparameter {key}: {value!r} is not a number or true/false") from None
+        raise SoftlossError(f"{kind} {key}: {value!r} is not a number or true/false") from None
     if not math.isfinite(number):
-        raise SoftlossError(f"hyperparameter {key} must be finite, got {value}")
+        raise SoftlossError(f"{kind} {key} must be finite, got {value}")
     return key, number

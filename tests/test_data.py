@@ -414,3 +414,22 @@ def test_augmentation_shifts_flips_and_is_seeded():
     one = np.arange(10, dtype=np.float32)[None, None, :, None].repeat(8, 1)
     shifted = data.shift_and_flip(one, np.random.default_rng(0), shift=0.1, flip=False)
     assert not np.array_equal(shifted, one)
+
+
+def _closed_port():
+    import socket
+
+    with socket.socket() as probe:  # bound, never listening: connections are refused
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_refused_connection_is_not_retried_and_leaves_no_folder(tmp_path):
+    _, payloads, _ = make_idx_files()
+    spec = idx_spec(payloads, [f"http://127.0.0.1:{_closed_port()}/"])
+    start = time.monotonic()
+    with pytest.raises(FetchError, match="ConnectionRefusedError") as caught:
+        fetch(spec, tmp_path / "raw", timeout=2.0, retries=3, backoff=1.0, quiet=True, log=lambda *a: None)
+    assert time.monotonic() - start < 3  # no backoff on an error that cannot recover
+    assert "gave up" not in str(caught.value)
+    assert not (tmp_path / "raw").exists()

@@ -1,0 +1,67 @@
+"""A study config checked the way a person can act on: one line per problem,
+naming the file and line of a YAML syntax error, or the key path of a value the
+schema refuses (never the schema itself).
+
+    python -m pipeline check-config config/paper.yaml
+
+The workflow runs the same schema check before any job (and, beyond it, builds
+every run's model and optimizer with their real signatures).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .errors import SoftlossError
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
+DEFAULT = ROOT / "config" / "config.yaml"
+
+
+def load_yaml(path):
+    """The mapping in a YAML file; a SoftlossError naming file and line if it is not one."""
+    import yaml
+
+    path = Path(path)
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except OSError as error:
+        raise SoftlossError(f"{path}: cannot read it ({error.strerror})") from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise SoftlossError(f"{where}: YAML syntax error: {problem}") from None
+    if not isinstance(loaded, dict):
+        raise SoftlossError(f"{path}: a config file holds a mapping of keys, not {type(loaded).__name__}")
+    return loaded
+
+
+def merge(base, update):
+    """Snakemake's --configfile merge: nested mappings key by key, other values replaced."""
+    merged = dict(base)
+    for key, value in update.items():
+        merged[key] = merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+    return merged
+
+
+def schema_errors(config, schema_path=SCHEMA):
+    """One line per value the schema refuses: 'experiments/0/batch_size: 0 is less than the minimum of 1'."""
+    import jsonschema
+    import yaml
+
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    lines = []
+    for error in sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path]):
+        where = "/".join(str(p) for p in error.absolute_path) or "top level"
+        lines.append(f"{where}: {error.message}")
+    return lines
+
+
+def check_files(paths, default=DEFAULT):
+    """Schema problems of the default config with `paths` merged in, as Snakemake would."""
+    config = load_yaml(default)
+    for path in paths:
+        config = merge(config, load_yaml(path))
+    return schema_errors(config)
