@@ -21,6 +21,15 @@ def atomic_path(target):
         tmp.unlink(missing_ok=True)
 
 
+def remove_stale_temporaries(directory):
+    """Delete the temporary files of `atomic_path` that a killed process left in
+    `directory` (its final-name files are whole either way); returns their names."""
+    stale = [p for p in Path(directory).glob(".*.*.tmp") if not p.name.endswith(f".{os.getpid()}.tmp")]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return sorted(p.name for p in stale)
+
+
 def write_atomic(path, write):
     """Call `write(binary_file)` on a temporary file, sync it, then rename it to `path`."""
     with atomic_path(path) as tmp, open(tmp, "wb") as out:

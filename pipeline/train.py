@@ -34,7 +34,7 @@ from . import __version__, data, feedback, models, optim, tree
 from .autodiff import value_and_grad
 from .backend import NUMPY, resolve
 from .errors import SoftlossError
-from .files import write_atomic, write_json
+from .files import remove_stale_temporaries, write_atomic, write_json
 from .losses import LOSSES, mixed_feedback
 
 HISTORY_FIELDS = ("epoch", "train_loss", "train_accuracy", "train_error",
@@ -263,6 +263,8 @@ def run(config: RunConfig, out_dir, *, quiet=False, log=print, backend="auto", f
             return previous
     # No mkdir: the first file written makes the directory, so a run that fails
     # before it starts (bad data, say) leaves no empty folder behind.
+    if out_dir.is_dir() and (stale := remove_stale_temporaries(out_dir)):
+        log(f"{out_dir}: removed {len(stale)} temporary file(s) of an interrupted run")
 
     backend = resolve(backend, log)
     status.update(backend=backend.name, device=backend.device)

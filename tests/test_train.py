@@ -57,10 +57,15 @@ def test_kill_9_then_rerun_resumes_to_identical_metrics(mnist_h5, tmp_path):
     rows = read_history(killed / "history.csv")
     assert 1 <= len(rows) < 4, "the kill should land mid-run"
     assert json.loads((killed / "status.json").read_text())["status"] == "running"
-    assert [p.name for p in killed.iterdir() if p.name.endswith(".tmp")] == []  # nothing half-written
+    # The kill may land mid-write: then a temporary file is left, never a
+    # half-written file under a final name; the rerun removes it.
+    for name in ("history.csv", "status.json", "checkpoint.npz"):
+        assert (killed / name).exists()
+    json.loads((killed / "status.json").read_text())
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "resuming after epoch" in result.stdout
+    assert [p.name for p in killed.iterdir() if p.name.endswith(".tmp")] == []
     assert _metrics(read_history(killed / "history.csv")) == _metrics(read_history(reference / "history.csv"))
 
 
@@ -106,7 +111,9 @@ def test_expected_calibration_error():
     [
         (["--hyper", "rho=abc"], "not a number"),
         (["--loss", "hinge"], "unknown loss"),
-        (["--batch-size", "0"], "batch_size must be >= 1"),
+        (["--batch-size", "0"], "argument --batch-size: must be >= 1, got 0"),
+        (["--seed", "-1"], "argument --seed: must be >= 0, got -1"),
+        (["--model-option", "hidden=abc"], "model option hidden: 'abc' is not a number"),
         (["--hyper", "momentum=0.9"], "bad hyperparameters"),
     ],
 )
@@ -117,7 +124,10 @@ def test_bad_train_arguments_are_clear_errors(mnist_h5, tmp_path, capsys, argv, 
     for key, value in base.items():
         if key not in argv:
             args += [key, value]
-    code = cli.main(args + argv)
+    try:
+        code = cli.main(args + argv)
+    except SystemExit as exit:  # argparse's own usage errors
+        code = exit.code
     err = capsys.readouterr().err
     assert code == 2 and message in err and "Traceback" not in err
     assert not (tmp_path / "status.json").exists()
@@ -127,7 +137,7 @@ def test_missing_dataset_is_a_clear_error(tmp_path, capsys):
     code = cli.main(["train", "--data", str(tmp_path / "nope.h5"), "--model", "mlp", "--loss", "ce", "--optimizer",
                      "sgd", "--epochs", "1", "--batch-size", "10", "--seed", "1", "--out", str(tmp_path / "r")])  # fmt: skip
     assert code == 2 and "nope.h5: no such dataset file" in capsys.readouterr().err
-    assert os.path.exists(tmp_path / "r") is False or not any((tmp_path / "r").iterdir())
+    assert not os.path.exists(tmp_path / "r")  # no empty folder left behind
 
 
 # ------------------------------------------------------------ damaged files
@@ -206,3 +216,12 @@ def test_a_run_that_cannot_start_leaves_no_folder(tmp_path):
                              "--seed", "1", "--out", str(tmp_path / "run")], capture_output=True, text=True, timeout=60)  # fmt: skip
     assert result.returncode == 2 and "no such dataset file" in result.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_temporaries_of_a_killed_run_are_removed_on_resume(mnist_h5, tmp_path):
+    out = tmp_path / "run"
+    run(_config(mnist_h5, epochs=1), out, quiet=True, log=lambda *a: None)
+    (out / ".status.json.999999.tmp").write_text('{"half')  # what a kill during a write leaves
+    lines = []
+    run(_config(mnist_h5, epochs=2), out, quiet=True, log=lines.append)
+    assert not list(out.glob("*.tmp")) and any("removed 1 temporary file" in line for line in lines)
