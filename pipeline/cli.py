@@ -35,7 +35,8 @@ def _bench(args):
 def _fetch(args):
     from .fetch import fetch
 
-    fetch(args.dataset, args.out, args.mirror, timeout=args.timeout, retries=args.retries, quiet=args.quiet)
+    fetch(args.dataset, args.out, args.mirror, timeout=args.timeout, retries=args.retries, quiet=args.quiet,
+          only=args.only)  # fmt: skip
 
 
 def _check_config(args):
@@ -145,6 +146,7 @@ def build_parser():
     fetch.add_argument("--timeout", type=float, default=30.0, help="socket timeout in seconds (default 30)")
     fetch.add_argument("--retries", type=int, default=3, help="retries per source for transient failures")
     fetch.add_argument("--quiet", action="store_true", help="no progress bars")
+    fetch.add_argument("--only", metavar="FILE", default=None, help="fetch this one file of the dataset")
     fetch.set_defaults(run=_fetch)
 
     prepare = commands.add_parser("prepare", help="parse raw files into one HDF5 dataset file")

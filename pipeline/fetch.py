@@ -13,6 +13,7 @@ ever sits under the final name.
 """
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 import http.client
@@ -172,12 +173,18 @@ def _fetch_one(spec, remote, target, source, *, timeout, retries, backoff, quiet
         part.unlink(missing_ok=True)
 
 
-def fetch(dataset, out_dir, mirrors=(), *, timeout=30.0, retries=3, backoff=1.0, quiet=False, log=print):
+def fetch(dataset, out_dir, mirrors=(), *, timeout=30.0, retries=3, backoff=1.0, quiet=False, log=print, only=None):
     """Make `out_dir` hold every file of `dataset` (a name or a DatasetSpec), verified.
 
     Returns the list of file paths. Raises FetchError naming every source tried
-    and why it failed when a file cannot be had."""
+    and why it failed when a file cannot be had. `only` (a file name) fetches
+    that file alone: jobs fetching the files of one dataset side by side then
+    never share a file."""
     spec = get_dataset(dataset) if isinstance(dataset, str) else dataset
+    if only is not None:
+        spec = dataclasses.replace(spec, files=(spec.file(only),)) if only in {f.name for f in spec.files} else None
+        if spec is None:
+            raise FetchError(f"{only} is not a file of {dataset}")
     out_dir = Path(out_dir)
     made = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)

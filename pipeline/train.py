@@ -85,7 +85,10 @@ class RunConfig:
 
     def fingerprint(self):
         """Identifies what the run computes: a checkpoint resumes only under the same one.
-        `epochs` is left out so that a finished run can be extended."""
+        `epochs` is left out so that a finished run can be extended; `data`, a
+        path, so that the same dataset under another path (a moved checkout, a
+        node's scratch copy) still resumes: its content is pinned by the
+        checksums `prepare` checked and recorded, not by where it lies."""
         fields = {k: v for k, v in asdict(self).items() if k not in ("epochs", "data")}
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
 

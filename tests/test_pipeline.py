@@ -332,3 +332,23 @@ def test_check_config_names_file_and_line_of_a_yaml_error(tmp_path):
         ok = subprocess.run([sys.executable, "-m", "pipeline", "check-config", config], cwd=REPO,
                             capture_output=True, text=True, timeout=60)  # fmt: skip
         assert ok.returncode == 0, ok.stderr
+
+
+def test_fetch_jobs_side_by_side_each_fetch_their_own_file(tmp_path):
+    from test_data import Server
+
+    raw = REPO / "data" / "raw" / "mnist"
+    files = {p.name: p.read_bytes() for p in raw.glob("*.gz")}
+    server = Server()
+    try:
+        server.serve("/mirror", files)
+        workdir = tmp_path / "w"
+        workdir.mkdir()
+        (workdir / "tiny.yaml").write_text(TINY + f"mirrors: ['{server.url}/mirror/']\n")
+        result = snakemake(workdir, "--cores", "4", "data/mnist.h5")
+        assert result.returncode == 0, result.stderr[-2000:]
+        fetched = sorted(path for path, _ in server.requests)
+        assert fetched == sorted(f"/mirror/{name}" for name in files)  # each file once, by its own job
+    finally:
+        server.close()
+    assert {p.name: p.read_bytes() for p in (workdir / "data/raw/mnist").glob("*.gz")} == files

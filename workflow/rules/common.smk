@@ -3,7 +3,6 @@
 # arguments, and code versions that make jobs rerun when the package code they
 # use changes.
 import datetime
-import hashlib
 import json
 import os
 import re
@@ -11,6 +10,7 @@ import sys
 from pathlib import Path
 
 from pipeline.archive import archive_name
+from pipeline.codehash import code_version
 from pipeline.datasets import REGISTRY as DATASET_REGISTRY
 from pipeline.datasets import get as get_dataset
 
@@ -38,20 +38,10 @@ if not _uses_conda():
 shell.prefix(_prefix)
 
 
-def code_version(*modules):
-    """Hash of the package modules a rule runs; a change to them reruns its jobs."""
-    digest = hashlib.sha256()
-    for module in sorted(modules):
-        digest.update((ROOT / "pipeline" / module).read_bytes())
-    return digest.hexdigest()[:12]
-
-
-TRAIN_CODE = code_version(
-    "autodiff.py", "autograd_device.py", "backend.py", "data.py", "feedback.py", "layers.py", "losses.py", "models.py",
-    "optim.py", "primitives.py", "train.py", "tree.py",
-)
-EVALUATE_CODE = code_version("evaluate.py", "train.py", "data.py", "losses.py", "models.py", "primitives.py")
-REPORT_CODE = code_version("report.py", "studies.py", "templates/summary.html.j2")
+# The package code each rule runs, found from its imports (pipeline/codehash.py).
+TRAIN_CODE = code_version("train")
+EVALUATE_CODE = code_version("evaluate")
+REPORT_CODE = code_version("report", extra=["templates/summary.html.j2"])
 
 
 # ---------------------------------------------------------------- runs

@@ -11,7 +11,7 @@ rule fetch:
         mem_mb=500,
         runtime=60,
     shell:
-        "python -m pipeline fetch {wildcards.dataset} --out data/raw/{wildcards.dataset} {params.mirrors} --quiet > {log} 2>&1 || (tail -n 1 {log} >&2; exit 1)"
+        "python -m pipeline fetch {wildcards.dataset} --only {wildcards.file} --out data/raw/{wildcards.dataset} {params.mirrors} --quiet > {log} 2>&1 || (tail -n 1 {log} >&2; exit 1)"
 
 
 rule prepare:
@@ -22,7 +22,7 @@ rule prepare:
     conda:
         ENV
     params:
-        code=code_version("data.py", "datasets.py", "fetch.py"),
+        code=code_version("data"),
     log:
         "logs/prepare/{dataset}.log",
     resources:

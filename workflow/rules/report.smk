@@ -8,7 +8,7 @@ rule aggregate:
         ENV
     params:
         run_dirs=lambda w: " ".join(f"results/{r}" for r in STUDY_RUNS["main"]),
-        code=code_version("report.py"),
+        code=code_version("report"),
     log:
         "logs/aggregate.log",
     resources:
@@ -28,7 +28,7 @@ rule aggregate_study:
         ENV
     params:
         run_dirs=lambda w: " ".join(f"results/{r}" for r in STUDY_RUNS[w.study]),
-        code=code_version("report.py"),
+        code=code_version("report"),
     log:
         "logs/aggregate_{study}.log",
     resources:
@@ -44,7 +44,7 @@ rule toy_boundaries:
     conda:
         ENV
     params:
-        code=code_version("studies.py", "models.py", "layers.py", "primitives.py", "optim.py"),
+        code=code_version("studies"),
     log:
         "logs/toy_boundaries.log",
     resources:
@@ -104,7 +104,7 @@ rule make_archive:
     params:
         config=lambda w: json.dumps(config, sort_keys=True),
         summaries=lambda w, input: " ".join([input.summary, *input.get("studies", [])]),
-        code=code_version("archive.py"),
+        code=code_version("archive"),
     log:
         "logs/archive.log",
     resources:
