@@ -4,11 +4,9 @@
 # model and optimizer, runs, one full-size epoch of CIFAR-10), then the
 # benchmark beside PyTorch on the same GPU with the projected 500-epoch run.
 #
-# On a machine where CuPy and PyTorch see a GPU and softloss' dependencies are
-# installed:   bash benchmarks/gpu_check.sh [OUTDIR]
-# Through the device tool (autograd is not installed there; carry its wheel):
-#   pip download --no-deps --only-binary=:all: -d .whl autograd==1.9.1   # here, once
-#   run(command="bash benchmarks/gpu_check.sh $OUT", carry=[".whl"])
+# Usage, on a machine where CuPy and PyTorch see a GPU:
+#   bash benchmarks/gpu_check.sh [OUTDIR]      (default OUTDIR: reports/gpu)
+# Wheels in .whl/ (autograd, snakemake, ...) are installed first if present.
 set -euo pipefail
 out=${1:-reports/gpu}
 mkdir -p "$out"

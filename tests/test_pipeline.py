@@ -16,23 +16,7 @@ import pytest
 from pipeline.train import read_history
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = """
-studies: null
-experiments:
-  - dataset: mnist
-    model: mlp
-    model_options: {hidden: 32}
-    optimizer: sgd
-    hyperparameters: {lr: 0.1}
-    losses: {ce: {}, nllr: {lr: 0.05}}
-    epochs: 1
-    batch_size: 50
-    seeds: [1, 2]
-    train_size: 1000
-    test_size: 500
-    mem_mb: 500
-    runtime: 5
-"""
+TINY = (REPO / ".test" / "config" / "config.yaml").read_text()  # the tiny study, one description
 
 
 def snakemake(workdir, *args, config="tiny.yaml", timeout=300):
@@ -102,9 +86,10 @@ def test_tiny_pipeline_report_matches_results(finished):
     assert "train/mnist/mlp/ce/seed1.log" in logs and "report.log" in logs
 
 
-def test_lint_is_clean():
-    result = subprocess.run([sys.executable, "-m", "snakemake", "--lint", "-s", str(REPO / "Snakefile"), "-d", str(REPO)],
-                            capture_output=True, text=True, timeout=120)  # fmt: skip
+@pytest.mark.parametrize("config", [[], ["--configfile", str(REPO / ".test/config/config.yaml")]], ids=["default", ".test"])
+def test_lint_is_clean(config):
+    result = subprocess.run([sys.executable, "-m", "snakemake", "--lint", "-s", str(REPO / "Snakefile"), "-d", str(REPO),
+                             *config], capture_output=True, text=True, timeout=120)  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
 
 
