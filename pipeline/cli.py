@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import re
 import sys
 from pathlib import Path
@@ -64,21 +65,36 @@ def _prepare(args):
         prepare(args.dataset, args.raw, args.out)
 
 
+RUN_FLAGS = ("model", "loss", "optimizer", "epochs", "batch_size", "seed")  # required without --run-config
+
+
 def _train(args):
     from .train import RunConfig, parse_hyperparameter, run
 
-    hyper = dict(parse_hyperparameter(h) for h in args.hyper)
-    if args.lr is not None:
-        hyper["lr"] = args.lr
-    options = dict(parse_hyperparameter(h, kind="model option") for h in args.model_option)
-    options = {k: int(v) if isinstance(v, float) and v.is_integer() else v for k, v in options.items()}
-    config = RunConfig(
-        data=str(args.data), model=args.model, loss=args.loss, optimizer=args.optimizer, epochs=args.epochs,
-        batch_size=args.batch_size, seed=args.seed, hyperparameters=hyper, model_options=options,
-        train_size=args.train_size, test_size=args.test_size, augment=args.augment,
-        feedback=None if args.feedback_fraction is None else {
-            "fraction": args.feedback_fraction, "wrong_label": args.feedback_label, "treatment": args.feedback_treatment},
-    )  # fmt: skip
+    if args.run_config:
+        given = [f"--{name.replace('_', '-')}" for name in RUN_FLAGS if getattr(args, name) is not None]
+        if given:
+            raise SoftlossError(f"--run-config holds the whole run: drop {', '.join(given)}")
+        config = RunConfig.read(args.run_config)
+    else:
+        missing = [f"--{name.replace('_', '-')}" for name in ("data", *RUN_FLAGS) if getattr(args, name) is None]
+        if missing:
+            raise SoftlossError(f"train needs {', '.join(missing)} (or --run-config FILE)")
+        hyper = dict(parse_hyperparameter(h) for h in args.hyper)
+        if args.lr is not None:
+            hyper["lr"] = args.lr
+        options = dict(parse_hyperparameter(h, kind="model option") for h in args.model_option)
+        options = {k: int(v) if isinstance(v, float) and v.is_integer() else v for k, v in options.items()}
+        config = RunConfig(
+            data=str(args.data), model=args.model, loss=args.loss, optimizer=args.optimizer, epochs=args.epochs,
+            batch_size=args.batch_size, seed=args.seed, hyperparameters=hyper, model_options=options,
+            train_size=args.train_size, test_size=args.test_size, augment=args.augment,
+            feedback=None if args.feedback_fraction is None else {
+                "fraction": args.feedback_fraction, "wrong_label": args.feedback_label,
+                "treatment": args.feedback_treatment},
+        )  # fmt: skip
+    if args.data is not None and args.run_config:
+        config = dataclasses.replace(config, data=str(args.data))
     status = run(config, args.out, quiet=args.quiet, backend=args.backend, force=args.force)
     print(f"{args.out}: {status['status']} after epoch {status['epoch']}")
 
@@ -163,18 +179,21 @@ def build_parser():
     check.set_defaults(run=_check_config)
 
     train = commands.add_parser("train", help="train one model with one loss (resumes from a checkpoint)")
-    train.add_argument("--data", required=True, type=Path, help="prepared HDF5 dataset")
-    train.add_argument("--model", required=True, help="knet_softmax, mlp, mnist_cnn or cifar_cnn")
-    train.add_argument("--loss", required=True, help="ce, bce, nllr, mse, complement, negated_ce, or a Keras form: ce_keras, bce_keras, nllr_keras")
-    train.add_argument("--optimizer", required=True, help="sgd, momentum, rmsprop, adadelta or adam")
+    train.add_argument("--run-config", type=Path, default=None, metavar="JSON",
+                       help="the whole run as JSON (RunConfig.to_dict(); the pipeline writes results/RUN/run.json) "
+                            "instead of the flags below; --data may still point elsewhere")
+    train.add_argument("--data", type=Path, help="prepared HDF5 dataset")
+    train.add_argument("--model", help="knet_softmax, mlp, mnist_cnn or cifar_cnn")
+    train.add_argument("--loss", help="ce, bce, nllr, mse, complement, negated_ce, or a Keras form: ce_keras, bce_keras, nllr_keras")
+    train.add_argument("--optimizer", help="sgd, momentum, rmsprop, adadelta or adam")
     train.add_argument("--lr", type=float, default=None, help="learning rate (default: the optimizer's)")
     train.add_argument("--hyper", action="append", default=[], metavar="KEY=VALUE",
                        help="another optimizer hyperparameter, e.g. decay=1e-6 (repeatable)")
     train.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
                        help="a model option, e.g. hidden=64 for mlp (repeatable)")
-    train.add_argument("--epochs", type=_whole(1), required=True)
-    train.add_argument("--batch-size", type=_whole(1), required=True)
-    train.add_argument("--seed", type=_whole(0), required=True)
+    train.add_argument("--epochs", type=_whole(1))
+    train.add_argument("--batch-size", type=_whole(1))
+    train.add_argument("--seed", type=_whole(0))
     train.add_argument("--train-size", type=_whole(1), default=None, help="train on a seeded subset of N examples")
     train.add_argument("--test-size", type=_whole(1), default=None, help="evaluate on the first N test examples")
     train.add_argument("--augment", action="store_true", help="Keras-style shifts and flips (CIFAR)")

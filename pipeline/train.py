@@ -24,7 +24,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -82,6 +82,31 @@ class RunConfig:
             if self.loss != "ce":
                 raise SoftlossError("feedback runs train the examples with known labels with ce: use --loss ce")
         return self
+
+    def to_dict(self):
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, settings):
+        """The RunConfig of `to_dict`'s output (run.json); unknown or missing keys are errors."""
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(settings) - names)
+        if unknown:
+            raise SoftlossError(f"run config: unknown keys {', '.join(unknown)}")
+        try:
+            return cls(**settings)
+        except TypeError as error:
+            raise SoftlossError(f"run config: {error}") from None
+
+    @classmethod
+    def read(cls, path):
+        try:
+            settings = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as error:
+            raise SoftlossError(f"{path}: unreadable run config ({error})") from None
+        if not isinstance(settings, dict):
+            raise SoftlossError(f"{path}: a run config is a JSON object")
+        return cls.from_dict(settings)
 
     def fingerprint(self):
         """Identifies what the run computes: a checkpoint resumes only under the same one.

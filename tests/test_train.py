@@ -225,3 +225,17 @@ def test_temporaries_of_a_killed_run_are_removed_on_resume(mnist_h5, tmp_path):
     lines = []
     run(_config(mnist_h5, epochs=2), out, quiet=True, log=lines.append)
     assert not list(out.glob("*.tmp")) and any("removed 1 temporary file" in line for line in lines)
+
+
+def test_train_from_a_run_config_file_equals_the_flags(mnist_h5, tmp_path):
+    config = _config(mnist_h5, epochs=1, model_options={"hidden": 16})
+    (tmp_path / "run.json").write_text(json.dumps(config.to_dict()))
+    flags = ["--model", "mlp", "--loss", "ce", "--optimizer", "sgd", "--lr", "0.1", "--epochs", "1",
+             "--batch-size", "50", "--seed", "4", "--train-size", "3000", "--test-size", "500",
+             "--model-option", "hidden=16"]  # fmt: skip
+    assert cli.main(["train", "--data", str(mnist_h5), *flags, "--out", str(tmp_path / "flags"), "--quiet"]) == 0
+    assert cli.main(["train", "--run-config", str(tmp_path / "run.json"), "--out", str(tmp_path / "json"), "--quiet"]) == 0
+    assert json.loads((tmp_path / "json/status.json").read_text())["fingerprint"] == \
+        json.loads((tmp_path / "flags/status.json").read_text())["fingerprint"]  # fmt: skip
+    assert _metrics(read_history(tmp_path / "json/history.csv")) == _metrics(read_history(tmp_path / "flags/history.csv"))
+    assert cli.main(["train", "--run-config", str(tmp_path / "run.json"), "--seed", "5", "--out", str(tmp_path / "x")]) == 2

@@ -1,6 +1,6 @@
 rule train:
     input:
-        lambda w: f"data/{RUNS[w.run]['dataset']}.h5",
+        data=lambda w: f"data/{JOBS[w.run].dataset}.h5",
     output:
         history="results/{run}/history.csv",
         status="results/{run}/status.json",
@@ -8,26 +8,28 @@ rule train:
     conda:
         ENV
     params:
-        # Every setting the job computes with, so that changing one reruns exactly its jobs.
-        settings=lambda w: computed_settings(w.run),
-        arguments=lambda w: train_arguments(w.run),
+        # The whole run as JSON (its RunConfig): a change to any setting reruns exactly this run.
+        run=lambda w: run_json(w.run),
+        backend=job_value("backend"),
         code=TRAIN_CODE,
         run_dir=lambda w, output: os.path.dirname(output.history),
     log:
         "logs/train/{run}.log",
     threads: config.get("train_threads", 1)
     resources:
-        mem_mb=run_value("mem_mb"),
-        runtime=run_value("runtime"),
-        gpu=lambda w: 1 if RUNS[w.run]["gpu"] else 0,
+        mem_mb=job_value("mem_mb"),
+        runtime=job_value("runtime"),
+        gpu=lambda w: 1 if JOBS[w.run].gpu else 0,
     shell:
+        "mkdir -p {params.run_dir} && printf '%s\\n' {params.run:q} > {params.run_dir}/run.json && "
         "OPENBLAS_NUM_THREADS={threads} OMP_NUM_THREADS={threads} "
-        "python -m pipeline train --data {input} {params.arguments} --out {params.run_dir} --quiet > {log} 2>&1 || (tail -n 1 {log} >&2; exit 1)"
+        "python -m pipeline train --run-config {params.run_dir}/run.json --backend {params.backend} "
+        "--out {params.run_dir} --quiet > {log} 2>&1 || (tail -n 1 {log} >&2; exit 1)"
 
 
 rule evaluate:
     input:
-        data=lambda w: f"data/{RUNS[w.run]['dataset']}.h5",
+        data=lambda w: f"data/{JOBS[w.run].dataset}.h5",
         status="results/{run}/status.json",
         model="results/{run}/model.npz",
     output:

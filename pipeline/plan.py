@@ -1,0 +1,119 @@
+"""From a study config (config/config.yaml and friends, already checked against
+the schema) to its training runs: `plan(config) -> {run_id: Job}`.
+
+A run id is the run's directory under `results/`: `{dataset}/{model}/{loss}/seed{seed}`
+for Table I ("main"), `studies/{study}/...` for the side studies. Each Job holds
+the `RunConfig` the train command computes with (written to `run.json`, which
+Snakemake compares for reruns) and what the job needs from the machine.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import SoftlossError
+from .train import RunConfig
+
+DEFAULT_MEM_MB, DEFAULT_RUNTIME = 2000, 60
+
+
+@dataclass(frozen=True)
+class Job:
+    study: str  # "main" (Table I) or a side study's name
+    run: RunConfig
+    backend: str  # what it computes with: "numpy", or the config's backend for a GPU job
+    gpu: bool  # holds a GPU (resources: gpu=1)
+    mem_mb: int = DEFAULT_MEM_MB
+    runtime: int = DEFAULT_RUNTIME  # minutes
+
+    @property
+    def dataset(self):
+        return self.run.data.removeprefix("data/").removesuffix(".h5")
+
+
+def _job(study, entry, backend, *, loss="ce", seed, epochs=None, hyperparameters=None, feedback=None, dataset=None):
+    dataset = dataset or entry["dataset"]
+    # GPU jobs (gpu: true) hold a GPU and compute with the configured backend;
+    # every other job computes with NumPy on its CPU cores.
+    on_gpu = bool(entry.get("gpu", False)) and backend != "numpy"
+    run = RunConfig(
+        data=f"data/{dataset}.h5", model=entry["model"], loss=loss, optimizer=entry["optimizer"],
+        epochs=epochs or entry["epochs"], batch_size=entry["batch_size"], seed=seed,
+        hyperparameters=dict(entry.get("hyperparameters", {}) if hyperparameters is None else hyperparameters),
+        model_options=dict(entry.get("model_options") or {}), train_size=entry.get("train_size"),
+        test_size=entry.get("test_size"), augment=entry.get("augment", False), feedback=feedback,
+    )  # fmt: skip
+    return Job(study, run, backend if on_gpu else "numpy", on_gpu, entry.get("mem_mb", DEFAULT_MEM_MB),
+               entry.get("runtime", DEFAULT_RUNTIME))  # fmt: skip
+
+
+def _main(config, backend):
+    for entry in config["experiments"]:
+        for loss, override in entry["losses"].items():
+            override = dict(override or {})
+            epochs = override.pop("epochs", entry["epochs"])
+            for seed in entry["seeds"]:
+                yield f"{entry['dataset']}/{entry['model']}/{loss}/seed{seed}", _job(
+                    "main", entry, backend, loss=loss, seed=seed, epochs=epochs,
+                    hyperparameters={**entry.get("hyperparameters", {}), **override})  # fmt: skip
+
+
+def _negative_feedback(s, backend):
+    base = f"studies/negative_feedback/{s['dataset']}/{s['model']}"
+    for seed in s["seeds"]:
+        for q in s["fractions"]:
+            if q == 0:  # no negatives: one run serves every treatment and every way of choosing l
+                yield f"{base}/none/q0/none/seed{seed}", _job("negative_feedback", s, backend, seed=seed)
+                continue
+            for how in s["wrong_labels"]:
+                for treatment in s["treatments"]:
+                    yield f"{base}/{how}/q{q}/{treatment}/seed{seed}", _job(
+                        "negative_feedback", s, backend, seed=seed,
+                        feedback={"fraction": q, "wrong_label": how, "treatment": treatment})  # fmt: skip
+
+
+def _log_loss(s, backend):
+    for model, m in s["models"].items():
+        entry = {**s, **m, "model": model}
+        for lr in m["learning_rates"]:
+            for loss in s["losses"]:
+                for seed in s["seeds"]:
+                    yield f"studies/log_loss/{s['dataset']}/{model}/lr{lr}/{loss}/seed{seed}", _job(
+                        "log_loss", entry, backend, loss=loss, seed=seed,
+                        hyperparameters={**m.get("hyperparameters", {}), "lr": lr})  # fmt: skip
+
+
+def _knet_softmax(s, backend):
+    entry = {**s, "dataset": "mnist", "model": "knet_softmax", "optimizer": "sgd"}
+    for seed in s["seeds"]:
+        yield f"studies/knet_softmax/mnist/knet_softmax/ce/seed{seed}", _job(
+            "knet_softmax", entry, backend, seed=seed, hyperparameters={"lr": s["lr"]})  # fmt: skip
+
+
+STUDIES = {"negative_feedback": _negative_feedback, "log_loss": _log_loss, "knet_softmax": _knet_softmax}
+
+
+def plan(config):
+    """{run_id: Job} of every training run `config` asks for, Table I's first."""
+    backend = config.get("backend", "auto")
+    planned = list(_main(config, backend))
+    for name, study in (config.get("studies") or {}).items():
+        planned += list(STUDIES[name](study, backend))
+    jobs = {}
+    for run_id, job in planned:
+        if run_id in jobs:
+            raise SoftlossError(f"config: two entries ask for the same run {run_id}; merge them")
+        jobs[run_id] = job
+    return jobs
+
+
+def problems(jobs):
+    """One line per distinct problem a run would hit at its start (an unknown
+    optimizer keyword or model option, a negative rate, ...), naming one run
+    that has it: `RunConfig.validate` builds the model and optimizer for real."""
+    found = {}
+    for run_id, job in jobs.items():
+        try:
+            job.run.validate()
+        except (SoftlossError, ValueError) as error:
+            found.setdefault(str(error), run_id)
+    return [f"{error} (run {run_id})" for error, run_id in found.items()]

@@ -1,0 +1,75 @@
+"""The planner: config -> {run_id: Job}, in Python (pipeline/plan.py)."""
+import json
+from collections import Counter
+from dataclasses import replace
+
+import pytest
+
+from pipeline.configcheck import DEFAULT, load_yaml, merge
+from pipeline.errors import SoftlossError
+from pipeline.plan import plan, problems
+from pipeline.train import RunConfig
+
+ROOT = DEFAULT.parent.parent
+
+
+def _config(*files):
+    config = load_yaml(DEFAULT)
+    for name in files:
+        config = merge(config, load_yaml(ROOT / name))
+    return config
+
+
+def test_default_config_plans_every_run_once():
+    jobs = plan(_config())
+    studies = Counter(job.study for job in jobs.values())
+    # knet_softmax: 7 losses x 3 seeds; mnist_cnn: 7 x 2; negative feedback: q=0 once, 3 q x 2 x 3;
+    # log loss: 2 models x 3 rates x 2 losses; Knet's softmax: 1.
+    assert studies == {"main": 21 + 14, "negative_feedback": 1 + 18, "log_loss": 12, "knet_softmax": 1}
+    mse = jobs["mnist/knet_softmax/mse/seed2"].run
+    assert mse.hyperparameters == {"lr": 1.0} and mse.loss == "mse" and mse.data == "data/mnist.h5"
+    assert jobs["mnist/mnist_cnn/nllr_keras/seed1"].run.train_size == 6000
+    fb = jobs["studies/negative_feedback/mnist/mlp/model/q0.5/negated_ce/seed1"].run.feedback
+    assert fb == {"fraction": 0.5, "wrong_label": "model", "treatment": "negated_ce"}
+    assert problems(jobs) == []
+
+
+def test_paper_config_epochs_override_and_gpu_jobs():
+    jobs = plan(_config("config/paper.yaml"))
+    assert jobs["mnist/mnist_cnn/nllr/seed3"].run.epochs == 500 and jobs["mnist/mnist_cnn/ce/seed3"].run.epochs == 100
+    cifar = jobs["cifar10/cifar_cnn/nllr_keras/seed1"]
+    assert cifar.gpu and cifar.backend == "auto" and cifar.run.augment and cifar.run.batch_size == 32
+    assert not jobs["mnist/mnist_cnn/ce/seed1"].gpu and jobs["mnist/mnist_cnn/ce/seed1"].backend == "numpy"
+    on_cpu = plan({**_config("config/paper.yaml"), "backend": "numpy"})["cifar10/cifar_cnn/ce/seed1"]
+    assert not on_cpu.gpu and on_cpu.backend == "numpy"
+
+
+def test_reference_config_gives_nllr_a_second_seed():
+    jobs = plan(_config("config/reference.yaml"))
+    assert sorted(jobs) == sorted(
+        [f"mnist/mnist_cnn/{loss}/seed1" for loss in ("ce", "ce_keras", "bce", "bce_keras")]
+        + [f"mnist/mnist_cnn/{loss}/seed{s}" for loss in ("nllr", "nllr_keras") for s in (1, 2)])  # fmt: skip
+    assert all(job.run.epochs == 12 and job.run.train_size is None for job in jobs.values())
+
+
+def test_two_entries_asking_for_one_run_are_refused():
+    config = _config()
+    config["experiments"] = config["experiments"] + [config["experiments"][0]]
+    with pytest.raises(SoftlossError, match="two entries ask for the same run mnist/knet_softmax/ce/seed1"):
+        plan(config)
+
+
+def test_problems_name_the_setting_and_a_run():
+    config = _config()
+    config["experiments"][1] = {**config["experiments"][1], "hyperparameters": {"rhoo": 0.9}}
+    lines = problems(plan(config))
+    assert len(lines) == 1 and "unexpected keyword argument 'rhoo'" in lines[0] and "(run mnist/mnist_cnn/" in lines[0]
+
+
+def test_run_config_round_trips_through_json_with_its_types():
+    run = replace(plan(_config())["studies/negative_feedback/mnist/mlp/random/q0.25/complement/seed1"].run,
+                  model_options={"hidden": 64, "note": "a string passes too"})  # fmt: skip
+    again = RunConfig.from_dict(json.loads(json.dumps(run.to_dict())))
+    assert again == run and isinstance(again.model_options["hidden"], int)
+    with pytest.raises(SoftlossError, match="unknown keys colour"):
+        RunConfig.from_dict({**run.to_dict(), "colour": "red"})
