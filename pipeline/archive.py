@@ -12,31 +12,24 @@ import gzip
 import hashlib
 import io
 import json
-import platform
 import re
 import tarfile
 import zlib
-from importlib import metadata
 from pathlib import Path
 
 from .data import safe_members
 from .errors import DataError
 from .files import atomic_path
-from .report import TABLE1_JSON_ID, _git, table_rows
+from .provenance import environment, git
+from .report import TABLE1_JSON_ID, table_rows
 
 MANIFEST = "MANIFEST"
 RUN_FILES = ("history.csv", "metrics.json", "status.json")
 
 
 def archive_name(day):
-    commit = (_git("rev-parse", "--short=12", "HEAD") or "nogit")
+    commit = (git("rev-parse", "--short=12", "HEAD") or "nogit")
     return f"softloss-archive-{day:%Y%m%d}-{commit}.tar.gz"
-
-
-def _environment():
-    packages = sorted({(d.metadata["Name"], d.version) for d in metadata.distributions() if d.metadata["Name"]})
-    return {"python": platform.python_version(), "platform": platform.platform(), "commit": _git("rev-parse", "HEAD"),
-            "packages": {name: version for name, version in packages}}  # fmt: skip
 
 
 def build(out_path, summaries, report, config, data_files=()):
@@ -45,7 +38,7 @@ def build(out_path, summaries, report, config, data_files=()):
 
     members = {
         "config.json": json.dumps(config, indent=2, sort_keys=True).encode(),
-        "environment.json": json.dumps(_environment(), indent=2, sort_keys=True).encode(),
+        "environment.json": json.dumps(environment(), indent=2, sort_keys=True).encode(),
     }
     checksums = {}
     for path in data_files:

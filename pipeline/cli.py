@@ -129,7 +129,7 @@ def _report(args):
 
 
 def _toy(args):
-    from .studies import toy_boundaries
+    from .toy import toy_boundaries
 
     result = toy_boundaries(args.out)
     print(", ".join(f"{name}: training accuracy {m['accuracy']:.3f}" for name, m in result["models"].items()))

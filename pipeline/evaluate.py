@@ -9,8 +9,8 @@ import numpy as np
 
 from . import data
 from .errors import SoftlossError
-from .losses import LOSSES
 from .files import write_json
+from .losses import LOSSES
 from .train import load_model, metrics_from_logits, predict
 
 

@@ -7,27 +7,21 @@ The report embeds Table I's numbers as JSON (`TABLE1_JSON_ID`), which
 `archive.verify` recomputes from the runs."""
 from __future__ import annotations
 
-import base64
-import datetime
-import io
 import json
 import math
-import os
-import platform
-import subprocess
 from collections import defaultdict
-from importlib import metadata
 from pathlib import Path
 
-import h5py
 import jinja2
 import numpy as np
 
-from .errors import SoftlossError
 from .datasets import REGISTRY
-from .losses import KERAS_FORMS, nllr_keras_floor
+from .errors import SoftlossError
+from .figures import EXACT_OF, confusion_figure, learning_curves, loss_order
 from .files import write_atomic, write_json
-from .train import read_history
+from .losses import KERAS_FORMS, nllr_keras_floor
+from .provenance import provenance
+from .rundir import read_history
 
 PAPER_CITATION = {
     "title": "Negative Log Likelihood Ratio Loss for Deep Neural Network Classification",
@@ -44,9 +38,6 @@ PAPER = {
 T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
        2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
        2.045, 2.042)  # fmt: skip
-PACKAGES = ("numpy", "autograd", "h5py", "matplotlib", "jinja2", "snakemake", "tqdm", "softloss")
-LOSS_ORDER = ("ce", "ce_keras", "bce", "bce_keras", "nllr", "nllr_keras", "mse", "complement", "negated_ce")
-EXACT_OF = {keras: exact for exact, keras in KERAS_FORMS.items()}  # Keras form -> the loss it computes
 TABLE1_JSON_ID = "table1-json"
 
 
@@ -98,16 +89,12 @@ def dataset_notes(datasets):
     return {d: REGISTRY[d].note for d in sorted(datasets) if d in REGISTRY and REGISTRY[d].note}
 
 
-def _order(loss):
-    return LOSS_ORDER.index(loss) if loss in LOSS_ORDER else len(LOSS_ORDER)
-
-
 def table_rows(runs):
     groups = defaultdict(list)
     for run in runs:
         groups[(run["dataset"], run["model"], run["loss"])].append(run)
     rows = []
-    for (dataset, model, loss), members in sorted(groups.items(), key=lambda kv: (*kv[0][:2], _order(kv[0][2]))):
+    for (dataset, model, loss), members in sorted(groups.items(), key=lambda kv: (*kv[0][:2], loss_order(kv[0][2]))):
         done = sorted((r for r in members if r["status"] == "completed"), key=lambda r: r["seed"])
         accuracies = [100 * r["test_accuracy"] for r in done]
         mean, half = mean_interval(accuracies) if accuracies else (None, None)
@@ -135,7 +122,7 @@ def form_table(rows):
         entry = entries.setdefault(key, {"dataset": key[0], "model": key[1], "loss": family, "exact": None, "keras": None,
                                          "paper": paper_value(*key), "has_keras": family in KERAS_FORMS})  # fmt: skip
         entry["keras" if row["loss"] in EXACT_OF else "exact"] = row
-    return sorted(entries.values(), key=lambda e: (e["dataset"], e["model"], _order(e["loss"])))
+    return sorted(entries.values(), key=lambda e: (e["dataset"], e["model"], loss_order(e["loss"])))
 
 
 def table1_json(rows):
@@ -186,115 +173,6 @@ def form_findings(entries, runs):
                          f"floor of {keras['floor']:.2f} (where an example's gradient is exactly zero).")  # fmt: skip
         findings.append(text)
     return findings
-
-
-# ------------------------------------------------------------------ figures
-def _png(fig):
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def learning_curves(runs, dataset, model):
-    """Figures 1-2 of the paper: train/test loss and accuracy per epoch, one line
-    per loss (mean over seeds; diverged runs end where they diverged)."""
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(2, 2, figsize=(10, 6.5), sharex=True)
-    by_loss = defaultdict(list)
-    for run in runs:
-        if run["dataset"] == dataset and run["model"] == model and run["history"]:
-            by_loss[run["loss"]].append(run["history"])
-    panels = [("train_loss", "train loss"), ("test_loss", "test loss"),
-              ("train_accuracy", "train accuracy"), ("test_accuracy", "test accuracy")]  # fmt: skip
-    families = sorted({EXACT_OF.get(loss, loss) for loss in by_loss}, key=_order)
-    colours = {family: f"C{i}" for i, family in enumerate(families)}  # one colour per loss; Keras form dashed
-    for ax, (key, title) in zip(axes.flat, panels):
-        for loss in sorted(by_loss, key=_order):
-            length = min(len(h) for h in by_loss[loss])
-            values = np.mean([[row[key] for row in h[:length]] for h in by_loss[loss]], axis=0)
-            epochs = [row["epoch"] for row in by_loss[loss][0][:length]]
-            ax.plot(epochs, values, marker="o" if length < 15 else None, label=loss,
-                    color=colours[EXACT_OF.get(loss, loss)], linestyle="--" if loss in EXACT_OF else "-")  # fmt: skip
-        ax.set_title(title)
-        if key.endswith("loss"):
-            ax.set_yscale("symlog")  # NLLR is unbounded below: its loss runs to large negative values
-        ax.grid(alpha=0.3)
-    for ax in axes[1]:
-        ax.set_xlabel("epoch")
-    axes[0, 0].legend()
-    fig.suptitle(f"{dataset} / {model}: mean over seeds")
-    return _png(fig)
-
-
-def confusion_figure(runs, dataset, model):
-    import matplotlib.pyplot as plt
-
-    by_loss = defaultdict(list)
-    for run in runs:
-        if run["dataset"] == dataset and run["model"] == model and run["status"] == "completed":
-            by_loss[run["loss"]].append(np.array(run["confusion_matrix"]))
-    if not by_loss:
-        return None
-    losses = sorted(by_loss, key=_order)
-    fig, axes = plt.subplots(1, len(losses), figsize=(3.2 * len(losses), 3.3), squeeze=False)
-    for ax, loss in zip(axes[0], losses):
-        matrix = np.sum(by_loss[loss], axis=0)
-        rates = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
-        ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
-        ax.set_title(f"{loss} ({len(by_loss[loss])} seeds)")
-        ax.set_xlabel("predicted")
-        ax.set_ylabel("true")
-        ax.set_xticks(range(len(matrix)))
-        ax.set_yticks(range(len(matrix)))
-        ax.tick_params(labelsize=7)
-    fig.suptitle(f"{dataset} / {model}: confusion matrices (rows normalised)")
-    return _png(fig)
-
-
-# ------------------------------------------------------------------ provenance
-def _git(*args):
-    """git in the directory of this package's code: the commit the results came from."""
-    try:
-        return subprocess.run(["git", *args], capture_output=True, text=True, check=True, timeout=10,
-                              cwd=Path(__file__).parent).stdout.strip()  # fmt: skip
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def provenance(data_files, config, runs):
-    commit = _git("rev-parse", "HEAD")
-    dirty = _git("status", "--porcelain", "--untracked-files=no")
-    versions = {}
-    for name in PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    datasets = []
-    for path in data_files:
-        try:
-            with h5py.File(path, "r") as h5:
-                attrs = dict(h5.attrs)
-        except OSError as error:
-            raise SoftlossError(f"{path}: cannot read dataset attributes ({error})") from None
-        datasets.append({"path": str(path), "dataset": attrs.get("dataset"), "source": attrs.get("source"),
-                         "note": attrs.get("note", ""), "variant_of": attrs.get("variant_of", ""),
-                         "files": list(zip(attrs.get("source_files", []), attrs.get("source_sha256", [])))})  # fmt: skip
-    return {
-        "commit": (commit + (" (with uncommitted changes)" if dirty else "")) if commit else "unknown (not a git checkout)",
-        "generated": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "versions": versions,
-        "python": platform.python_version(),
-        "machine": f"{platform.platform()}; {platform.machine()}; {os.cpu_count()} CPUs",
-        "config": json.dumps(config, indent=2, sort_keys=True),
-        "datasets": datasets,
-        "wall": sorted((r["run_dir"], r.get("wall_seconds") or 0.0, r["status"], r.get("device", "CPU")) for r in runs),
-        "total_wall": sum(r.get("wall_seconds") or 0.0 for r in runs),
-    }
 
 
 # ------------------------------------------------------------------ report

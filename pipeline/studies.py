@@ -1,4 +1,5 @@
-"""The three side questions of the study: their toy experiment, tables and figures.
+"""The three side questions of the study: their tables and figures (the toy
+experiment itself is pipeline/toy.py).
 
 1. Negative feedback: drop / complement / negated_ce on examples known only
    to be NOT class l (runs configured under `studies.negative_feedback`).
@@ -8,72 +9,15 @@
 """
 from __future__ import annotations
 
-import json
 from collections import defaultdict
-from pathlib import Path
 
 import numpy as np
 
-from . import models, optim
-from .autodiff import value_and_grad
-from .losses import ce
-from .files import write_json
+from .figures import png, toy_figure
 
 # Knet's documentation (examples/mnist.jl, softmax model, SGD lr 0.1, batch 100).
 KNET_REFERENCE = {1: {"train": 0.90087, "test": 0.9048}, 100: {"train": 0.92755, "test": 0.9176}}
 TREATMENT_ORDER = ("drop", "complement", "negated_ce")
-
-
-# ------------------------------------------------------------------ 2-D toy
-def toy_data(n_per_class=150, seed=0):
-    """Three classes on concentric rings: no straight line separates them."""
-    rng = np.random.default_rng(seed)
-    angles = rng.uniform(0, 2 * np.pi, 3 * n_per_class)
-    labels = np.repeat(np.arange(3), n_per_class)
-    radius = 0.3 + 0.6 * labels + rng.normal(0, 0.08, len(labels))
-    points = np.stack([radius * np.cos(angles), radius * np.sin(angles)], axis=1).astype(np.float32)
-    return points, labels
-
-
-def toy_boundaries(out_path, steps=3000, grid=120, seed=0):
-    """Train knet_softmax and an MLP on the rings with SGD; save their class map on a grid."""
-    points, labels = toy_data(seed=seed)
-    xs = np.linspace(-2.0, 2.0, grid, dtype=np.float32)
-    mesh = np.stack(np.meshgrid(xs, xs), axis=-1).reshape(-1, 2)
-    result = {"points": points.tolist(), "labels": labels.tolist(), "extent": [-2.0, 2.0], "grid": grid, "models": {}}
-    for name, options, lr in (("knet_softmax", {"n_classes": 3}, 0.5), ("mlp", {"hidden": 32, "n_classes": 3}, 0.5)):
-        rng = np.random.default_rng(seed)
-        init, apply = models.build(name, **options)
-        params = init(rng, (2,))
-        opt = optim.sgd(lr=lr)
-        state = opt.init(params)
-        step = value_and_grad(lambda p, apply=apply: ce(apply(p, points), labels))
-        for _ in range(steps):
-            _, grads = step(params)
-            params, state = opt.update(params, grads, state)
-        accuracy = float(np.mean(apply(params, points).argmax(axis=1) == labels))
-        result["models"][name] = {"accuracy": accuracy, "classes": apply(params, mesh).argmax(axis=1).tolist()}
-    write_json(out_path, result)
-    return result
-
-
-def toy_figure(toy):
-    import matplotlib.pyplot as plt
-
-    from .report import _png
-
-    points, labels = np.array(toy["points"]), np.array(toy["labels"])
-    low, high = toy["extent"]
-    fig, axes = plt.subplots(1, len(toy["models"]), figsize=(9, 4.3))
-    for ax, (name, model) in zip(axes, toy["models"].items()):
-        classes = np.array(model["classes"]).reshape(toy["grid"], toy["grid"])
-        ax.imshow(classes, origin="lower", extent=(low, high, low, high), cmap="Pastel1", vmin=0, vmax=8)
-        ax.scatter(points[:, 0], points[:, 1], c=labels, cmap="Set1", vmin=0, vmax=8, s=6)
-        ax.set_title(f"{name}: training accuracy {model['accuracy']:.0%}")
-        ax.set_xticks([])
-        ax.set_yticks([])
-    fig.suptitle("Class regions on three rings: linear boundaries (Knet's softmax) vs one hidden layer")
-    return _png(fig)
 
 
 # ------------------------------------------------------------------ study views
@@ -85,7 +29,6 @@ def negative_feedback(runs):
     """Table rows and figures of the negative-feedback study."""
     import matplotlib.pyplot as plt
 
-    from .report import _png
 
     cells = defaultdict(list)  # (wrong_label, q, treatment) -> runs
     for run in runs:
@@ -131,7 +74,7 @@ def negative_feedback(runs):
         ax.set_ylabel("final test accuracy (%)")
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
-    accuracy_vs_q = _png(fig)
+    accuracy_vs_q = png(fig)
 
     q_mid = fractions[len(fractions) // 2] if fractions else None
     fig, axes = plt.subplots(1, len(hows), figsize=(5 * len(hows), 3.8), squeeze=False)
@@ -147,7 +90,7 @@ def negative_feedback(runs):
         ax.set_ylabel("test accuracy (%)")
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
-    per_epoch = _png(fig)
+    per_epoch = png(fig)
     return {"rows": rows, "treatments": treatments, "accuracy_vs_q": accuracy_vs_q, "per_epoch": per_epoch, "q_mid": q_mid}
 
 
@@ -155,7 +98,6 @@ def log_loss(runs, target=0.9):
     """Epochs to a fixed training accuracy, CE vs MSE, per model and learning rate."""
     import matplotlib.pyplot as plt
 
-    from .report import _png
 
     groups = defaultdict(list)  # (model, lr, loss) -> runs
     for run in runs:
@@ -196,7 +138,7 @@ def log_loss(runs, target=0.9):
     axes[0][0].set_ylabel("train loss")
     axes[1][0].set_ylabel("train accuracy (%)")
     axes[0][0].legend()
-    return {"rows": rows, "target": target, "wins": dict(wins), "n": len(rows), "figure": _png(fig)}
+    return {"rows": rows, "target": target, "wins": dict(wins), "n": len(rows), "figure": png(fig)}
 
 
 def knet(runs, toy):
@@ -212,7 +154,3 @@ def knet(runs, toy):
     error = float(np.mean([1 - r["train_accuracy"] for r in last])) if last else None
     return {"rows": rows, "train_error": error, "toy": toy_figure(toy) if toy else None,
             "toy_accuracy": {k: v["accuracy"] for k, v in toy["models"].items()} if toy else {}}  # fmt: skip
-
-
-def load_study(path):
-    return Path(path).stem, json.loads(Path(path).read_text())["runs"]

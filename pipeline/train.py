@@ -17,9 +17,7 @@ status `diverged` (exit code 0), so a study can report it.
 """
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import math
 import os
@@ -34,11 +32,9 @@ from . import __version__, data, feedback, models, optim, tree
 from .autodiff import value_and_grad
 from .backend import NUMPY, resolve
 from .errors import SoftlossError
-from .files import remove_stale_temporaries, write_atomic, write_json
+from .files import remove_stale_temporaries, write_json
 from .losses import LOSSES, mixed_feedback
-
-HISTORY_FIELDS = ("epoch", "train_loss", "train_accuracy", "train_error",
-                  "test_loss", "test_accuracy", "test_error", "seconds")  # fmt: skip
+from .rundir import UnreadableFile, load_arrays, read_history, save_arrays, write_history  # noqa: F401  (read_history: public here too)
 
 
 @dataclass(frozen=True)
@@ -116,47 +112,6 @@ class RunConfig:
         checksums `prepare` checked and recorded, not by where it lies."""
         fields = {k: v for k, v in asdict(self).items() if k not in ("epochs", "data")}
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
-
-
-# --------------------------------------------------------------- files
-def write_history(path, rows):
-    text = io.StringIO()
-    writer = csv.DictWriter(text, HISTORY_FIELDS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    write_atomic(path, lambda out: out.write(text.getvalue().encode()))
-
-
-def read_history(path):
-    with open(path, newline="") as handle:
-        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(handle)]
-
-
-def save_arrays(path, arrays, meta):
-    def write(out):
-        np.savez(out, meta=np.array(json.dumps(meta)), **{f"a{i}": a for i, a in enumerate(arrays)})
-
-    write_atomic(path, write)
-
-
-class UnreadableFile(SoftlossError):
-    """A checkpoint or model file that is truncated, corrupt or not ours."""
-
-
-def load_arrays(path, what="checkpoint"):
-    """(arrays, meta) of a file written by `save_arrays`; UnreadableFile if it
-    is damaged. Every array is read here, so a bad CRC is found now."""
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            meta = json.loads(str(npz["meta"]))
-            count = sum(1 for key in npz.files if key != "meta")
-            return [npz[f"a{i}"] for i in range(count)], meta
-    except FileNotFoundError:
-        raise
-    except Exception as error:  # zipfile.BadZipFile, zlib.error, EOFError, ValueError, KeyError, ...
-        # (NumPy's own text for object arrays advises loading them unsafely: never pass that on.)
-        reason = "it holds Python objects" if "allow_pickle" in str(error) else f"{type(error).__name__}: {error}"
-        raise UnreadableFile(f"{path}: unreadable {what}, truncated or corrupt ({reason})") from None
 
 
 # --------------------------------------------------------------- metrics

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from pipeline import data, feedback
-from pipeline.studies import toy_boundaries
+from pipeline.toy import toy_boundaries
 
 from test_pipeline import _workdir, snakemake
 

@@ -44,7 +44,7 @@ rule toy_boundaries:
     conda:
         ENV
     params:
-        code=code_version("studies"),
+        code=code_version("toy"),
     log:
         "logs/toy_boundaries.log",
     resources:

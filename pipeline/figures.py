@@ -1,0 +1,105 @@
+"""The report's figures, each a base64 PNG to embed in the HTML (matplotlib, Agg)."""
+from __future__ import annotations
+
+import base64
+import io
+from collections import defaultdict
+
+import numpy as np
+
+from .losses import KERAS_FORMS
+
+LOSS_ORDER = ("ce", "ce_keras", "bce", "bce_keras", "nllr", "nllr_keras", "mse", "complement", "negated_ce")
+EXACT_OF = {keras: exact for exact, keras in KERAS_FORMS.items()}  # Keras form -> the loss it computes
+
+
+def loss_order(loss):
+    return LOSS_ORDER.index(loss) if loss in LOSS_ORDER else len(LOSS_ORDER)
+
+
+def png(fig):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def learning_curves(runs, dataset, model):
+    """Figures 1-2 of the paper: train/test loss and accuracy per epoch, one line
+    per loss (mean over seeds; diverged runs end where they diverged)."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 2, figsize=(10, 6.5), sharex=True)
+    by_loss = defaultdict(list)
+    for run in runs:
+        if run["dataset"] == dataset and run["model"] == model and run["history"]:
+            by_loss[run["loss"]].append(run["history"])
+    panels = [("train_loss", "train loss"), ("test_loss", "test loss"),
+              ("train_accuracy", "train accuracy"), ("test_accuracy", "test accuracy")]  # fmt: skip
+    families = sorted({EXACT_OF.get(loss, loss) for loss in by_loss}, key=loss_order)
+    colours = {family: f"C{i}" for i, family in enumerate(families)}  # one colour per loss; Keras form dashed
+    for ax, (key, title) in zip(axes.flat, panels):
+        for loss in sorted(by_loss, key=loss_order):
+            length = min(len(h) for h in by_loss[loss])
+            values = np.mean([[row[key] for row in h[:length]] for h in by_loss[loss]], axis=0)
+            epochs = [row["epoch"] for row in by_loss[loss][0][:length]]
+            ax.plot(epochs, values, marker="o" if length < 15 else None, label=loss,
+                    color=colours[EXACT_OF.get(loss, loss)], linestyle="--" if loss in EXACT_OF else "-")  # fmt: skip
+        ax.set_title(title)
+        if key.endswith("loss"):
+            ax.set_yscale("symlog")  # NLLR is unbounded below: its loss runs to large negative values
+        ax.grid(alpha=0.3)
+    for ax in axes[1]:
+        ax.set_xlabel("epoch")
+    axes[0, 0].legend()
+    fig.suptitle(f"{dataset} / {model}: mean over seeds")
+    return png(fig)
+
+
+def confusion_figure(runs, dataset, model):
+    import matplotlib.pyplot as plt
+
+    by_loss = defaultdict(list)
+    for run in runs:
+        if run["dataset"] == dataset and run["model"] == model and run["status"] == "completed":
+            by_loss[run["loss"]].append(np.array(run["confusion_matrix"]))
+    if not by_loss:
+        return None
+    losses = sorted(by_loss, key=loss_order)
+    fig, axes = plt.subplots(1, len(losses), figsize=(3.2 * len(losses), 3.3), squeeze=False)
+    for ax, loss in zip(axes[0], losses):
+        matrix = np.sum(by_loss[loss], axis=0)
+        rates = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+        ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+        ax.set_title(f"{loss} ({len(by_loss[loss])} seeds)")
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_xticks(range(len(matrix)))
+        ax.set_yticks(range(len(matrix)))
+        ax.tick_params(labelsize=7)
+    fig.suptitle(f"{dataset} / {model}: confusion matrices (rows normalised)")
+    return png(fig)
+
+
+
+def toy_figure(toy):
+    """Class regions of the 2-D toy (pipeline/toy.py): linear vs one hidden layer."""
+    import matplotlib.pyplot as plt
+
+    points, labels = np.array(toy["points"]), np.array(toy["labels"])
+    low, high = toy["extent"]
+    fig, axes = plt.subplots(1, len(toy["models"]), figsize=(9, 4.3))
+    for ax, (name, model) in zip(axes, toy["models"].items()):
+        classes = np.array(model["classes"]).reshape(toy["grid"], toy["grid"])
+        ax.imshow(classes, origin="lower", extent=(low, high, low, high), cmap="Pastel1", vmin=0, vmax=8)
+        ax.scatter(points[:, 0], points[:, 1], c=labels, cmap="Set1", vmin=0, vmax=8, s=6)
+        ax.set_title(f"{name}: training accuracy {model['accuracy']:.0%}")
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle("Class regions on three rings: linear boundaries (Knet's softmax) vs one hidden layer")
+    return png(fig)

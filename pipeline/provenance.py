@@ -1,0 +1,65 @@
+"""Where results came from: the code's commit, package versions, machine,
+config and data checksums. The report shows it; the archive records it."""
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+import h5py
+
+from .errors import SoftlossError
+
+PACKAGES = ("numpy", "autograd", "h5py", "matplotlib", "jinja2", "snakemake", "tqdm", "pillow", "softloss")
+
+
+def git(*args):
+    """git in the directory of this package's code: the commit the results came from."""
+    try:
+        return subprocess.run(["git", *args], capture_output=True, text=True, check=True, timeout=10,
+                              cwd=Path(__file__).parent).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def provenance(data_files, config, runs):
+    commit = git("rev-parse", "HEAD")
+    dirty = git("status", "--porcelain", "--untracked-files=no")
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    datasets = []
+    for path in data_files:
+        try:
+            with h5py.File(path, "r") as h5:
+                attrs = dict(h5.attrs)
+        except OSError as error:
+            raise SoftlossError(f"{path}: cannot read dataset attributes ({error})") from None
+        datasets.append({"path": str(path), "dataset": attrs.get("dataset"), "source": attrs.get("source"),
+                         "note": attrs.get("note", ""), "variant_of": attrs.get("variant_of", ""),
+                         "files": list(zip(attrs.get("source_files", []), attrs.get("source_sha256", [])))})  # fmt: skip
+    return {
+        "commit": (commit + (" (with uncommitted changes)" if dirty else "")) if commit else "unknown (not a git checkout)",
+        "generated": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "versions": versions,
+        "python": platform.python_version(),
+        "machine": f"{platform.platform()}; {platform.machine()}; {os.cpu_count()} CPUs",
+        "config": json.dumps(config, indent=2, sort_keys=True),
+        "datasets": datasets,
+        "wall": sorted((r["run_dir"], r.get("wall_seconds") or 0.0, r["status"], r.get("device", "CPU")) for r in runs),
+        "total_wall": sum(r.get("wall_seconds") or 0.0 for r in runs),
+    }
+
+
+def environment():
+    """The interpreter, platform, commit and every installed package's version."""
+    packages = sorted({(d.metadata["Name"], d.version) for d in metadata.distributions() if d.metadata["Name"]})
+    return {"python": platform.python_version(), "platform": platform.platform(), "commit": git("rev-parse", "HEAD"),
+            "packages": {name: version for name, version in packages}}  # fmt: skip
