@@ -362,12 +362,14 @@ def shift_and_flip(images, rng, shift=0.1, flip=True):
     return xp.where(flipped[:, None, None, None], out[:, :, ::-1], out) if flip else out
 
 
-def batches(images, labels, batch_size, rng, *, shuffle=True, augment=False, drop_last=False):
-    """Minibatches (float32 images in [0, 1], int64 labels) for one epoch.
+def batches(images, targets, batch_size, rng, *, shuffle=True, augment=False, drop_last=False):
+    """Minibatches (float32 images in [0, 1], targets) for one epoch.
 
-    `rng` (a numpy Generator) decides the order and the augmentation, so one
-    seed fixes the whole stream, on the host or on a GPU (the images and labels
-    may live there). `augment` applies `shift_and_flip`."""
+    `targets` is the labels array, or a dict of per-example arrays such as
+    {"labels": ..., "negative": ...}; each batch holds the same structure, with
+    labels as int64. `rng` (a numpy Generator) decides the order and the
+    augmentation, so one seed fixes the whole stream, on the host or on a GPU
+    (the arrays may live there). `augment` applies `shift_and_flip`."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     xp = array_module(images)
@@ -380,4 +382,7 @@ def batches(images, labels, batch_size, rng, *, shuffle=True, augment=False, dro
         x /= 255.0
         if augment:
             x = shift_and_flip(x, rng)
-        yield x, labels[index].astype(np.int64)
+        if isinstance(targets, dict):
+            yield x, {name: a[index].astype(np.int64) if name == "labels" else a[index] for name, a in targets.items()}
+        else:
+            yield x, targets[index].astype(np.int64)

@@ -224,6 +224,81 @@ def _read_status(path, log):
         return None
 
 
+def _finished(config, out_dir, status, force, log):
+    """The status of a run `out_dir` already finished (returned as is), else None.
+    Refuses a directory holding a run of another configuration unless `force`."""
+    previous = _read_status(out_dir / "status.json", log) if out_dir.is_dir() else None
+    if previous is None:
+        return None
+    if previous.get("fingerprint") != status["fingerprint"]:
+        if not force:
+            raise SoftlossError(f"{out_dir} holds a run of another configuration ({previous.get('status', 'unknown')}, "
+                                f"fingerprint {previous.get('fingerprint')}): choose another --out, or pass --force "
+                                "to replace it")  # fmt: skip
+        return None
+    # a diverged run stays diverged; a finished one stays finished
+    done = previous.get("status") == "diverged" or (
+        previous.get("status") == "completed" and previous.get("epoch") == config.epochs)
+    return previous if done and (out_dir / "model.npz").exists() else None
+
+
+def _fit_set(config, images, labels):
+    """(images, targets, objective) the optimiser sees. targets: per-example
+    arrays, {"labels"} and, for negative feedback, "negative" (the label is one
+    known to be wrong); objective(logits, targets) -> the batch's loss."""
+    feedback_ = config.feedback
+    if not feedback_ or feedback_["fraction"] == 0:
+        loss = LOSSES[config.loss]
+        return images, {"labels": labels}, lambda logits, t: loss(logits, t["labels"])
+    seen, negative = feedback.assign(images, labels, feedback_["fraction"], feedback_["wrong_label"], config.seed)
+    if feedback_["treatment"] == "drop":
+        loss = LOSSES[config.loss]
+        return images[~negative], {"labels": seen[~negative]}, lambda logits, t: loss(logits, t["labels"])
+    treatment = feedback_["treatment"]
+    return images, {"labels": seen, "negative": negative}, lambda logits, t: mixed_feedback(
+        logits, t["labels"], t["negative"], on_negative=treatment)  # fmt: skip
+
+
+def _epoch(config, epoch, params, state, opt, step_fn, images, targets, rng, backend, quiet):
+    """One epoch of steps: (params, state, reason), reason None unless the loss
+    became non-finite (then params are mid-epoch and must not be kept)."""
+    # Overflow is caught here as divergence; NumPy's warnings would only repeat it.
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"), tqdm(
+        total=len(images), desc=f"epoch {epoch}/{config.epochs}", unit="img",
+        disable=True if quiet else None, leave=False,
+    ) as bar:  # fmt: skip
+        # On a GPU, reading the loss back every step would stall the device's
+        # queue: a non-finite flag accumulates there and is read every 32 steps.
+        nonfinite, step = None, 0
+        for step, (x, t) in enumerate(data.batches(images, targets, config.batch_size, rng, augment=config.augment), 1):
+            x, t = backend.to_device(x), {name: backend.to_device(a) for name, a in t.items()}
+            loss, grads = step_fn(params, x, t)
+            if backend.on_device:
+                bad = ~backend.xp.isfinite(loss)
+                nonfinite = bad if nonfinite is None else nonfinite | bad
+                if step % _DEVICE_CHECK_EVERY == 0 and bool(nonfinite):
+                    break
+            elif not np.isfinite(loss):
+                return params, state, f"the training loss became {float(loss)} in epoch {epoch}"
+            params, state = opt.update(params, grads, state)
+            bar.update(len(x))
+    if nonfinite is not None and bool(nonfinite):
+        return params, state, f"the training loss became non-finite in epoch {epoch} (by step {step})"
+    if not _finite(params):
+        return params, state, f"the weights became non-finite in epoch {epoch}"
+    return params, state, None
+
+
+def _measure(apply, params, splits, loss_name, backend):
+    """{train_loss, train_accuracy, ..., test_error} of `params` on each (images, labels) split."""
+    row = {}
+    with np.errstate(over="ignore", invalid="ignore"):  # huge but finite logits are still measured
+        for name, (images, labels) in splits.items():
+            metrics = metrics_from_logits(predict(apply, params, images, backend=backend), labels, loss_name)
+            row.update({f"{name}_{key}": value for key, value in metrics.items()})
+    return row
+
+
 def run(config: RunConfig, out_dir, *, quiet=False, log=print, backend="auto", force=False):
     """Train (or resume) the run `config` in `out_dir` on `backend` ("auto",
     "numpy", "cupy" or a pipeline.backend.Backend); returns the final status dict.
@@ -232,111 +307,60 @@ def run(config: RunConfig, out_dir, *, quiet=False, log=print, backend="auto", f
     out_dir = Path(out_dir)
     status_path, checkpoint = out_dir / "status.json", out_dir / "checkpoint.npz"
     status = {"config": asdict(config), "fingerprint": config.fingerprint(), "softloss_version": __version__}
-    previous = _read_status(status_path, log) if out_dir.is_dir() else None
-    if previous is not None and previous.get("fingerprint") != status["fingerprint"] and not force:
-        raise SoftlossError(f"{out_dir} holds a run of another configuration ({previous.get('status', 'unknown')}, "
-                            f"fingerprint {previous.get('fingerprint')}): choose another --out, or pass --force "
-                            "to replace it")  # fmt: skip
-    if previous is not None and previous.get("fingerprint") == status["fingerprint"]:
-        # a diverged run stays diverged; a finished one stays finished
-        done = previous.get("status") == "diverged" or (
-            previous.get("status") == "completed" and previous.get("epoch") == config.epochs)
-        if done and (out_dir / "model.npz").exists():
-            log(f"{out_dir}: already {previous['status']}")
-            return previous
+    if (previous := _finished(config, out_dir, status, force, log)) is not None:
+        log(f"{out_dir}: already {previous['status']}")
+        return previous
     # No mkdir: the first file written makes the directory, so a run that fails
     # before it starts (bad data, say) leaves no empty folder behind.
     if out_dir.is_dir() and (stale := remove_stale_temporaries(out_dir)):
         log(f"{out_dir}: removed {len(stale)} temporary file(s) of an interrupted run")
 
+    # Data, model, optimiser, and where a checkpoint left off.
     backend = resolve(backend, log)
     status.update(backend=backend.name, device=backend.device)
     train_images, train_labels, test_images, test_labels = _datasets(config)
+    splits = {"train": (train_images, train_labels), "test": (test_images, test_labels)}
+    fit_images, targets, objective = _fit_set(config, train_images, train_labels.astype(np.int64))
     init, apply = models.build(config.model, **config.model_options)
-    loss_fn = LOSSES[config.loss]
-    # What the optimiser sees: the labels, or for negative feedback the label or
-    # the known-wrong class, with the flag folded in as targets = label + C * negative.
-    targets, fit_images = train_labels.astype(np.int64), train_images
-    if config.feedback and config.feedback["fraction"] > 0:
-        fb = config.feedback
-        labels_seen, negative = feedback.assign(train_images, train_labels, fb["fraction"], fb["wrong_label"], config.seed)
-        n_classes = int(train_labels.max()) + 1
-        if fb["treatment"] == "drop":
-            fit_images, targets = train_images[~negative], labels_seen[~negative]
-        else:
-            targets = labels_seen + n_classes * negative
-
-            def loss_fn(logits, t, _c=n_classes, _on=fb["treatment"]):
-                return mixed_feedback(logits, t % _c, t >= _c, on_negative=_on)
-
     opt = optim.build(config.optimizer, **config.hyperparameters)
     params = init(np.random.default_rng([config.seed, 0]), train_images.shape[1:])
     state = opt.init(params)
     rng = np.random.default_rng([config.seed, 1])  # shuffling, dropout, augmentation
     history = []
-    restored = _restore(checkpoint, config, params, state, rng, log)
-    if restored:
+    if restored := _restore(checkpoint, config, params, state, rng, log):
         params, state, history = restored
     params, state = backend.to_device(params), state._replace(slots=backend.to_device(state.slots))
-    last_good = params
     if backend.on_device and backend.fits(fit_images.nbytes):
         # Keep the (uint8) training set on the device: a batch, augmented or
         # not, is then made there, not on the host and transferred.
-        fit_images, targets = backend.to_device([fit_images, targets])
+        fit_images, targets = backend.to_device(fit_images), {k: backend.to_device(a) for k, a in targets.items()}
 
     reason = None
     for epoch in range(len(history) + 1, config.epochs + 1):
         elapsed = sum(row["seconds"] for row in history)
         write_json(status_path, {**status, "status": "running", "epoch": epoch - 1, "wall_seconds": elapsed})
         started = time.perf_counter()
-        # Overflow is caught below as divergence; NumPy's warnings would only repeat it.
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"), tqdm(
-            total=len(fit_images), desc=f"epoch {epoch}/{config.epochs}", unit="img",
-            disable=True if quiet else None, leave=False,
-        ) as bar:  # fmt: skip
-            # Dropout masks: drawn on the device from a generator seeded per epoch
-            # there (its state cannot be checkpointed); from `rng` on the CPU.
-            noise = backend.noise_rng(config.seed, epoch) if backend.on_device else rng
-            loss_and_grad = value_and_grad(lambda p, x, y: loss_fn(apply(p, x, train=True, rng=noise), y))
-            # On a GPU, reading the loss back every step would stall the device's
-            # queue: a non-finite flag accumulates there and is read every 32 steps.
-            nonfinite = None
-            batches = data.batches(fit_images, targets, config.batch_size, rng, augment=config.augment)
-            for step, (x, y) in enumerate(batches, 1):
-                x, y = backend.to_device([x, y])
-                loss, grads = loss_and_grad(params, x, y)
-                if backend.on_device:
-                    bad = ~backend.xp.isfinite(loss)
-                    nonfinite = bad if nonfinite is None else nonfinite | bad
-                    if step % _DEVICE_CHECK_EVERY == 0 and bool(nonfinite):
-                        break
-                elif not np.isfinite(loss):
-                    reason = f"the training loss became {float(loss)} in epoch {epoch}"
-                    break
-                params, state = opt.update(params, grads, state)
-                bar.update(len(y))
-        if nonfinite is not None and bool(nonfinite):
-            reason = f"the training loss became non-finite in epoch {epoch} (by step {step})"
-        if reason is None and not _finite(params):
-            reason = f"the weights became non-finite in epoch {epoch}"
-        if reason is not None:
+        # Dropout masks: drawn on the device from a generator seeded per epoch
+        # there (its state cannot be checkpointed); from `rng` on the CPU.
+        noise = backend.noise_rng(config.seed, epoch) if backend.on_device else rng
+        step_fn = value_and_grad(lambda p, x, t: objective(apply(p, x, train=True, rng=noise), t))
+        trained, trained_state, reason = _epoch(config, epoch, params, state, opt, step_fn, fit_images, targets, rng,
+                                                backend, quiet)  # fmt: skip
+        if reason is not None:  # keep the last finite parameters
             status.update(status="diverged", epoch=epoch, reason=reason,
                           wall_seconds=elapsed + time.perf_counter() - started)  # fmt: skip
-            params = last_good
             log(f"{out_dir}: diverged: {reason}")
             break
-        with np.errstate(over="ignore", invalid="ignore"):  # huge but finite logits are still measured
-            train = metrics_from_logits(predict(apply, params, train_images, backend=backend), train_labels, config.loss)
-            test = metrics_from_logits(predict(apply, params, test_images, backend=backend), test_labels, config.loss)
-        history.append({"epoch": epoch, **{f"train_{k}": v for k, v in train.items()},
-                        **{f"test_{k}": v for k, v in test.items()}, "seconds": time.perf_counter() - started})  # fmt: skip
+        params, state = trained, trained_state
+        history.append({"epoch": epoch, **_measure(apply, params, splits, config.loss, backend),
+                        "seconds": time.perf_counter() - started})  # fmt: skip
         _save_checkpoint(checkpoint, config, backend.to_host(params),
                          state._replace(slots=backend.to_host(state.slots)), rng, history)  # fmt: skip
         write_history(out_dir / "history.csv", history)
-        last_good = params
         if not quiet:
-            log(f"epoch {epoch}: train loss {train['loss']:.4f} acc {train['accuracy']:.4f}, "
-                f"test loss {test['loss']:.4f} acc {test['accuracy']:.4f}")  # fmt: skip
+            row = history[-1]
+            log(f"epoch {epoch}: train loss {row['train_loss']:.4f} acc {row['train_accuracy']:.4f}, "
+                f"test loss {row['test_loss']:.4f} acc {row['test_accuracy']:.4f}")  # fmt: skip
 
     write_history(out_dir / "history.csv", history)
     save_arrays(out_dir / "model.npz", tree.leaves(backend.to_host(params)),
