@@ -26,6 +26,13 @@ def _whole(minimum):
     return whole
 
 
+def _named_path(text):
+    name, sep, path = text.partition("=")
+    if not sep or not name or not path:
+        raise argparse.ArgumentTypeError(f"{text!r} is not NAME=PATH")
+    return text
+
+
 def _bench(args):
     from . import bench
 
@@ -125,7 +132,8 @@ def _report(args):
         config = json.loads(args.config_json) if args.config_json else {}
     except ValueError as error:
         raise ValueError(f"--config-json is not JSON: {error}") from None
-    print(report(args.summary, args.data, config, args.out, study_paths=args.study, toy_path=args.toy))
+    inputs = dict(item.split("=", 1) for item in args.input)
+    print(report(args.summary, args.data, config, args.out, study_paths=args.study, inputs=inputs))
 
 
 def _toy(args):
@@ -227,7 +235,8 @@ def build_parser():
     report.add_argument("--data", nargs="*", default=[], type=Path, help="prepared datasets (for provenance)")
     report.add_argument("--config-json", default=None, help="the configuration used, as JSON")
     report.add_argument("--study", action="append", default=[], type=Path, help="a study's summary JSON (repeatable)")
-    report.add_argument("--toy", type=Path, default=None, help="the 2-D toy boundaries JSON (knet_softmax study)")
+    report.add_argument("--input", action="append", default=[], metavar="NAME=PATH", type=_named_path,
+                        help="a file a study's view reads, e.g. toy=results/studies/knet_softmax/toy_boundaries.json")
     report.add_argument("--out", required=True, type=Path)
     report.set_defaults(run=_report)
 

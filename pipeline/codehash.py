@@ -1,10 +1,10 @@
 """Which of the package's code a command runs, found from its imports.
 
 `code_version("train")` hashes `train.py` and every package module it imports,
-directly or through others (relative imports, at any depth in the file, lazy
-ones inside functions included). Rules pass it as a param, so a change to any
-of that code reruns the rule's jobs, and a new import is followed without a
-hand-kept list.
+directly or through others (relative imports at any depth in a file, lazy ones
+inside functions included, subpackages such as `studies/` too). Rules pass it
+as a param, so a change to any of that code reruns the rule's jobs, and a new
+import is followed without a hand-kept list.
 """
 from __future__ import annotations
 
@@ -16,39 +16,62 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent
 
 
+def _file(dotted):
+    """The file of package module `dotted` ("train", "studies.log_loss", "" for
+    the package itself), relative to the package, or None if there is none."""
+    parts = [p for p in dotted.split(".") if p]
+    for candidate in (Path(*parts).with_suffix(".py") if parts else None, Path(*parts, "__init__.py")):
+        if candidate is not None and (PACKAGE / candidate).is_file():
+            return candidate.as_posix()
+    return None
+
+
 @lru_cache(maxsize=None)
-def imports(module):
-    """The package modules `module` (a name like "train") imports itself."""
+def imports(relative):
+    """The package files that the file `relative` ("train.py") imports itself."""
+    here = Path(relative).parent.parts  # the (sub)package the file is in
     found = set()
-    for node in ast.walk(ast.parse((PACKAGE / f"{module}.py").read_text())):
-        if isinstance(node, ast.ImportFrom) and node.level == 1:
-            names = [node.module.split(".")[0]] if node.module else [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("pipeline."):
-            names = [node.module.split(".")[1]]
+    for node in ast.walk(ast.parse((PACKAGE / relative).read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            base = list(here[: len(here) - (node.level - 1)]) if node.level > 1 else list(here)
+            module = ".".join(base + ([node.module] if node.module else []))
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("pipeline"):
+            module = node.module.removeprefix("pipeline").lstrip(".")
         elif isinstance(node, ast.Import):
-            names = [a.name.split(".")[1] for a in node.names if a.name.startswith("pipeline.")]
+            found.update(f for a in node.names if a.name.startswith("pipeline.") and (f := _file(a.name[9:])))
+            continue
         else:
             continue
-        # `from . import __version__` names no module: it comes from the package's __init__.
-        found.update(name if (PACKAGE / f"{name}.py").is_file() else "__init__" for name in names)
+        target = _file(module)
+        if target is None:
+            continue
+        found.add(target)
+        for alias in node.names:  # `from . import knet_softmax` names modules; other names live in `target`
+            sub = _file(f"{module}.{alias.name}" if module else alias.name)
+            if sub is not None:
+                found.add(sub)
     return frozenset(found)
 
 
 def closure(*modules):
-    """`modules` and everything they import from the package, transitively."""
-    seen, todo = set(), list(modules)
+    """The files of `modules` (dotted names) and of everything they import from
+    the package, transitively, as sorted paths relative to the package."""
+    seen, todo = set(), [_file(m) for m in modules]
+    if None in todo:
+        raise ValueError(f"no such package module among {modules}")
     while todo:
-        module = todo.pop()
-        if module not in seen:
-            seen.add(module)
-            todo.extend(imports(module) - seen)
+        path = todo.pop()
+        if path not in seen:
+            seen.add(path)
+            todo.extend(imports(path) - seen)
     return sorted(seen)
 
 
 def code_version(*modules, extra=()):
-    """12 hex digits of SHA-256 over the files of `closure(*modules)` and `extra`
-    files (paths relative to the package, such as templates)."""
+    """12 hex digits of SHA-256 over the files of `closure(*modules)` and the
+    `extra` files (glob patterns relative to the package, such as templates)."""
+    files = closure(*modules) + sorted({p.relative_to(PACKAGE).as_posix() for g in extra for p in PACKAGE.glob(g)})
     digest = hashlib.sha256()
-    for relative in [f"{m}.py" for m in closure(*modules)] + sorted(extra):
+    for relative in files:
         digest.update(relative.encode() + b"\0" + (PACKAGE / relative).read_bytes())
     return digest.hexdigest()[:12]

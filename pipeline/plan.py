@@ -30,7 +30,7 @@ class Job:
         return self.run.data.removeprefix("data/").removesuffix(".h5")
 
 
-def _job(study, entry, backend, *, loss="ce", seed, epochs=None, hyperparameters=None, feedback=None, dataset=None):
+def job(study, entry, backend, *, loss="ce", seed, epochs=None, hyperparameters=None, feedback=None, dataset=None):
     dataset = dataset or entry["dataset"]
     # GPU jobs (gpu: true) hold a GPU and compute with the configured backend;
     # every other job computes with NumPy on its CPU cores.
@@ -52,52 +52,20 @@ def _main(config, backend):
             override = dict(override or {})
             epochs = override.pop("epochs", entry["epochs"])
             for seed in entry["seeds"]:
-                yield f"{entry['dataset']}/{entry['model']}/{loss}/seed{seed}", _job(
+                yield f"{entry['dataset']}/{entry['model']}/{loss}/seed{seed}", job(
                     "main", entry, backend, loss=loss, seed=seed, epochs=epochs,
                     hyperparameters={**entry.get("hyperparameters", {}), **override})  # fmt: skip
 
 
-def _negative_feedback(s, backend):
-    base = f"studies/negative_feedback/{s['dataset']}/{s['model']}"
-    for seed in s["seeds"]:
-        for q in s["fractions"]:
-            if q == 0:  # no negatives: one run serves every treatment and every way of choosing l
-                yield f"{base}/none/q0/none/seed{seed}", _job("negative_feedback", s, backend, seed=seed)
-                continue
-            for how in s["wrong_labels"]:
-                for treatment in s["treatments"]:
-                    yield f"{base}/{how}/q{q}/{treatment}/seed{seed}", _job(
-                        "negative_feedback", s, backend, seed=seed,
-                        feedback={"fraction": q, "wrong_label": how, "treatment": treatment})  # fmt: skip
-
-
-def _log_loss(s, backend):
-    for model, m in s["models"].items():
-        entry = {**s, **m, "model": model}
-        for lr in m["learning_rates"]:
-            for loss in s["losses"]:
-                for seed in s["seeds"]:
-                    yield f"studies/log_loss/{s['dataset']}/{model}/lr{lr}/{loss}/seed{seed}", _job(
-                        "log_loss", entry, backend, loss=loss, seed=seed,
-                        hyperparameters={**m.get("hyperparameters", {}), "lr": lr})  # fmt: skip
-
-
-def _knet_softmax(s, backend):
-    entry = {**s, "dataset": "mnist", "model": "knet_softmax", "optimizer": "sgd"}
-    for seed in s["seeds"]:
-        yield f"studies/knet_softmax/mnist/knet_softmax/ce/seed{seed}", _job(
-            "knet_softmax", entry, backend, seed=seed, hyperparameters={"lr": s["lr"]})  # fmt: skip
-
-
-STUDIES = {"negative_feedback": _negative_feedback, "log_loss": _log_loss, "knet_softmax": _knet_softmax}
-
-
 def plan(config):
     """{run_id: Job} of every training run `config` asks for, Table I's first."""
+    from .studies import STUDIES  # they plan with `job`, from here
+
     backend = config.get("backend", "auto")
     planned = list(_main(config, backend))
-    for name, study in (config.get("studies") or {}).items():
-        planned += list(STUDIES[name](study, backend))
+    for name, study in STUDIES.items():
+        if name in (config.get("studies") or {}):
+            planned += list(study.plan(config["studies"][name], backend))
     jobs = {}
     for run_id, job in planned:
         if run_id in jobs:

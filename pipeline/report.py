@@ -183,23 +183,20 @@ def _read_runs(path):
         raise SoftlossError(f"{path}: unreadable summary ({error})") from None
 
 
-def report(summary_path, data_files, config, out_path, study_paths=(), toy_path=None):
+def report(summary_path, data_files, config, out_path, study_paths=(), inputs=None):
+    """Render the report of the Table I runs in `summary_path` and of the side
+    studies whose summaries are `study_paths` (named by their file's stem);
+    `inputs` are the files beside the runs that study views read ({name: path})."""
+    from .studies import STUDIES
+
     runs = _read_runs(summary_path)
     import matplotlib
 
     matplotlib.use("Agg")
-    from . import studies
-
     study_runs = {Path(p).stem: _read_runs(p) for p in study_paths}
-    toy = json.loads(Path(toy_path).read_text()) if toy_path else None
-    views = {}
-    if "negative_feedback" in study_runs:
-        views["negative_feedback"] = studies.negative_feedback(study_runs["negative_feedback"])
-    if "log_loss" in study_runs:
-        target = config.get("studies", {}).get("log_loss", {}).get("target_accuracy", 0.9)
-        views["log_loss"] = studies.log_loss(study_runs["log_loss"], target)
-    if "knet_softmax" in study_runs:
-        views["knet_softmax"] = studies.knet(study_runs["knet_softmax"], toy)
+    settings = config.get("studies") or {}
+    views = {name: study.view(study_runs[name], settings.get(name, {}), inputs or {})
+             for name, study in STUDIES.items() if name in study_runs}  # fmt: skip
     groups = sorted({(r["dataset"], r["model"]) for r in runs})
     sections = [{"dataset": d, "model": m, "curves": learning_curves(runs, d, m),
                  "confusion": confusion_figure(runs, d, m)} for d, m in groups]  # fmt: skip

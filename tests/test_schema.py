@@ -60,24 +60,32 @@ def test_code_hashes_follow_the_import_graph(tmp_path, monkeypatch):
     from pipeline import codehash
 
     # The modules a training job runs, found without a hand-kept list (these two were once missed).
-    assert {"autodiff", "tree", "losses", "primitives", "models", "optim", "data"} <= set(codehash.closure("train"))
-    assert "report" not in codehash.closure("train")
-    # A change to any imported module, however deep, changes the hash.
+    train = set(codehash.closure("train"))
+    assert {"autodiff.py", "tree.py", "losses.py", "primitives.py", "models.py", "optim.py", "data.py"} <= train
+    assert "report.py" not in train
+    assert {"studies/__init__.py", "studies/log_loss.py", "figures.py"} <= set(codehash.closure("report"))
+    # A change to any imported module, however deep, changes the hash; others do not.
     fake = tmp_path / "pkg"
-    fake.mkdir()
+    (fake / "sub").mkdir(parents=True)
     (fake / "__init__.py").write_text("__version__ = '1'\n")
     (fake / "top.py").write_text("def f():\n    from .middle import g\n")
-    (fake / "middle.py").write_text("from . import __version__\nfrom .leaf import h\n")
-    (fake / "leaf.py").write_text("h = 1\n")
+    (fake / "middle.py").write_text("from . import __version__\nfrom .sub import leaf\n")
+    (fake / "sub" / "__init__.py").write_text("")
+    (fake / "sub" / "leaf.py").write_text("from ..helper import h\n")
+    (fake / "helper.py").write_text("h = 1\n")
     (fake / "unused.py").write_text("x = 1\n")
+    (fake / "page.j2").write_text("a")
     monkeypatch.setattr(codehash, "PACKAGE", fake)
     codehash.imports.cache_clear()
     try:
-        assert codehash.closure("top") == ["__init__", "leaf", "middle", "top"]
-        before = codehash.code_version("top")
+        assert codehash.closure("top") == ["__init__.py", "helper.py", "middle.py", "sub/__init__.py", "sub/leaf.py", "top.py"]
+        before = codehash.code_version("top", extra=["*.j2"])
         (fake / "unused.py").write_text("x = 2\n")
-        assert codehash.code_version("top") == before
-        (fake / "leaf.py").write_text("h = 2\n")
+        assert codehash.code_version("top", extra=["*.j2"]) == before
+        (fake / "page.j2").write_text("b")
+        assert codehash.code_version("top", extra=["*.j2"]) != before
+        before = codehash.code_version("top")
+        (fake / "helper.py").write_text("h = 2\n")
         assert codehash.code_version("top") != before
     finally:
         codehash.imports.cache_clear()

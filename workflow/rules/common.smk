@@ -12,6 +12,7 @@ from pipeline.archive import archive_name
 from pipeline.codehash import code_version
 from pipeline.errors import SoftlossError
 from pipeline.plan import plan, problems
+from pipeline.studies import STUDIES
 from pipeline.datasets import REGISTRY as DATASET_REGISTRY
 from pipeline.datasets import get as get_dataset
 
@@ -42,7 +43,7 @@ shell.prefix(_prefix)
 # The package code each rule runs, found from its imports (pipeline/codehash.py).
 TRAIN_CODE = code_version("train")
 EVALUATE_CODE = code_version("evaluate")
-REPORT_CODE = code_version("report", extra=["templates/summary.html.j2"])
+REPORT_CODE = code_version("report", extra=["templates/**/*.j2"])
 
 
 # ---------------------------------------------------------------- runs
@@ -84,11 +85,19 @@ def study_summary(study):
 
 
 def report_inputs(wildcards):
+    """The summaries the report renders, and the files its study views read."""
     inputs = {"summary": "results/summary.json", "data": [f"data/{d}.h5" for d in DATASETS]}
     inputs["studies"] = [study_summary(s) for s in STUDY_RUNS if s != "main"]
-    if "knet_softmax" in STUDY_RUNS:
-        inputs["toy"] = "results/studies/knet_softmax/toy_boundaries.json"
+    for name, study in STUDIES.items():
+        if name in STUDY_RUNS:
+            inputs.update(study.INPUTS)
     return inputs
+
+
+def study_inputs(input):
+    """--input NAME=PATH for each file a study view reads."""
+    names = [name for study in STUDIES.values() for name in study.INPUTS]
+    return " ".join(f"--input {name}={input[name]}" for name in names if name in input.keys())
 
 
 wildcard_constraints:

@@ -64,7 +64,7 @@ rule report:
     params:
         config=lambda w: json.dumps(config, sort_keys=True),
         studies=lambda w, input: " ".join(f"--study {p}" for p in input.get("studies", [])),
-        toy=lambda w, input: f"--toy {input.toy}" if "toy" in input.keys() else "",
+        inputs=lambda w, input: study_inputs(input),
         code=REPORT_CODE,
     log:
         "logs/report.log",
@@ -72,7 +72,7 @@ rule report:
         mem_mb=2000,
         runtime=10,
     shell:
-        "python -m pipeline report --summary {input.summary} --data {input.data} {params.studies} {params.toy} "
+        "python -m pipeline report --summary {input.summary} --data {input.data} {params.studies} {params.inputs} "
         "--config-json {params.config:q} --out {output} > {log} 2>&1 || (tail -n 1 {log} >&2; exit 1)"
 
 

@@ -1,0 +1,15 @@
+"""The side questions of the study, one module each, in a registry that the
+planner (pipeline/plan.py), the workflow and the report loop over. A study module has
+
+    NAME                     its key under `studies:` in the config, its Snakemake target
+    plan(settings, backend)  yields (run_id, Job) for each run it needs (run ids under studies/NAME/)
+    view(runs, settings, inputs)  the data its part of the report shows
+    INPUTS                   {name: path} of files beside its runs that `view` reads
+    templates/studies/NAME.html.j2  its part of the report (given `view`)
+
+Adding a study: one module here, its entry in STUDIES, its template, its block
+in the config schema.
+"""
+from . import knet_softmax, log_loss, negative_feedback
+
+STUDIES = {study.NAME: study for study in (negative_feedback, log_loss, knet_softmax)}

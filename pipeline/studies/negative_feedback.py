@@ -1,0 +1,105 @@
+"""Training on negative feedback: a fraction q of the training examples keeps
+only a label known to be WRONG; those are dropped, trained with `complement`
+(-log p(y != l | x)) or with `negated_ce` (+log p(l | x), which diverges)."""
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+
+from ..figures import png
+from ..plan import job
+
+NAME = "negative_feedback"
+TREATMENT_ORDER = ("drop", "complement", "negated_ce")
+INPUTS = {}  # files the view needs beside the runs
+
+
+def plan(s, backend):
+    base = f"studies/negative_feedback/{s['dataset']}/{s['model']}"
+    for seed in s["seeds"]:
+        for q in s["fractions"]:
+            if q == 0:  # no negatives: one run serves every treatment and every way of choosing l
+                yield f"{base}/none/q0/none/seed{seed}", job("negative_feedback", s, backend, seed=seed)
+                continue
+            for how in s["wrong_labels"]:
+                for treatment in s["treatments"]:
+                    yield f"{base}/{how}/q{q}/{treatment}/seed{seed}", job(
+                        "negative_feedback", s, backend, seed=seed,
+                        feedback={"fraction": q, "wrong_label": how, "treatment": treatment})  # fmt: skip
+
+
+
+def _final_accuracy(run):
+    return run["test_accuracy"] if run["status"] == "completed" else None
+
+
+def view(runs, settings, inputs):
+    """Table rows and figures of the negative-feedback study."""
+    import matplotlib.pyplot as plt
+
+
+    cells = defaultdict(list)  # (wrong_label, q, treatment) -> runs
+    for run in runs:
+        fb = run["config"].get("feedback")
+        if not fb or fb["fraction"] == 0:
+            for how in ("random", "model"):
+                for treatment in TREATMENT_ORDER:
+                    cells[(how, 0.0, treatment)].append(run)
+        else:
+            cells[(fb["wrong_label"], float(fb["fraction"]), fb["treatment"])].append(run)
+    hows = [h for h in ("random", "model") if any(k[0] == h and k[1] > 0 for k in cells)]
+    fractions = sorted({k[1] for k in cells})
+    treatments = [t for t in TREATMENT_ORDER if any(k[2] == t for k in cells)]
+    rows = []
+    for how in hows:
+        for q in fractions:
+            row = {"wrong_label": how, "fraction": q, "cells": []}
+            for treatment in treatments:
+                members = cells.get((how, q, treatment), [])
+                done = [r["test_accuracy"] for r in members if r["status"] == "completed"]
+                diverged = [r["epoch"] for r in members if r["status"] == "diverged"]
+                row["cells"].append({"treatment": treatment, "accuracy": float(np.mean(done)) if done else None,
+                                     "diverged": diverged, "n": len(members)})  # fmt: skip
+            rows.append(row)
+
+    fig, axes = plt.subplots(1, len(hows), figsize=(5 * len(hows), 3.8), squeeze=False)
+    for ax, how in zip(axes[0], hows):
+        for treatment in treatments:
+            qs, accs, bad = [], [], []
+            for q in fractions:
+                members = cells.get((how, q, treatment), [])
+                done = [r["test_accuracy"] for r in members if r["status"] == "completed"]
+                if done:
+                    qs.append(q)
+                    accs.append(100 * np.mean(done))
+                if any(r["status"] == "diverged" for r in members):
+                    bad.append(q)
+            line = ax.plot(qs, accs, marker="o", label=treatment)[0]
+            if bad:
+                ax.scatter(bad, [0] * len(bad), marker="x", s=60, color=line.get_color(), label=f"{treatment} diverged")
+        ax.set_title(f"wrong label: {how}")
+        ax.set_xlabel("fraction q with only a wrong label")
+        ax.set_ylabel("final test accuracy (%)")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    accuracy_vs_q = png(fig)
+
+    q_mid = fractions[len(fractions) // 2] if fractions else None
+    fig, axes = plt.subplots(1, len(hows), figsize=(5 * len(hows), 3.8), squeeze=False)
+    for ax, how in zip(axes[0], hows):
+        for treatment in treatments:
+            for run in cells.get((how, q_mid, treatment), [])[:1]:
+                epochs = [row["epoch"] for row in run["history"]]
+                line = ax.plot(epochs, [100 * row["test_accuracy"] for row in run["history"]], marker=".", label=treatment)[0]
+                if run["status"] == "diverged":
+                    ax.axvline(run["epoch"], color=line.get_color(), linestyle=":", label=f"{treatment} diverged")
+        ax.set_title(f"q = {q_mid}, wrong label: {how}")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("test accuracy (%)")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    per_epoch = png(fig)
+    return {"rows": rows, "treatments": treatments, "accuracy_vs_q": accuracy_vs_q, "per_epoch": per_epoch, "q_mid": q_mid}
+
+
