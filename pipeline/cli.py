@@ -159,11 +159,22 @@ def _verify_archive(args):
 
 
 def build_parser():
+    # The names come from the registries, never copied by hand.
+    from .backend import BACKENDS
+    from .datasets import REGISTRY
+    from .feedback import TREATMENTS, WRONG_LABELS
+    from .losses import LOSSES
+    from .models import MODELS
+    from .optim import OPTIMIZERS
+
+    def names(registry):
+        return ", ".join(registry)
+
     parser = argparse.ArgumentParser(prog="python -m pipeline", description="softloss: the classification-loss study")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     fetch = commands.add_parser("fetch", help="download and verify a dataset's raw files")
-    fetch.add_argument("dataset", help="mnist, fashion_mnist, cifar10 or cifar10_jpeg")
+    fetch.add_argument("dataset", help=names(REGISTRY))
     fetch.add_argument("--out", required=True, type=Path, help="directory for the raw files (data/raw/DATASET)")
     fetch.add_argument("--mirror", action="append", default=[], metavar="URL_OR_DIR",
                        help="try this source first (repeatable); then $SOFTLOSS_MIRROR, then the official URLs")
@@ -174,7 +185,7 @@ def build_parser():
     fetch.set_defaults(run=_fetch)
 
     prepare = commands.add_parser("prepare", help="parse raw files into one HDF5 dataset file")
-    prepare.add_argument("dataset", help="mnist, fashion_mnist, cifar10, cifar10_jpeg, or a name for --image-folder")
+    prepare.add_argument("dataset", help=f"{names(REGISTRY)}, or a name for --image-folder")
     prepare.add_argument("--raw", required=True, type=Path, help="directory holding the fetched raw files")
     prepare.add_argument("--out", required=True, type=Path, help="HDF5 file to write (e.g. data/mnist.h5)")
     prepare.add_argument("--image-folder", action="store_true",
@@ -191,9 +202,9 @@ def build_parser():
                        help="the whole run as JSON (RunConfig.to_dict(); the pipeline writes results/RUN/run.json) "
                             "instead of the flags below; --data may still point elsewhere")
     train.add_argument("--data", type=Path, help="prepared HDF5 dataset")
-    train.add_argument("--model", help="knet_softmax, mlp, mnist_cnn or cifar_cnn")
-    train.add_argument("--loss", help="ce, bce, nllr, mse, complement, negated_ce, or a Keras form: ce_keras, bce_keras, nllr_keras")
-    train.add_argument("--optimizer", help="sgd, momentum, rmsprop, adadelta or adam")
+    train.add_argument("--model", help=names(MODELS))
+    train.add_argument("--loss", help=names(LOSSES))
+    train.add_argument("--optimizer", help=names(OPTIMIZERS))
     train.add_argument("--lr", type=float, default=None, help="learning rate (default: the optimizer's)")
     train.add_argument("--hyper", action="append", default=[], metavar="KEY=VALUE",
                        help="another optimizer hyperparameter, e.g. decay=1e-6 (repeatable)")
@@ -207,11 +218,11 @@ def build_parser():
     train.add_argument("--augment", action="store_true", help="Keras-style shifts and flips (CIFAR)")
     train.add_argument("--feedback-fraction", type=float, default=None, metavar="Q",
                        help="negative-feedback study: this fraction of training examples keeps only a wrong label")
-    train.add_argument("--feedback-label", default="random", choices=["random", "model"],
+    train.add_argument("--feedback-label", default="random", choices=WRONG_LABELS,
                        help="how the wrong label is chosen (default random)")
-    train.add_argument("--feedback-treatment", default="complement", choices=["drop", "complement", "negated_ce"],
+    train.add_argument("--feedback-treatment", default="complement", choices=TREATMENTS,
                        help="what to train on those examples (default complement)")
-    train.add_argument("--backend", default="numpy", choices=["auto", "numpy", "cupy"],
+    train.add_argument("--backend", default="numpy", choices=BACKENDS,
                        help="numpy (CPU, the default), cupy (GPU), or auto: cupy when it imports and sees a GPU")
     train.add_argument("--out", required=True, type=Path, help="run directory")
     train.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
@@ -262,7 +273,7 @@ def build_parser():
     bench.add_argument("--steps", type=int, default=None, help="steps per timed block (default: about 2048 images)")
     bench.add_argument("--repeats", type=int, default=3, help="timed blocks per framework (median reported)")
     bench.add_argument("--no-torch", action="store_true", help="time softloss only")
-    bench.add_argument("--backend", default="numpy", choices=["auto", "numpy", "cupy"],
+    bench.add_argument("--backend", default="numpy", choices=BACKENDS,
                        help="where softloss runs; PyTorch runs on the same kind of device (default numpy: CPU)")
     bench.set_defaults(run=_bench)
     return parser
