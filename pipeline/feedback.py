@@ -14,15 +14,43 @@ Treatments of the flagged examples (the others keep cross-entropy):
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from . import models, optim
 from .autodiff import value_and_grad
 from .data import batches
+from .errors import SoftlossError
 from .losses import ce
 
 WRONG_LABELS = ("random", "model")
 TREATMENTS = ("drop", "complement", "negated_ce")
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """A run's negative feedback: a `fraction` q in [0, 1) of the training
+    examples keeps only a wrong label chosen by `wrong_label`, and is trained
+    by `treatment`. Checked here, once, when it is made."""
+
+    fraction: float
+    wrong_label: str = "random"
+    treatment: str = "complement"
+
+    def __post_init__(self):
+        if not 0 <= self.fraction < 1:
+            raise SoftlossError(f"feedback fraction must be in [0, 1), got {self.fraction}")
+        if self.wrong_label not in WRONG_LABELS:
+            raise SoftlossError(f"feedback wrong_label must be one of {', '.join(WRONG_LABELS)}, got {self.wrong_label!r}")
+        if self.treatment not in TREATMENTS:
+            raise SoftlossError(f"feedback treatment must be one of {', '.join(TREATMENTS)}, got {self.treatment!r}")
+
+    @classmethod
+    def from_dict(cls, settings):
+        if not isinstance(settings, dict) or set(settings) != {"fraction", "wrong_label", "treatment"}:
+            raise SoftlossError(f"feedback needs fraction, wrong_label and treatment, got {settings!r}")
+        return cls(**settings)
 
 
 def earlier_model_scores(images, labels, seed, n_train=2000, lr=0.1):
@@ -45,11 +73,8 @@ def earlier_model_scores(images, labels, seed, n_train=2000, lr=0.1):
 
 def assign(images, labels, fraction, wrong_label, seed):
     """(training labels, negative mask): a `fraction` of the examples flagged
-    negative, their label replaced by a wrong class chosen by `wrong_label`."""
-    if not 0 <= fraction < 1:
-        raise ValueError(f"feedback fraction must be in [0, 1), got {fraction}")
-    if wrong_label not in WRONG_LABELS:
-        raise ValueError(f"feedback wrong_label must be one of {WRONG_LABELS}, got {wrong_label!r}")
+    negative, their label replaced by a wrong class chosen by `wrong_label`
+    (as a `Feedback` has checked them)."""
     labels = labels.astype(np.int64)
     n, n_classes = len(labels), int(labels.max()) + 1
     rng = np.random.default_rng([seed, 11])

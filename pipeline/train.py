@@ -51,9 +51,12 @@ class RunConfig:
     train_size: int | None = None  # first N of a seeded permutation of the training split
     test_size: int | None = None  # first N of the test split
     augment: bool = False
-    # Negative-feedback study: {"fraction": q, "wrong_label": "random"|"model",
-    # "treatment": "drop"|"complement"|"negated_ce"} (see pipeline.feedback).
-    feedback: dict | None = None
+    # Negative-feedback study (pipeline.feedback); a dict of its fields is taken too.
+    feedback: feedback.Feedback | None = None
+
+    def __post_init__(self):
+        if isinstance(self.feedback, dict):
+            object.__setattr__(self, "feedback", feedback.Feedback.from_dict(self.feedback))
 
     def validate(self):
         if self.loss not in LOSSES:
@@ -67,14 +70,6 @@ class RunConfig:
         models.build(self.model, **self.model_options)
         optim.build(self.optimizer, **self.hyperparameters)
         if self.feedback is not None:
-            fb = self.feedback
-            if set(fb) != {"fraction", "wrong_label", "treatment"}:
-                raise SoftlossError(f"feedback needs fraction, wrong_label and treatment, got {sorted(fb)}")
-            if not 0 <= fb["fraction"] < 1:
-                raise SoftlossError(f"feedback fraction must be in [0, 1), got {fb['fraction']}")
-            if fb["wrong_label"] not in feedback.WRONG_LABELS or fb["treatment"] not in feedback.TREATMENTS:
-                raise SoftlossError(f"feedback wrong_label must be one of {feedback.WRONG_LABELS} and treatment "
-                                    f"one of {feedback.TREATMENTS}, got {fb['wrong_label']!r}, {fb['treatment']!r}")  # fmt: skip
             if self.loss != "ce":
                 raise SoftlossError("feedback runs train the examples with known labels with ce: use --loss ce")
         return self
@@ -246,15 +241,14 @@ def _fit_set(config, images, labels):
     """(images, targets, objective) the optimiser sees. targets: per-example
     arrays, {"labels"} and, for negative feedback, "negative" (the label is one
     known to be wrong); objective(logits, targets) -> the batch's loss."""
-    feedback_ = config.feedback
-    if not feedback_ or feedback_["fraction"] == 0:
-        loss = LOSSES[config.loss]
+    fb = config.feedback
+    loss = LOSSES[config.loss]
+    if fb is None or fb.fraction == 0:
         return images, {"labels": labels}, lambda logits, t: loss(logits, t["labels"])
-    seen, negative = feedback.assign(images, labels, feedback_["fraction"], feedback_["wrong_label"], config.seed)
-    if feedback_["treatment"] == "drop":
-        loss = LOSSES[config.loss]
+    seen, negative = feedback.assign(images, labels, fb.fraction, fb.wrong_label, config.seed)
+    if fb.treatment == "drop":
         return images[~negative], {"labels": seen[~negative]}, lambda logits, t: loss(logits, t["labels"])
-    treatment = feedback_["treatment"]
+    treatment = fb.treatment
     return images, {"labels": seen, "negative": negative}, lambda logits, t: mixed_feedback(
         logits, t["labels"], t["negative"], on_negative=treatment)  # fmt: skip
 

@@ -7,6 +7,7 @@ import pytest
 
 from pipeline.configcheck import DEFAULT, load_yaml, merge
 from pipeline.errors import SoftlossError
+from pipeline.feedback import Feedback
 from pipeline.plan import plan, problems
 from pipeline.train import RunConfig
 
@@ -30,7 +31,7 @@ def test_default_config_plans_every_run_once():
     assert mse.hyperparameters == {"lr": 1.0} and mse.loss == "mse" and mse.data == "data/mnist.h5"
     assert jobs["mnist/mnist_cnn/nllr_keras/seed1"].run.train_size == 6000
     fb = jobs["studies/negative_feedback/mnist/mlp/model/q0.5/negated_ce/seed1"].run.feedback
-    assert fb == {"fraction": 0.5, "wrong_label": "model", "treatment": "negated_ce"}
+    assert fb == Feedback(fraction=0.5, wrong_label="model", treatment="negated_ce")
     assert problems(jobs) == []
 
 
@@ -73,3 +74,15 @@ def test_run_config_round_trips_through_json_with_its_types():
     assert again == run and isinstance(again.model_options["hidden"], int)
     with pytest.raises(SoftlossError, match="unknown keys colour"):
         RunConfig.from_dict({**run.to_dict(), "colour": "red"})
+
+
+@pytest.mark.parametrize("bad,message", [
+    ({"fraction": 1.0, "wrong_label": "random", "treatment": "drop"}, "fraction must be in"),
+    ({"fraction": 0.5, "wrong_label": "oracle", "treatment": "drop"}, "wrong_label must be one of random, model"),
+    ({"fraction": 0.5, "wrong_label": "random", "treatment": "ignore"}, "treatment must be one of"),
+    ({"fraction": 0.5}, "needs fraction, wrong_label and treatment"),
+])
+def test_feedback_is_checked_once_where_it_is_made(bad, message):
+    run = plan(_config())["mnist/knet_softmax/ce/seed1"].run
+    with pytest.raises(SoftlossError, match=message):
+        RunConfig.from_dict({**run.to_dict(), "feedback": bad})
