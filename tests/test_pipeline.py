@@ -313,7 +313,7 @@ def test_check_config_names_file_and_line_of_a_yaml_error(tmp_path):
                                 capture_output=True, text=True, timeout=60)  # fmt: skip
         assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
         assert len(result.stderr.splitlines()) == 1
-    for config in ("config/paper.yaml", "config/reference.yaml", "config/studies.yaml"):
+    for config in ("config/paper.yaml", "config/reference.yaml", "config/studies.yaml", "config/cifar10_jpeg.yaml"):
         ok = subprocess.run([sys.executable, "-m", "pipeline", "check-config", config], cwd=REPO,
                             capture_output=True, text=True, timeout=60)  # fmt: skip
         assert ok.returncode == 0, ok.stderr

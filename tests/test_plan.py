@@ -86,3 +86,8 @@ def test_feedback_is_checked_once_where_it_is_made(bad, message):
     run = plan(_config())["mnist/knet_softmax/ce/seed1"].run
     with pytest.raises(SoftlossError, match=message):
         RunConfig.from_dict({**run.to_dict(), "feedback": bad})
+
+
+def test_cifar10_jpeg_config_plans_gpu_jobs_on_the_jpeg_copy():
+    jobs = plan(_config("config/cifar10_jpeg.yaml"))
+    assert len(jobs) == 6 and all(job.gpu and job.dataset == "cifar10_jpeg" and job.run.augment for job in jobs.values())
