@@ -36,9 +36,6 @@ def _final_accuracy(run):
 
 def view(runs, settings, inputs):
     """Table rows and figures of the negative-feedback study."""
-    import matplotlib.pyplot as plt
-
-
     cells = defaultdict(list)  # (wrong_label, q, treatment) -> runs
     for run in runs:
         fb = run["config"].get("feedback")
@@ -63,8 +60,7 @@ def view(runs, settings, inputs):
                                      "diverged": diverged, "n": len(members)})  # fmt: skip
             rows.append(row)
 
-    fig, axes = plt.subplots(1, len(hows), figsize=(5 * len(hows), 3.8), squeeze=False)
-    for ax, how in zip(axes[0], hows):
+    def against_q(ax, how):
         for treatment in treatments:
             qs, accs, bad = [], [], []
             for q in fractions:
@@ -78,28 +74,33 @@ def view(runs, settings, inputs):
             line = ax.plot(qs, accs, marker="o", label=treatment)[0]
             if bad:
                 ax.scatter(bad, [0] * len(bad), marker="x", s=60, color=line.get_color(), label=f"{treatment} diverged")
-        ax.set_title(f"wrong label: {how}")
-        ax.set_xlabel("fraction q with only a wrong label")
-        ax.set_ylabel("final test accuracy (%)")
-        ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=8)
-    accuracy_vs_q = png(fig)
 
     q_mid = fractions[len(fractions) // 2] if fractions else None
-    fig, axes = plt.subplots(1, len(hows), figsize=(5 * len(hows), 3.8), squeeze=False)
-    for ax, how in zip(axes[0], hows):
+
+    def per_epoch_at_q_mid(ax, how):
         for treatment in treatments:
             for run in cells.get((how, q_mid, treatment), [])[:1]:
                 epochs = [row["epoch"] for row in run["history"]]
                 line = ax.plot(epochs, [100 * row["test_accuracy"] for row in run["history"]], marker=".", label=treatment)[0]
                 if run["status"] == "diverged":
                     ax.axvline(run["epoch"], color=line.get_color(), linestyle=":", label=f"{treatment} diverged")
-        ax.set_title(f"q = {q_mid}, wrong label: {how}")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("test accuracy (%)")
-        ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=8)
-    per_epoch = png(fig)
+
+    accuracy_vs_q = _panels(hows, against_q, "wrong label: {how}", "fraction q with only a wrong label",
+                            "final test accuracy (%)")  # fmt: skip
+    per_epoch = _panels(hows, per_epoch_at_q_mid, f"q = {q_mid}, wrong label: {{how}}", "epoch", "test accuracy (%)")
     return {"rows": rows, "treatments": treatments, "accuracy_vs_q": accuracy_vs_q, "per_epoch": per_epoch, "q_mid": q_mid}
 
 
+def _panels(hows, draw, title, xlabel, ylabel):
+    """One panel per way of choosing the wrong label, each drawn by draw(ax, how); a PNG."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(hows), figsize=(5 * len(hows), 3.8), squeeze=False)
+    for ax, how in zip(axes[0], hows):
+        draw(ax, how)
+        ax.set_title(title.format(how=how))
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    return png(fig)
