@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import io
+import math
 from collections import defaultdict
 
 import numpy as np
@@ -29,10 +30,27 @@ def png(fig):
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
+def _symlog(ax, most=7):
+    """A symmetric-log y axis (linear within +-1) with at most `most` ticks on
+    each side of zero: every decade would be 30 overlapping labels for a loss
+    that fell to -1e30."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter
+
+    ax.set_yscale("symlog", linthresh=1)
+    low, high = ax.get_ylim()
+    tops = {sign: int(math.floor(math.log10(sign * end))) for sign, end in ((-1, low), (1, high)) if sign * end >= 1}
+    step = max(1, math.ceil((max(tops.values(), default=0) + 1) / most))  # decades per tick, both sides alike
+    ticks = [0.0] + [sign * 10.0**e for sign, top in tops.items() for e in range(0 if step == 1 else step, top + 1, step)]
+    ax.yaxis.set_major_locator(FixedLocator(sorted(ticks)))
+    ax.yaxis.set_minor_locator(FixedLocator([]))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: "0" if v == 0 else f"{v:.0e}".replace("e+0", "e").replace("e+", "e")))
+
+
 def learning_curves(runs, dataset, model):
     """Figures 1-2 of the paper: train/test loss and accuracy per epoch, one line
     per loss (mean over seeds; diverged runs end where they diverged)."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, axes = plt.subplots(2, 2, figsize=(10, 6.5), sharex=True)
     by_loss = defaultdict(list)
@@ -52,8 +70,9 @@ def learning_curves(runs, dataset, model):
                     color=colours[EXACT_OF.get(loss, loss)], linestyle="--" if loss in EXACT_OF else "-")  # fmt: skip
         ax.set_title(title)
         if key.endswith("loss"):
-            ax.set_yscale("symlog")  # NLLR is unbounded below: its loss runs to large negative values
+            _symlog(ax)  # NLLR is unbounded below: its loss runs to large negative values
         ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     for ax in axes[1]:
         ax.set_xlabel("epoch")
     axes[0, 0].legend()
