@@ -95,7 +95,7 @@ def confusion_figure(runs, dataset, model):
         matrix = np.sum(by_loss[loss], axis=0)
         rates = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
         ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
-        ax.set_title(f"{loss} ({len(by_loss[loss])} seeds)")
+        ax.set_title(f"{loss} ({len(by_loss[loss])} seed{'s' if len(by_loss[loss]) != 1 else ''})")
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
         ax.set_xticks(range(len(matrix)))
