@@ -118,3 +118,21 @@ def test_archive_checks_the_embedded_table_one(rendered, tmp_path):
             verify(edited)
     finally:
         os.chdir(cwd)
+
+
+def test_committed_reference_archive_verifies_and_the_readme_quotes_it():
+    import tarfile
+
+    from pipeline.report import PAPER
+
+    root = REPO_README.parent
+    (archive,) = (root / "reports" / "reference").glob("softloss-archive-*.tar.gz")
+    assert verify(archive) > 0
+    with tarfile.open(archive) as tar:
+        runs = json.loads(tar.extractfile("results/summary.json").read())["runs"]
+    section = REPO_README.read_text().split("### Table I's MNIST row")[1].split("###")[0]
+    for entry in form_table(table_rows(runs)):
+        line = next(row for row in section.splitlines() if row.startswith(f"| {entry['loss'].upper()} |"))
+        assert f"| {PAPER[('mnist', 'mnist_cnn')][entry['loss']]:.2f} |" in line
+        for form in ("exact", "keras"):
+            assert f"{entry[form]['mean']:.2f}" in line, (entry["loss"], form, line)
