@@ -34,7 +34,7 @@ from .backend import NUMPY, resolve
 from .errors import SoftlossError
 from .files import remove_stale_temporaries, write_json
 from .losses import LOSSES, mixed_feedback
-from .rundir import UnreadableFile, load_arrays, read_history, save_arrays, write_history  # noqa: F401  (read_history: public here too)
+from .rundir import UnreadableFile, load_arrays, save_arrays, write_history
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import pytest
 
 import strictdevice
 from gradcheck import directional_errors
-from pipeline import autograd_device, backend, bench, cli, data, layers, losses, models, optim, train, tree
+from pipeline import autograd_device, backend, bench, cli, data, layers, losses, models, optim, rundir, train, tree
 from pipeline import primitives as P
 from pipeline.autodiff import value_and_grad
 from pipeline.errors import SoftlossError
@@ -276,7 +276,7 @@ def _config(mnist_h5, **changes):
 
 
 def _history(run_dir):
-    return [{k: v for k, v in row.items() if k != "seconds"} for row in train.read_history(run_dir / "history.csv")]
+    return [{k: v for k, v in row.items() if k != "seconds"} for row in rundir.read_history(run_dir / "history.csv")]
 
 
 def test_run_on_device_matches_numpy_without_dropout(device, mnist_h5, tmp_path):
@@ -289,7 +289,7 @@ def test_run_on_device_matches_numpy_without_dropout(device, mnist_h5, tmp_path)
     for a, b in zip(cpu, dev):
         for key in a:
             assert abs(a[key] - b[key]) <= (0 if device is STRICT else 2e-3) * max(1.0, abs(a[key])), key
-    host_model, _ = train.load_arrays(tmp_path / "dev" / "model.npz")
+    host_model, _ = rundir.load_arrays(tmp_path / "dev" / "model.npz")
     assert all(type(a) is np.ndarray and a.dtype == np.float32 for a in host_model)
 
 
@@ -311,7 +311,7 @@ def test_divergence_on_device_is_caught_and_the_last_finite_model_kept(device, m
     status = train.run(config, tmp_path, quiet=True, log=lambda *a: None, backend=device)
     assert status["status"] == "diverged" and status["epoch"] < 20
     assert "non-finite" in status["reason"] or "loss became" in status["reason"]
-    arrays, _ = train.load_arrays(tmp_path / "model.npz")
+    arrays, _ = rundir.load_arrays(tmp_path / "model.npz")
     assert all(np.isfinite(a).all() for a in arrays)
 
 
@@ -333,7 +333,7 @@ def test_one_epoch_of_cifar10_on_device(device, tmp_path):
                              batch_size=32, seed=1, augment=True)  # fmt: skip
     status = train.run(config, tmp_path / "run", quiet=True, backend=device)
     assert status["status"] == "completed" and status["backend"] == device.name
-    (row,) = train.read_history(tmp_path / "run" / "history.csv")
+    (row,) = rundir.read_history(tmp_path / "run" / "history.csv")
     assert np.isfinite(row["train_loss"]) and 0 <= row["test_accuracy"] <= 1
     print(f"one epoch of {5 * per_batch} CIFAR-10 images on {device.device}: {row['seconds']:.1f} s")
 

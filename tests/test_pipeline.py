@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.train import read_history
+from pipeline.rundir import read_history
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = (REPO / ".test" / "config" / "config.yaml").read_text()  # the tiny study, one description

@@ -11,7 +11,8 @@ import pytest
 
 from pipeline import cli
 from pipeline.evaluate import evaluate, expected_calibration_error
-from pipeline.train import RunConfig, read_history, run
+from pipeline.rundir import read_history
+from pipeline.train import RunConfig, run
 
 REPO = Path(__file__).resolve().parents[1]
 METRIC_COLUMNS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy")
