@@ -154,25 +154,41 @@ def _clipped_softmax(z):
     return p, not_p, is_top, xp.clip(p, low, high), xp.clip(not_p, 1 - high, 1 - low), inside
 
 
-def _keras_terms(clipped, not_clipped, onehot, form):
-    """Per-row loss on clipped probabilities, and its derivative in them."""
-    xp = array_module(clipped)
-    if form == "ce":  # -log p~_c
-        loss = -(onehot * xp.log(clipped)).sum(axis=-1)
-        d_clipped = -onehot / clipped
-    elif form == "bce":  # mean over classes of -[y log p~ + (1 - y) log(1 - p~)]
-        n_classes = clipped.shape[-1]
-        wrong = 1 - onehot
-        loss = -(onehot * xp.log(clipped) + wrong * xp.log(not_clipped)).sum(axis=-1) / n_classes
-        d_clipped = (wrong / not_clipped - onehot / clipped) / n_classes
-    elif form == "nllr":  # -log(p~_c / sum_{k != c} p~_k)
-        true = (onehot * clipped).sum(axis=-1, keepdims=True)
-        others = ((1 - onehot) * clipped).sum(axis=-1, keepdims=True)
-        loss = (xp.log(others) - xp.log(true))[..., 0]
-        d_clipped = (1 - onehot) / others - onehot / true
-    else:
-        raise ValueError(f"unknown Keras form {form!r}")
-    return loss, d_clipped
+# Each Keras form as (per-row loss, its derivative in p~), functions of p~,
+# 1 - p~ and the one-hot rows y: the backward pass needs only the derivative.
+def _ce(q, not_q, y):  # -log p~_c
+    return -(y * array_module(q).log(q)).sum(axis=-1)
+
+
+def _d_ce(q, not_q, y):
+    return -y / q
+
+
+def _bce(q, not_q, y):  # mean over classes of -[y log p~ + (1 - y) log(1 - p~)]
+    xp = array_module(q)
+    return -(y * xp.log(q) + (1 - y) * xp.log(not_q)).sum(axis=-1) / q.shape[-1]
+
+
+def _d_bce(q, not_q, y):
+    return ((1 - y) / not_q - y / q) / q.shape[-1]
+
+
+def _true_and_others(q, y):
+    return (y * q).sum(axis=-1, keepdims=True), ((1 - y) * q).sum(axis=-1, keepdims=True)
+
+
+def _nllr(q, not_q, y):  # -log(p~_c / sum_{k != c} p~_k)
+    xp = array_module(q)
+    true, others = _true_and_others(q, y)
+    return (xp.log(others) - xp.log(true))[..., 0]
+
+
+def _d_nllr(q, not_q, y):
+    true, others = _true_and_others(q, y)
+    return (1 - y) / others - y / true
+
+
+_KERAS_TERMS = {"ce": (_ce, _d_ce), "bce": (_bce, _d_bce), "nllr": (_nllr, _d_nllr)}
 
 
 @primitive
@@ -185,14 +201,14 @@ def keras_loss(z, onehot, form):
     One traced node: the softmax Jacobian is applied in the VJP, not traced.
     """
     clipped, not_clipped = _clipped_softmax(z)[3:5]
-    return _keras_terms(clipped, not_clipped, onehot, form)[0]
+    return _KERAS_TERMS[form][0](clipped, not_clipped, onehot)
 
 
 def _keras_loss_vjp(ans, z, onehot, form):
     def vjp(g):
         xp = array_module(z)
         p, not_p, is_top, clipped, not_clipped, inside = _clipped_softmax(z)
-        d_p = g[..., None] * _keras_terms(clipped, not_clipped, onehot, form)[1] * inside
+        d_p = g[..., None] * _KERAS_TERMS[form][1](clipped, not_clipped, onehot) * inside
         # Through the softmax: dL/dz_j = p_j (dL/dp_j - sum_k p_k dL/dp_k)
         # = p_j ((1 - p_j) dL/dp_j - sum_{k != j} p_k dL/dp_k), the top class's
         # sum over the others taken directly (subtracting would cancel).
