@@ -73,13 +73,16 @@ def _prepare(args):
 
 
 RUN_FLAGS = ("model", "loss", "optimizer", "epochs", "batch_size", "seed")  # required without --run-config
+# Flags that describe the run too, so --run-config refuses them (defaults: None or empty).
+OPTIONAL_RUN_FLAGS = ("lr", "hyper", "model_option", "train_size", "test_size", "augment", "feedback_fraction")
 
 
 def _train(args):
     from .train import RunConfig, parse_hyperparameter, run
 
     if args.run_config:
-        given = [f"--{name.replace('_', '-')}" for name in RUN_FLAGS if getattr(args, name) is not None]
+        given = [f"--{name.replace('_', '-')}" for name in RUN_FLAGS + OPTIONAL_RUN_FLAGS
+                 if getattr(args, name) not in (None, [], False)]  # fmt: skip
         if given:
             raise SoftlossError(f"--run-config holds the whole run: drop {', '.join(given)}")
         config = RunConfig.read(args.run_config)

@@ -30,10 +30,10 @@ from tqdm import tqdm
 
 from . import __version__
 from .backend import array_module
-from .datasets import IDX_FILES, DatasetSpec
+from .datasets import IDX_FILES, Checksum, DatasetSpec
 from .datasets import get as get_dataset
 from .errors import DataError
-from .fetch import check
+from .fetch import check, digest
 from .files import atomic_path
 
 FORMAT_VERSION = 1
@@ -217,7 +217,7 @@ def _folder_splits(spec, raw_dir):
         archives = sorted(raw_dir.glob("*.tar.gz")) if raw_dir.is_dir() else [raw_dir]
         if not archives or not all(a.is_file() for a in archives):
             raise DataError(f"{raw_dir}: neither train/ and test/ class folders nor tar.gz archives of them")
-        files, sources = _archive_files(archives), {a.name: _sha256_of(a) for a in archives}
+        files, sources = _archive_files(archives), {a.name: digest(a, Checksum("sha256", "", "file")) for a in archives}
     found = {split: {} for split in SPLITS}  # split -> class -> [(where, bytes)]
     digests = {split: hashlib.sha256() for split in SPLITS}
     for name, where, data in files:
@@ -253,10 +253,6 @@ def _folder_splits(spec, raw_dir):
     if sources is None:
         sources = {f"{split}/ (every file's path and bytes)": digests[split].hexdigest() for split in SPLITS}
     return splits, sources, classes
-
-
-def _sha256_of(path):
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def folder_spec(name, raw_dir):

@@ -182,9 +182,9 @@ def fetch(dataset, out_dir, mirrors=(), *, timeout=30.0, retries=3, backoff=1.0,
     never share a file."""
     spec = get_dataset(dataset) if isinstance(dataset, str) else dataset
     if only is not None:
-        spec = dataclasses.replace(spec, files=(spec.file(only),)) if only in {f.name for f in spec.files} else None
-        if spec is None:
-            raise FetchError(f"{only} is not a file of {dataset}")
+        if only not in {f.name for f in spec.files}:
+            raise FetchError(f"{only} is not a file of {spec.name}")
+        spec = dataclasses.replace(spec, files=(spec.file(only),))
     out_dir = Path(out_dir)
     made = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)

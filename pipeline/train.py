@@ -374,7 +374,7 @@ def load_model(run_dir):
         raise SoftlossError(f"{path}: missing; train the run first") from None
     except UnreadableFile as error:
         raise SoftlossError(f"{error}; train the run again: snakemake --cores 1 --force {path}") from None
-    config = RunConfig(**meta["config"])
+    config = RunConfig.from_dict(meta["config"])
     init, apply = models.build(config.model, **config.model_options)
     params = tree.rebuild(init(np.random.default_rng(0), tuple(meta["input_shape"])), arrays)
     return apply, params, config

@@ -239,4 +239,5 @@ def test_train_from_a_run_config_file_equals_the_flags(mnist_h5, tmp_path):
     assert json.loads((tmp_path / "json/status.json").read_text())["fingerprint"] == \
         json.loads((tmp_path / "flags/status.json").read_text())["fingerprint"]  # fmt: skip
     assert _metrics(read_history(tmp_path / "json/history.csv")) == _metrics(read_history(tmp_path / "flags/history.csv"))
-    assert cli.main(["train", "--run-config", str(tmp_path / "run.json"), "--seed", "5", "--out", str(tmp_path / "x")]) == 2
+    for flag in (["--seed", "5"], ["--lr", "0.5"], ["--model-option", "hidden=8"], ["--augment"]):  # refused, never ignored
+        assert cli.main(["train", "--run-config", str(tmp_path / "run.json"), *flag, "--out", str(tmp_path / "x")]) == 2
