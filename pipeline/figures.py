@@ -6,9 +6,12 @@ import io
 import math
 from collections import defaultdict
 
+import matplotlib
 import numpy as np
 
 from .losses import KERAS_FORMS
+
+matplotlib.use("Agg")  # files, never a window: before any pyplot import here or in the study views
 
 LOSS_ORDER = ("ce", "ce_keras", "bce", "bce_keras", "nllr", "nllr_keras", "mse", "complement", "negated_ce")
 EXACT_OF = {keras: exact for exact, keras in KERAS_FORMS.items()}  # Keras form -> the loss it computes
@@ -19,9 +22,6 @@ def loss_order(loss):
 
 
 def png(fig):
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     buffer = io.BytesIO()

@@ -190,9 +190,6 @@ def report(summary_path, data_files, config, out_path, study_paths=(), inputs=No
     from .studies import STUDIES
 
     runs = _read_runs(summary_path)
-    import matplotlib
-
-    matplotlib.use("Agg")
     study_runs = {Path(p).stem: _read_runs(p) for p in study_paths}
     settings = config.get("studies") or {}
     views = {name: study.view(study_runs[name], settings.get(name, {}), inputs or {})
