@@ -30,13 +30,13 @@ class Job:
         return self.run.data.removeprefix("data/").removesuffix(".h5")
 
 
-def job(study, entry, backend, *, loss="ce", seed, epochs=None, hyperparameters=None, feedback=None, dataset=None):
-    dataset = dataset or entry["dataset"]
+def job(study, entry, backend, *, loss="ce", seed, epochs=None, hyperparameters=None, feedback=None):
+    """The Job of one run of a config `entry` (an experiment, or a study's block)."""
     # GPU jobs (gpu: true) hold a GPU and compute with the configured backend;
     # every other job computes with NumPy on its CPU cores.
     on_gpu = bool(entry.get("gpu", False)) and backend != "numpy"
     run = RunConfig(
-        data=f"data/{dataset}.h5", model=entry["model"], loss=loss, optimizer=entry["optimizer"],
+        data=f"data/{entry['dataset']}.h5", model=entry["model"], loss=loss, optimizer=entry["optimizer"],
         epochs=epochs or entry["epochs"], batch_size=entry["batch_size"], seed=seed,
         hyperparameters=dict(entry.get("hyperparameters", {}) if hyperparameters is None else hyperparameters),
         model_options=dict(entry.get("model_options") or {}), train_size=entry.get("train_size"),

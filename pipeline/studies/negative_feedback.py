@@ -29,11 +29,6 @@ def plan(s, backend):
                         feedback={"fraction": q, "wrong_label": how, "treatment": treatment})  # fmt: skip
 
 
-
-def _final_accuracy(run):
-    return run["test_accuracy"] if run["status"] == "completed" else None
-
-
 def view(runs, settings, inputs):
     """Table rows and figures of the negative-feedback study."""
     cells = defaultdict(list)  # (wrong_label, q, treatment) -> runs
