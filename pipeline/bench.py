@@ -5,10 +5,11 @@
 
 A step is forward + backward + optimizer update in float32 on a fixed random
 batch, with each model's own optimizer (SGD for knet_softmax, Adadelta for
-mnist_cnn, RMSprop for cifar_cnn, as in Knet's and Keras' examples). The two
-frameworks alternate, one timed block each, `repeats` times, and the median
-of each is reported, so both see the same machine state. PyTorch is optional
-(`pip install torch`); without it only softloss is timed. With a GPU backend
+mnist_cnn, RMSprop for cifar_cnn, as in Knet's and Keras' examples). The
+frameworks take turns, one timed block each, `repeats` times, and the median
+of each is reported, so all see the same machine state. The yardsticks are
+optional (`pip install -e '.[bench]'`): PyTorch eager, and on the CPU JAX's
+jit; without them only softloss is timed. With a GPU backend
 PyTorch runs on the same GPU, each block ends with a device synchronisation,
 and a cifar_cnn case also projects the wall time of the paper's longest run
 (NLLR, 500 epochs of 50,000 augmented images plus a 60,000-image evaluation
@@ -24,7 +25,7 @@ import time
 
 import numpy as np
 
-from . import data, models, optim
+from . import data, models, optim, parallel
 from .autodiff import value_and_grad
 from .backend import resolve
 from .losses import LOSSES
@@ -106,6 +107,69 @@ def torch_stepper(model, batch_size, device="cpu"):
     return step
 
 
+def jax_stepper(model, batch_size):
+    """The same network and optimizer in JAX (stax layers, NHWC), the whole step
+    jit-compiled by XLA on the CPU."""
+    import jax
+    import jax.numpy as jnp
+    from jax.example_libraries import stax
+
+    shape, opt_name, hyper = SETUPS[model]
+
+    def conv(filters, padding):
+        return [stax.Conv(filters, (3, 3), padding=padding), stax.Relu]
+
+    def dropout(rate):
+        return stax.Dropout(1 - rate, mode="train")  # stax's argument is the keep probability
+
+    pool = stax.MaxPool((2, 2), strides=(2, 2))
+    if model == "knet_softmax":
+        layers = [stax.Flatten, stax.Dense(10)]
+    elif model == "mnist_cnn":
+        layers = [*conv(32, "VALID"), *conv(64, "VALID"), pool, dropout(0.25), stax.Flatten,
+                  stax.Dense(128), stax.Relu, dropout(0.5), stax.Dense(10)]  # fmt: skip
+    else:
+        layers = [*conv(32, "SAME"), *conv(32, "VALID"), pool, dropout(0.25),
+                  *conv(64, "SAME"), *conv(64, "VALID"), pool, dropout(0.25), stax.Flatten,
+                  stax.Dense(512), stax.Relu, dropout(0.5), stax.Dense(10)]  # fmt: skip
+    init, apply = stax.serial(*layers)
+    _, params = init(jax.random.PRNGKey(0), (-1, *shape))
+    x, y = (jnp.asarray(a) for a in _batch(shape, batch_size))
+
+    def loss(params, key):
+        logits = apply(params, x, rng=key)
+        return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits), y[:, None], axis=1))
+
+    # Keras' update rules, as softloss.optim has them.
+    def update(params, grads, state):
+        tree = jax.tree_util.tree_map
+        if opt_name == "sgd":
+            return tree(lambda p, g: p - hyper["lr"] * g, params, grads), state
+        rho = 0.95 if opt_name == "adadelta" else 0.9
+        squares = tree(lambda a, g: rho * a + (1 - rho) * g * g, state[0], grads)
+        if opt_name == "rmsprop":
+            steps = tree(lambda g, a: hyper["lr"] * g / (jnp.sqrt(a) + 1e-7), grads, squares)
+            return tree(jnp.subtract, params, steps), (squares, state[1])
+        steps = tree(lambda g, a, d: g * jnp.sqrt(d + 1e-7) / jnp.sqrt(a + 1e-7), grads, squares, state[1])
+        deltas = tree(lambda d, s: rho * d + (1 - rho) * s * s, state[1], steps)
+        return tree(jnp.subtract, params, steps), (squares, deltas)
+
+    @jax.jit
+    def train_step(params, state, key):
+        key, dropout_key = jax.random.split(key)
+        grads = jax.grad(loss)(params, dropout_key)
+        return (*update(params, grads, state), key)
+
+    zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
+    carry = (params, (zeros, zeros), jax.random.PRNGKey(1))
+
+    def step():
+        nonlocal carry
+        carry = jax.block_until_ready(train_step(*carry))
+
+    return step
+
+
 def _time_block(step, steps, synchronize):
     synchronize()
     start = time.perf_counter()
@@ -147,54 +211,82 @@ def project_paper_run(model, batch_size, train_rate, backend, epochs=500, train_
     return epochs * epoch
 
 
-def run(cases=DEFAULT_CASES, steps=None, repeats=3, with_torch=True, out=print, backend="numpy"):
-    backend = resolve(backend, out)
+def _cpu_name():
+    """The CPU's model name and whether it has AVX-512 (PyTorch's oneDNN gains
+    more from it than OpenBLAS does, so ratios differ between CPU kinds)."""
     try:
-        import torch
+        info = open("/proc/cpuinfo").read()
+    except OSError:
+        return platform.processor() or platform.machine()
+    names = [line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")]
+    avx512 = " avx512f" in info.replace("\t", " ")
+    return f"{names[0] if names else platform.machine()}, {'with' if avx512 else 'no'} AVX-512"
 
-        torch_version = torch.__version__ if with_torch else None
-    except ImportError:
-        torch_version = None
-    torch_device = "cpu"
-    if torch_version and backend.on_device:
-        if not torch.cuda.is_available():
-            raise ValueError("softloss runs on a GPU but PyTorch sees none (a CPU build?): use --no-torch")
-        torch_device = "cuda"
-    out(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; "
-        f"numpy {np.__version__}; torch {torch_version or 'not installed'}")  # fmt: skip
-    out(f"softloss backend: {backend.name} on {backend.device}; torch device: {torch_device}")
-    if torch_version and torch_device == "cpu":
-        out(f"torch threads: {torch.get_num_threads()}")
 
-    def sync_torch():
-        if torch_device == "cuda":
-            torch.cuda.synchronize()
+def _yardsticks(with_torch, backend):
+    """{name: (stepper factory, synchronize)} of the installed frameworks to time
+    beside softloss: PyTorch on the same device, JAX on the CPU only."""
+    found = {}
+    if with_torch:
+        try:
+            import torch
+        except ImportError:
+            torch = None
+        if torch is not None:
+            device = "cpu"
+            if backend.on_device:
+                if not torch.cuda.is_available():
+                    raise ValueError("softloss runs on a GPU but PyTorch sees none (a CPU build?): use --no-torch")
+                device = "cuda"
+            sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+            found[f"torch {torch.__version__} ({device}, {torch.get_num_threads()} threads)"] = (
+                lambda model, batch: torch_stepper(model, batch, device), sync)
+        if not backend.on_device:
+            try:
+                import jax
+            except ImportError:
+                jax = None
+            if jax is not None:
+                found[f"jax {jax.__version__} (jit, {jax.default_backend()})"] = (jax_stepper, lambda: None)
+    return found
 
+
+def run(cases=DEFAULT_CASES, steps=None, repeats=3, with_torch=True, out=print, backend="numpy"):
+    """Time each case's step in softloss and in every yardstick installed
+    (`with_torch=False`: softloss alone), one block each in turn, `repeats` times."""
+    backend = resolve(backend, out)
+    yardsticks = _yardsticks(with_torch, backend)
+    threads = "" if backend.on_device else f", {parallel.workers()} threads"
+    out(f"machine: {_cpu_name()}, {os.cpu_count()} CPUs; numpy {np.__version__}")
+    out(f"softloss: {backend.name} on {backend.device}{threads}")
+    for name in yardsticks:
+        out(f"yardstick: {name}")
+    short = [name.split()[0] for name in yardsticks]
+    out(f"{'model':<14}{'batch':>6}{'softloss img/s':>16}" + "".join(f"{s + ' img/s':>13}{'ratio':>8}" for s in short))
     rows = []
-    header = f"{'model':<14}{'batch':>6}{'softloss img/s':>16}{'torch img/s':>13}{'ratio':>8}"
-    out(header)
     for case in cases:
         model, batch_size = case.split(":")
         batch_size = int(batch_size)
         if model not in SETUPS:
             raise ValueError(f"unknown benchmark model {model!r}; choose from {sorted(SETUPS)}")
         n = steps or max(3, int(round(2048 / batch_size)) if model != "knet_softmax" else 200)
-        ours = softloss_stepper(model, batch_size, backend)
-        theirs = torch_stepper(model, batch_size, torch_device) if torch_version else None
-        for fn in (ours, theirs):
-            if fn:
-                fn(), fn()  # warm up allocators, caches and kernel caches
-        ours_t, theirs_t = [], []
+        steppers = {"softloss": (softloss_stepper(model, batch_size, backend), backend.synchronize)}
+        for name, (factory, sync) in zip(short, yardsticks.values()):
+            steppers[name] = (factory(model, batch_size), sync)
+        for step, _ in steppers.values():
+            step(), step()  # warm up allocators, caches, kernel caches and jit
+        seconds = {name: [] for name in steppers}
         for _ in range(repeats):
-            ours_t.append(_time_block(ours, n, backend.synchronize))
-            if theirs:
-                theirs_t.append(_time_block(theirs, n, sync_torch))
-        ours_rate = n * batch_size / statistics.median(ours_t)
-        theirs_rate = n * batch_size / statistics.median(theirs_t) if theirs else None
-        ratio = ours_rate / theirs_rate if theirs_rate else None
-        rows.append({"model": model, "batch": batch_size, "softloss": ours_rate, "torch": theirs_rate, "ratio": ratio})
-        out(f"{model:<14}{batch_size:>6}{ours_rate:>16.0f}"
-            f"{(f'{theirs_rate:.0f}' if theirs_rate else '-'):>13}{(f'{ratio:.2f}x' if ratio else '-'):>8}")  # fmt: skip
+            for name, (step, sync) in steppers.items():
+                seconds[name].append(_time_block(step, n, sync))
+        row = {"model": model, "batch": batch_size}
+        row.update({name: n * batch_size / statistics.median(times) for name, times in seconds.items()})
+        line = f"{model:<14}{batch_size:>6}{row['softloss']:>16.0f}"
+        for name in short:
+            row[f"ratio_{name}"] = row["softloss"] / row[name]
+            line += f"{row[name]:>13.0f}{row[f'ratio_{name}']:>7.2f}x"
+        rows.append(row)
+        out(line)
     for row in rows:
         if row["model"] == "cifar_cnn":
             row["projected_seconds"] = project_paper_run("cifar_cnn", row["batch"], row["softloss"], backend, out=out)

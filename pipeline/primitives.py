@@ -10,9 +10,12 @@ Gradients are dtype-preserving: float32 in, float32 out (float64 for checks).
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from autograd.extend import defvjp, defvjp_argnums, primitive
 
+from . import parallel, winograd
 from .backend import array_module, as_strided
 
 
@@ -244,10 +247,32 @@ def _through_activation(g, ans, relu):
     return array_module(g).where(ans > 0, g, 0) if relu else g
 
 
+# A dense layer's GEMMs go to the cores in blocks of output columns of about
+# this many floating-point operations: each block re-packs the left operand,
+# so blocks much smaller than this lose to the packing.
+_MATMUL_BLOCK_FLOPS = 64_000_000
+
+
+def matmul(a, b):
+    """a @ b for 2-D arrays; on the CPU in blocks of b's columns on every core."""
+    if array_module(a) is not np:
+        return a @ b
+    rows, inner = a.shape
+    columns = b.shape[1]
+    width = -(-columns * _MATMUL_BLOCK_FLOPS // max(1, 2 * rows * inner * columns))
+    out = np.empty((rows, columns), dtype=np.result_type(a, b))
+
+    def block(span):
+        np.matmul(a, b[:, span[0] : span[1]], out=out[:, span[0] : span[1]])
+
+    parallel.map_blocks(block, parallel.spans(columns, width))
+    return out
+
+
 @primitive
 def linear(x, w, b, relu=False):
     """x @ w + b for 2-D x (dense layers), optionally followed by a fused relu."""
-    out = x @ w
+    out = matmul(x, w)
     out += b
     return _activate(out, relu)
 
@@ -258,7 +283,7 @@ def _linear_vjp(argnums, ans, args, kwargs):
 
     def vjp(g):
         g = _through_activation(g, ans, relu)
-        grads = {0: lambda: g @ w.T, 1: lambda: x.T @ g, 2: lambda: g.sum(axis=0)}
+        grads = {0: lambda: matmul(g, w.T), 1: lambda: matmul(x.T, g), 2: lambda: g.sum(axis=0)}
         return tuple(grads[i]() for i in argnums)
 
     return vjp
@@ -282,56 +307,99 @@ def _pad(x, pads):
     return array_module(x).pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))
 
 
-def im2col(x, kh, kw, out=None):
+def im2col(x, kh, kw):
     """NHWC patches as rows, (N*Ho*Wo, kh*kw*C), in the order of a Keras
     (kh, kw, C, F) kernel reshaped to (kh*kw*C, F). One strided copy."""
-    windows = _window_view(x, kh, kw)
-    if out is None:
-        out = array_module(x).empty(windows.shape, dtype=x.dtype)
-    else:
-        out = out[: windows.size].reshape(windows.shape)
-    out[...] = windows
-    return out.reshape(-1, kh * kw * x.shape[-1])
+    return array_module(x).ascontiguousarray(_window_view(x, kh, kw)).reshape(-1, kh * kw * x.shape[-1])
 
 
 # On the CPU, work on blocks of images small enough to stay in cache between
-# the copy or GEMM that writes them and the GEMM or add that reads them,
-# instead of a round trip through memory: about 4 MiB of patches per block.
-# On a GPU, each block costs kernel launches and small GEMMs fill it poorly:
-# one block per batch unless its patches pass 256 MiB.
-_PATCH_BLOCK_BYTES = 4 << 20
+# the copy or transform that writes them and the GEMM or add that reads them,
+# instead of a round trip through memory: about 4 MiB of patches (or Winograd
+# tiles) per block, the blocks spread over the cores (`parallel`). On a GPU,
+# each block costs kernel launches and small GEMMs fill it poorly: one block
+# per batch unless its patches pass 256 MiB.
+_BLOCK_BYTES = 4 << 20
 _DEVICE_PATCH_BLOCK_BYTES = 256 << 20
+# Winograd F(2x2, 3x3) for 3x3 kernels on inputs of at least this many
+# channels; with fewer, its transforms cost more than the multiplies it saves
+# (measured: a 3-channel first layer is faster direct, 32 channels and up
+# faster by Winograd, forward and backward).
+WINOGRAD_MIN_CHANNELS = 16
+
+
+def _on_blocks(xp, work, spans):
+    """work(span) for every span: on every core for NumPy; in order from this
+    thread for a GPU, which queues its kernels from one thread."""
+    if xp is np:
+        return parallel.map_blocks(work, spans)
+    return [work(span) for span in spans]
 
 
 def _blocks(n_images, bytes_per_image, budget):
-    step = max(1, budget // bytes_per_image)
-    return [(i, min(i + step, n_images)) for i in range(0, n_images, step)]
+    return parallel.spans(n_images, budget // max(1, bytes_per_image))
 
 
-def _patch_blocks(x_padded, kh, kw):
-    n, h, w, c = x_padded.shape
-    budget = _PATCH_BLOCK_BYTES if array_module(x_padded) is np else _DEVICE_PATCH_BLOCK_BYTES
-    return _blocks(n, (h - kh + 1) * (w - kw + 1) * kh * kw * c * x_padded.itemsize, budget)
+class _ConvPlan:
+    """How a stride-1 convolution of padded x (N, H, W, C) by kernel (kh, kw, C, F)
+    is computed: by Winograd on the CPU where it pays (3x3, enough channels),
+    else im2col + GEMM; and the blocks of images it is computed in."""
+
+    def __init__(self, x_padded, kernel):
+        self.xp = array_module(x_padded)
+        n, h, w, c = x_padded.shape
+        self.kh, self.kw, _, self.filters = kernel.shape
+        self.out_h, self.out_w = h - self.kh + 1, w - self.kw + 1
+        self.winograd = self.xp is np and (self.kh, self.kw) == (3, 3) and c >= WINOGRAD_MIN_CHANNELS
+        size = x_padded.itemsize
+        if self.winograd:
+            self.th, self.tw = winograd.tiles(self.out_h, self.out_w)
+            self.x = winograd.pad_to_tiles(x_padded, self.out_h, self.out_w)
+            self.transformed_kernel = winograd.transform_kernel(kernel)
+            self.blocks = _blocks(n, 16 * self.th * self.tw * (c + self.filters) * size, _BLOCK_BYTES)
+        else:
+            self.x = x_padded
+            budget = _BLOCK_BYTES if self.xp is np else _DEVICE_PATCH_BLOCK_BYTES
+            self.blocks = _blocks(n, self.out_h * self.out_w * self.kh * self.kw * c * size, budget)
+
+    def patches(self, start, stop):
+        """The block's im2col rows, or its Winograd-transformed input tiles."""
+        if self.winograd:
+            return winograd.transform_input(self.x[start:stop], self.th, self.tw)
+        return im2col(self.x[start:stop], self.kh, self.kw)
+
+    def exact_tiles(self):
+        return (2 * self.th, 2 * self.tw) == (self.out_h, self.out_w)
 
 
 @primitive
 def conv2d(x, kernel, bias, pads=(0, 0, 0, 0), relu=False):
     """Stride-1 NHWC convolution (cross-correlation, as in Keras) of x (N, H, W, C)
     with kernel (kh, kw, C, F) plus bias (F,); `pads` = (top, bottom, left, right)
-    zeros; `relu` fuses the activation. im2col + GEMM, a block of images at a time."""
+    zeros; `relu` fuses the activation. A block of images at a time, each by
+    Winograd or im2col + GEMM (`_ConvPlan`)."""
     xp = array_module(x)
-    kh, kw, _, filters = kernel.shape
-    x = _pad(x, pads)
-    n, h, w, _ = x.shape
-    ho, wo = h - kh + 1, w - kw + 1
-    out = xp.empty((n, ho * wo, filters), dtype=x.dtype)
+    plan = _ConvPlan(_pad(x, pads), kernel)
+    n, filters = x.shape[0], plan.filters
+    out = xp.empty((n, plan.out_h, plan.out_w, filters), dtype=x.dtype)
     kernel2d = kernel.reshape(-1, filters)
-    cols = None
-    for start, stop in _patch_blocks(x, kh, kw):
-        cols = im2col(x[start:stop], kh, kw, out=None if cols is None else cols.reshape(-1))
-        xp.matmul(cols, kernel2d, out=out[start:stop].reshape(-1, filters))
-    out += bias
-    return _activate(out, relu).reshape(n, ho, wo, filters)
+
+    def block(span):
+        start, stop = span
+        out_block = out[start:stop]
+        if plan.winograd:
+            products = xp.matmul(plan.patches(start, stop), plan.transformed_kernel)
+            tiled = out_block if plan.exact_tiles() else xp.empty((stop - start, 2 * plan.th, 2 * plan.tw, filters), x.dtype)
+            winograd.transform_output(products, stop - start, plan.th, plan.tw, tiled)
+            if tiled is not out_block:
+                out_block[...] = tiled[:, : plan.out_h, : plan.out_w]
+        else:
+            xp.matmul(plan.patches(start, stop), kernel2d, out=out_block.reshape(-1, filters))
+        out_block += bias
+        _activate(out_block, relu)
+
+    _on_blocks(xp, block, plan.blocks)
+    return out
 
 
 def _conv2d_grads_whole_batch(g, ans, x, kernel, pads, relu, argnums):
@@ -354,58 +422,80 @@ def _conv2d_grads_whole_batch(g, ans, x, kernel, pads, relu, argnums):
     return tuple(grads[i]() for i in argnums)
 
 
+def _conv2d_grads_blocked(g, ans, x, kernel, pads, relu, argnums):
+    """The conv2d gradients on the CPU in one pass over blocks of images: each
+    block of the cotangent is masked by the fused relu, summed for the bias,
+    and multiplied with the block's patches (or tiles) for the kernel and with
+    the kernel for the input, while it is in cache. Per-block kernel and bias
+    sums are added in block order, so the result does not depend on threads."""
+    kh, kw, c, filters = kernel.shape
+    plan = _ConvPlan(_pad(x, pads), kernel)
+    want_x, want_kernel = 0 in argnums, 1 in argnums
+    dx = np.zeros(plan.x.shape, dtype=g.dtype) if want_x else None
+    if plan.winograd:
+        kernel_t = plan.transformed_kernel.transpose(0, 2, 1)
+    else:
+        # dx is a sum of kh*kw shifted slabs g @ kernel[i, j].T: thin GEMMs
+        # added in place beat a patch-shaped GEMM plus a col2im scatter, and
+        # beat an im2col of the zero-padded g.
+        taps = [[np.ascontiguousarray(kernel[i, j].T) for j in range(kw)] for i in range(kh)]
+
+    def block(span):
+        start, stop = span
+        count, ho, wo = stop - start, plan.out_h, plan.out_w
+        g_block = g[start:stop]
+        if relu:
+            g_block = np.where(ans[start:stop] > 0, g_block, 0)
+        d_bias = g_block.reshape(-1, filters).sum(axis=0)
+        d_kernel = None
+        if plan.winograd:
+            if not plan.exact_tiles():
+                padded = np.zeros((count, 2 * plan.th, 2 * plan.tw, filters), g.dtype)
+                padded[:, :ho, :wo] = g_block
+                g_block = padded
+            d_products = winograd.output_gradient(g_block, plan.th, plan.tw, np.empty((16, count * plan.th * plan.tw, filters), g.dtype))
+            if want_kernel:
+                d_kernel = plan.patches(start, stop).transpose(0, 2, 1) @ d_products
+            if want_x:
+                winograd.input_gradient(d_products @ kernel_t, count, plan.th, plan.tw, dx[start:stop])
+            return d_kernel, d_bias
+        g2d = g_block.reshape(-1, filters)
+        if want_kernel:
+            d_kernel = plan.patches(start, stop).T @ g2d
+        if want_x:
+            shifted = np.empty((g2d.shape[0], c), dtype=g.dtype)
+            dx_block = dx[start:stop]
+            for i in range(kh):
+                for j in range(kw):
+                    np.matmul(g2d, taps[i][j], out=shifted)
+                    dx_block[:, i : i + ho, j : j + wo, :] += shifted.reshape(count, ho, wo, c)
+        return d_kernel, d_bias
+
+    parts = parallel.map_blocks(block, plan.blocks)
+    grads = {2: lambda: _sum_in_order(part[1] for part in parts)}
+    if want_kernel:
+        d_kernel = _sum_in_order(part[0] for part in parts)
+        grads[1] = lambda: (winograd.kernel_gradient(d_kernel) if plan.winograd else d_kernel).reshape(kernel.shape)
+    if want_x:
+        top, _, left, _ = pads
+        grads[0] = lambda: dx[:, top : top + x.shape[1], left : left + x.shape[2], :]
+    return tuple(grads[i]() for i in argnums)
+
+
+def _sum_in_order(arrays):
+    arrays = iter(arrays)
+    total = next(arrays).copy()
+    for array in arrays:
+        total += array
+    return total
+
+
 def _conv2d_vjp(argnums, ans, args, kwargs):
     x, kernel, bias = args[:3]
     pads = args[3] if len(args) > 3 else kwargs.get("pads", (0, 0, 0, 0))
     relu = args[4] if len(args) > 4 else kwargs.get("relu", False)
-
-    def vjp(g):
-        xp = array_module(g)
-        if xp is not np:
-            return _conv2d_grads_whole_batch(g, ans, x, kernel, pads, relu, argnums)
-        # On the CPU: one pass over blocks of images; each block of the
-        # cotangent is masked by the fused relu, summed for the bias,
-        # multiplied with the block's patches for the kernel and with the
-        # kernel taps for the input, while it is in cache.
-        kh, kw, c, filters = kernel.shape
-        x_padded = _pad(x, pads)
-        n, ho, wo, _ = g.shape
-        g3d, ans3d = g.reshape(n, ho * wo, filters), ans.reshape(n, ho * wo, filters)
-        want_x, want_kernel, want_bias = 0 in argnums, 1 in argnums, 2 in argnums
-        dkernel = xp.zeros((kh * kw * c, filters), dtype=g.dtype)
-        dbias = xp.zeros(filters, dtype=g.dtype)
-        if want_x:
-            # dx is a sum of kh*kw shifted slabs g @ kernel[i, j].T: thin GEMMs
-            # added in place beat a patch-shaped GEMM plus a col2im scatter, and
-            # beat an im2col of the zero-padded g.
-            dx = xp.zeros(x_padded.shape, dtype=g.dtype)
-            taps = [[xp.ascontiguousarray(kernel[i, j].T) for j in range(kw)] for i in range(kh)]
-        cols = shifted = None
-        for start, stop in _patch_blocks(x_padded, kh, kw):
-            g_block = g3d[start:stop].reshape(-1, filters)
-            if relu:
-                g_block = xp.where(ans3d[start:stop].reshape(-1, filters) > 0, g_block, 0)
-            if want_bias:
-                dbias += g_block.sum(axis=0)
-            if want_kernel:
-                cols = im2col(x_padded[start:stop], kh, kw, out=None if cols is None else cols.reshape(-1))
-                dkernel += cols.T @ g_block
-            if want_x:
-                if shifted is None:
-                    shifted = xp.empty((g_block.shape[0], c), dtype=g.dtype)
-                out = shifted[: g_block.shape[0]]
-                dx_block = dx[start:stop]
-                for i in range(kh):
-                    for j in range(kw):
-                        xp.matmul(g_block, taps[i][j], out=out)
-                        dx_block[:, i : i + ho, j : j + wo, :] += out.reshape(stop - start, ho, wo, c)
-        grads = {1: lambda: dkernel.reshape(kernel.shape), 2: lambda: dbias}
-        if want_x:
-            top, _, left, _ = pads
-            grads[0] = lambda: dx[:, top : top + x.shape[1], left : left + x.shape[2], :]
-        return tuple(grads[i]() for i in argnums)
-
-    return vjp
+    grads = _conv2d_grads_blocked if array_module(x) is np else _conv2d_grads_whole_batch
+    return lambda g: grads(g, ans, x, kernel, pads, relu, argnums)
 
 
 defvjp_argnums(conv2d, _conv2d_vjp)
@@ -418,11 +508,24 @@ def _pool_quadrants(x):
     return [x[:, i : 2 * ho : 2, j : 2 * wo : 2, :] for i in (0, 1) for j in (0, 1)]
 
 
+def _pool_blocks(x):
+    """Blocks of about 1 MiB of input on the CPU; the whole batch on a GPU."""
+    if array_module(x) is not np:
+        return [(0, x.shape[0])]
+    return _blocks(x.shape[0], x.itemsize * math.prod(x.shape[1:]), _BLOCK_BYTES // 4)
+
+
 @primitive
 def maxpool2x2(x):
     xp = array_module(x)
-    a, b, c, d = _pool_quadrants(x)
-    return xp.maximum(xp.maximum(a, b), xp.maximum(c, d))
+    out = xp.empty((x.shape[0], x.shape[1] // 2, x.shape[2] // 2, x.shape[3]), dtype=x.dtype)
+
+    def block(span):
+        a, b, c, d = _pool_quadrants(x[span[0] : span[1]])
+        xp.maximum(xp.maximum(a, b), xp.maximum(c, d), out=out[span[0] : span[1]])
+
+    _on_blocks(xp, block, _pool_blocks(x))
+    return out
 
 
 def _maxpool2x2_vjp(ans, x):
@@ -432,17 +535,23 @@ def _maxpool2x2_vjp(ans, x):
         # the even-sized part of dx is written by exactly one quadrant.
         xp = array_module(g)
         dx = xp.empty(x.shape, dtype=g.dtype)
-        dx[:, 2 * ans.shape[1] :] = 0  # an odd last row or column gets nothing
-        dx[:, :, 2 * ans.shape[2] :] = 0
-        unclaimed = xp.ones(ans.shape, dtype=bool)
-        hit = xp.empty(ans.shape, dtype=bool)
-        quadrants = list(zip(_pool_quadrants(x), _pool_quadrants(dx)))
-        for quadrant, dquadrant in quadrants[:-1]:
-            xp.equal(quadrant, ans, out=hit)
-            hit &= unclaimed
-            xp.multiply(g, hit, out=dquadrant)
-            unclaimed ^= hit  # hit is a subset of unclaimed
-        xp.multiply(g, unclaimed, out=quadrants[-1][1])  # what is left is the last's max
+
+        def block(span):
+            start, stop = span
+            g_block, ans_block, dx_block = g[start:stop], ans[start:stop], dx[start:stop]
+            dx_block[:, 2 * ans.shape[1] :] = 0  # an odd last row or column gets nothing
+            dx_block[:, :, 2 * ans.shape[2] :] = 0
+            unclaimed = xp.ones(ans_block.shape, dtype=bool)
+            hit = xp.empty(ans_block.shape, dtype=bool)
+            quadrants = list(zip(_pool_quadrants(x[start:stop]), _pool_quadrants(dx_block)))
+            for quadrant, dquadrant in quadrants[:-1]:
+                xp.equal(quadrant, ans_block, out=hit)
+                hit &= unclaimed
+                xp.multiply(g_block, hit, out=dquadrant)
+                unclaimed ^= hit  # hit is a subset of unclaimed
+            xp.multiply(g_block, unclaimed, out=quadrants[-1][1])  # what is left is the last's max
+
+        _on_blocks(xp, block, _pool_blocks(x))
         return dx
 
     return vjp

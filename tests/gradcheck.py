@@ -1,4 +1,4 @@
-"""Central finite differences in float64, along random directions."""
+"""Test helpers: central finite differences in float64 along random directions, and a reference convolution."""
 import autograd
 import numpy as np
 
@@ -33,3 +33,16 @@ def params_errors(fun, params, rng, directions=3, h=1e-5):
         analytic = sum(np.sum(g * v) for g, v in zip(grads, vs))
         errors.append(abs(numeric - analytic) / max(abs(numeric), abs(analytic), 1e-300))
     return errors
+
+
+def reference_conv(x, kernel, bias, pads):
+    """Plain loops over kernel taps, float64: an independent definition."""
+    top, bottom, left, right = pads
+    x = np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))
+    kh, kw, _, filters = kernel.shape
+    ho, wo = x.shape[1] - kh + 1, x.shape[2] - kw + 1
+    out = np.zeros((x.shape[0], ho, wo, filters))
+    for i in range(kh):
+        for j in range(kw):
+            out += np.einsum("nhwc,cf->nhwf", x[:, i : i + ho, j : j + wo], kernel[i, j])
+    return out + bias

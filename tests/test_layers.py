@@ -5,26 +5,13 @@ import pytest
 from pipeline import layers as L
 from pipeline import primitives as P
 
-from gradcheck import directional_errors, params_errors
+from gradcheck import directional_errors, params_errors, reference_conv
 
 
 def _weighted_sum(y, seed=99):
     # A fixed random projection, so that every output element matters.
     weights = np.random.default_rng(seed).standard_normal(np.shape(y))
     return anp.sum(anp.sin(y) * weights)
-
-
-def _reference_conv(x, kernel, bias, pads):
-    """Plain loops over kernel taps, float64: an independent definition."""
-    top, bottom, left, right = pads
-    x = np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))
-    kh, kw, _, filters = kernel.shape
-    ho, wo = x.shape[1] - kh + 1, x.shape[2] - kw + 1
-    out = np.zeros((x.shape[0], ho, wo, filters))
-    for i in range(kh):
-        for j in range(kw):
-            out += np.einsum("nhwc,cf->nhwf", x[:, i : i + ho, j : j + wo], kernel[i, j])
-    return out + bias
 
 
 CONV_CASES = [((3, 3), "valid"), ((3, 3), "same"), ((2, 3), "same"), ((1, 1), "valid"), ((5, 2), "same")]
@@ -41,7 +28,7 @@ def test_conv2d_matches_reference_and_keeps_shape_rules(kernel_size, padding):
     assert shape[1:] == y.shape[1:] == ((7, 6, 4) if padding == "same" else (7 - kh + 1, 6 - kw + 1, 4))
     assert y.dtype == np.float32
     pads = L._same_pads(kh, kw) if padding == "same" else (0, 0, 0, 0)
-    np.testing.assert_allclose(y, _reference_conv(x, *params, pads), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(y, reference_conv(x, *params, pads), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("kernel_size,padding", CONV_CASES)
@@ -60,8 +47,8 @@ def test_conv2d_large_batch_crosses_blocks():
     rng = np.random.default_rng(2)
     x = rng.standard_normal((60, 30, 30, 8))
     kernel, bias = rng.standard_normal((3, 3, 8, 5)), rng.standard_normal(5)
-    assert len(P._patch_blocks(x, 3, 3)) > 1
-    np.testing.assert_allclose(P.conv2d(x, kernel, bias), _reference_conv(x, kernel, bias, (0,) * 4), rtol=1e-10)
+    assert len(P._ConvPlan(x, kernel).blocks) > 1
+    np.testing.assert_allclose(P.conv2d(x, kernel, bias), reference_conv(x, kernel, bias, (0,) * 4), rtol=1e-10)
     errors = directional_errors(lambda k: _weighted_sum(P.conv2d(x, k, bias)), (kernel,), 0, rng, directions=1)
     assert max(errors) <= 1e-6
 

@@ -1,0 +1,71 @@
+"""Blocks of a primitive's work on every core of the CPU.
+
+The convolution and dense primitives cut their work into blocks (of images,
+or of output columns); half of a training step is memory-bound NumPy work
+(copies, transforms, masks) that would run on one core while OpenBLAS threads
+only the GEMMs. Here each block runs whole on one thread of a small pool
+(NumPy releases the GIL in ufuncs, copies and BLAS calls), and OpenBLAS runs
+single-threaded: the pool takes over its threads, as many as it had
+(OPENBLAS_NUM_THREADS and the like, else the cores), when it is first used.
+
+Results are independent of the number of threads: the blocks are fixed by the
+data's shape alone, every BLAS call is single-threaded whatever the pool's
+size, and callers combine per-block partial sums in block order.
+"""
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+_blas_limit = None  # keeps BLAS single-threaded while it lives
+_pool = None
+_workers = None
+
+
+def _take_over_blas_threads():
+    """Set BLAS to one thread, once; returns the thread count it had."""
+    global _blas_limit
+    from threadpoolctl import threadpool_info, threadpool_limits  # not needed by a GPU run
+
+    counts = [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+    if _blas_limit is None:
+        _blas_limit = threadpool_limits(limits=1, user_api="blas")
+    return max(counts, default=1)
+
+
+def set_workers(count=None):
+    """Run blocks on `count` threads; None: as many as BLAS had."""
+    global _pool, _workers
+    available = _take_over_blas_threads()
+    count = available if count is None else int(count)
+    if count < 1:
+        raise ValueError(f"worker threads must be >= 1, got {count}")
+    if _pool is not None:
+        _pool.shutdown()
+    _workers = count
+    _pool = ThreadPoolExecutor(count, thread_name_prefix="softloss-block") if count > 1 else None
+
+
+def workers():
+    if _workers is None:
+        set_workers()
+    return _workers
+
+
+def map_blocks(work, spans):
+    """[work(span) for span in spans], the spans spread over the pool."""
+    if workers() == 1 or len(spans) < 2:
+        return [work(span) for span in spans]
+    return list(_pool.map(work, spans))
+
+
+def spans(count, size):
+    """[(start, stop)] cutting range(count) into pieces of at most `size`,
+    evened out so that no piece is much smaller than the others."""
+    pieces = -(-count // max(1, size))
+    if pieces == 0:
+        return []
+    base, extra = divmod(count, pieces)
+    bounds = [0]
+    for i in range(pieces):
+        bounds.append(bounds[-1] + base + (i < extra))
+    return list(zip(bounds[:-1], bounds[1:]))

@@ -1,0 +1,165 @@
+"""Winograd F(2x2, 3x3) against the direct convolution, and blocks on threads
+against one thread."""
+import autograd
+import numpy as np
+import pytest
+
+from pipeline import models, parallel
+from pipeline import primitives as P
+from pipeline.autodiff import value_and_grad
+from pipeline.losses import LOSSES
+
+from gradcheck import reference_conv
+
+# (batch, height, width, channels, filters, pads): valid and same, even and odd
+# output sizes, batch 1, one image smaller than a tile grid of 2.
+SHAPES = [
+    (4, 32, 32, 32, 32, (0, 0, 0, 0)),
+    (3, 15, 15, 32, 64, (1, 1, 1, 1)),
+    (1, 15, 15, 64, 16, (0, 0, 0, 0)),
+    (2, 9, 12, 16, 5, (1, 1, 1, 1)),
+    (5, 7, 4, 24, 3, (0, 0, 0, 0)),
+    (1, 3, 3, 16, 2, (0, 0, 0, 0)),
+    (2, 1, 1, 16, 4, (1, 1, 1, 1)),
+]
+
+
+def _case(shape, dtype, seed=0):
+    n, h, w, c, f, pads = shape
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, h, w, c)).astype(dtype)
+    kernel = (rng.standard_normal((3, 3, c, f)) / np.sqrt(9 * c)).astype(dtype)
+    bias = rng.standard_normal(f).astype(dtype)
+    return x, kernel, bias, pads
+
+
+def _forward_and_grads(x, kernel, bias, pads, relu=True):
+    out = P.conv2d(x, kernel, bias, pads, relu)
+    g = np.random.default_rng(7).standard_normal(out.shape).astype(x.dtype)
+    return (out, *P._conv2d_vjp((0, 1, 2), out, (x, kernel, bias, pads, relu), {})(g))
+
+
+@pytest.fixture
+def direct(monkeypatch):
+    """Every convolution computed directly (im2col + GEMM)."""
+    monkeypatch.setattr(P, "WINOGRAD_MIN_CHANNELS", 10**9)
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_plan_takes_winograd_for_3x3_kernels_with_enough_channels(shape):
+    x, kernel, _, pads = _case(shape, np.float32)
+    assert P._ConvPlan(P._pad(x, pads), kernel).winograd
+    assert not P._ConvPlan(P._pad(x[..., :3], pads), kernel[:, :, :3]).winograd
+    assert not P._ConvPlan(P._pad(x, (0, 0, 0, 0)), np.ones((1, 3, shape[3], 2), np.float32)).winograd
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_winograd_float64_equals_the_reference_convolution(shape):
+    x, kernel, bias, pads = _case(shape, np.float64)
+    np.testing.assert_allclose(P.conv2d(x, kernel, bias, pads), reference_conv(x, kernel, bias, pads), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_winograd_gradients_float64_equal_the_direct_ones(shape, monkeypatch):
+    case = _case(shape, np.float64)
+    fast = _forward_and_grads(*case)
+    monkeypatch.setattr(P, "WINOGRAD_MIN_CHANNELS", 10**9)
+    for got, want in zip(fast, _forward_and_grads(*case)):
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-12 * max(1, np.abs(want).max()))
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_winograd_float32_error_is_that_of_the_direct_convolution(shape, monkeypatch):
+    """float32 error against float64, forward and both gradients, relative to
+    the largest value: Winograd's within 5x the direct product's or 16 ulp (its
+    transforms add and halve a few times; the kernel gradient, summed over
+    every tile, loses most: up to 4x here)."""
+    exact = _forward_and_grads(*_case(shape, np.float64))
+    fast = _forward_and_grads(*_case(shape, np.float32))
+    monkeypatch.setattr(P, "WINOGRAD_MIN_CHANNELS", 10**9)
+    slow = _forward_and_grads(*_case(shape, np.float32))
+    for name, want, got_fast, got_slow in zip(("out", "dx", "dkernel", "dbias"), exact, fast, slow):
+        assert got_fast.dtype == np.float32, name
+        scale = np.abs(want).max()
+        fast_error = np.abs(got_fast - want).max() / scale
+        slow_error = np.abs(got_slow - want).max() / scale
+        assert fast_error <= max(5 * slow_error, 16 * np.finfo(np.float32).eps), (name, fast_error, slow_error)
+
+
+def test_winograd_gradients_match_finite_differences():
+    from gradcheck import directional_errors
+
+    x, kernel, bias, pads = _case((2, 7, 8, 16, 3, (1, 1, 1, 1)), np.float64)
+    rng = np.random.default_rng(3)
+    weights = rng.standard_normal((2, 7, 8, 3))
+
+    def objective(x, kernel):
+        return autograd.numpy.sum(autograd.numpy.sin(P.conv2d(x, kernel, bias, pads, True)) * weights)
+
+    assert max(directional_errors(objective, (x, kernel), 0, rng)) <= 1e-6
+    assert max(directional_errors(objective, (x, kernel), 1, rng)) <= 1e-6
+
+
+@pytest.fixture
+def two_workers():
+    parallel.set_workers(2)
+    yield
+    parallel.set_workers(1)
+
+
+@pytest.mark.parametrize("algorithm", ["winograd", "direct"])
+def test_convolution_on_two_threads_equals_one_thread_bit_for_bit(algorithm, monkeypatch):
+    if algorithm == "direct":
+        monkeypatch.setattr(P, "WINOGRAD_MIN_CHANNELS", 10**9)
+    case = _case((96, 16, 16, 32, 32, (1, 1, 1, 1)), np.float32)
+    assert len(P._ConvPlan(P._pad(case[0], case[3]), case[1]).blocks) > 2
+    one = _forward_and_grads(*case)
+    parallel.set_workers(2)
+    try:
+        two = _forward_and_grads(*case)
+    finally:
+        parallel.set_workers(1)
+    for a, b in zip(one, two):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_cifar_cnn_training_step_is_the_same_on_one_and_two_threads():
+    init, apply = models.build("cifar_cnn")
+    params = init(np.random.default_rng(0), (32, 32, 3))
+    data = np.random.default_rng(1)
+    x, y = data.random((64, 32, 32, 3), dtype=np.float32), data.integers(0, 10, 64)
+
+    def step():
+        noise = np.random.default_rng(2)
+        return value_and_grad(lambda p: LOSSES["ce"](apply(p, x, train=True, rng=noise), y))(params)
+
+    one = step()
+    parallel.set_workers(2)
+    try:
+        two, again = step(), step()
+    finally:
+        parallel.set_workers(1)
+    for got in (two, again):
+        assert got[0] == one[0]
+        np.testing.assert_array_equal(_flat(got[1]), _flat(one[1]))
+
+
+def _flat(grads):
+    return np.concatenate([g.ravel() for layer in grads for g in layer])
+
+
+def test_spans_cover_the_range_evenly():
+    assert parallel.spans(10, 4) == [(0, 4), (4, 7), (7, 10)]
+    assert parallel.spans(3, 100) == [(0, 3)]
+    assert parallel.spans(5, 0) == [(0, 1), (1, 2), (2, 3), (3, 4), (4, 5)]
+    with pytest.raises(ValueError, match="worker threads"):
+        parallel.set_workers(0)
+
+
+def test_bench_times_softloss_alone_on_the_cpu():
+    from pipeline import bench
+
+    said = []
+    rows = bench.run(cases=["mnist_cnn:4"], steps=1, repeats=1, with_torch=False, out=said.append)
+    assert rows[0]["softloss"] > 0 and said[0].startswith("machine: ") and "threads" in said[1]
+    assert said[-1].split()[:2] == ["mnist_cnn", "4"]
