@@ -223,45 +223,58 @@ def _cpu_name():
     return f"{names[0] if names else platform.machine()}, {'with' if avx512 else 'no'} AVX-512"
 
 
-def _yardsticks(with_torch, backend):
-    """{name: (stepper factory, synchronize)} of the installed frameworks to time
-    beside softloss: PyTorch on the same device, JAX on the CPU only."""
-    found = {}
-    if with_torch:
+def _torch_yardstick(backend, threads):
+    """PyTorch eager on softloss' kind of device (on the CPU with `threads` threads)."""
+    import torch
+
+    device = "cpu"
+    if backend.on_device:
+        if not torch.cuda.is_available():
+            raise ValueError("softloss runs on a GPU but PyTorch sees none (a CPU build?): use --alone")
+        device = "cuda"
+    else:
+        torch.set_num_threads(threads)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    name = f"torch {torch.__version__} ({device}, {torch.get_num_threads()} threads)"
+    return name, (lambda model, batch: torch_stepper(model, batch, device)), sync
+
+
+def _jax_yardstick(backend, threads):
+    """JAX's jit with XLA's own threads, on the CPU only."""
+    import jax
+
+    if backend.on_device:
+        raise ImportError("JAX is timed on the CPU only")
+    return f"jax {jax.__version__} (jit, {jax.default_backend()})", jax_stepper, (lambda: None)
+
+
+def _yardsticks(backend, threads):
+    """[(name, stepper factory, synchronize)] of the installed yardsticks."""
+    found = []
+    for yardstick in (_torch_yardstick, _jax_yardstick):
         try:
-            import torch
+            found.append(yardstick(backend, threads))
         except ImportError:
-            torch = None
-        if torch is not None:
-            device = "cpu"
-            if backend.on_device:
-                if not torch.cuda.is_available():
-                    raise ValueError("softloss runs on a GPU but PyTorch sees none (a CPU build?): use --no-torch")
-                device = "cuda"
-            sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-            found[f"torch {torch.__version__} ({device}, {torch.get_num_threads()} threads)"] = (
-                lambda model, batch: torch_stepper(model, batch, device), sync)
-        if not backend.on_device:
-            try:
-                import jax
-            except ImportError:
-                jax = None
-            if jax is not None:
-                found[f"jax {jax.__version__} (jit, {jax.default_backend()})"] = (jax_stepper, lambda: None)
+            pass
     return found
 
 
-def run(cases=DEFAULT_CASES, steps=None, repeats=3, with_torch=True, out=print, backend="numpy"):
+def run(cases=DEFAULT_CASES, steps=None, repeats=3, alone=False, out=print, backend="numpy", threads=None):
     """Time each case's step in softloss and in every yardstick installed
-    (`with_torch=False`: softloss alone), one block each in turn, `repeats` times."""
+    (`alone`: softloss only), one block each in turn, `repeats` times;
+    on the CPU softloss and PyTorch use `threads` threads (None: as many as BLAS
+    has), JAX its own default."""
     backend = resolve(backend, out)
-    yardsticks = _yardsticks(with_torch, backend)
-    threads = "" if backend.on_device else f", {parallel.workers()} threads"
+    if not backend.on_device and threads is not None:
+        parallel.set_workers(threads)
+    cpu_threads = None if backend.on_device else parallel.workers()
+    yardsticks = [] if alone else _yardsticks(backend, cpu_threads)
+    threads = "" if backend.on_device else f", {cpu_threads} threads"
     out(f"machine: {_cpu_name()}, {os.cpu_count()} CPUs; numpy {np.__version__}")
     out(f"softloss: {backend.name} on {backend.device}{threads}")
-    for name in yardsticks:
+    for name, _, _ in yardsticks:
         out(f"yardstick: {name}")
-    short = [name.split()[0] for name in yardsticks]
+    short = [name.split()[0] for name, _, _ in yardsticks]
     out(f"{'model':<14}{'batch':>6}{'softloss img/s':>16}" + "".join(f"{s + ' img/s':>13}{'ratio':>8}" for s in short))
     rows = []
     for case in cases:
@@ -271,7 +284,7 @@ def run(cases=DEFAULT_CASES, steps=None, repeats=3, with_torch=True, out=print, 
             raise ValueError(f"unknown benchmark model {model!r}; choose from {sorted(SETUPS)}")
         n = steps or max(3, int(round(2048 / batch_size)) if model != "knet_softmax" else 200)
         steppers = {"softloss": (softloss_stepper(model, batch_size, backend), backend.synchronize)}
-        for name, (factory, sync) in zip(short, yardsticks.values()):
+        for name, (_, factory, sync) in zip(short, yardsticks):
             steppers[name] = (factory(model, batch_size), sync)
         for step, _ in steppers.values():
             step(), step()  # warm up allocators, caches, kernel caches and jit

@@ -14,6 +14,7 @@ size, and callers combine per-block partial sums in block order.
 """
 from __future__ import annotations
 
+import os
 from concurrent.futures import ThreadPoolExecutor
 
 _blas_limit = None  # keeps BLAS single-threaded while it lives
@@ -43,6 +44,15 @@ def set_workers(count=None):
         _pool.shutdown()
     _workers = count
     _pool = ThreadPoolExecutor(count, thread_name_prefix="softloss-block") if count > 1 else None
+
+
+def _forget_pool():
+    """In a forked child the pool's threads do not exist: start over there."""
+    global _pool, _workers
+    _pool, _workers = None, None
+
+
+os.register_at_fork(after_in_child=_forget_pool)
 
 
 def workers():

@@ -340,7 +340,7 @@ def test_one_epoch_of_cifar10_on_device(device, tmp_path):
 
 def test_benchmark_runs_on_a_device():
     said = []
-    rows = bench.run(cases=["knet_softmax:8"], steps=1, repeats=1, with_torch=False, out=said.append, backend=STRICT)
+    rows = bench.run(cases=["knet_softmax:8"], steps=1, repeats=1, alone=True, out=said.append, backend=STRICT)
     assert rows[0]["softloss"] > 0 and "strict" in said[1]
 
 

@@ -160,6 +160,26 @@ def test_bench_times_softloss_alone_on_the_cpu():
     from pipeline import bench
 
     said = []
-    rows = bench.run(cases=["mnist_cnn:4"], steps=1, repeats=1, with_torch=False, out=said.append)
+    rows = bench.run(cases=["mnist_cnn:4"], steps=1, repeats=1, alone=True, out=said.append)
     assert rows[0]["softloss"] > 0 and said[0].startswith("machine: ") and "threads" in said[1]
     assert said[-1].split()[:2] == ["mnist_cnn", "4"]
+
+
+def test_a_forked_child_runs_blocks_without_the_parents_pool():
+    import multiprocessing
+
+    parallel.set_workers(2)
+    try:
+        _pooled_in_child()  # the parent's pool threads exist now
+        context = multiprocessing.get_context("fork")
+        with context.Pool(1) as pool:
+            shape = pool.apply_async(_pooled_in_child).get(timeout=60)
+    finally:
+        parallel.set_workers(1)
+    assert shape == (96, 16, 16, 32)
+
+
+def _pooled_in_child():
+    x, kernel, bias, pads = _case((96, 16, 16, 32, 32, (1, 1, 1, 1)), np.float32)
+    assert len(P._ConvPlan(P._pad(x, pads), kernel).blocks) > 1
+    return P.conv2d(x, kernel, bias, pads).shape
