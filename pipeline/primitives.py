@@ -320,12 +320,15 @@ def im2col(x, kh, kw):
 # each block costs kernel launches and small GEMMs fill it poorly: one block
 # per batch unless its patches pass 256 MiB.
 _BLOCK_BYTES = 4 << 20
+_MIN_BLOCKS = 8
 _DEVICE_PATCH_BLOCK_BYTES = 256 << 20
-# Winograd F(2x2, 3x3) for 3x3 kernels on inputs of at least this many
-# channels; with fewer, its transforms cost more than the multiplies it saves
-# (measured: a 3-channel first layer is faster direct, 32 channels and up
-# faster by Winograd, forward and backward).
+# Winograd F(2x2, 3x3) for 3x3 kernels where it measured faster than im2col +
+# GEMM (benchmarks/conv.py): inputs of at least WINOGRAD_MIN_CHANNELS channels
+# (a 1- or 3-channel first layer is 2-3x faster direct) and outputs that the
+# 2x2 tiles cover with little waste (an odd 15x15 or 13x13 output computes
+# 14-16 % extra outputs and crops them, and is faster direct).
 WINOGRAD_MIN_CHANNELS = 16
+WINOGRAD_MAX_WASTE = 1.05
 
 
 def _on_blocks(xp, work, spans):
@@ -337,7 +340,11 @@ def _on_blocks(xp, work, spans):
 
 
 def _blocks(n_images, bytes_per_image, budget):
-    return parallel.spans(n_images, budget // max(1, bytes_per_image))
+    """Spans of images within `budget` bytes, and at least _MIN_BLOCKS of them
+    where there are enough images, so that every core gets work: a layer of
+    few channels fits a whole batch in one budget."""
+    fit = budget // max(1, bytes_per_image)
+    return parallel.spans(n_images, min(fit, -(-n_images // _MIN_BLOCKS)))
 
 
 class _ConvPlan:
@@ -350,17 +357,22 @@ class _ConvPlan:
         n, h, w, c = x_padded.shape
         self.kh, self.kw, _, self.filters = kernel.shape
         self.out_h, self.out_w = h - self.kh + 1, w - self.kw + 1
-        self.winograd = self.xp is np and (self.kh, self.kw) == (3, 3) and c >= WINOGRAD_MIN_CHANNELS
+        self.th, self.tw = winograd.tiles(self.out_h, self.out_w)
+        waste = 4 * self.th * self.tw / max(1, self.out_h * self.out_w)
+        self.winograd = (self.xp is np and (self.kh, self.kw) == (3, 3) and c >= WINOGRAD_MIN_CHANNELS
+                         and waste <= WINOGRAD_MAX_WASTE)  # fmt: skip
         size = x_padded.itemsize
         if self.winograd:
-            self.th, self.tw = winograd.tiles(self.out_h, self.out_w)
             self.x = winograd.pad_to_tiles(x_padded, self.out_h, self.out_w)
             self.transformed_kernel = winograd.transform_kernel(kernel)
             self.blocks = _blocks(n, 16 * self.th * self.tw * (c + self.filters) * size, _BLOCK_BYTES)
         else:
             self.x = x_padded
-            budget = _BLOCK_BYTES if self.xp is np else _DEVICE_PATCH_BLOCK_BYTES
-            self.blocks = _blocks(n, self.out_h * self.out_w * self.kh * self.kw * c * size, budget)
+            patch_bytes = self.out_h * self.out_w * self.kh * self.kw * c * size
+            if self.xp is np:
+                self.blocks = _blocks(n, patch_bytes, _BLOCK_BYTES)
+            else:
+                self.blocks = parallel.spans(n, _DEVICE_PATCH_BLOCK_BYTES // max(1, patch_bytes))
 
     def patches(self, start, stop):
         """The block's im2col rows, or its Winograd-transformed input tiles."""
@@ -389,13 +401,14 @@ def conv2d(x, kernel, bias, pads=(0, 0, 0, 0), relu=False):
         out_block = out[start:stop]
         if plan.winograd:
             products = xp.matmul(plan.patches(start, stop), plan.transformed_kernel)
+            products[winograd.BIAS_ENTRY] += bias
             tiled = out_block if plan.exact_tiles() else xp.empty((stop - start, 2 * plan.th, 2 * plan.tw, filters), x.dtype)
             winograd.transform_output(products, stop - start, plan.th, plan.tw, tiled)
             if tiled is not out_block:
                 out_block[...] = tiled[:, : plan.out_h, : plan.out_w]
         else:
             xp.matmul(plan.patches(start, stop), kernel2d, out=out_block.reshape(-1, filters))
-        out_block += bias
+            out_block += bias
         _activate(out_block, relu)
 
     _on_blocks(xp, block, plan.blocks)

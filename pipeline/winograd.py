@@ -24,6 +24,12 @@ import numpy as np
 G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
 
 
+# Entry (1, 1) of the 16 reaches each of a tile's four outputs exactly once
+# through A^T . A: a bias added there is added to every output, in 1/16 of
+# the adds of adding it to the output.
+BIAS_ENTRY = 1 * 4 + 1
+
+
 def tiles(out_h, out_w):
     """The grid of 2x2 output tiles covering an (out_h, out_w) output."""
     return -(-out_h // 2), -(-out_w // 2)

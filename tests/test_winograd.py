@@ -39,18 +39,29 @@ def _forward_and_grads(x, kernel, bias, pads, relu=True):
     return (out, *P._conv2d_vjp((0, 1, 2), out, (x, kernel, bias, pads, relu), {})(g))
 
 
-@pytest.fixture
-def direct(monkeypatch):
-    """Every convolution computed directly (im2col + GEMM)."""
-    monkeypatch.setattr(P, "WINOGRAD_MIN_CHANNELS", 10**9)
+def _force(monkeypatch, algorithm):
+    """Every 3x3 convolution by `algorithm`, whatever its shape."""
+    winograd = algorithm == "winograd"
+    monkeypatch.setattr(P, "WINOGRAD_MIN_CHANNELS", 1 if winograd else 10**9)
+    monkeypatch.setattr(P, "WINOGRAD_MAX_WASTE", float("inf"))
 
 
-@pytest.mark.parametrize("shape", SHAPES, ids=str)
-def test_plan_takes_winograd_for_3x3_kernels_with_enough_channels(shape):
-    x, kernel, _, pads = _case(shape, np.float32)
-    assert P._ConvPlan(P._pad(x, pads), kernel).winograd
-    assert not P._ConvPlan(P._pad(x[..., :3], pads), kernel[:, :, :3]).winograd
-    assert not P._ConvPlan(P._pad(x, (0, 0, 0, 0)), np.ones((1, 3, shape[3], 2), np.float32)).winograd
+@pytest.fixture(autouse=True)
+def winograd(monkeypatch):
+    _force(monkeypatch, "winograd")
+
+
+def test_plan_takes_winograd_where_it_measured_faster(monkeypatch):
+    monkeypatch.undo()
+
+    def takes(shape, kernel=(3, 3)):
+        n, h, w, c = shape
+        return P._ConvPlan(np.zeros(shape, np.float32), np.zeros((*kernel, c, 4), np.float32)).winograd
+
+    assert takes((2, 26, 26, 32)) and takes((2, 32, 32, 32)) and takes((2, 65, 65, 16))  # even, or odd and large
+    assert not takes((2, 28, 28, 1)) and not takes((2, 34, 34, 3))  # few channels
+    assert not takes((2, 17, 17, 32)) and not takes((2, 15, 15, 64))  # odd 15x15, 13x13: 14-16 % waste
+    assert not takes((2, 26, 26, 32), kernel=(1, 3)) and not takes((2, 26, 26, 32), kernel=(5, 5))
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
@@ -63,7 +74,7 @@ def test_winograd_float64_equals_the_reference_convolution(shape):
 def test_winograd_gradients_float64_equal_the_direct_ones(shape, monkeypatch):
     case = _case(shape, np.float64)
     fast = _forward_and_grads(*case)
-    monkeypatch.setattr(P, "WINOGRAD_MIN_CHANNELS", 10**9)
+    _force(monkeypatch, "direct")
     for got, want in zip(fast, _forward_and_grads(*case)):
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-12 * max(1, np.abs(want).max()))
 
@@ -76,7 +87,7 @@ def test_winograd_float32_error_is_that_of_the_direct_convolution(shape, monkeyp
     every tile, loses most: up to 4x here)."""
     exact = _forward_and_grads(*_case(shape, np.float64))
     fast = _forward_and_grads(*_case(shape, np.float32))
-    monkeypatch.setattr(P, "WINOGRAD_MIN_CHANNELS", 10**9)
+    _force(monkeypatch, "direct")
     slow = _forward_and_grads(*_case(shape, np.float32))
     for name, want, got_fast, got_slow in zip(("out", "dx", "dkernel", "dbias"), exact, fast, slow):
         assert got_fast.dtype == np.float32, name
@@ -109,8 +120,7 @@ def two_workers():
 
 @pytest.mark.parametrize("algorithm", ["winograd", "direct"])
 def test_convolution_on_two_threads_equals_one_thread_bit_for_bit(algorithm, monkeypatch):
-    if algorithm == "direct":
-        monkeypatch.setattr(P, "WINOGRAD_MIN_CHANNELS", 10**9)
+    _force(monkeypatch, algorithm)
     case = _case((96, 16, 16, 32, 32, (1, 1, 1, 1)), np.float32)
     assert len(P._ConvPlan(P._pad(case[0], case[3]), case[1]).blocks) > 2
     one = _forward_and_grads(*case)

@@ -1,0 +1,73 @@
+"""Per-layer cost of the CNNs' convolutions: Winograd against im2col + GEMM,
+on one thread and on every core.
+
+    python benchmarks/conv.py [--batch 128] [--repeats 5]
+
+For every convolution of mnist_cnn and cifar_cnn, the forward pass and the
+backward pass (input, kernel and bias gradients; the first layer's input
+needs none) are timed with each algorithm and each thread count, taking turns,
+and the best of `repeats` is printed in milliseconds. `primitives._ConvPlan`
+picks the algorithm per layer; this shows what each choice costs.
+"""
+import argparse
+import time
+
+import numpy as np
+
+from pipeline import parallel, primitives
+from pipeline.bench import _cpu_name
+
+# name, input (H, W, C), filters, pads (top, bottom, left, right)
+LAYERS = [
+    ("mnist_cnn conv1", (28, 28, 1), 32, (0, 0, 0, 0)),
+    ("mnist_cnn conv2", (26, 26, 32), 64, (0, 0, 0, 0)),
+    ("cifar_cnn conv1", (32, 32, 3), 32, (1, 1, 1, 1)),
+    ("cifar_cnn conv2", (32, 32, 32), 32, (0, 0, 0, 0)),
+    ("cifar_cnn conv3", (15, 15, 32), 64, (1, 1, 1, 1)),
+    ("cifar_cnn conv4", (15, 15, 64), 64, (0, 0, 0, 0)),
+]
+
+
+def _best_ms(work, repeats):
+    work()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        work()
+        best = min(best, time.perf_counter() - start)
+    return 1e3 * best
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    cores = parallel.workers()
+    print(f"machine: {_cpu_name()}; batch {args.batch}, float32, best of {args.repeats}, milliseconds")
+    settings = [(algorithm, threads) for algorithm in ("direct", "winograd") for threads in sorted({1, cores})]
+    print(f"{'layer':<17}" + "".join(f"{f'{a} x{t} fwd':>18}{'bwd':>7}" for a, t in settings))
+    rng = np.random.default_rng(0)
+    default_threshold = primitives.WINOGRAD_MIN_CHANNELS
+    for name, (h, w, c), filters, pads in LAYERS:
+        x = rng.random((args.batch, h, w, c), dtype=np.float32)
+        kernel = (rng.random((3, 3, c, filters), dtype=np.float32) - 0.5) / np.float32(3 * np.sqrt(c))
+        bias = np.zeros(filters, np.float32)
+        line = f"{name:<17}"
+        for algorithm, threads in settings:
+            primitives.WINOGRAD_MIN_CHANNELS = 1 if algorithm == "winograd" else 10**9
+            parallel.set_workers(threads)
+            out = primitives.conv2d(x, kernel, bias, pads, True)
+            g = rng.random(out.shape, dtype=np.float32)
+            argnums = (1, 2) if name.endswith("conv1") else (0, 1, 2)
+            backward = primitives._conv2d_vjp(argnums, out, (x, kernel, bias, pads, True), {})
+            forward_ms = _best_ms(lambda: primitives.conv2d(x, kernel, bias, pads, True), args.repeats)
+            backward_ms = _best_ms(lambda: backward(g), args.repeats)
+            line += f"{forward_ms:>18.1f}{backward_ms:>7.1f}"
+        print(line, flush=True)
+    primitives.WINOGRAD_MIN_CHANNELS = default_threshold
+    parallel.set_workers(cores)
+
+
+if __name__ == "__main__":
+    main()
