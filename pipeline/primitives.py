@@ -247,25 +247,32 @@ def _through_activation(g, ans, relu):
     return array_module(g).where(ans > 0, g, 0) if relu else g
 
 
-# A dense layer's GEMMs go to the cores in blocks of output columns of about
-# this many floating-point operations: each block re-packs the left operand,
-# so blocks much smaller than this lose to the packing.
+# A dense layer's GEMMs go to the cores in blocks of about this many
+# floating-point operations, cut along the longest of the product's three
+# dimensions (a thin cut re-packs the other operand for each block and runs
+# narrow kernels); blocks along the inner dimension are partial sums, added in
+# block order.
 _MATMUL_BLOCK_FLOPS = 64_000_000
 
 
 def matmul(a, b):
-    """a @ b for 2-D arrays; on the CPU in blocks of b's columns on every core."""
+    """a @ b for 2-D arrays; on the CPU in blocks on every core."""
     if array_module(a) is not np:
         return a @ b
-    rows, inner = a.shape
-    columns = b.shape[1]
-    width = -(-columns * _MATMUL_BLOCK_FLOPS // max(1, 2 * rows * inner * columns))
+    (rows, inner), columns = a.shape, b.shape[1]
+    longest = max(rows, inner, columns)
+    pieces = min(longest // 16, -(-2 * rows * inner * columns // _MATMUL_BLOCK_FLOPS))
+    if pieces <= 1:
+        return a @ b
+    spans = parallel.spans(longest, 16 * -(-longest // (16 * pieces)))
+    if longest == inner:
+        parts = parallel.map_blocks(lambda span: a[:, span[0] : span[1]] @ b[span[0] : span[1]], spans)
+        return _sum_in_order(parts)
     out = np.empty((rows, columns), dtype=np.result_type(a, b))
-
-    def block(span):
-        np.matmul(a, b[:, span[0] : span[1]], out=out[:, span[0] : span[1]])
-
-    parallel.map_blocks(block, parallel.spans(columns, width))
+    if longest == rows:
+        parallel.map_blocks(lambda span: np.matmul(a[span[0] : span[1]], b, out=out[span[0] : span[1]]), spans)
+    else:
+        parallel.map_blocks(lambda span: np.matmul(a, b[:, span[0] : span[1]], out=out[:, span[0] : span[1]]), spans)
     return out
 
 

@@ -193,3 +193,22 @@ def _pooled_in_child():
     x, kernel, bias, pads = _case((96, 16, 16, 32, 32, (1, 1, 1, 1)), np.float32)
     assert len(P._ConvPlan(P._pad(x, pads), kernel).blocks) > 1
     return P.conv2d(x, kernel, bias, pads).shape
+
+
+@pytest.mark.parametrize("shape", [(128, 9216, 128), (9216, 128, 128), (128, 128, 9216), (100, 784, 10), (3, 5, 2)])
+def test_blocked_matmul_equals_one_gemm_and_does_not_depend_on_threads(shape):
+    rows, inner, columns = shape
+    rng = np.random.default_rng(5)
+    a = rng.standard_normal((rows, inner)).astype(np.float32)
+    b = rng.standard_normal((inner, columns)).astype(np.float32)
+    want = a.astype(np.float64) @ b.astype(np.float64)
+    one, transposed = P.matmul(a, b), P.matmul(b.T, a.T)
+    assert one.dtype == np.float32
+    np.testing.assert_allclose(one, want, rtol=0, atol=1e-6 * inner)
+    np.testing.assert_allclose(transposed, want.T, rtol=0, atol=1e-6 * inner)
+    parallel.set_workers(2)
+    try:
+        np.testing.assert_array_equal(P.matmul(a, b), one)
+        np.testing.assert_array_equal(P.matmul(b.T, a.T), transposed)
+    finally:
+        parallel.set_workers(1)
