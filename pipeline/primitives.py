@@ -259,6 +259,7 @@ def matmul(a, b):
     """a @ b for 2-D arrays; on the CPU in blocks on every core."""
     if array_module(a) is not np:
         return a @ b
+    parallel.workers()  # BLAS single-threaded from the first product on, small ones included
     (rows, inner), columns = a.shape, b.shape[1]
     longest = max(rows, inner, columns)
     pieces = min(longest // 16, -(-2 * rows * inner * columns // _MATMUL_BLOCK_FLOPS))
