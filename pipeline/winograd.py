@@ -67,14 +67,13 @@ def _b_transpose(d0, d1, d2, d3, out):
     np.subtract(d1, d3, out=out[3])
 
 
-def transform_input(x, th, tw, out=None):
+def transform_input(x, th, tw):
     """Padded x (n, 2 th + 2, 2 tw + 2, C) -> (16, n * th * tw, C): B^T d B for
     every 4x4 input block, the 16 entries outermost (the batched GEMMs' axis)."""
     n, _, width, c = x.shape
     rows = np.empty((4, n, th, width, c), dtype=x.dtype)
     _b_transpose(*(x[:, r : r + 2 * th : 2] for r in range(4)), out=rows)
-    if out is None:
-        out = np.empty((16, n * th * tw, c), dtype=x.dtype)
+    out = np.empty((16, n * th * tw, c), dtype=x.dtype)
     grid = out.reshape(4, 4, n, th, tw, c)
     for i in range(4):
         _b_transpose(*(rows[i][:, :, s : s + 2 * tw : 2] for s in range(4)), out=grid[i])
