@@ -22,6 +22,7 @@ import os
 import platform
 import statistics
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -140,7 +141,8 @@ def jax_stepper(model, batch_size):
         logits = apply(params, x, rng=key)
         return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits), y[:, None], axis=1))
 
-    # Keras' update rules, as softloss.optim has them.
+    # Keras' update rules, as softloss.optim has them (RMSprop's time decay left
+    # out, as for PyTorch: the per-step cost is the same).
     def update(params, grads, state):
         tree = jax.tree_util.tree_map
         if opt_name == "sgd":
@@ -215,7 +217,7 @@ def _cpu_name():
     """The CPU's model name and whether it has AVX-512 (PyTorch's oneDNN gains
     more from it than OpenBLAS does, so ratios differ between CPU kinds)."""
     try:
-        info = open("/proc/cpuinfo").read()
+        info = Path("/proc/cpuinfo").read_text()
     except OSError:
         return platform.processor() or platform.machine()
     names = [line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")]

@@ -18,19 +18,22 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 
 _blas_limit = None  # keeps BLAS single-threaded while it lives
+_blas_threads = None  # the thread count BLAS had before
 _pool = None
 _workers = None
 
 
 def _take_over_blas_threads():
     """Set BLAS to one thread, once; returns the thread count it had."""
-    global _blas_limit
-    from threadpoolctl import threadpool_info, threadpool_limits  # not needed by a GPU run
-
-    counts = [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+    global _blas_limit, _blas_threads
     if _blas_limit is None:
+        import numpy  # noqa: F401  (loads the BLAS whose threads are taken over)
+        from threadpoolctl import threadpool_info, threadpool_limits  # not needed by a GPU run
+
+        counts = [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+        _blas_threads = max(counts, default=1)
         _blas_limit = threadpool_limits(limits=1, user_api="blas")
-    return max(counts, default=1)
+    return _blas_threads
 
 
 def set_workers(count=None):

@@ -212,3 +212,19 @@ def test_blocked_matmul_equals_one_gemm_and_does_not_depend_on_threads(shape):
         np.testing.assert_array_equal(P.matmul(b.T, a.T), transposed)
     finally:
         parallel.set_workers(1)
+
+
+def test_the_pool_takes_as_many_threads_as_blas_had():
+    import os
+    import subprocess
+    import sys
+
+    code = ("import numpy; from threadpoolctl import threadpool_info; from pipeline import parallel\n"
+            "def blas(): return [l['num_threads'] for l in threadpool_info() if l['user_api'] == 'blas']\n"
+            "before = blas(); print(max(before), parallel.workers(), *blas())")  # fmt: skip
+    for threads in ("1", "2"):
+        env = {**os.environ, "OPENBLAS_NUM_THREADS": threads}
+        run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+        had, workers, *after = run.stdout.split()
+        assert workers == had and set(after) == {"1"}
+        assert int(had) == min(int(threads), os.cpu_count())  # OpenBLAS caps it at the cores
