@@ -1,16 +1,17 @@
 """Blocks of a primitive's work on every core of the CPU.
 
-The convolution and dense primitives cut their work into blocks (of images,
-or of output columns); half of a training step is memory-bound NumPy work
-(copies, transforms, masks) that would run on one core while OpenBLAS threads
-only the GEMMs. Here each block runs whole on one thread of a small pool
-(NumPy releases the GIL in ufuncs, copies and BLAS calls), and OpenBLAS runs
-single-threaded: the pool takes over its threads, as many as it had
-(OPENBLAS_NUM_THREADS and the like, else the cores), when it is first used.
+The convolution, pooling and dense primitives cut their work into blocks (of
+images, or along a GEMM's longest dimension); half of a training step is
+memory-bound NumPy work (copies, transforms, masks) that would run on one core
+while OpenBLAS threads only the GEMMs. Here each block runs whole on one
+thread, the calling thread and a small pool's sharing them out (NumPy releases
+the GIL in ufuncs, copies and BLAS calls), and OpenBLAS runs single-threaded:
+softloss takes over its threads, as many as it had (OPENBLAS_NUM_THREADS and
+the like, else the cores), when a primitive first needs them.
 
 Results are independent of the number of threads: the blocks are fixed by the
-data's shape alone, every BLAS call is single-threaded whatever the pool's
-size, and callers combine per-block partial sums in block order.
+data's shape alone, every BLAS call is single-threaded whatever the thread
+count, and callers combine per-block partial sums in block order.
 """
 from __future__ import annotations
 
@@ -46,7 +47,7 @@ def set_workers(count=None):
     if _pool is not None:
         _pool.shutdown()
     _workers = count
-    _pool = ThreadPoolExecutor(count, thread_name_prefix="softloss-block") if count > 1 else None
+    _pool = ThreadPoolExecutor(count - 1, thread_name_prefix="softloss-block") if count > 1 else None
 
 
 def _forget_pool():
@@ -65,10 +66,27 @@ def workers():
 
 
 def map_blocks(work, spans):
-    """[work(span) for span in spans], the spans spread over the pool."""
-    if workers() == 1 or len(spans) < 2:
+    """[work(span) for span in spans], the spans dealt round-robin to the
+    calling thread and the pool's, one task per thread (a task per span would
+    cost a future and a wake-up each)."""
+    count = workers()
+    if count == 1 or len(spans) < 2:
         return [work(span) for span in spans]
-    return list(_pool.map(work, spans))
+    results = [None] * len(spans)
+
+    def run(first):
+        for i in range(first, len(spans), count):
+            results[i] = work(spans[i])
+
+    helpers = [_pool.submit(run, first) for first in range(1, min(count, len(spans)))]
+    try:
+        run(0)
+    finally:  # never return, or raise, while a helper still writes
+        for helper in helpers:
+            helper.exception()
+    for helper in helpers:
+        helper.result()
+    return results
 
 
 def spans(count, size):
