@@ -48,14 +48,13 @@ def main():
     settings = [(algorithm, threads) for algorithm in ("direct", "winograd") for threads in sorted({1, cores})]
     print(f"{'layer':<17}" + "".join(f"{f'{a} x{t} fwd':>18}{'bwd':>7}" for a, t in settings))
     rng = np.random.default_rng(0)
-    default_threshold = primitives.WINOGRAD_MIN_CHANNELS
     for name, (h, w, c), filters, pads in LAYERS:
         x = rng.random((args.batch, h, w, c), dtype=np.float32)
         kernel = (rng.random((3, 3, c, filters), dtype=np.float32) - 0.5) / np.float32(3 * np.sqrt(c))
         bias = np.zeros(filters, np.float32)
         line = f"{name:<17}"
         for algorithm, threads in settings:
-            primitives.WINOGRAD_MIN_CHANNELS = 1 if algorithm == "winograd" else 10**9
+            primitives.CONVOLUTION = algorithm
             parallel.set_workers(threads)
             out = primitives.conv2d(x, kernel, bias, pads, True)
             g = rng.random(out.shape, dtype=np.float32)
@@ -65,7 +64,7 @@ def main():
             backward_ms = _best_ms(lambda: backward(g), args.repeats)
             line += f"{forward_ms:>18.1f}{backward_ms:>7.1f}"
         print(line, flush=True)
-    primitives.WINOGRAD_MIN_CHANNELS = default_threshold
+    primitives.CONVOLUTION = "auto"
     parallel.set_workers(cores)
 
 

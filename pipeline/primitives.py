@@ -337,6 +337,9 @@ _DEVICE_PATCH_BLOCK_BYTES = 256 << 20
 # 14-16 % extra outputs and crops them, and is faster direct).
 WINOGRAD_MIN_CHANNELS = 16
 WINOGRAD_MAX_WASTE = 1.05
+# "auto": that rule; "winograd" or "direct": every 3x3 layer on the CPU one way
+# (the tests and benchmarks/conv.py compare the two on the same shapes).
+CONVOLUTION = "auto"
 
 
 def _on_blocks(xp, work, spans):
@@ -368,8 +371,9 @@ class _ConvPlan:
         self.out_h, self.out_w = h - self.kh + 1, w - self.kw + 1
         self.th, self.tw = winograd.tiles(self.out_h, self.out_w)
         waste = 4 * self.th * self.tw / max(1, self.out_h * self.out_w)
-        self.winograd = (self.xp is np and (self.kh, self.kw) == (3, 3) and c >= WINOGRAD_MIN_CHANNELS
-                         and waste <= WINOGRAD_MAX_WASTE)  # fmt: skip
+        measured_faster = c >= WINOGRAD_MIN_CHANNELS and waste <= WINOGRAD_MAX_WASTE
+        self.winograd = (self.xp is np and (self.kh, self.kw) == (3, 3)
+                         and (measured_faster if CONVOLUTION == "auto" else CONVOLUTION == "winograd"))  # fmt: skip
         size = x_padded.itemsize
         if self.winograd:
             self.x = winograd.pad_to_tiles(x_padded, self.out_h, self.out_w)

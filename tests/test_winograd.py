@@ -41,9 +41,7 @@ def _forward_and_grads(x, kernel, bias, pads, relu=True):
 
 def _force(monkeypatch, algorithm):
     """Every 3x3 convolution by `algorithm`, whatever its shape."""
-    winograd = algorithm == "winograd"
-    monkeypatch.setattr(P, "WINOGRAD_MIN_CHANNELS", 1 if winograd else 10**9)
-    monkeypatch.setattr(P, "WINOGRAD_MAX_WASTE", float("inf"))
+    monkeypatch.setattr(P, "CONVOLUTION", algorithm)
 
 
 @pytest.fixture(autouse=True)
