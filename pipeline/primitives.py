@@ -475,10 +475,7 @@ def _conv2d_grads_blocked(g, ans, x, kernel, pads, relu, argnums):
         d_bias = g_block.reshape(-1, filters).sum(axis=0)
         d_kernel = None
         if plan.winograd:
-            if not plan.exact_tiles():
-                padded = np.zeros((count, 2 * plan.th, 2 * plan.tw, filters), g.dtype)
-                padded[:, :ho, :wo] = g_block
-                g_block = padded
+            g_block = _pad(g_block, (0, 2 * plan.th - ho, 0, 2 * plan.tw - wo))  # to whole tiles
             d_products = winograd.output_gradient(g_block, plan.th, plan.tw, np.empty((16, count * plan.th * plan.tw, filters), g.dtype))
             if want_kernel:
                 d_kernel = plan.patches(start, stop).transpose(0, 2, 1) @ d_products
