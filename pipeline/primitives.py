@@ -15,7 +15,7 @@ import math
 import numpy as np
 from autograd.extend import defvjp, defvjp_argnums, primitive
 
-from . import parallel, winograd
+from . import parallel
 from .backend import array_module, as_strided
 
 
@@ -331,12 +331,10 @@ _BLOCK_BYTES = 4 << 20
 _MIN_BLOCKS = 8
 _DEVICE_PATCH_BLOCK_BYTES = 256 << 20
 # Winograd F(2x2, 3x3) for 3x3 kernels where it measured faster than im2col +
-# GEMM (benchmarks/conv.py): inputs of at least WINOGRAD_MIN_CHANNELS channels
-# (a 1- or 3-channel first layer is 2-3x faster direct) and outputs that the
-# 2x2 tiles cover with little waste (an odd 15x15 or 13x13 output computes
-# 14-16 % extra outputs and crops them, and is faster direct).
+# GEMM (benchmarks/conv.py): inputs of at least WINOGRAD_MIN_CHANNELS channels.
+# A 1- or 3-channel first layer is 2-4x faster forward direct: its 16 GEMMs
+# would have an inner dimension of 1 or 3.
 WINOGRAD_MIN_CHANNELS = 16
-WINOGRAD_MAX_WASTE = 1.05
 # "auto": that rule; "winograd" or "direct": every 3x3 layer on the CPU one way
 # (the tests and benchmarks/conv.py compare the two on the same shapes).
 CONVOLUTION = "auto"
@@ -358,24 +356,31 @@ def _blocks(n_images, bytes_per_image, budget):
     return parallel.spans(n_images, min(fit, -(-n_images // _MIN_BLOCKS)))
 
 
+def _winograd_transforms():
+    """pipeline.winograd, loaded on first use: its transforms are compiled with
+    numba, which a GPU run never needs (nor its 170 MB of LLVM)."""
+    from . import winograd
+
+    return winograd
+
+
 class _ConvPlan:
     """How a stride-1 convolution of padded x (N, H, W, C) by kernel (kh, kw, C, F)
     is computed: by Winograd on the CPU where it measured faster (3x3, enough
-    channels, tiles that cover the output with little waste),
-    else im2col + GEMM; and the blocks of images it is computed in."""
+    channels), else im2col + GEMM; and the blocks of images it is computed in."""
 
     def __init__(self, x_padded, kernel):
         self.xp = array_module(x_padded)
         n, h, w, c = x_padded.shape
         self.kh, self.kw, _, self.filters = kernel.shape
         self.out_h, self.out_w = h - self.kh + 1, w - self.kw + 1
-        self.th, self.tw = winograd.tiles(self.out_h, self.out_w)
-        waste = 4 * self.th * self.tw / max(1, self.out_h * self.out_w)
-        measured_faster = c >= WINOGRAD_MIN_CHANNELS and waste <= WINOGRAD_MAX_WASTE
+        measured_faster = c >= WINOGRAD_MIN_CHANNELS
         self.winograd = (self.xp is np and (self.kh, self.kw) == (3, 3)
                          and (measured_faster if CONVOLUTION == "auto" else CONVOLUTION == "winograd"))  # fmt: skip
         size = x_padded.itemsize
         if self.winograd:
+            self.transforms = winograd = _winograd_transforms()
+            self.th, self.tw = winograd.tiles(self.out_h, self.out_w)
             self.x = winograd.pad_to_tiles(x_padded, self.out_h, self.out_w)
             self.transformed_kernel = winograd.transform_kernel(kernel)
             self.blocks = _blocks(n, 16 * self.th * self.tw * (c + self.filters) * size, _BLOCK_BYTES)
@@ -390,11 +395,8 @@ class _ConvPlan:
     def patches(self, start, stop):
         """The block's im2col rows, or its Winograd-transformed input tiles."""
         if self.winograd:
-            return winograd.transform_input(self.x[start:stop], self.th, self.tw)
+            return self.transforms.transform_input(self.x[start:stop], self.th, self.tw)
         return im2col(self.x[start:stop], self.kh, self.kw)
-
-    def exact_tiles(self):
-        return (2 * self.th, 2 * self.tw) == (self.out_h, self.out_w)
 
 
 @primitive
@@ -414,15 +416,11 @@ def conv2d(x, kernel, bias, pads=(0, 0, 0, 0), relu=False):
         out_block = out[start:stop]
         if plan.winograd:
             products = xp.matmul(plan.patches(start, stop), plan.transformed_kernel)
-            products[winograd.BIAS_ENTRY] += bias
-            tiled = out_block if plan.exact_tiles() else xp.empty((stop - start, 2 * plan.th, 2 * plan.tw, filters), x.dtype)
-            winograd.transform_output(products, stop - start, plan.th, plan.tw, tiled)
-            if tiled is not out_block:
-                out_block[...] = tiled[:, : plan.out_h, : plan.out_w]
+            plan.transforms.transform_output(products, bias, relu, out_block)
         else:
             xp.matmul(plan.patches(start, stop), kernel2d, out=out_block.reshape(-1, filters))
             out_block += bias
-        _activate(out_block, relu)
+            _activate(out_block, relu)
 
     _on_blocks(xp, block, plan.blocks)
     return out
@@ -469,20 +467,19 @@ def _conv2d_grads_blocked(g, ans, x, kernel, pads, relu, argnums):
     def block(span):
         start, stop = span
         count, ho, wo = stop - start, plan.out_h, plan.out_w
-        g_block = g[start:stop]
-        if relu:
-            g_block = np.where(ans[start:stop] > 0, g_block, 0)
-        d_bias = g_block.reshape(-1, filters).sum(axis=0)
         d_kernel = None
-        if plan.winograd:
-            g_block = _pad(g_block, (0, 2 * plan.th - ho, 0, 2 * plan.tw - wo))  # to whole tiles
-            d_products = winograd.output_gradient(g_block, plan.th, plan.tw, np.empty((16, count * plan.th * plan.tw, filters), g.dtype))
+        if plan.winograd:  # the relu's mask applied inside the transform
+            d_products = plan.transforms.output_gradient(g[start:stop], ans[start:stop], relu, plan.th, plan.tw)
             if want_kernel:
                 d_kernel = plan.patches(start, stop).transpose(0, 2, 1) @ d_products
             if want_x:
-                winograd.input_gradient(d_products @ kernel_t, count, plan.th, plan.tw, dx[start:stop])
-            return d_kernel, d_bias
+                plan.transforms.input_gradient(d_products @ kernel_t, dx[start:stop])
+            return d_kernel, d_products[plan.transforms.BIAS_ENTRY].sum(axis=0)
+        g_block = g[start:stop]
+        if relu:
+            g_block = np.where(ans[start:stop] > 0, g_block, 0)
         g2d = g_block.reshape(-1, filters)
+        d_bias = g2d.sum(axis=0)
         if want_kernel:
             d_kernel = plan.patches(start, stop).T @ g2d
         if want_x:
@@ -498,7 +495,7 @@ def _conv2d_grads_blocked(g, ans, x, kernel, pads, relu, argnums):
     grads = {2: lambda: _sum_in_order(part[1] for part in parts)}
     if want_kernel:
         d_kernel = _sum_in_order(part[0] for part in parts)
-        grads[1] = lambda: (winograd.kernel_gradient(d_kernel) if plan.winograd else d_kernel).reshape(kernel.shape)
+        grads[1] = lambda: (plan.transforms.kernel_gradient(d_kernel) if plan.winograd else d_kernel).reshape(kernel.shape)
     if want_x:
         top, _, left, _ = pads
         grads[0] = lambda: dx[:, top : top + x.shape[1], left : left + x.shape[2], :]

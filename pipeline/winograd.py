@@ -5,29 +5,44 @@ under it as A^T [(G k G^T) * (B^T d B)] A (Lavin and Gray, "Fast Algorithms
 for Convolutional Neural Networks", 2016): the 16 products per tile and
 channel pair become 16 GEMMs (tiles x C) @ (C x F), against 36 multiplies per
 tile in the direct convolution. B, G and A hold only 0, +-1 and +-1/2, so the
-transforms are adds of strided views, and float32 error stays near that of
-the direct product. The gradients are the same three transforms transposed:
-the kernel gradient is 16 GEMMs (C x tiles) @ (tiles x F), the input gradient
-16 GEMMs (tiles x F) @ (F x C).
+transforms are adds, and float32 error stays near that of the direct
+product. The gradients are the same three transforms transposed: the kernel
+gradient is 16 GEMMs (C x tiles) @ (tiles x F), the input gradient 16 GEMMs
+(tiles x F) @ (F x C).
+
+The GEMMs go to BLAS; the transforms are compiled (numba) loops over tiles,
+with the bias, the relu and its mask fused in: written with NumPy, each
+transform was a dozen passes over memory and cost about what the saved
+multiplies did. A tile is transformed in two steps through a small buffer,
+each step a loop over channels that touches at most eight rows of memory, as
+LLVM vectorizes those (with sixteen loads and sixteen stores in one loop it
+gives up and runs one channel at a time, 2-5x slower). No fast-math: every
+float operation happens in the order written, so a result is the same bits on
+every run.
 
 Arrays are NHWC, kernels (3, 3, C, F) as in Keras; inputs arrive padded (the
 convolution's own zeros), and a grid of tiles that overhangs an odd output
-size reads one extra row or column of zeros. The transforms are written for
-one block of images at a time, so that callers can keep a block in cache and
-hand blocks to several cores.
+size reads one extra row or column of zeros and drops the outputs it would
+write there. The transforms work on one block of images at a time, so that
+callers can keep a block in cache and hand blocks to several cores (the
+loops release the GIL).
 """
 from __future__ import annotations
 
+import numba
 import numpy as np
 
-# The kernel transform G (4x3). B^T and A^T are applied as explicit adds below.
+# The kernel transform G (4x3). B^T and A^T are written out in the loops below:
+#   B^T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]]
+#   A^T = [[1, 1, 1, 0], [0, 1, -1, -1]]
 G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
 
-
-# Entry (1, 1) of the 16 reaches each of a tile's four outputs exactly once
-# through A^T . A: a bias added there is added to every output, in 1/16 of
-# the adds of adding it to the output.
+# Entry (1, 1) of the 16 is the only one that A^T . A carries to each of a
+# tile's four outputs with weight 1: a tile's output gradient sums there, so
+# the bias gradient is the sum of that entry over tiles.
 BIAS_ENTRY = 1 * 4 + 1
+
+_compiled = numba.njit(nogil=True, cache=True)
 
 
 def tiles(out_h, out_w):
@@ -59,74 +74,144 @@ def kernel_gradient(d_transformed):
     return np.einsum("ia,ijcf,jb->abcf", g, d_transformed.reshape(4, 4, c, f), g)
 
 
-def _b_transpose(d0, d1, d2, d3, out):
-    """out[i] = sum_r B^T[i, r] d_r for the four input rows (or columns) of a tile."""
-    np.subtract(d0, d2, out=out[0])
-    np.add(d1, d2, out=out[1])
-    np.subtract(d2, d1, out=out[2])
-    np.subtract(d1, d3, out=out[3])
+
+@_compiled
+def _b_transpose(d0, d1, d2, d3):
+    """sum_r B^T[i, r] d_r, i = 0..3."""
+    return d0 - d2, d1 + d2, d2 - d1, d1 - d3
+
+
+@_compiled
+def _b(v0, v1, v2, v3):
+    """sum_i B^T[i, r] v_i, r = 0..3: the transpose of `_b_transpose`."""
+    return v0, v1 - v2 + v3, v2 + v1 - v0, -v3
+
+
+@_compiled
+def _a_transpose(m0, m1, m2, m3):
+    """sum_i A^T[a, i] m_i, a = 0, 1."""
+    return m0 + m1 + m2, m1 - m2 - m3
+
+
+@_compiled
+def _a(u0, u1):
+    """sum_a A^T[a, i] u_a, i = 0..3: the transpose of `_a_transpose`."""
+    return u0, u0 + u1, u0 - u1, -u1
+
+
+@_compiled
+def _transform_input(x, th, tw, out):
+    half = np.empty((4, 4, x.shape[3]), x.dtype)  # B^T over a tile's columns, row by row
+    for n in range(x.shape[0]):
+        for ti in range(th):
+            for tj in range(tw):
+                t, r, s = (n * th + ti) * tw + tj, 2 * ti, 2 * tj
+                for i in range(4):
+                    row, h = x[n, r + i], half[i]
+                    for ch in range(x.shape[3]):
+                        h[0, ch], h[1, ch], h[2, ch], h[3, ch] = _b_transpose(row[s, ch], row[s + 1, ch], row[s + 2, ch], row[s + 3, ch])
+                for j in range(4):  # then over its rows
+                    for ch in range(x.shape[3]):
+                        out[j, t, ch], out[4 + j, t, ch], out[8 + j, t, ch], out[12 + j, t, ch] = _b_transpose(
+                            half[0, j, ch], half[1, j, ch], half[2, j, ch], half[3, j, ch]
+                        )
 
 
 def transform_input(x, th, tw):
     """Padded x (n, 2 th + 2, 2 tw + 2, C) -> (16, n * th * tw, C): B^T d B for
     every 4x4 input block, the 16 entries outermost (the batched GEMMs' axis)."""
-    n, _, width, c = x.shape
-    rows = np.empty((4, n, th, width, c), dtype=x.dtype)
-    _b_transpose(*(x[:, r : r + 2 * th : 2] for r in range(4)), out=rows)
-    out = np.empty((16, n * th * tw, c), dtype=x.dtype)
-    grid = out.reshape(4, 4, n, th, tw, c)
-    for i in range(4):
-        _b_transpose(*(rows[i][:, :, s : s + 2 * tw : 2] for s in range(4)), out=grid[i])
+    out = np.empty((16, x.shape[0] * th * tw, x.shape[3]), dtype=x.dtype)
+    _transform_input(x, th, tw, out)
     return out
 
 
-def _b_scatter(dv, target):
-    """target(r) += sum_i B^T[i, r] dv[i]: the transpose of `_b_transpose`;
-    target(r) is the strided view that offset r of the tiles read."""
-    target(0)[...] += dv[0]
-    target(1)[...] += dv[1] - dv[2] + dv[3]
-    target(2)[...] += dv[1] + dv[2] - dv[0]
-    target(3)[...] -= dv[3]
+@_compiled
+def _input_gradient(d, th, tw, out):
+    half = np.empty((4, 4, out.shape[3]), out.dtype)  # B over the 16 entries' rows
+    for n in range(out.shape[0]):
+        for ti in range(th):
+            for tj in range(tw):
+                t, r, s = (n * th + ti) * tw + tj, 2 * ti, 2 * tj
+                for j in range(4):
+                    for ch in range(out.shape[3]):
+                        half[0, j, ch], half[1, j, ch], half[2, j, ch], half[3, j, ch] = _b(
+                            d[j, t, ch], d[4 + j, t, ch], d[8 + j, t, ch], d[12 + j, t, ch]
+                        )
+                for i in range(4):  # then over their columns, added where the tile read
+                    row, h = out[n, r + i], half[i]
+                    for ch in range(out.shape[3]):
+                        v0, v1, v2, v3 = _b(h[0, ch], h[1, ch], h[2, ch], h[3, ch])
+                        row[s, ch] += v0
+                        row[s + 1, ch] += v1
+                        row[s + 2, ch] += v2
+                        row[s + 3, ch] += v3
 
 
-def input_gradient(d_transformed, n, th, tw, out):
+def input_gradient(d_transformed, out):
     """(16, n * th * tw, C) -> adds the gradient through `transform_input` to
-    `out` (n, 2 th + 2, 2 tw + 2, C), zeros on entry."""
-    c = d_transformed.shape[-1]
-    grid = d_transformed.reshape(4, 4, n, th, tw, c)
-    rows = np.zeros((4, n, th, out.shape[2], c), dtype=out.dtype)
-    for i in range(4):
-        _b_scatter(grid[i], lambda s, i=i: rows[i][:, :, s : s + 2 * tw : 2])
-    _b_scatter(rows, lambda r: out[:, r : r + 2 * th : 2])
+    `out` (n, 2 th + 2, 2 tw + 2, C)."""
+    _input_gradient(d_transformed, (out.shape[1] - 2) // 2, (out.shape[2] - 2) // 2, out)
     return out
 
 
-def transform_output(m, n, th, tw, out):
-    """(16, n * th * tw, F) -> out (n, 2 th, 2 tw, F): A^T m A for every tile."""
-    f = m.shape[-1]
-    m = m.reshape(4, 4, n, th, tw, f)
-    # A^T = [[1, 1, 1, 0], [0, 1, -1, -1]], over i, then over j.
-    half = (m[0] + m[1] + m[2], m[1] - m[2] - m[3])
-    for a in range(2):
-        r = half[a]
-        np.add(r[0] + r[1], r[2], out=out[:, a::2, 0::2])
-        np.subtract(r[1] - r[2], r[3], out=out[:, a::2, 1::2])
+@_compiled
+def _transform_output(m, bias, relu, th, tw, out):
+    height, width, filters = out.shape[1], out.shape[2], out.shape[3]
+    half = np.empty((2, 4, filters), m.dtype)  # A^T over the 16 entries' rows
+    for n in range(out.shape[0]):
+        for ti in range(th):
+            for tj in range(tw):
+                t, r, s = (n * th + ti) * tw + tj, 2 * ti, 2 * tj
+                for j in range(4):
+                    for f in range(filters):
+                        half[0, j, f], half[1, j, f] = _a_transpose(m[j, t, f], m[4 + j, t, f], m[8 + j, t, f], m[12 + j, t, f])
+                for a in range(min(2, height - r)):  # then over their columns; a grid overhanging
+                    row, h = out[n, r + a], half[a]  # an odd size drops its last row or column
+                    for f in range(filters):
+                        left, right = _a_transpose(h[0, f], h[1, f], h[2, f], h[3, f])
+                        left, right = left + bias[f], right + bias[f]
+                        row[s, f] = max(left, 0) if relu else left
+                        if s + 1 < width:
+                            row[s + 1, f] = max(right, 0) if relu else right
+
+
+def transform_output(m, bias, relu, out):
+    """(16, n * th * tw, F) -> out (n, H, W, F): A^T m A for every tile plus
+    the bias, through a relu if `relu`; outputs of an overhanging grid dropped."""
+    _transform_output(m, bias, relu, *tiles(out.shape[1], out.shape[2]), out)
     return out
 
 
-def _a_transpose(u0, u1):
-    """The four sums sum_a A^T[a, i] u_a, i = 0..3 (the transpose of A^T's rows)."""
-    return u0, u0 + u1, u0 - u1, -u1
+@_compiled
+def _output_gradient(g, ans, relu, th, tw, out):
+    height, width, filters = g.shape[1], g.shape[2], g.shape[3]
+    half = np.zeros((2, 4, filters), g.dtype)  # A over a tile's columns, row by row
+    for n in range(g.shape[0]):
+        for ti in range(th):
+            for tj in range(tw):
+                t, r, s = (n * th + ti) * tw + tj, 2 * ti, 2 * tj
+                for a in range(2):
+                    h = half[a]
+                    if r + a == height:  # a grid overhanging an odd size: zeros
+                        h[...] = 0
+                        continue
+                    row, kept = g[n, r + a], ans[n, r + a]
+                    for f in range(filters):
+                        left = row[s, f]
+                        right = row[s + 1, f] if s + 1 < width else 0
+                        if relu:  # the cotangent before the fused relu
+                            left = left if kept[s, f] > 0 else 0
+                            right = right if s + 1 < width and kept[s + 1, f] > 0 else 0
+                        h[0, f], h[1, f], h[2, f], h[3, f] = _a(left, right)
+                for j in range(4):  # then over its rows
+                    for f in range(filters):
+                        out[j, t, f], out[4 + j, t, f], out[8 + j, t, f], out[12 + j, t, f] = _a(half[0, j, f], half[1, j, f])
 
 
-def output_gradient(g, th, tw, out):
-    """g (n, 2 th, 2 tw, F) -> out (16, n * th * tw, F): the gradient through
-    `transform_output` (A g A^T for every tile)."""
-    n, f = g.shape[0], g.shape[-1]
-    grid = out.reshape(4, 4, n, th, tw, f)
-    # over the tile's columns, then its rows
-    by_row = [_a_transpose(g[:, a::2, 0::2], g[:, a::2, 1::2]) for a in range(2)]
-    for j in range(4):
-        for i, value in enumerate(_a_transpose(by_row[0][j], by_row[1][j])):
-            grid[i, j][...] = value
+def output_gradient(g, ans, relu, th, tw):
+    """g (n, H, W, F) -> (16, n * th * tw, F): the gradient through
+    `transform_output` (A g A^T for every tile), g taken as zero where the
+    relu's output `ans` was not positive if `relu`."""
+    out = np.empty((16, g.shape[0] * th * tw, g.shape[3]), dtype=g.dtype)
+    _output_gradient(g, ans, relu, th, tw, out)
     return out
