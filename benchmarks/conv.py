@@ -1,13 +1,14 @@
-"""Per-layer cost of the CNNs' convolutions: Winograd against im2col + GEMM,
-on one thread and on every core.
+"""Per-layer cost of the CNNs' convolutions: im2col + GEMM ("direct"),
+Winograd, and what `primitives._ConvPlan` chooses ("auto": Winograd from 16
+input channels, else direct with a compiled kernel gradient), on one thread
+and on every core.
 
     python benchmarks/conv.py [--batch 128] [--repeats 5]
 
 For every convolution of mnist_cnn and cifar_cnn, the forward pass and the
 backward pass (input, kernel and bias gradients; the first layer's input
 needs none) are timed with each algorithm and each thread count, taking turns,
-and the best of `repeats` is printed in milliseconds. `primitives._ConvPlan`
-picks the algorithm per layer; this shows what each choice costs.
+and the best of `repeats` is printed in milliseconds: what each choice costs.
 """
 import argparse
 import time
@@ -45,7 +46,7 @@ def main():
     args = parser.parse_args()
     cores = parallel.workers()
     print(f"machine: {_cpu_name()}; batch {args.batch}, float32, best of {args.repeats}, milliseconds")
-    settings = [(algorithm, threads) for algorithm in ("direct", "winograd") for threads in sorted({1, cores})]
+    settings = [(algorithm, threads) for algorithm in ("direct", "winograd", "auto") for threads in sorted({1, cores})]
     print(f"{'layer':<17}" + "".join(f"{f'{a} x{t} fwd':>18}{'bwd':>7}" for a, t in settings))
     rng = np.random.default_rng(0)
     for name, (h, w, c), filters, pads in LAYERS:

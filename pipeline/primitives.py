@@ -335,8 +335,9 @@ _DEVICE_PATCH_BLOCK_BYTES = 256 << 20
 # A 1- or 3-channel first layer is 2-4x faster forward direct: its 16 GEMMs
 # would have an inner dimension of 1 or 3.
 WINOGRAD_MIN_CHANNELS = 16
-# "auto": that rule; "winograd" or "direct": every 3x3 layer on the CPU one way
-# (the tests and benchmarks/conv.py compare the two on the same shapes).
+# "auto": that rule, and a compiled kernel gradient for thinner layers;
+# "winograd" or "direct" (im2col + GEMM only): every 3x3 layer on the CPU one
+# way (the tests and benchmarks/conv.py compare them on the same shapes).
 CONVOLUTION = "auto"
 
 
@@ -364,6 +365,13 @@ def _winograd_transforms():
     return winograd
 
 
+def _thin_conv():
+    """pipeline.thin_conv, loaded on first use (numba, as above)."""
+    from . import thin_conv
+
+    return thin_conv
+
+
 class _ConvPlan:
     """How a stride-1 convolution of padded x (N, H, W, C) by kernel (kh, kw, C, F)
     is computed: by Winograd on the CPU where it measured faster (3x3, enough
@@ -377,6 +385,9 @@ class _ConvPlan:
         measured_faster = c >= WINOGRAD_MIN_CHANNELS
         self.winograd = (self.xp is np and (self.kh, self.kw) == (3, 3)
                          and (measured_faster if CONVOLUTION == "auto" else CONVOLUTION == "winograd"))  # fmt: skip
+        # A layer too thin for Winograd: its kernel gradient by a compiled
+        # loop (pipeline/thin_conv.py), 2.5-4x faster than patches^T @ g.
+        self.thin = self.xp is np and CONVOLUTION == "auto" and c < WINOGRAD_MIN_CHANNELS
         size = x_padded.itemsize
         if self.winograd:
             self.transforms = winograd = _winograd_transforms()
@@ -475,6 +486,8 @@ def _conv2d_grads_blocked(g, ans, x, kernel, pads, relu, argnums):
             if want_x:
                 plan.transforms.input_gradient(d_products @ kernel_t, dx[start:stop])
             return d_kernel, d_products[plan.transforms.BIAS_ENTRY].sum(axis=0)
+        if plan.thin and not want_x:  # the relu's mask applied inside the loop
+            return _thin_conv().kernel_and_bias_gradients(plan.x[start:stop], g[start:stop], ans[start:stop], relu, kernel.shape)
         g_block = g[start:stop]
         if relu:
             g_block = np.where(ans[start:stop] > 0, g_block, 0)

@@ -157,6 +157,7 @@ def input_gradient(d_transformed, out):
 @_compiled
 def _transform_output(m, bias, relu, th, tw, out):
     height, width, filters = out.shape[1], out.shape[2], out.shape[3]
+    zero = out.dtype.type(0)
     half = np.empty((2, 4, filters), m.dtype)  # A^T over the 16 entries' rows
     for n in range(out.shape[0]):
         for ti in range(th):
@@ -165,14 +166,21 @@ def _transform_output(m, bias, relu, th, tw, out):
                 for j in range(4):
                     for f in range(filters):
                         half[0, j, f], half[1, j, f] = _a_transpose(m[j, t, f], m[4 + j, t, f], m[8 + j, t, f], m[12 + j, t, f])
-                for a in range(min(2, height - r)):  # then over their columns; a grid overhanging
-                    row, h = out[n, r + a], half[a]  # an odd size drops its last row or column
-                    for f in range(filters):
-                        left, right = _a_transpose(h[0, f], h[1, f], h[2, f], h[3, f])
-                        left, right = left + bias[f], right + bias[f]
-                        row[s, f] = max(left, 0) if relu else left
-                        if s + 1 < width:
-                            row[s + 1, f] = max(right, 0) if relu else right
+                # then over their columns; a grid overhanging an odd size drops its last row or column
+                columns = min(2, width - s)
+                for a in range(min(2, height - r)):
+                    row, h = out[n, r + a], half[a]
+                    if columns == 2:
+                        for f in range(filters):
+                            left, right = _a_transpose(h[0, f], h[1, f], h[2, f], h[3, f])
+                            row[s, f], row[s + 1, f] = left + bias[f], right + bias[f]
+                    else:
+                        for f in range(filters):
+                            row[s, f] = _a_transpose(h[0, f], h[1, f], h[2, f], h[3, f])[0] + bias[f]
+                    if relu:
+                        written = row[s : s + columns].ravel()
+                        for q in range(written.size):
+                            written[q] = max(written[q], zero)
 
 
 def transform_output(m, bias, relu, out):
@@ -185,7 +193,8 @@ def transform_output(m, bias, relu, out):
 @_compiled
 def _output_gradient(g, ans, relu, th, tw, out):
     height, width, filters = g.shape[1], g.shape[2], g.shape[3]
-    half = np.zeros((2, 4, filters), g.dtype)  # A over a tile's columns, row by row
+    zero = g.dtype.type(0)
+    half = np.empty((2, 4, filters), g.dtype)  # A over a tile's columns, row by row
     for n in range(g.shape[0]):
         for ti in range(th):
             for tj in range(tw):
@@ -196,13 +205,18 @@ def _output_gradient(g, ans, relu, th, tw, out):
                         h[...] = 0
                         continue
                     row, kept = g[n, r + a], ans[n, r + a]
-                    for f in range(filters):
-                        left = row[s, f]
-                        right = row[s + 1, f] if s + 1 < width else 0
-                        if relu:  # the cotangent before the fused relu
-                            left = left if kept[s, f] > 0 else 0
-                            right = right if s + 1 < width and kept[s + 1, f] > 0 else 0
-                        h[0, f], h[1, f], h[2, f], h[3, f] = _a(left, right)
+                    if s + 1 == width:
+                        for f in range(filters):
+                            left = row[s, f] if not relu or kept[s, f] > 0 else zero
+                            h[0, f], h[1, f], h[2, f], h[3, f] = _a(left, zero)
+                    elif relu:  # the cotangent before the fused relu
+                        for f in range(filters):
+                            left = row[s, f] if kept[s, f] > 0 else zero
+                            right = row[s + 1, f] if kept[s + 1, f] > 0 else zero
+                            h[0, f], h[1, f], h[2, f], h[3, f] = _a(left, right)
+                    else:
+                        for f in range(filters):
+                            h[0, f], h[1, f], h[2, f], h[3, f] = _a(row[s, f], row[s + 1, f])
                 for j in range(4):  # then over its rows
                     for f in range(filters):
                         out[j, t, f], out[4 + j, t, f], out[8 + j, t, f], out[12 + j, t, f] = _a(half[0, j, f], half[1, j, f])

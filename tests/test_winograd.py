@@ -94,6 +94,30 @@ def test_winograd_float32_error_is_that_of_the_direct_convolution(shape, monkeyp
         assert fast_error <= max(5 * slow_error, 16 * np.finfo(np.float32).eps), (name, fast_error, slow_error)
 
 
+@pytest.mark.parametrize("channels,kernel_size,pads", [(1, (3, 3), (0, 0, 0, 0)), (3, (3, 3), (1, 1, 1, 1)),
+                                                      (3, (2, 5), (0, 1, 2, 2)), (15, (3, 3), (0, 0, 0, 0))])  # fmt: skip
+@pytest.mark.parametrize("relu", [True, False])
+def test_a_thin_layers_compiled_kernel_gradient_equals_patches_times_g(channels, kernel_size, pads, relu, monkeypatch):
+    monkeypatch.setattr(P, "CONVOLUTION", "auto")
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((9, 11, 10, channels))
+    kernel, bias = rng.standard_normal((*kernel_size, channels, 6)), rng.standard_normal(6)
+    assert P._ConvPlan(P._pad(x, pads), kernel).thin
+    out = P.conv2d(x, kernel, bias, pads, relu)
+    g = rng.standard_normal(out.shape)
+
+    def gradients(x, kernel, bias, g):
+        return P._conv2d_vjp((1, 2), out.astype(x.dtype), (x, kernel, bias, pads, relu), {})(g)
+
+    thin = gradients(x, kernel, bias, g)
+    thin32 = gradients(*(a.astype(np.float32) for a in (x, kernel, bias, g)))
+    _force(monkeypatch, "direct")
+    for got, got32, want in zip(thin, thin32, gradients(x, kernel, bias, g)):
+        assert got32.dtype == np.float32
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-12 * np.abs(want).max())
+        np.testing.assert_allclose(got32, want, rtol=0, atol=1e-5 * np.abs(want).max())
+
+
 def test_winograd_gradients_match_finite_differences():
     from gradcheck import directional_errors
 
