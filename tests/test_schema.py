@@ -89,3 +89,27 @@ def test_code_hashes_follow_the_import_graph(tmp_path, monkeypatch):
         assert codehash.code_version("top") != before
     finally:
         codehash.imports.cache_clear()
+
+
+def _names(requirements):
+    """Distribution names of requirement strings ("snakemake[reports]>=8.20" -> "snakemake")."""
+    import re
+
+    return {re.split(r"[\[<>=!~ ;]", r.strip(), maxsplit=1)[0].lower() for r in requirements if isinstance(r, str)}
+
+
+def test_the_conda_environments_list_every_runtime_dependency():
+    """pip, `conda env create -f environment.yml` and the rules' own environment
+    (`snakemake --use-conda`) install the same packages."""
+    import tomllib
+
+    root = Path(__file__).resolve().parents[1]
+    wanted = _names(tomllib.loads((root / "pyproject.toml").read_text())["project"]["dependencies"])
+
+    def conda_names(path):
+        deps = yaml.safe_load((root / path).read_text())["dependencies"]
+        pip = next((d["pip"] for d in deps if isinstance(d, dict)), [])
+        return _names(deps) | _names(pip) | {"snakemake"} & _names(d.replace("-minimal", "") for d in deps if isinstance(d, str))
+
+    assert wanted - conda_names("environment.yml") == set()
+    assert wanted - {"snakemake"} - conda_names("workflow/envs/softloss.yaml") == set()  # snakemake runs the rules
