@@ -332,7 +332,7 @@ _MIN_BLOCKS = 8
 _DEVICE_PATCH_BLOCK_BYTES = 256 << 20
 # Winograd F(2x2, 3x3) for 3x3 kernels where it measured faster than im2col +
 # GEMM (benchmarks/conv.py): inputs of at least WINOGRAD_MIN_CHANNELS channels.
-# A 1- or 3-channel first layer is 2-4x faster forward direct: its 16 GEMMs
+# A 1- or 3-channel first layer is 1.2-4x faster forward direct: its 16 GEMMs
 # would have an inner dimension of 1 or 3.
 WINOGRAD_MIN_CHANNELS = 16
 # "auto": that rule, and a compiled kernel gradient for thinner layers;
