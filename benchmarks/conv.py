@@ -1,7 +1,7 @@
 """Per-layer cost of the CNNs' convolutions: im2col + GEMM ("direct"),
-Winograd, and what `primitives._ConvPlan` chooses ("auto": Winograd from 16
-input channels, else direct with a compiled kernel gradient), on one thread
-and on every core.
+Winograd F(2x2, 3x3) and F(4x4, 3x3), and what `primitives._ConvPlan` chooses
+("auto": Winograd from 16 input channels in the tiling of fewer products, else
+direct with a compiled kernel gradient), on one thread and on every core.
 
     python benchmarks/conv.py [--batch 128] [--repeats 5]
 
@@ -46,7 +46,7 @@ def main():
     args = parser.parse_args()
     cores = parallel.workers()
     print(f"machine: {_cpu_name()}; batch {args.batch}, float32, best of {args.repeats}, milliseconds")
-    settings = [(algorithm, threads) for algorithm in ("direct", "winograd", "auto") for threads in sorted({1, cores})]
+    settings = [(algorithm, threads) for algorithm in ("direct", "winograd2x2", "winograd4x4", "auto") for threads in sorted({1, cores})]
     print(f"{'layer':<17}" + "".join(f"{f'{a} x{t} fwd':>18}{'bwd':>7}" for a, t in settings))
     rng = np.random.default_rng(0)
     for name, (h, w, c), filters, pads in LAYERS:

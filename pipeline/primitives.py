@@ -330,14 +330,16 @@ def im2col(x, kh, kw):
 _BLOCK_BYTES = 4 << 20
 _MIN_BLOCKS = 8
 _DEVICE_PATCH_BLOCK_BYTES = 256 << 20
-# Winograd F(2x2, 3x3) for 3x3 kernels where it measured faster than im2col +
-# GEMM (benchmarks/conv.py): inputs of at least WINOGRAD_MIN_CHANNELS channels.
-# A 1- or 3-channel first layer is 1.2-4x faster forward direct: its 16 GEMMs
-# would have an inner dimension of 1 or 3.
+# Winograd for 3x3 kernels where it measured faster than im2col + GEMM
+# (benchmarks/conv.py): inputs of at least WINOGRAD_MIN_CHANNELS channels, in
+# the tiling of fewer products (F(4x4, 3x3) but for tiny outputs). A 1- or
+# 3-channel first layer is 1.2-4x faster forward direct: its GEMMs would have
+# an inner dimension of 1 or 3.
 WINOGRAD_MIN_CHANNELS = 16
 # "auto": that rule, and a compiled kernel gradient for thinner layers;
-# "winograd" or "direct" (im2col + GEMM only): every 3x3 layer on the CPU one
-# way (the tests and benchmarks/conv.py compare them on the same shapes).
+# "direct" (im2col + GEMM only), "winograd" (that tiling), "winograd2x2" or
+# "winograd4x4": every 3x3 layer on the CPU one way (the tests and
+# benchmarks/conv.py compare them on the same shapes).
 CONVOLUTION = "auto"
 
 
@@ -384,19 +386,20 @@ class _ConvPlan:
         self.out_h, self.out_w = h - self.kh + 1, w - self.kw + 1
         measured_faster = c >= WINOGRAD_MIN_CHANNELS
         self.winograd = (self.xp is np and (self.kh, self.kw) == (3, 3)
-                         and (measured_faster if CONVOLUTION == "auto" else CONVOLUTION == "winograd"))  # fmt: skip
+                         and (measured_faster if CONVOLUTION == "auto" else CONVOLUTION.startswith("winograd")))  # fmt: skip
         # A layer too thin for Winograd: its kernel gradient by a compiled
         # loop (pipeline/thin_conv.py), 2.5-4x faster than patches^T @ g.
         self.thin = self.xp is np and CONVOLUTION == "auto" and c < WINOGRAD_MIN_CHANNELS
         size = x_padded.itemsize
+        self.x = x_padded
         if self.winograd:
-            self.transforms = winograd = _winograd_transforms()
-            self.th, self.tw = winograd.tiles(self.out_h, self.out_w)
-            self.x = winograd.pad_to_tiles(x_padded, self.out_h, self.out_w)
-            self.transformed_kernel = winograd.transform_kernel(kernel)
-            self.blocks = _blocks(n, 16 * self.th * self.tw * (c + self.filters) * size, _BLOCK_BYTES)
+            winograd = _winograd_transforms()
+            forced = {"winograd2x2": winograd.F2X2, "winograd4x4": winograd.F4X4}
+            self.tiling = tiling = forced.get(CONVOLUTION) or winograd.fewest_products(self.out_h, self.out_w)
+            self.th, self.tw = tiling.tiles(self.out_h, self.out_w)
+            self.transformed_kernel = tiling.transform_kernel(kernel)
+            self.blocks = _blocks(n, tiling.products(self.out_h, self.out_w) * (c + self.filters) * size, _BLOCK_BYTES)
         else:
-            self.x = x_padded
             patch_bytes = self.out_h * self.out_w * self.kh * self.kw * c * size
             if self.xp is np:
                 self.blocks = _blocks(n, patch_bytes, _BLOCK_BYTES)
@@ -406,7 +409,7 @@ class _ConvPlan:
     def patches(self, start, stop):
         """The block's im2col rows, or its Winograd-transformed input tiles."""
         if self.winograd:
-            return self.transforms.transform_input(self.x[start:stop], self.th, self.tw)
+            return self.tiling.transform_input(self.x[start:stop], self.th, self.tw)
         return im2col(self.x[start:stop], self.kh, self.kw)
 
 
@@ -427,7 +430,7 @@ def conv2d(x, kernel, bias, pads=(0, 0, 0, 0), relu=False):
         out_block = out[start:stop]
         if plan.winograd:
             products = xp.matmul(plan.patches(start, stop), plan.transformed_kernel)
-            plan.transforms.transform_output(products, bias, relu, out_block)
+            plan.tiling.transform_output(products, bias, relu, out_block)
         else:
             xp.matmul(plan.patches(start, stop), kernel2d, out=out_block.reshape(-1, filters))
             out_block += bias
@@ -480,12 +483,12 @@ def _conv2d_grads_blocked(g, ans, x, kernel, pads, relu, argnums):
         count, ho, wo = stop - start, plan.out_h, plan.out_w
         d_kernel = None
         if plan.winograd:  # the relu's mask applied inside the transform
-            d_products = plan.transforms.output_gradient(g[start:stop], ans[start:stop], relu, plan.th, plan.tw)
+            d_products = plan.tiling.output_gradient(g[start:stop], ans[start:stop], relu, plan.th, plan.tw)
             if want_kernel:
                 d_kernel = plan.patches(start, stop).transpose(0, 2, 1) @ d_products
             if want_x:
-                plan.transforms.input_gradient(d_products @ kernel_t, dx[start:stop])
-            return d_kernel, d_products[plan.transforms.BIAS_ENTRY].sum(axis=0)
+                plan.tiling.input_gradient(d_products @ kernel_t, plan.th, plan.tw, dx[start:stop])
+            return d_kernel, d_products[plan.tiling.bias_entry].sum(axis=0)
         if plan.thin and not want_x:  # the relu's mask applied inside the loop
             return _thin_conv().kernel_and_bias_gradients(plan.x[start:stop], g[start:stop], ans[start:stop], relu, kernel.shape)
         g_block = g[start:stop]
@@ -508,7 +511,7 @@ def _conv2d_grads_blocked(g, ans, x, kernel, pads, relu, argnums):
     grads = {2: lambda: _sum_in_order(part[1] for part in parts)}
     if want_kernel:
         d_kernel = _sum_in_order(part[0] for part in parts)
-        grads[1] = lambda: (plan.transforms.kernel_gradient(d_kernel) if plan.winograd else d_kernel).reshape(kernel.shape)
+        grads[1] = lambda: (plan.tiling.kernel_gradient(d_kernel) if plan.winograd else d_kernel).reshape(kernel.shape)
     if want_x:
         top, _, left, _ = pads
         grads[0] = lambda: dx[:, top : top + x.shape[1], left : left + x.shape[2], :]
