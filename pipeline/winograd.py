@@ -122,6 +122,17 @@ def _input_block(x, n, r, s, side, block):
 
 
 @_compiled
+def _gradient_block(out, n, r, s, side, block):
+    """Where a tile adds its input gradient: image n of `out` and the corner
+    (r, s); for a tile that overhangs `out`, `block` zeroed and (0, 0), for
+    `_add_overhang` to add back. Last: whether it overhangs."""
+    if r + side <= out.shape[1] and s + side <= out.shape[2]:
+        return out[n], r, s, False
+    block[...] = 0
+    return block, 0, 0, True
+
+
+@_compiled
 def _add_overhang(block, out, n, r, s):
     """Adds a tile's input gradient, gathered in `block`, where its block lay in
     image n of `out`: the counterpart of `_input_block`."""
@@ -192,10 +203,7 @@ def _input_gradient_2x2(d, th, tw, out):
         for ti in range(th):
             for tj in range(tw):
                 t = (n * th + ti) * tw + tj
-                overhangs = 2 * ti + 4 > out.shape[1] or 2 * tj + 4 > out.shape[2]
-                if overhangs:
-                    block[...] = 0
-                image, r, s = (block, 0, 0) if overhangs else (out[n], 2 * ti, 2 * tj)
+                image, r, s, overhangs = _gradient_block(out, n, 2 * ti, 2 * tj, 4, block)
                 for j in range(4):
                     for ch in range(out.shape[3]):
                         half[0, j, ch], half[1, j, ch], half[2, j, ch], half[3, j, ch] = _b_2x2(
@@ -369,10 +377,7 @@ def _input_gradient_4x4(d, th, tw, out):
         for ti in range(th):
             for tj in range(tw):
                 t = (n * th + ti) * tw + tj
-                overhangs = 4 * ti + 6 > out.shape[1] or 4 * tj + 6 > out.shape[2]
-                if overhangs:
-                    block[...] = 0
-                image, r, s = (block, 0, 0) if overhangs else (out[n], 4 * ti, 4 * tj)
+                image, r, s, overhangs = _gradient_block(out, n, 4 * ti, 4 * tj, 6, block)
                 for j in range(6):
                     for ch in range(channels):
                         half[0, j, ch], half[2, j, ch], half[4, j, ch] = _b_even_4x4(
