@@ -26,9 +26,16 @@ def git(*args):
         return None
 
 
-def provenance(data_files, config, runs):
+def code_commit():
+    """The commit of this package's code, marked when tracked files differ
+    from it; None outside a git checkout."""
     commit = git("rev-parse", "HEAD")
-    dirty = git("status", "--porcelain", "--untracked-files=no")
+    if commit and git("status", "--porcelain", "--untracked-files=no"):
+        commit += " (with uncommitted changes)"
+    return commit
+
+
+def provenance(data_files, config, runs):
     versions = {}
     for name in PACKAGES:
         try:
@@ -46,7 +53,7 @@ def provenance(data_files, config, runs):
                          "note": attrs.get("note", ""), "variant_of": attrs.get("variant_of", ""),
                          "files": list(zip(attrs.get("source_files", []), attrs.get("source_sha256", [])))})  # fmt: skip
     return {
-        "commit": (commit + (" (with uncommitted changes)" if dirty else "")) if commit else "unknown (not a git checkout)",
+        "commit": code_commit() or "unknown (not a git checkout)",
         "generated": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "versions": versions,
         "python": platform.python_version(),

@@ -1,7 +1,8 @@
 """The files of a run directory, read and written in one place.
 
     run.json         the run's RunConfig (written by the pipeline; `train --run-config`)
-    status.json      status (running | completed | diverged), epoch, the run's config, wall time
+    status.json      status (running | completed | diverged), epoch, the run's config, wall time,
+                     the commit of the code that trained it
     history.csv      one row per finished epoch: train and test loss, accuracy, zero-one error
     checkpoint.npz   parameters, optimizer state, RNG state and history after the last epoch
                      (checkpoint.previous.npz: the epoch before)

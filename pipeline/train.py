@@ -1,7 +1,8 @@
 """Training runs: resumable, deterministic on the CPU, and honest about divergence.
 
 A run directory holds
-    status.json      status (running | completed | diverged), epoch, the run's config, wall time
+    status.json      status (running | completed | diverged), epoch, the run's config, wall time,
+                     the commit of the code that trained it
     history.csv      one row per finished epoch: train and test loss, accuracy, zero-one error
     checkpoint.npz   parameters, optimizer state, RNG state and history after the last epoch
                      (checkpoint.previous.npz: the epoch before; an unreadable checkpoint is
@@ -34,6 +35,7 @@ from .backend import NUMPY, resolve
 from .errors import SoftlossError
 from .files import remove_stale_temporaries, write_json
 from .losses import LOSSES, mixed_feedback
+from .provenance import code_commit
 from .rundir import UnreadableFile, load_arrays, save_arrays, write_history
 
 
@@ -300,7 +302,8 @@ def run(config: RunConfig, out_dir, *, quiet=False, log=print, backend="auto", f
     config.validate()
     out_dir = Path(out_dir)
     status_path, checkpoint = out_dir / "status.json", out_dir / "checkpoint.npz"
-    status = {"config": asdict(config), "fingerprint": config.fingerprint(), "softloss_version": __version__}
+    status = {"config": asdict(config), "fingerprint": config.fingerprint(), "softloss_version": __version__,
+              "commit": code_commit()}  # the code of the latest epochs, where a resumed run changed it
     if (previous := _finished(config, out_dir, status, force, log)) is not None:
         log(f"{out_dir}: already {previous['status']}")
         return previous

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline import cli
+from pipeline import cli, provenance
 from pipeline.evaluate import evaluate, expected_calibration_error
 from pipeline.rundir import read_history
 from pipeline.train import RunConfig, run
@@ -35,7 +35,10 @@ def test_run_writes_history_status_and_model(mnist_h5, tmp_path):
     assert [row["epoch"] for row in history] == [1, 2, 3]
     assert history[-1]["test_accuracy"] > 0.8  # an MLP learns MNIST
     assert all(abs(row["train_error"] - (1 - row["train_accuracy"])) < 1e-12 for row in history)
-    assert json.loads((tmp_path / "status.json").read_text())["status"] == "completed"
+    written = json.loads((tmp_path / "status.json").read_text())
+    assert written["status"] == "completed"
+    head = provenance.git("rev-parse", "HEAD")  # None where the code is not a git checkout
+    assert written["commit"] is None if head is None else written["commit"].startswith(head)
     # Same config and seed on the CPU: bitwise the same metrics.
     again = tmp_path / "again"
     run(_config(mnist_h5), again, quiet=True, log=lambda *a: None)
