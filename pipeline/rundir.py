@@ -5,7 +5,8 @@
                      the commit of the code that trained it
     history.csv      one row per finished epoch: train and test loss, accuracy, zero-one error
     checkpoint.npz   parameters, optimizer state, RNG state and history after the last epoch
-                     (checkpoint.previous.npz: the epoch before)
+                     (checkpoint.previous.npz: the epoch before; an unreadable checkpoint is
+                     set aside as *.unreadable-N and the run resumes from the previous one)
     model.npz        the final parameters (the last finite ones if the run diverged)
     metrics.json     the evaluation of model.npz (pipeline.evaluate)
 

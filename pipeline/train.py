@@ -1,13 +1,7 @@
 """Training runs: resumable, deterministic on the CPU, and honest about divergence.
 
-A run directory holds
-    status.json      status (running | completed | diverged), epoch, the run's config, wall time,
-                     the commit of the code that trained it
-    history.csv      one row per finished epoch: train and test loss, accuracy, zero-one error
-    checkpoint.npz   parameters, optimizer state, RNG state and history after the last epoch
-                     (checkpoint.previous.npz: the epoch before; an unreadable checkpoint is
-                     set aside as *.unreadable-N and the run resumes from the previous one)
-    model.npz        the final parameters (the last finite ones if the run diverged)
+A run writes its directory's files (listed in pipeline.rundir): status,
+history, checkpoints and the final model.
 The arithmetic runs on the backend `run` is given (NumPy, or CuPy on a GPU:
 see pipeline.backend); the files hold NumPy arrays either way.
 Every file is written to a temporary name and renamed, so a crash or `kill -9`
