@@ -2,7 +2,7 @@
 
 Checksums, and where they come from:
 - MNIST: SHA-256 of each file's *decompressed* payload (the IDX bytes), from
-  the README of the MNIST copy vendored in `data/raw/mnist/`. A payload hash is
+  the README of the MNIST copy vendored in `data/vendor/mnist/`. A payload hash is
   the same whichever mirror or gzip settings served the file.
 - Fashion-MNIST: SHA-256 of each decompressed payload, computed from Debian's
   `dataset-fashion-mnist` package (0.0~git20200523.55506a9-1), whose files are
@@ -65,6 +65,7 @@ class DatasetSpec:
     split_sizes: dict | None = None  # expected examples per split; None skips the check
     variant_of: str | None = None  # the dataset this is a copy of (the paper's numbers apply to that one)
     note: str | None = None  # how the copy differs, said wherever its results appear
+    vendored: bool = False  # the repository carries a copy in data/vendor/NAME/, fetch's first source offline
 
     def file(self, name):
         for f in self.files:
@@ -110,6 +111,7 @@ REGISTRY = {
         image_shape=(28, 28, 1),
         source='Y. LeCun, C. Cortes, C. J. C. Burges, "The MNIST database of handwritten digits"; CC BY-SA 3.0',
         split_sizes={"train": 60_000, "test": 10_000},
+        vendored=True,
     ),
     "fashion_mnist": DatasetSpec(
         name="fashion_mnist",

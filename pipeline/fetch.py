@@ -2,9 +2,12 @@
 
 For each file of a dataset: a file already in the output directory that passes
 its checksum is kept. Otherwise the sources are tried in order (mirrors from
-the command line or config, then `SOFTLOSS_MIRROR`, then the official URLs and
+the command line or config, then `SOFTLOSS_MIRROR`, then the repository's own
+copy in `data/vendor/` for a vendored dataset, then the official URLs and
 public mirrors of `pipeline.datasets`). A source is a local directory or an
-http(s)/file URL. A download streams into a hidden `.part` file beside the
+http(s)/file URL. The vendored copy is a source and never a target: Snakemake
+deletes a job's outputs before it reruns it (`--forceall`), and a file copied
+from it comes back offline. A download streams into a hidden `.part` file beside the
 target, with a progress bar and a socket timeout; transient failures (timeouts,
 dropped connections, HTTP 5xx/408/429) are retried with exponential backoff,
 resuming with an HTTP Range request where the server allows it. Only a file
@@ -34,6 +37,7 @@ from .datasets import get as get_dataset
 from .errors import DataError, FetchError
 
 MIRROR_ENV = "SOFTLOSS_MIRROR"
+VENDOR_DIR = Path(__file__).resolve().parents[1] / "data" / "vendor"  # absent in a non-editable install
 CHUNK = 1 << 20
 
 
@@ -77,9 +81,10 @@ def is_valid(path, remote):
 
 # ------------------------------------------------------------------ sources
 def sources(spec: DatasetSpec, mirrors=()):
-    """Mirrors given by the caller, then $SOFTLOSS_MIRROR, then the registry's URLs."""
+    """Mirrors given by the caller, then $SOFTLOSS_MIRROR, then the vendored copy, then the registry's URLs."""
     from_env = os.environ.get(MIRROR_ENV, "").replace(",", " ").split()
-    return [*mirrors, *from_env, *spec.urls]
+    vendored = [str(VENDOR_DIR / spec.name)] if spec.vendored and (VENDOR_DIR / spec.name).is_dir() else []
+    return [*mirrors, *from_env, *vendored, *spec.urls]
 
 
 def _is_url(source):

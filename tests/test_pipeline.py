@@ -26,9 +26,8 @@ def snakemake(workdir, *args, config="tiny.yaml", timeout=300):
 
 
 def _workdir(path, config_text=TINY):
-    (path / "data" / "raw").mkdir(parents=True)
-    os.symlink(REPO / "data" / "raw" / "mnist", path / "data" / "raw" / "mnist")  # vendored MNIST, read only
-    (path / "tiny.yaml").write_text(config_text)
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "tiny.yaml").write_text(config_text)  # MNIST: fetch copies the vendored files, offline
     return path
 
 
@@ -97,7 +96,7 @@ def test_dry_run_lists_the_jobs(tmp_path):
     workdir = _workdir(tmp_path)
     result = snakemake(workdir, "-n", "reports/summary.html")
     assert result.returncode == 0, result.stderr
-    assert _jobs(result.stdout) == {"prepare": 1, "train": 4, "evaluate": 4, "aggregate": 1, "report": 1}
+    assert _jobs(result.stdout) == {"fetch": 4, "prepare": 1, "train": 4, "evaluate": 4, "aggregate": 1, "report": 1}
 
 
 def test_changing_one_loss_rate_reruns_only_its_jobs(finished, tmp_path):
@@ -141,6 +140,7 @@ def test_config_checked_against_real_signatures_before_any_job(tmp_path, change,
 
 def test_a_failing_job_shows_its_reason_on_the_console(tmp_path):
     workdir = _workdir(tmp_path)
+    shutil.copytree(REPO / "data" / "vendor" / "mnist", workdir / "data" / "raw" / "mnist")
     (workdir / "data" / "mnist.h5").write_bytes(b"not HDF5")  # newer than the raw files: not rebuilt
     result = snakemake(workdir, "--cores", "1", "results/mnist/mlp/ce/seed1/status.json")
     assert result.returncode != 0
@@ -322,7 +322,7 @@ def test_check_config_names_file_and_line_of_a_yaml_error(tmp_path):
 def test_fetch_jobs_side_by_side_each_fetch_their_own_file(tmp_path):
     from test_data import Server
 
-    raw = REPO / "data" / "raw" / "mnist"
+    raw = REPO / "data" / "vendor" / "mnist"
     files = {p.name: p.read_bytes() for p in raw.glob("*.gz")}
     server = Server()
     try:
@@ -337,3 +337,17 @@ def test_fetch_jobs_side_by_side_each_fetch_their_own_file(tmp_path):
     finally:
         server.close()
     assert {p.name: p.read_bytes() for p in (workdir / "data/raw/mnist").glob("*.gz")} == files
+
+
+def test_forceall_fetches_mnist_again_from_the_vendored_copy_offline(tmp_path):
+    """Snakemake deletes a job's outputs before it reruns it: the vendored files are never outputs."""
+    vendored = REPO / "data" / "vendor" / "mnist"
+    name = "t10k-labels-idx1-ubyte.gz"
+    before = {p.name: p.read_bytes() for p in vendored.iterdir()}
+    workdir = _workdir(tmp_path / "w")
+    for force in ([], ["--forceall"]):
+        result = snakemake(workdir, "--cores", "1", *force, f"data/raw/mnist/{name}")
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert (workdir / "data/raw/mnist" / name).read_bytes() == before[name]
+        assert f"fetched from {vendored}" in (workdir / "logs/fetch/mnist" / f"{name}.log").read_text()
+    assert {p.name: p.read_bytes() for p in vendored.iterdir()} == before

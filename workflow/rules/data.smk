@@ -1,3 +1,8 @@
+# Downloads run where Snakemake runs: a cluster's compute nodes often have no internet.
+localrules:
+    fetch,
+
+
 rule fetch:
     output:
         "data/raw/{dataset}/{file}",
