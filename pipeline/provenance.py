@@ -2,6 +2,7 @@
 config and data checksums. The report shows it; the archive records it."""
 from __future__ import annotations
 
+import collections
 import datetime
 import json
 import os
@@ -35,6 +36,14 @@ def code_commit():
     return commit
 
 
+def _short(commit):
+    """A run's commit as the report shows it: 12 hex digits and any mark, or "unknown"."""
+    if not commit:
+        return "unknown"
+    head, _, mark = commit.partition(" ")
+    return f"{head[:12]} {mark}".strip()
+
+
 def provenance(data_files, config, runs):
     versions = {}
     for name in PACKAGES:
@@ -60,7 +69,9 @@ def provenance(data_files, config, runs):
         "machine": f"{platform.platform()}; {platform.machine()}; {os.cpu_count()} CPUs",
         "config": json.dumps(config, indent=2, sort_keys=True),
         "datasets": datasets,
-        "wall": sorted((r["run_dir"], r.get("wall_seconds") or 0.0, r["status"], r.get("device", "CPU")) for r in runs),
+        "wall": sorted((r["run_dir"], r.get("wall_seconds") or 0.0, r["status"], r.get("device", "CPU"),
+                        _short(r.get("commit"))) for r in runs),
+        "run_commits": collections.Counter(_short(r.get("commit")) for r in runs).most_common(),
         "total_wall": sum(r.get("wall_seconds") or 0.0 for r in runs),
     }
 

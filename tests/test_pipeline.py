@@ -76,6 +76,8 @@ def test_tiny_pipeline_report_matches_results(finished):
     assert not re.search(r'(src|href)="https?://(?!arxiv\.org/)', html)  # self-contained: viewing needs no network
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
     assert commit and commit in html  # provenance: the code's commit, versions, data checksums
+    trained_by = re.search(r'id="run-commits"><code>([^<]*)</code> \(4 runs\)</td>', html)
+    assert trained_by and trained_by.group(1).startswith(commit[:12])  # every run, by the code of this checkout
     for key in ("numpy", "autograd", "snakemake", "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db"):
         assert key in html
     # where each run trained: these CPU jobs with NumPy

@@ -142,3 +142,19 @@ def test_committed_reference_archives_verify_and_the_readme_quotes_them():
             for form in ("exact", "keras"):
                 if entry[form] is not None:
                     assert f"{entry[form]['mean']:.2f}" in line, (dataset, entry["loss"], form, line)
+
+def test_provenance_names_the_code_behind_each_run(tmp_path):
+    def render(commits):
+        runs = [dict(run, commit=commit) for run, commit in zip(RUNS, commits)]
+        (tmp_path / "summary.json").write_text(json.dumps({"runs": runs}))
+        html = report(tmp_path / "summary.json", [], {"experiments": []}, tmp_path / "summary.html").read_text()
+        return re.search(r'<td class="name" id="run-commits">(.*?)</td>', html, re.DOTALL).group(1), html
+
+    same, _ = render(["a" * 40] * len(RUNS))
+    assert same == f"<code>{'a' * 12}</code> ({len(RUNS)} runs)"
+    mixed, html = render(["b" * 40 + " (with uncommitted changes)"] * 2 + [None] + ["a" * 40] * (len(RUNS) - 3))
+    assert mixed.startswith(f"<code>{'a' * 12}</code> ({len(RUNS) - 3} runs); ")
+    assert f"<code>{'b' * 12} (with uncommitted changes)</code> (2 runs); <code>unknown</code> (1 run)" in mixed
+    assert "the runs come from different code" in mixed
+    row = re.search(r"<tr><td class=\"name\">results/mnist/mnist_cnn/ce/seed1</td>.*?</tr>", html).group(0)
+    assert row.endswith(f"<code>{'b' * 12} (with uncommitted changes)</code></td></tr>")
