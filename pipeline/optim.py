@@ -15,7 +15,7 @@ from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
-from . import tree
+from . import parallel, tree
 from .backend import array_module
 
 
@@ -56,13 +56,36 @@ def _elementwise(n_slots: int, rule) -> Optimizer:
             new_slots = list(zip(*(_split(s, flat_params) for s in slots))) or [()] * len(flat_params)
         else:
             new_params, new_slots = [], []
+            threaded = xp is np and parallel.workers() > 1
             for p, g, slots in zip(flat_params, flat_grads, state.slots):
-                p, slots = rule(p, g, slots, state.step)
+                p, slots = (_in_chunks if threaded and p.size > _CHUNK else rule)(p, g, slots, state.step)
                 new_params.append(p)
                 new_slots.append(slots)
         return tree.rebuild(params, new_params), OptState(state.step + 1, tuple(new_slots))
 
+    def _in_chunks(p, g, slots, step):
+        """`rule` over chunks on every core, into fresh arrays (NumPy's ufuncs
+        run on one). The rule is elementwise: the same bits as in one call."""
+        p_flat, g_flat, *slot_flats = (np.ascontiguousarray(a).reshape(-1) for a in (p, g, *slots))
+        new_p, new_slots = np.empty(p.shape, p.dtype), tuple(np.empty(s.shape, s.dtype) for s in slots)
+
+        def chunk(span):
+            part = slice(*span)
+            p_part, slot_parts = rule(p_flat[part], g_flat[part], tuple(s[part] for s in slot_flats), step)
+            new_p.reshape(-1)[part] = p_part
+            for out, slot_part in zip(new_slots, slot_parts):
+                out.reshape(-1)[part] = slot_part
+
+        parallel.map_blocks(chunk, [(start, min(start + _CHUNK, p.size)) for start in range(0, p.size, _CHUNK)])
+        return new_p, new_slots
+
     return Optimizer(init, update)
+
+
+# Elements per chunk: RMSprop on cifar_cnn's 1.2M-weight dense kernel took 1.5-2.0
+# ms at 2 threads in chunks of 2^17 or 2^18, against 3.5 ms in one call and
+# 2-3 ms in chunks of 2^15 or 2^19 (the per-chunk calls, or less overlap).
+_CHUNK = 1 << 17
 
 
 def _joined(xp, arrays):

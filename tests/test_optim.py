@@ -128,3 +128,31 @@ def test_mismatched_grads():
     params = [np.zeros(2, np.float32)]
     with pytest.raises(ValueError, match="do not match"):
         opt.update(params, [np.zeros(2, np.float32), np.zeros(1, np.float32)], opt.init(params))
+
+
+@pytest.mark.parametrize("name", sorted(optim.OPTIMIZERS))
+def test_large_arrays_in_chunks_on_two_threads_give_the_same_bits(name):
+    from pipeline import parallel
+
+    rng = np.random.default_rng(0)
+    size = 2 * optim._CHUNK + 12_345  # two whole chunks and a short one
+    params = [rng.standard_normal((size // 5, 5)).astype(np.float32)[:, ::-1], np.ones(3, np.float32)]
+    grads = [rng.standard_normal((5, size // 5)).astype(np.float32).T, np.ones(3, np.float32)]  # not C-ordered
+
+    def two_steps(workers):
+        parallel.set_workers(workers)
+        opt = optim.build(name)
+        p, state = params, opt.init(params)
+        for _ in range(2):
+            p, state = opt.update(p, grads, state)
+        return p, state
+
+    try:
+        (one, one_state), (two, two_state) = two_steps(1), two_steps(2)
+    finally:
+        parallel.set_workers(None)
+    assert two[0].shape == params[0].shape and two[0].dtype == np.float32 and two[0].flags.c_contiguous
+    np.testing.assert_array_equal(one[0], two[0])
+    for a, b in zip(one_state.slots[0], two_state.slots[0]):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(two[0], params[0])
