@@ -61,7 +61,7 @@ def main():
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(dir=args.workdir) as work:
         work = Path(work)
-        mnist = measure("mnist", REPO / "data" / "vendor" / "mnist", work / "mnist.h5")
+        mnist = measure("mnist", REPO / "data" / "raw" / "vendored" / "mnist", work / "mnist.h5")
         print(f"prepare mnist: {mnist['seconds']:.2f} s, peak {mnist['peak_mib']:.0f} MiB")
         raw = work / "cifar"
         raw.mkdir()

@@ -2,8 +2,8 @@
 
 Checksums, and where they come from:
 - MNIST: SHA-256 of each file's *decompressed* payload (the IDX bytes), from
-  the README of the MNIST copy vendored in `data/vendor/mnist/`. A payload hash is
-  the same whichever mirror or gzip settings served the file.
+  the README of the MNIST copy vendored in `data/raw/vendored/mnist/`. A
+  payload hash is the same whichever mirror or gzip settings served the file.
 - Fashion-MNIST: SHA-256 of each decompressed payload, computed from Debian's
   `dataset-fashion-mnist` package (0.0~git20200523.55506a9-1), whose files are
   gzip-recompressed copies of the official ones with the same payloads; and,
@@ -65,7 +65,7 @@ class DatasetSpec:
     split_sizes: dict | None = None  # expected examples per split; None skips the check
     variant_of: str | None = None  # the dataset this is a copy of (the paper's numbers apply to that one)
     note: str | None = None  # how the copy differs, said wherever its results appear
-    vendored: bool = False  # the repository carries a copy in data/vendor/NAME/, fetch's first source offline
+    vendored: bool = False  # the repository holds a copy in data/raw/vendored/NAME/ (fetch's offline source)
 
     def file(self, name):
         for f in self.files:

@@ -3,7 +3,7 @@
 For each file of a dataset: a file already in the output directory that passes
 its checksum is kept. Otherwise the sources are tried in order (mirrors from
 the command line or config, then `SOFTLOSS_MIRROR`, then the repository's own
-copy in `data/vendor/` for a vendored dataset, then the official URLs and
+copy in `data/raw/vendored/` for a vendored dataset, then the official URLs and
 public mirrors of `pipeline.datasets`). A source is a local directory or an
 http(s)/file URL. The vendored copy is a source and never a target: Snakemake
 deletes a job's outputs before it reruns it (`--forceall`), and a file copied
@@ -37,7 +37,8 @@ from .datasets import get as get_dataset
 from .errors import DataError, FetchError
 
 MIRROR_ENV = "SOFTLOSS_MIRROR"
-VENDOR_DIR = Path(__file__).resolve().parents[1] / "data" / "vendor"  # absent in a non-editable install
+# The repository's own copies; absent in a non-editable install.
+VENDOR_DIR = Path(__file__).resolve().parents[1] / "data" / "raw" / "vendored"
 CHUNK = 1 << 20
 
 

@@ -14,4 +14,4 @@ def mnist_h5(tmp_path_factory):
     from pipeline import data
 
     out = tmp_path_factory.mktemp("data") / "mnist.h5"
-    return data.prepare("mnist", REPO / "data" / "vendor" / "mnist", out, log=lambda *a: None)
+    return data.prepare("mnist", REPO / "data" / "raw" / "vendored" / "mnist", out, log=lambda *a: None)

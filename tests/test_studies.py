@@ -64,7 +64,7 @@ studies:
 
 @pytest.fixture(scope="module")
 def mnist_arrays(tmp_path_factory):
-    out = data.prepare("mnist", REPO / "data/vendor/mnist", tmp_path_factory.mktemp("d") / "m.h5", log=lambda *a: None)
+    out = data.prepare("mnist", REPO / "data/raw/vendored/mnist", tmp_path_factory.mktemp("d") / "m.h5", log=lambda *a: None)
     images, labels = data.load(out, "train")
     return images[:3000], labels[:3000]
 
