@@ -7,8 +7,8 @@ copy in `data/raw/vendored/` for a vendored dataset, then the official URLs and
 public mirrors of `pipeline.datasets`). A source is a local directory or an
 http(s)/file URL. The vendored copy is a source and never a target: Snakemake
 deletes a job's outputs before it reruns it (`--forceall`), and a file copied
-from it comes back offline. A download streams into a hidden `.part` file beside the
-target, with a progress bar and a socket timeout; transient failures (timeouts,
+from it comes back offline. A download streams into a hidden `.part` file
+beside the target, with a progress bar and a socket timeout; transient failures (timeouts,
 dropped connections, HTTP 5xx/408/429) are retried with exponential backoff,
 resuming with an HTTP Range request where the server allows it. Only a file
 whose checksum matches is renamed into place, so nothing partial or corrupt

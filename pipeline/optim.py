@@ -68,15 +68,15 @@ def _elementwise(n_slots: int, rule) -> Optimizer:
         run on one). The rule is elementwise: the same bits as in one call."""
         p_flat, g_flat, *slot_flats = (np.ascontiguousarray(a).reshape(-1) for a in (p, g, *slots))
         new_p, new_slots = np.empty(p.shape, p.dtype), tuple(np.empty(s.shape, s.dtype) for s in slots)
+        outs = [a.reshape(-1) for a in (new_p, *new_slots)]  # views: fresh arrays are C-ordered
 
         def chunk(span):
             part = slice(*span)
             p_part, slot_parts = rule(p_flat[part], g_flat[part], tuple(s[part] for s in slot_flats), step)
-            new_p.reshape(-1)[part] = p_part
-            for out, slot_part in zip(new_slots, slot_parts):
-                out.reshape(-1)[part] = slot_part
+            for out, result in zip(outs, (p_part, *slot_parts)):
+                out[part] = result
 
-        parallel.map_blocks(chunk, [(start, min(start + _CHUNK, p.size)) for start in range(0, p.size, _CHUNK)])
+        parallel.map_blocks(chunk, parallel.spans(p.size, _CHUNK))
         return new_p, new_slots
 
     return Optimizer(init, update)

@@ -135,7 +135,7 @@ def test_large_arrays_in_chunks_on_two_threads_give_the_same_bits(name):
     from pipeline import parallel
 
     rng = np.random.default_rng(0)
-    size = 2 * optim._CHUNK + 12_345  # two whole chunks and a short one
+    size = 2 * optim._CHUNK + 12_345  # three chunks
     params = [rng.standard_normal((size // 5, 5)).astype(np.float32)[:, ::-1], np.ones(3, np.float32)]
     grads = [rng.standard_normal((5, size // 5)).astype(np.float32).T, np.ones(3, np.float32)]  # not C-ordered
 
