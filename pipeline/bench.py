@@ -185,7 +185,8 @@ def project_paper_run(model, batch_size, train_rate, backend, epochs=500, train_
                       augment=True, out=print):  # fmt: skip
     """Projected wall time of `epochs` epochs: train steps at the measured
     rate, the augmentation of each batch, and the per-epoch evaluation of
-    train and test sets (forward passes in batches of 1000), each timed here."""
+    train and test sets (forward passes as `train.predict` batches them),
+    each timed here."""
     shape = SETUPS[model][0]
     init, apply = models.build(model)
     params = backend.to_device(init(np.random.default_rng(0), shape))

@@ -106,9 +106,19 @@ class RunConfig:
 
 
 # --------------------------------------------------------------- metrics
-def predict(apply, params, images, batch_size=1000, backend=NUMPY):
+# Evaluation batches: small on the host, where at 1000 images cifar_cnn's
+# activations pass glibc's largest mmap threshold (32 MiB, see
+# backend.reuse_freed_memory), so every batch's arrays were mapped afresh and
+# zeroed by the kernel (25-35 % slower than 128); large on a GPU, whose cost is
+# per kernel launch.
+HOST_EVAL_BATCH, DEVICE_EVAL_BATCH = 128, 1000
+
+
+def predict(apply, params, images, batch_size=None, backend=NUMPY):
     """Logits (on the host) of `images` (uint8 NHWC, on the host) in evaluation
     mode, batch by batch, computed on `backend` with params already there."""
+    if batch_size is None:
+        batch_size = DEVICE_EVAL_BATCH if backend.on_device else HOST_EVAL_BATCH
     out = []
     for start in range(0, len(images), batch_size):
         x = backend.to_device(images[start : start + batch_size]).astype(np.float32)

@@ -244,3 +244,26 @@ def test_train_from_a_run_config_file_equals_the_flags(mnist_h5, tmp_path):
     assert _metrics(read_history(tmp_path / "json/history.csv")) == _metrics(read_history(tmp_path / "flags/history.csv"))
     for flag in (["--seed", "5"], ["--lr", "0.5"], ["--model-option", "hidden=8"], ["--augment"]):  # refused, never ignored
         assert cli.main(["train", "--run-config", str(tmp_path / "run.json"), *flag, "--out", str(tmp_path / "x")]) == 2
+
+
+def test_host_evaluation_reuses_its_memory():
+    """cifar_cnn's evaluation batches stay below glibc's mmap threshold: a
+    repeated evaluation faults in a few pages, where batches of 1000 images had
+    their arrays mapped and zeroed afresh (thousands of faults), and the
+    logits agree with one batch of all."""
+    import resource
+
+    from pipeline import models
+    from pipeline.backend import reuse_freed_memory
+    from pipeline.train import predict
+
+    if not reuse_freed_memory():
+        pytest.skip("needs glibc's malloc")
+    init, apply = models.build("cifar_cnn")
+    params = init(np.random.default_rng(0), (32, 32, 3))
+    images = np.random.default_rng(1).integers(0, 256, (1000, 32, 32, 3), dtype=np.uint8)
+    logits = predict(apply, params, images)  # warm up: the heap grows once
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    assert np.array_equal(predict(apply, params, images), logits)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before < 500
+    np.testing.assert_allclose(predict(apply, params, images, batch_size=len(images)), logits, rtol=1e-4, atol=1e-5)
