@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 
 from pipeline import cli, data, datasets
+from pipeline.fetch import VENDOR_DIR
 from pipeline.datasets import IDX_FILES, Checksum, DatasetSpec, RemoteFile
 from pipeline.errors import DataError, FetchError
 from pipeline.fetch import fetch
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 # ------------------------------------------------------------ tiny datasets
@@ -373,7 +373,7 @@ def test_prepare_checks_raw_files_and_writes_atomically(tmp_path, monkeypatch):
 
 
 def test_real_mnist_prepares_with_published_counts(tmp_path):
-    out = data.prepare("mnist", REPO / "data" / "raw" / "vendored" / "mnist", tmp_path / "mnist.h5", log=lambda *a: None)
+    out = data.prepare("mnist", VENDOR_DIR / "mnist", tmp_path / "mnist.h5", log=lambda *a: None)
     train_images, train_labels = data.load(out, "train")
     test_images, test_labels = data.load(out, "test")
     assert train_images.shape == (60000, 28, 28, 1) and test_images.shape == (10000, 28, 28, 1)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.fetch import VENDOR_DIR
 from pipeline.rundir import read_history
 
 REPO = Path(__file__).resolve().parents[1]
@@ -142,7 +143,7 @@ def test_config_checked_against_real_signatures_before_any_job(tmp_path, change,
 
 def test_a_failing_job_shows_its_reason_on_the_console(tmp_path):
     workdir = _workdir(tmp_path)
-    shutil.copytree(REPO / "data" / "raw" / "vendored" / "mnist", workdir / "data" / "raw" / "mnist")
+    shutil.copytree(VENDOR_DIR / "mnist", workdir / "data" / "raw" / "mnist")
     (workdir / "data" / "mnist.h5").write_bytes(b"not HDF5")  # newer than the raw files: not rebuilt
     result = snakemake(workdir, "--cores", "1", "results/mnist/mlp/ce/seed1/status.json")
     assert result.returncode != 0
@@ -324,7 +325,7 @@ def test_check_config_names_file_and_line_of_a_yaml_error(tmp_path):
 def test_fetch_jobs_side_by_side_each_fetch_their_own_file(tmp_path):
     from test_data import Server
 
-    raw = REPO / "data" / "raw" / "vendored" / "mnist"
+    raw = VENDOR_DIR / "mnist"
     files = {p.name: p.read_bytes() for p in raw.glob("*.gz")}
     server = Server()
     try:
@@ -343,7 +344,7 @@ def test_fetch_jobs_side_by_side_each_fetch_their_own_file(tmp_path):
 
 def test_forceall_fetches_mnist_again_from_the_vendored_copy_offline(tmp_path):
     """Snakemake deletes a job's outputs before it reruns it: the vendored files are never outputs."""
-    vendored = REPO / "data" / "raw" / "vendored" / "mnist"
+    vendored = VENDOR_DIR / "mnist"
     name = "t10k-labels-idx1-ubyte.gz"
     before = {p.name: p.read_bytes() for p in vendored.iterdir()}
     workdir = _workdir(tmp_path / "w")

@@ -143,6 +143,7 @@ def test_committed_reference_archives_verify_and_the_readme_quotes_them():
                 if entry[form] is not None:
                     assert f"{entry[form]['mean']:.2f}" in line, (dataset, entry["loss"], form, line)
 
+
 def test_provenance_names_the_code_behind_each_run(tmp_path):
     def render(commits):
         runs = [dict(run, commit=commit) for run, commit in zip(RUNS, commits)]

@@ -3,17 +3,16 @@ tiny config through Snakemake, its report numbers checked against its files."""
 import json
 import re
 from html.parser import HTMLParser
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from pipeline import data, feedback
+from pipeline.fetch import VENDOR_DIR
 from pipeline.toy import toy_boundaries
 
 from test_pipeline import _workdir, snakemake
 
-REPO = Path(__file__).resolve().parents[1]
 TINY_STUDIES = """
 experiments:
   - dataset: mnist
@@ -64,7 +63,7 @@ studies:
 
 @pytest.fixture(scope="module")
 def mnist_arrays(tmp_path_factory):
-    out = data.prepare("mnist", REPO / "data/raw/vendored/mnist", tmp_path_factory.mktemp("d") / "m.h5", log=lambda *a: None)
+    out = data.prepare("mnist", VENDOR_DIR / "mnist", tmp_path_factory.mktemp("d") / "m.h5", log=lambda *a: None)
     images, labels = data.load(out, "train")
     return images[:3000], labels[:3000]
 
