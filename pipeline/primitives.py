@@ -537,6 +537,13 @@ def _conv2d_vjp(argnums, ans, args, kwargs):
 defvjp_argnums(conv2d, _conv2d_vjp)
 
 
+def _pooling():
+    """pipeline.pooling, loaded on first use (numba, as above)."""
+    from . import pooling
+
+    return pooling
+
+
 def _pool_quadrants(x):
     """The four strided (N, H//2, W//2, C) views of a 2x2 max-pool; an odd last
     row or column is dropped, as Keras' 'valid' pooling does."""
@@ -551,14 +558,50 @@ def _pool_blocks(x):
     return _blocks(x.shape[0], x.itemsize * math.prod(x.shape[1:]), _BLOCK_BYTES // 4)
 
 
+def _maxpool_by_quadrants(xp, x, out):
+    a, b, c, d = _pool_quadrants(x)
+    xp.maximum(xp.maximum(a, b), xp.maximum(c, d), out=out)
+
+
+def _maxpool_gradient_by_quadrants(xp, x, ans, g, dx):
+    # Route each cotangent to the first maximal element only, so ties (common
+    # after relu) do not count a gradient twice. Every element of the
+    # even-sized part of dx is written by exactly one quadrant.
+    dx[:, 2 * ans.shape[1] :] = 0  # an odd last row or column gets nothing
+    dx[:, :, 2 * ans.shape[2] :] = 0
+    unclaimed = xp.ones(ans.shape, dtype=bool)
+    hit = xp.empty(ans.shape, dtype=bool)
+    quadrants = list(zip(_pool_quadrants(x), _pool_quadrants(dx)))
+    for quadrant, dquadrant in quadrants[:-1]:
+        xp.equal(quadrant, ans, out=hit)
+        hit &= unclaimed
+        xp.multiply(g, hit, out=dquadrant)
+        unclaimed ^= hit  # hit is a subset of unclaimed
+    xp.multiply(g, unclaimed, out=quadrants[-1][1])  # what is left is the last's max
+
+
+# The CPU pools by compiled loops (pipeline/pooling.py, 5-6x faster than the
+# passes over quadrants), a GPU by those passes; both give the same bits, and
+# "quadrants" runs the passes on the CPU too, for the tests to compare.
+POOLING = "compiled"
+
+
+def _pool_by_quadrants(xp):
+    return xp is not np or POOLING == "quadrants"
+
+
 @primitive
 def maxpool2x2(x):
     xp = array_module(x)
     out = xp.empty((x.shape[0], x.shape[1] // 2, x.shape[2] // 2, x.shape[3]), dtype=x.dtype)
+    by_quadrants = _pool_by_quadrants(xp)
 
     def block(span):
-        a, b, c, d = _pool_quadrants(x[span[0] : span[1]])
-        xp.maximum(xp.maximum(a, b), xp.maximum(c, d), out=out[span[0] : span[1]])
+        x_block, out_block = x[span[0] : span[1]], out[span[0] : span[1]]
+        if by_quadrants:
+            _maxpool_by_quadrants(xp, x_block, out_block)
+        else:
+            _pooling().maxpool(x_block, out_block)
 
     _on_blocks(xp, block, _pool_blocks(x))
     return out
@@ -566,26 +609,16 @@ def maxpool2x2(x):
 
 def _maxpool2x2_vjp(ans, x):
     def vjp(g):
-        # Route each cotangent to the first maximal element only, so ties
-        # (common after relu) do not count a gradient twice. Every element of
-        # the even-sized part of dx is written by exactly one quadrant.
         xp = array_module(g)
         dx = xp.empty(x.shape, dtype=g.dtype)
+        by_quadrants = _pool_by_quadrants(xp)
 
         def block(span):
-            start, stop = span
-            g_block, ans_block, dx_block = g[start:stop], ans[start:stop], dx[start:stop]
-            dx_block[:, 2 * ans.shape[1] :] = 0  # an odd last row or column gets nothing
-            dx_block[:, :, 2 * ans.shape[2] :] = 0
-            unclaimed = xp.ones(ans_block.shape, dtype=bool)
-            hit = xp.empty(ans_block.shape, dtype=bool)
-            quadrants = list(zip(_pool_quadrants(x[start:stop]), _pool_quadrants(dx_block)))
-            for quadrant, dquadrant in quadrants[:-1]:
-                xp.equal(quadrant, ans_block, out=hit)
-                hit &= unclaimed
-                xp.multiply(g_block, hit, out=dquadrant)
-                unclaimed ^= hit  # hit is a subset of unclaimed
-            xp.multiply(g_block, unclaimed, out=quadrants[-1][1])  # what is left is the last's max
+            blocks = [a[span[0] : span[1]] for a in (x, ans, g, dx)]
+            if by_quadrants:
+                _maxpool_gradient_by_quadrants(xp, *blocks)
+            else:
+                _pooling().maxpool_gradient(*blocks)
 
         _on_blocks(xp, block, _pool_blocks(x))
         return dx

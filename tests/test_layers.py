@@ -1,8 +1,10 @@
+import autograd
 import autograd.numpy as anp
 import numpy as np
 import pytest
 
 from pipeline import layers as L
+from pipeline import parallel
 from pipeline import primitives as P
 
 from gradcheck import directional_errors, params_errors, reference_conv
@@ -80,10 +82,44 @@ def test_maxpool_values_and_gradient(height, width):
 
 def test_maxpool_tie_routes_gradient_once():
     x = np.zeros((1, 2, 2, 1))
-    import autograd
-
     grad = autograd.grad(lambda x: anp.sum(P.maxpool2x2(x)))(x)
     assert grad.sum() == 1.0
+
+
+POOL_SHAPES = [(1, 2, 2, 1), (1, 7, 9, 3), (3, 13, 13, 64), (2, 30, 30, 32), (4, 5, 6, 17)]
+
+
+def _pool_and_gradient(x):
+    vjp, out = autograd.make_vjp(P.maxpool2x2)(x)
+    g = np.random.default_rng(8).standard_normal(out.shape).astype(x.dtype)
+    return out, vjp(g)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", POOL_SHAPES, ids=str)
+def test_compiled_maxpool_is_the_quadrant_passes_bit_for_bit(shape, dtype, monkeypatch):
+    # After a relu many windows tie at 0; a NaN must propagate from any place
+    # in its window (here the last), and an inf win.
+    x = np.maximum(np.random.default_rng(6).standard_normal(shape), 0).astype(dtype)
+    x[0, 1, 1, 0], x[-1, 0, 0, -1], x[-1, 0, 1, -1] = np.nan, np.inf, -np.inf
+    compiled = _pool_and_gradient(x)
+    monkeypatch.setattr(P, "POOLING", "quadrants")
+    by_quadrants = _pool_and_gradient(x)
+    for got, expected in zip(compiled, by_quadrants):
+        assert got.dtype == expected.dtype and got.tobytes() == expected.tobytes()
+
+
+def test_maxpool_on_two_threads_equals_one_thread_bit_for_bit():
+    x = np.maximum(np.random.default_rng(9).standard_normal((64, 30, 30, 32), dtype=np.float32), 0)
+    assert len(P._pool_blocks(x)) > 2
+    one = _pool_and_gradient(x)
+    parallel.set_workers(2)
+    try:
+        two = _pool_and_gradient(x)
+    finally:
+        parallel.set_workers(1)
+    for got, expected in zip(two, one):
+        assert got.tobytes() == expected.tobytes()
 
 
 def test_relu_flatten_serial_gradients():
