@@ -580,7 +580,7 @@ def _maxpool_gradient_by_quadrants(xp, x, ans, g, dx):
     xp.multiply(g, unclaimed, out=quadrants[-1][1])  # what is left is the last's max
 
 
-# The CPU pools by compiled loops (pipeline/pooling.py, 5-6x faster than the
+# The CPU pools by compiled loops (pipeline/pooling.py, 2.5-4x faster than the
 # passes over quadrants), a GPU by those passes; both give the same bits, and
 # "quadrants" runs the passes on the CPU too, for the tests to compare.
 POOLING = "compiled"
