@@ -567,8 +567,6 @@ def _maxpool_gradient_by_quadrants(xp, x, ans, g, dx):
     # Route each cotangent to the first maximal element only, so ties (common
     # after relu) do not count a gradient twice. Every element of the
     # even-sized part of dx is written by exactly one quadrant.
-    dx[:, 2 * ans.shape[1] :] = 0  # an odd last row or column gets nothing
-    dx[:, :, 2 * ans.shape[2] :] = 0
     unclaimed = xp.ones(ans.shape, dtype=bool)
     hit = xp.empty(ans.shape, dtype=bool)
     quadrants = list(zip(_pool_quadrants(x), _pool_quadrants(dx)))
@@ -615,6 +613,9 @@ def _maxpool2x2_vjp(ans, x):
 
         def block(span):
             blocks = [a[span[0] : span[1]] for a in (x, ans, g, dx)]
+            dx_block = blocks[-1]
+            dx_block[:, 2 * ans.shape[1] :] = 0  # an odd last row or column gets nothing
+            dx_block[:, :, 2 * ans.shape[2] :] = 0
             if by_quadrants:
                 _maxpool_gradient_by_quadrants(xp, *blocks)
             else:
