@@ -1,7 +1,7 @@
 """Train-step throughput: softloss (autograd over NumPy or CuPy) beside PyTorch.
 
     python -m pipeline bench [--cases mnist_cnn:128 ...] [--steps N] [--repeats R]
-                             [--backend numpy|cupy|auto]
+                             [--backend numpy|cupy|auto] [--compare SETTING=A,B]
 
 A step is forward + backward + optimizer update in float32 on a fixed random
 batch, with each model's own optimizer (SGD for knet_softmax, Adadelta for
@@ -14,6 +14,11 @@ PyTorch runs on the same GPU, each block ends with a device synchronisation,
 and a cifar_cnn case also projects the wall time of the paper's longest run
 (NLLR, 500 epochs of 50,000 augmented images plus a 60,000-image evaluation
 each epoch).
+
+`--compare convolution=auto,winograd2x2` (or pooling, threads, block-kib,
+winograd-min-channels: COMPARABLE) times softloss alone, the setting switched
+between its values block by block in one process: the way to see a change of
+a few percent, which the machine's drift between two whole runs hides.
 """
 from __future__ import annotations
 
@@ -22,11 +27,12 @@ import os
 import platform
 import statistics
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
-from . import data, models, optim, parallel
+from . import data, models, optim, parallel, primitives
 from .autodiff import value_and_grad
 from .backend import resolve
 from .losses import LOSSES
@@ -262,48 +268,143 @@ def _yardsticks(backend, threads):
     return found
 
 
-def run(cases=DEFAULT_CASES, steps=None, repeats=3, alone=False, out=print, backend="numpy", threads=None):
+def _choice(choices):
+    def parse(text):
+        if text not in choices:
+            raise ValueError(f"{text!r} is not one of {', '.join(choices)}")
+        return text
+
+    return parse
+
+
+def _whole(text):
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"{text!r} is not a whole number >= 1")
+    return int(text)
+
+
+def _module_setting(module, name, parse, unit=None):
+    """A module-level setting; `unit`: values given in units of so many."""
+    if unit is None:
+        return parse, (lambda: getattr(module, name)), (lambda value: setattr(module, name, value))
+    return parse, (lambda: getattr(module, name) // unit), (lambda value: setattr(module, name, value * unit))
+
+
+# CPU settings that `--compare` switches between timed blocks of one process:
+# name -> (parse a value, read the current one, set one). On this shared kind
+# of host a whole bench moves by up to 0.2 in a ratio between runs, more than
+# a change worth a few percent; alternate blocks in one process see the same
+# machine state.
+COMPARABLE = {
+    "convolution": _module_setting(primitives, "CONVOLUTION", _choice(primitives.CONVOLUTIONS)),
+    "pooling": _module_setting(primitives, "POOLING", _choice(primitives.POOLINGS)),
+    "threads": (_whole, parallel.workers, parallel.set_workers),
+    "block-kib": _module_setting(primitives, "_BLOCK_BYTES", _whole, unit=1024),
+    "winograd-min-channels": _module_setting(primitives, "WINOGRAD_MIN_CHANNELS", _whole),
+}
+
+
+def parse_comparison(text):
+    """'SETTING=A,B[,...]' -> (setting, [values]), the first value the baseline."""
+    name, _, listed = text.partition("=")
+    if name not in COMPARABLE:
+        raise ValueError(f"--compare {text!r}: the setting is one of {', '.join(COMPARABLE)} (as SETTING=A,B)")
+    try:
+        values = [COMPARABLE[name][0](value) for value in listed.split(",")] if listed else []
+    except ValueError as error:
+        raise ValueError(f"--compare {text!r}: {error}") from None
+    if len(values) < 2 or len(set(values)) < len(values):
+        raise ValueError(f"--compare {text!r}: give two or more different values, as {name}=A,B")
+    return name, values
+
+
+def _medians_in_turns(steppers, steps, repeats):
+    """{name: median seconds of a block of `steps` steps}, the steppers
+    (prepare, step, synchronize) taking turns, one block each, `repeats` times."""
+    for prepare, step, _ in steppers.values():
+        prepare()
+        step(), step()  # warm up allocators, caches, kernel caches and jit
+    seconds = {name: [] for name in steppers}
+    for _ in range(repeats):
+        for name, (prepare, step, sync) in steppers.items():
+            prepare()
+            seconds[name].append(_time_block(step, steps, sync))
+    return {name: statistics.median(times) for name, times in seconds.items()}
+
+
+def run(cases=DEFAULT_CASES, steps=None, repeats=3, alone=False, out=print, backend="numpy", threads=None,
+        compare=None):  # fmt: skip
     """Time each case's step in softloss and in every yardstick installed
     (`alone`: softloss only), one block each in turn, `repeats` times;
     on the CPU softloss and PyTorch use `threads` threads (None: as many as BLAS
-    has), JAX its own default."""
+    has), JAX its own default. `compare` ('SETTING=A,B,...', see COMPARABLE)
+    times softloss alone under each value of a CPU setting instead, each
+    against the first."""
+    cases = [_case(case) for case in cases]
     backend = resolve(backend, out)
+    comparison = parse_comparison(compare) if compare is not None else None
+    if comparison and backend.on_device:
+        raise ValueError("--compare switches CPU settings: run it with --backend numpy")
+    if comparison and comparison[0] == "threads" and threads is not None:
+        raise ValueError("--threads and --compare threads=... both set the thread count: give one")
     if not backend.on_device and threads is not None:
         parallel.set_workers(threads)
     cpu_threads = None if backend.on_device else parallel.workers()
-    yardsticks = [] if alone else _yardsticks(backend, cpu_threads)
-    threads = "" if backend.on_device else f", {cpu_threads} threads"
     out(f"machine: {_cpu_name()}, {os.cpu_count()} CPUs; numpy {np.__version__}")
-    out(f"softloss: {backend.name} on {backend.device}{threads}")
-    for name, _, _ in yardsticks:
-        out(f"yardstick: {name}")
-    short = [name.split()[0] for name, _, _ in yardsticks]
-    out(f"{'model':<14}{'batch':>6}{'softloss img/s':>16}" + "".join(f"{s + ' img/s':>13}{'ratio':>8}" for s in short))
+    out(f"softloss: {backend.name} on {backend.device}" + ("" if backend.on_device else f", {cpu_threads} threads"))
+
+    def softloss(model, batch_size):
+        return softloss_stepper(model, batch_size, backend)
+
+    if comparison:
+        setting, values = comparison
+        out(f"compare: {setting} = {', '.join(map(str, values))}, each against {values[0]} (one block each in turn)")
+        read, write = COMPARABLE[setting][1:]
+        contenders = [(str(value), partial(write, value), softloss, backend.synchronize) for value in values]
+    else:
+        yardsticks = [] if alone else _yardsticks(backend, cpu_threads)
+        for name, _, _ in yardsticks:
+            out(f"yardstick: {name}")
+        contenders = [("softloss", _nothing, softloss, backend.synchronize)]
+        contenders += [(name.split()[0], _nothing, factory, sync) for name, factory, sync in yardsticks]
+    (baseline, *_), others = contenders[0], [name for name, *_ in contenders[1:]]
+    widths = {name: max(16, len(name) + 8) for name in (baseline, *others)}
+    out(f"{'model':<14}{'batch':>6}" + "".join(f"{name + ' img/s':>{widths[name]}}" + ("" if name == baseline else f"{'ratio':>8}")
+                                           for name in (baseline, *others)))  # fmt: skip
+    before = read() if comparison else None
     rows = []
-    for case in cases:
-        model, batch_size = case.split(":")
-        batch_size = int(batch_size)
-        if model not in SETUPS:
-            raise ValueError(f"unknown benchmark model {model!r}; choose from {sorted(SETUPS)}")
-        n = steps or max(3, int(round(2048 / batch_size)) if model != "knet_softmax" else 200)
-        steppers = {"softloss": (softloss_stepper(model, batch_size, backend), backend.synchronize)}
-        for name, (_, factory, sync) in zip(short, yardsticks):
-            steppers[name] = (factory(model, batch_size), sync)
-        for step, _ in steppers.values():
-            step(), step()  # warm up allocators, caches, kernel caches and jit
-        seconds = {name: [] for name in steppers}
-        for _ in range(repeats):
-            for name, (step, sync) in steppers.items():
-                seconds[name].append(_time_block(step, n, sync))
-        row = {"model": model, "batch": batch_size}
-        row.update({name: n * batch_size / statistics.median(times) for name, times in seconds.items()})
-        line = f"{model:<14}{batch_size:>6}{row['softloss']:>16.0f}"
-        for name in short:
-            row[f"ratio_{name}"] = row["softloss"] / row[name]
-            line += f"{row[name]:>13.0f}{row[f'ratio_{name}']:>7.2f}x"
-        rows.append(row)
-        out(line)
+    try:
+        for model, batch_size in cases:
+            n = steps or max(3, round(2048 / batch_size) if model != "knet_softmax" else 200)
+            steppers = {name: (prepare, factory(model, batch_size), sync) for name, prepare, factory, sync in contenders}
+            medians = _medians_in_turns(steppers, n, repeats)
+            row = {"model": model, "batch": batch_size}
+            row.update({name: n * batch_size / seconds for name, seconds in medians.items()})
+            line = f"{model:<14}{batch_size:>6}{row[baseline]:>{widths[baseline]}.0f}"
+            for name in others:
+                # softloss against a yardstick; under --compare, a value against the first
+                row[f"ratio_{name}"] = row[name] / row[baseline] if comparison else row[baseline] / row[name]
+                line += f"{row[name]:>{widths[name]}.0f}{row[f'ratio_{name}']:>7.2f}x"
+            rows.append(row)
+            out(line)
+    finally:
+        if comparison:
+            write(before)
     for row in rows:
-        if row["model"] == "cifar_cnn":
+        if row["model"] == "cifar_cnn" and not comparison:
             row["projected_seconds"] = project_paper_run("cifar_cnn", row["batch"], row["softloss"], backend, out=out)
     return rows
+
+
+def _nothing():
+    pass
+
+
+def _case(text):
+    """'MODEL:BATCH' -> (model, batch size)."""
+    model, _, batch = text.partition(":")
+    if model not in SETUPS:
+        raise ValueError(f"unknown benchmark model {model!r}; choose from {sorted(SETUPS)}")
+    if not batch.isdigit() or int(batch) < 1:
+        raise ValueError(f"benchmark case {text!r}: the batch size is a whole number >= 1, as {model}:128")
+    return model, int(batch)

@@ -37,7 +37,7 @@ def _bench(args):
     from . import bench
 
     bench.run(cases=args.cases, steps=args.steps, repeats=args.repeats, alone=args.alone,
-              backend=args.backend, threads=args.threads)  # fmt: skip
+              backend=args.backend, threads=args.threads, compare=args.compare)  # fmt: skip
 
 
 def _fetch(args):
@@ -164,6 +164,7 @@ def _verify_archive(args):
 def build_parser():
     # The names come from the registries, never copied by hand.
     from .backend import BACKENDS
+    from .bench import COMPARABLE
     from .datasets import REGISTRY
     from .feedback import TREATMENTS, WRONG_LABELS
     from .losses import LOSSES
@@ -280,6 +281,9 @@ def build_parser():
                        help="CPU threads for softloss and PyTorch alike (default: as many as BLAS has)")
     bench.add_argument("--backend", default="numpy", choices=BACKENDS,
                        help="where softloss runs; PyTorch runs on the same kind of device (default numpy: CPU)")
+    bench.add_argument("--compare", default=None, metavar="SETTING=A,B",
+                       help="time softloss alone under each value of a CPU setting, in turns in one process, each "
+                            f"against the first; SETTING is one of {', '.join(COMPARABLE)}")
     bench.set_defaults(run=_bench)
     return parser
 

@@ -339,7 +339,9 @@ WINOGRAD_MIN_CHANNELS = 16
 # "auto": that rule, and a compiled kernel gradient for thinner layers;
 # "direct" (im2col + GEMM only), "winograd" (that tiling), "winograd2x2" or
 # "winograd4x4": every 3x3 layer on the CPU one way (the tests and
-# benchmarks/conv.py compare them on the same shapes).
+# benchmarks/conv.py compare them on the same shapes; `bench --compare` whole
+# steps).
+CONVOLUTIONS = ("auto", "direct", "winograd", "winograd2x2", "winograd4x4")
 CONVOLUTION = "auto"
 
 
@@ -581,6 +583,7 @@ def _maxpool_gradient_by_quadrants(xp, x, ans, g, dx):
 # The CPU pools by compiled loops (pipeline/pooling.py, 2.5-4x faster than the
 # passes over quadrants), a GPU by those passes; both give the same bits, and
 # "quadrants" runs the passes on the CPU too, for the tests to compare.
+POOLINGS = ("compiled", "quadrants")
 POOLING = "compiled"
 
 

@@ -211,15 +211,6 @@ def test_spans_cover_the_range_evenly():
         parallel.set_workers(0)
 
 
-def test_bench_times_softloss_alone_on_the_cpu():
-    from pipeline import bench
-
-    said = []
-    rows = bench.run(cases=["mnist_cnn:4"], steps=1, repeats=1, alone=True, out=said.append)
-    assert rows[0]["softloss"] > 0 and said[0].startswith("machine: ") and "threads" in said[1]
-    assert said[-1].split()[:2] == ["mnist_cnn", "4"]
-
-
 def test_a_forked_child_runs_blocks_without_the_parents_pool():
     import multiprocessing
 
