@@ -291,10 +291,10 @@ def _module_setting(module, name, parse, unit=None):
 
 
 # CPU settings that `--compare` switches between timed blocks of one process:
-# name -> (parse a value, read the current one, set one). On this shared kind
-# of host a whole bench moves by up to 0.2 in a ratio between runs, more than
-# a change worth a few percent; alternate blocks in one process see the same
-# machine state.
+# name -> (parse a value, read the current one, set one). On a shared machine
+# a ratio of a whole bench can move by 0.25 between runs, more than a change
+# worth a few percent; alternate blocks in one process see the same machine
+# state.
 COMPARABLE = {
     "convolution": _module_setting(primitives, "CONVOLUTION", _choice(primitives.CONVOLUTIONS)),
     "pooling": _module_setting(primitives, "POOLING", _choice(primitives.POOLINGS)),
