@@ -284,7 +284,7 @@ def _whole(text):
 
 
 def _module_setting(module, name, parse, unit=None):
-    """A module-level setting; `unit`: values given in units of so many."""
+    """A module-level setting, holding value * `unit` where one is given."""
     if unit is None:
         return parse, (lambda: getattr(module, name)), (lambda value: setattr(module, name, value))
     return parse, (lambda: getattr(module, name) // unit), (lambda value: setattr(module, name, value * unit))
@@ -367,7 +367,7 @@ def run(cases=DEFAULT_CASES, steps=None, repeats=3, alone=False, out=print, back
             out(f"yardstick: {name}")
         contenders = [("softloss", _nothing, softloss, backend.synchronize)]
         contenders += [(name.split()[0], _nothing, factory, sync) for name, factory, sync in yardsticks]
-    (baseline, *_), others = contenders[0], [name for name, *_ in contenders[1:]]
+    baseline, others = contenders[0][0], [contender[0] for contender in contenders[1:]]
     widths = {name: max(16, len(name) + 8) for name in (baseline, *others)}
     out(f"{'model':<14}{'batch':>6}" + "".join(f"{name + ' img/s':>{widths[name]}}" + ("" if name == baseline else f"{'ratio':>8}")
                                            for name in (baseline, *others)))  # fmt: skip
