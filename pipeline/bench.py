@@ -308,7 +308,8 @@ def parse_comparison(text):
     """'SETTING=A,B[,...]' -> (setting, [values]), the first value the baseline."""
     name, _, listed = text.partition("=")
     if name not in COMPARABLE:
-        raise ValueError(f"--compare {text!r}: the setting is one of {', '.join(COMPARABLE)} (as SETTING=A,B)")
+        known = ", ".join(COMPARABLE)
+        raise ValueError(f"--compare {text!r}: the setting is one of {known} (as SETTING=A,B)")
     try:
         values = [COMPARABLE[name][0](value) for value in listed.split(",")] if listed else []
     except ValueError as error:
@@ -351,14 +352,16 @@ def run(cases=DEFAULT_CASES, steps=None, repeats=3, alone=False, out=print, back
         parallel.set_workers(threads)
     cpu_threads = None if backend.on_device else parallel.workers()
     out(f"machine: {_cpu_name()}, {os.cpu_count()} CPUs; numpy {np.__version__}")
-    out(f"softloss: {backend.name} on {backend.device}" + ("" if backend.on_device else f", {cpu_threads} threads"))
+    threads = "" if backend.on_device else f", {cpu_threads} threads"
+    out(f"softloss: {backend.name} on {backend.device}{threads}")
 
     def softloss(model, batch_size):
         return softloss_stepper(model, batch_size, backend)
 
     if comparison:
         setting, values = comparison
-        out(f"compare: {setting} = {', '.join(map(str, values))}, each against {values[0]} (one block each in turn)")
+        listed = ", ".join(map(str, values))
+        out(f"compare: {setting} = {listed}, each against {values[0]} (one block each in turn)")
         read, write = COMPARABLE[setting][1:]
         contenders = [(str(value), partial(write, value), softloss, backend.synchronize) for value in values]
     else:
@@ -369,14 +372,15 @@ def run(cases=DEFAULT_CASES, steps=None, repeats=3, alone=False, out=print, back
         contenders += [(name.split()[0], _nothing, factory, sync) for name, factory, sync in yardsticks]
     baseline, others = contenders[0][0], [contender[0] for contender in contenders[1:]]
     widths = {name: max(16, len(name) + 8) for name in (baseline, *others)}
-    out(f"{'model':<14}{'batch':>6}" + "".join(f"{name + ' img/s':>{widths[name]}}" + ("" if name == baseline else f"{'ratio':>8}")
-                                           for name in (baseline, *others)))  # fmt: skip
+    header = f"{'model':<14}{'batch':>6}{baseline + ' img/s':>{widths[baseline]}}"
+    out(header + "".join(f"{name + ' img/s':>{widths[name]}}{'ratio':>8}" for name in others))
     before = read() if comparison else None
     rows = []
     try:
         for model, batch_size in cases:
             n = steps or max(3, round(2048 / batch_size) if model != "knet_softmax" else 200)
-            steppers = {name: (prepare, factory(model, batch_size), sync) for name, prepare, factory, sync in contenders}
+            steppers = {name: (prepare, factory(model, batch_size), sync)
+                        for name, prepare, factory, sync in contenders}  # fmt: skip
             medians = _medians_in_turns(steppers, n, repeats)
             row = {"model": model, "batch": batch_size}
             row.update({name: n * batch_size / seconds for name, seconds in medians.items()})
@@ -405,6 +409,8 @@ def _case(text):
     model, _, batch = text.partition(":")
     if model not in SETUPS:
         raise ValueError(f"unknown benchmark model {model!r}; choose from {sorted(SETUPS)}")
-    if not batch.isdigit() or int(batch) < 1:
-        raise ValueError(f"benchmark case {text!r}: the batch size is a whole number >= 1, as {model}:128")
-    return model, int(batch)
+    try:
+        return model, _whole(batch)
+    except ValueError:
+        why = f"the batch size is a whole number >= 1, as {model}:128"
+        raise ValueError(f"benchmark case {text!r}: {why}") from None

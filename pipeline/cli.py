@@ -274,10 +274,10 @@ def build_parser():
     bench = commands.add_parser("bench", help="train-step throughput beside PyTorch (and JAX on the CPU)")
     bench.add_argument("--cases", nargs="+", default=None, metavar="MODEL:BATCH",
                        help="e.g. mnist_cnn:128 (default: knet_softmax:100 mnist_cnn:128 cifar_cnn:32 cifar_cnn:128)")
-    bench.add_argument("--steps", type=int, default=None, help="steps per timed block (default: about 2048 images)")
-    bench.add_argument("--repeats", type=int, default=3, help="timed blocks per framework (median reported)")
+    bench.add_argument("--steps", type=_whole(1), default=None, help="steps per timed block (default: about 2048 images)")
+    bench.add_argument("--repeats", type=_whole(1), default=3, help="timed blocks per framework (median reported)")
     bench.add_argument("--alone", action="store_true", help="time softloss only, not the installed yardsticks")
-    bench.add_argument("--threads", type=int, default=None,
+    bench.add_argument("--threads", type=_whole(1), default=None,
                        help="CPU threads for softloss and PyTorch alike (default: as many as BLAS has)")
     bench.add_argument("--backend", default="numpy", choices=BACKENDS,
                        help="where softloss runs; PyTorch runs on the same kind of device (default numpy: CPU)")

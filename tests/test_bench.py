@@ -68,3 +68,10 @@ def test_compare_refuses_a_device_backend():
     device = backend.device_backend(strictdevice, "strict", "CPU stand-in for CuPy")
     with pytest.raises(ValueError, match="--compare switches CPU settings"):
         bench.run(cases=["knet_softmax:2"], out=lambda line: None, backend=device, compare="threads=1,2")
+
+
+@pytest.mark.parametrize("option", ["--steps", "--repeats", "--threads"])
+def test_bench_counts_are_whole_numbers_of_at_least_one(capsys, option):
+    with pytest.raises(SystemExit) as exit:
+        cli.main(["bench", "--alone", option, "0"])
+    assert exit.value.code == 2 and f"argument {option}: must be >= 1, got 0" in capsys.readouterr().err
