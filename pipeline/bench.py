@@ -283,11 +283,12 @@ def _whole(text):
     return int(text)
 
 
-def _module_setting(module, name, parse, unit=None):
-    """A module-level setting, holding value * `unit` where one is given."""
-    if unit is None:
-        return parse, (lambda: getattr(module, name)), (lambda value: setattr(module, name, value))
-    return parse, (lambda: getattr(module, name) // unit), (lambda value: setattr(module, name, value * unit))
+def _module_setting(module, name, parse):
+    return parse, (lambda: getattr(module, name)), (lambda value: setattr(module, name, value))
+
+
+def _set_block_kib(kib):
+    primitives._BLOCK_BYTES = kib << 10
 
 
 # CPU settings that `--compare` switches between timed blocks of one process:
@@ -299,7 +300,7 @@ COMPARABLE = {
     "convolution": _module_setting(primitives, "CONVOLUTION", _choice(primitives.CONVOLUTIONS)),
     "pooling": _module_setting(primitives, "POOLING", _choice(primitives.POOLINGS)),
     "threads": (_whole, parallel.workers, parallel.set_workers),
-    "block-kib": _module_setting(primitives, "_BLOCK_BYTES", _whole, unit=1024),
+    "block-kib": (_whole, lambda: primitives._BLOCK_BYTES >> 10, _set_block_kib),
     "winograd-min-channels": _module_setting(primitives, "WINOGRAD_MIN_CHANNELS", _whole),
 }
 
