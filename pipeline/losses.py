@@ -24,7 +24,7 @@ import numpy as np
 from autograd.tracer import getval
 
 from .backend import array_module
-from .primitives import KERAS_EPSILON, cross_entropy, keras_loss, log_odds, softplus
+from .primitives import KERAS_EPSILON, batch_mean, cross_entropy, keras_loss, log_odds, softplus
 
 
 def one_hot(labels, n_classes, dtype):
@@ -57,11 +57,6 @@ def _check(logits, labels):
     return one_hot(labels, shape[1], dtype)
 
 
-def _mean(per_example):
-    # Not anp.mean: its VJP divides by a NumPy int64, which promotes float32 to float64.
-    return anp.sum(per_example) / anp.shape(per_example)[0]
-
-
 def _pick(x, onehot):
     """x[n, labels[n]] for each row, as a differentiable masked sum."""
     return anp.sum(x * onehot, axis=1)
@@ -70,7 +65,7 @@ def _pick(x, onehot):
 def ce(logits, labels):
     """Cross-entropy -log softmax(z)_c (Knet's `softloss`); gradient p - onehot(c)."""
     onehot = _check(logits, labels)
-    return _mean(cross_entropy(logits, onehot))
+    return batch_mean(cross_entropy(logits, onehot))
 
 
 def bce(logits, labels):
@@ -81,7 +76,7 @@ def bce(logits, labels):
     """
     onehot = _check(logits, labels)
     sign = 1 - 2 * onehot  # -1 for the true class, +1 for the others
-    return _mean(anp.sum(softplus(log_odds(logits) * sign), axis=1))
+    return batch_mean(anp.sum(softplus(log_odds(logits) * sign), axis=1))
 
 
 def nllr(logits, labels):
@@ -92,7 +87,7 @@ def nllr(logits, labels):
     logits it is finite (at most |z_c| + max|z_k| + log C in magnitude).
     """
     onehot = _check(logits, labels)
-    return _mean(-_pick(log_odds(logits), onehot))
+    return batch_mean(-_pick(log_odds(logits), onehot))
 
 
 def mse(logits, labels):
@@ -101,7 +96,7 @@ def mse(logits, labels):
     # |p_k - y_k| = sigmoid(+-l_k): p_k for k != c and 1 - p_c for c, each formed
     # without subtracting from 1. (No `**`: its VJP promotes float32 to float64.)
     error = anp.exp(-softplus(log_odds(logits) * (2 * onehot - 1)))
-    return _mean(anp.sum(error * error, axis=1))
+    return batch_mean(anp.sum(error * error, axis=1))
 
 
 def complement(logits, labels):
@@ -111,7 +106,7 @@ def complement(logits, labels):
     by 0, so pushing p_l down converges instead of running away.
     """
     onehot = _check(logits, labels)
-    return _mean(softplus(_pick(log_odds(logits), onehot)))
+    return batch_mean(softplus(_pick(log_odds(logits), onehot)))
 
 
 def negated_ce(logits, labels):
@@ -121,20 +116,20 @@ def negated_ce(logits, labels):
     logits apart without limit; kept so the study can show that it diverges.
     """
     onehot = _check(logits, labels)
-    return _mean(-softplus(-_pick(log_odds(logits), onehot)))
+    return batch_mean(-softplus(-_pick(log_odds(logits), onehot)))
 
 
 def ce_keras(logits, labels):
     """Keras' categorical_crossentropy on a softmax output: -log p~_c,
     p~ = clip(softmax(z), 1e-7, 1 - 1e-7). At most -log(1e-7) = 16.1 per example."""
-    return _mean(keras_loss(logits, _check(logits, labels), "ce"))
+    return batch_mean(keras_loss(logits, _check(logits, labels), "ce"))
 
 
 def bce_keras(logits, labels):
     """Keras' binary_crossentropy on a softmax output, as the paper's eq. 9 ran in
     Keras: mean over the C classes of -[y_k log p~_k + (1 - y_k) log(1 - p~_k)]
     (eq. 9 divided by C; keras.losses takes K.mean over the last axis)."""
-    return _mean(keras_loss(logits, _check(logits, labels), "bce"))
+    return batch_mean(keras_loss(logits, _check(logits, labels), "bce"))
 
 
 def nllr_keras(logits, labels):
@@ -144,7 +139,7 @@ def nllr_keras(logits, labels):
     (-13.92 for C = 10), where its gradient is exactly zero: once p_c >= 1 - 1e-7
     every probability lies outside the clip range.
     """
-    return _mean(keras_loss(logits, _check(logits, labels), "nllr"))
+    return batch_mean(keras_loss(logits, _check(logits, labels), "nllr"))
 
 
 def nllr_keras_floor(n_classes):
@@ -193,4 +188,4 @@ def mixed_feedback(logits, labels, negative, on_negative="complement"):
         negative_loss = softplus(picked)
     else:
         negative_loss = -softplus(-picked)
-    return _mean(positive_loss + negative_loss * is_negative)
+    return batch_mean(positive_loss + negative_loss * is_negative)

@@ -135,6 +135,27 @@ def _log_odds_vjp(ans, z):
 defvjp(log_odds, _log_odds_vjp)
 
 
+@primitive
+def batch_mean(per_example):
+    """The mean of a 1-D array of per-example losses, as one traced node:
+    `anp.sum` and a division are two, and the sum's VJP builds its broadcast
+    from the array's metadata, together a sixth of a knet_softmax step. The
+    same bits: a float32 sum divided by a Python int stays float32."""
+    return per_example.sum() / per_example.shape[0]
+
+
+def _batch_mean_vjp(ans, per_example):
+    def vjp(g):
+        grad = array_module(per_example).empty_like(per_example)
+        grad[...] = g / per_example.shape[0]
+        return grad
+
+    return vjp
+
+
+defvjp(batch_mean, _batch_mean_vjp)
+
+
 # ------------------------------------------------------------------ Keras form
 KERAS_EPSILON = 1e-7  # K.epsilon() of Keras 2.1
 
