@@ -16,6 +16,7 @@ import autograd.numpy as anp
 import numpy as np
 
 from . import primitives as P
+from .draws import dropout_mask
 
 DTYPE = np.float32
 
@@ -135,8 +136,7 @@ def dropout(rate):
             return x
         if rng is None:
             raise ValueError("dropout in training needs rng (a numpy.random.Generator)")
-        keep = rng.random(anp.shape(x), dtype=DTYPE) >= rate
-        return x * (keep * DTYPE(1 / (1 - rate)))
+        return x * dropout_mask(rng, anp.shape(x), rate, DTYPE)
 
     return init, apply
 
