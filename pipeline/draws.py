@@ -72,6 +72,8 @@ def _threshold(rate):
 
 
 def _split_mask(rng, shape, rate, scale, blocks=None):
+    """`dropout_mask` for a PCG64 Generator, its outputs cut into `blocks`
+    spans (default: one per worker thread), each drawn by its own copy."""
     generator = rng.bit_generator
     state = generator.state
     size = math.prod(shape)
