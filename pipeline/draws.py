@@ -38,6 +38,10 @@ def dropout_mask(rng, shape, rate, dtype=np.float32):
     scale = dtype(1 / (1 - rate))
     if math.prod(shape) >= _SPLIT_FROM and _splittable(rng):
         return _split_mask(rng, shape, rate, scale)
+    return _one_draw_mask(rng, shape, rate, scale)
+
+
+def _one_draw_mask(rng, shape, rate, scale):
     return (rng.random(shape, dtype=np.float32) >= rate) * scale
 
 
@@ -56,7 +60,7 @@ def _split_matches_numpy():
         serial, split = (np.random.Generator(np.random.PCG64(2024)) for _ in range(2))
         for rng in (serial, split):
             rng.random(drawn_before, dtype=np.float32)
-        expected = (serial.random(size, dtype=np.float32) >= 0.5) * np.float32(2)
+        expected = _one_draw_mask(serial, (size,), 0.5, np.float32(2))
         mask = _split_mask(split, (size,), 0.5, np.float32(2), blocks=2)
         if not np.array_equal(mask, expected) or split.bit_generator.state != serial.bit_generator.state:
             return False
@@ -98,12 +102,13 @@ def _split_mask(rng, shape, rate, scale, blocks=None):
             part[...] = 0
         else:
             np.multiply(words[: part.size] >= np.uint32(threshold << 8), scale, out=part)
-        return int(words[-1])  # the high half of the span's last output
+        return copy, int(words[-1])  # the high half of the span's last output
 
-    last_high = parallel.map_blocks(draw, spans)[-1] if spans else state["uinteger"]
-    after = np.random.PCG64(0)
-    after.state = state
-    state = after.advance(outputs).state
+    if spans:  # the last span's copy ends where the single draw would
+        last_copy, last_high = parallel.map_blocks(draw, spans)[-1]
+        state = last_copy.state
+    else:
+        last_high = state["uinteger"]
     state["has_uint32"], state["uinteger"] = (size - first) % 2, last_high
     generator.state = state
     return mask.reshape(shape)
