@@ -2,11 +2,12 @@
 
     run.json         the run's RunConfig (written by the pipeline; `train --run-config`)
     status.json      status (running | completed | diverged), epoch, the run's config, wall time,
-                     the commit of the code that trained it
+                     the version of the training code (pipeline.codehash) and the commit
     history.csv      one row per finished epoch: train and test loss, accuracy, zero-one error
     checkpoint.npz   parameters, optimizer state, RNG state and history after the last epoch
                      (checkpoint.previous.npz: the epoch before; an unreadable checkpoint is
-                     set aside as *.unreadable-N and the run resumes from the previous one)
+                     set aside as *.unreadable-N and the run resumes from the previous one;
+                     one of another config or training code is not resumed)
     model.npz        the final parameters (the last finite ones if the run diverged)
     metrics.json     the evaluation of model.npz (pipeline.evaluate)
 

@@ -7,7 +7,9 @@ see pipeline.backend); the files hold NumPy arrays either way.
 Every file is written to a temporary name and renamed, so a crash or `kill -9`
 leaves the previous epoch's files intact, and a rerun with the same config
 resumes from the checkpoint and ends with exactly the metrics of an
-uninterrupted run. A NaN or inf in the loss or the weights stops the run with
+uninterrupted run. A checkpoint written by other training code (a change to
+`train.py` or anything it imports, as the workflow's train rule tracks it) is
+not resumed: the run starts afresh, so all its epochs come from one code. A NaN or inf in the loss or the weights stops the run with
 status `diverged` (exit code 0), so a study can report it.
 """
 from __future__ import annotations
@@ -26,6 +28,7 @@ from tqdm import tqdm
 from . import __version__, data, feedback, models, optim, tree
 from .autodiff import value_and_grad
 from .backend import NUMPY, resolve
+from .codehash import code_version
 from .errors import SoftlossError
 from .files import remove_stale_temporaries, write_json
 from .losses import LOSSES, mixed_feedback
@@ -185,16 +188,19 @@ def _readable_checkpoint(checkpoint, log):
     return None
 
 
-def _restore(checkpoint, config, params, state, rng, log):
+def _restore(checkpoint, config, code, params, state, rng, log):
     """(params, state, history) from the newest readable checkpoint if it belongs
-    to this config, else None (start afresh). Host arrays in and out: the caller
-    moves them to its backend."""
+    to this config and training `code`, else None (start afresh). Host arrays in
+    and out: the caller moves them to its backend."""
     found = _readable_checkpoint(checkpoint, log)
     if found is None:
         return None
     arrays, meta = found
     if meta.get("fingerprint") != config.fingerprint():
         log(f"{checkpoint}: from a different configuration; starting afresh")
+        return None
+    if meta.get("code") != code:
+        log(f"{checkpoint}: written by other training code; starting afresh")
         return None
     n = len(tree.leaves(params))
     slots = iter(arrays[n:])
@@ -204,8 +210,8 @@ def _restore(checkpoint, config, params, state, rng, log):
     return tree.rebuild(params, arrays[:n]), state, meta["history"]
 
 
-def _save_checkpoint(path, config, params, state, rng, history):
-    meta = {"fingerprint": config.fingerprint(), "step": state.step, "rng": rng.bit_generator.state,
+def _save_checkpoint(path, config, code, params, state, rng, history):
+    meta = {"fingerprint": config.fingerprint(), "code": code, "step": state.step, "rng": rng.bit_generator.state,
             "history": history}  # fmt: skip
     if path.exists():  # kept: a run whose newest checkpoint is damaged resumes from this one
         os.replace(path, _previous(path))
@@ -238,9 +244,9 @@ def _finished(config, out_dir, status, force, log):
                                 f"fingerprint {previous.get('fingerprint')}): choose another --out, or pass --force "
                                 "to replace it")  # fmt: skip
         return None
-    # a diverged run stays diverged; a finished one stays finished
-    done = previous.get("status") == "diverged" or (
-        previous.get("status") == "completed" and previous.get("epoch") == config.epochs)
+    # a diverged run stays diverged; a finished one stays finished, under the same training code
+    done = previous.get("code") == status["code"] and (previous.get("status") == "diverged" or (
+        previous.get("status") == "completed" and previous.get("epoch") == config.epochs))
     return previous if done and (out_dir / "model.npz").exists() else None
 
 
@@ -308,7 +314,7 @@ def run(config: RunConfig, out_dir, *, quiet=False, log=print, backend="auto", f
     out_dir = Path(out_dir)
     status_path, checkpoint = out_dir / "status.json", out_dir / "checkpoint.npz"
     status = {"config": asdict(config), "fingerprint": config.fingerprint(), "softloss_version": __version__,
-              "commit": code_commit()}  # the code of the latest epochs, where a resumed run changed it
+              "code": code_version("train"), "commit": code_commit()}  # the checkout of the latest epochs
     if (previous := _finished(config, out_dir, status, force, log)) is not None:
         log(f"{out_dir}: already {previous['status']}")
         return previous
@@ -329,7 +335,7 @@ def run(config: RunConfig, out_dir, *, quiet=False, log=print, backend="auto", f
     state = opt.init(params)
     rng = np.random.default_rng([config.seed, 1])  # shuffling, dropout, augmentation
     history = []
-    if restored := _restore(checkpoint, config, params, state, rng, log):
+    if restored := _restore(checkpoint, config, status["code"], params, state, rng, log):
         params, state, history = restored
     params, state = backend.to_device(params), state._replace(slots=backend.to_device(state.slots))
     if backend.on_device and backend.fits(fit_images.nbytes):
@@ -356,7 +362,7 @@ def run(config: RunConfig, out_dir, *, quiet=False, log=print, backend="auto", f
         params, state = trained, trained_state
         history.append({"epoch": epoch, **_measure(apply, params, splits, config.loss, backend),
                         "seconds": time.perf_counter() - started})  # fmt: skip
-        _save_checkpoint(checkpoint, config, backend.to_host(params),
+        _save_checkpoint(checkpoint, config, status["code"], backend.to_host(params),
                          state._replace(slots=backend.to_host(state.slots)), rng, history)  # fmt: skip
         write_history(out_dir / "history.csv", history)
         if not quiet:
@@ -384,8 +390,11 @@ def load_model(run_dir):
         raise SoftlossError(f"{error}; train the run again: snakemake --cores 1 --force {path}") from None
     config = RunConfig.from_dict(meta["config"])
     init, apply = models.build(config.model, **config.model_options)
-    params = tree.rebuild(init(np.random.default_rng(0), tuple(meta["input_shape"])), arrays)
-    return apply, params, config
+    like = init(np.random.default_rng(0), tuple(meta["input_shape"]))
+    if [a.shape for a in arrays] != [p.shape for p in tree.leaves(like)]:
+        raise SoftlossError(f"{path}: its arrays do not fit the model {config.model} of this code (written by other "
+                            f"code?); train the run again: snakemake --cores 1 --force {path}")  # fmt: skip
+    return apply, tree.rebuild(like, arrays), config
 
 
 def parse_hyperparameter(text, kind="hyperparameter"):

@@ -11,7 +11,7 @@ import pytest
 
 from pipeline import cli, provenance
 from pipeline.evaluate import evaluate, expected_calibration_error
-from pipeline.rundir import read_history
+from pipeline.rundir import load_arrays, read_history, save_arrays
 from pipeline.train import RunConfig, run
 
 REPO = Path(__file__).resolve().parents[1]
@@ -203,6 +203,19 @@ def test_damaged_model_is_a_one_line_error_in_evaluate(mnist_h5, tmp_path, how):
     assert not (tmp_path / "m.json").exists()
 
 
+def test_a_model_file_of_other_shapes_is_a_one_line_error_in_evaluate(mnist_h5, tmp_path):
+    run(_config(mnist_h5, epochs=1), tmp_path / "run", quiet=True, log=lambda *a: None)
+    model = tmp_path / "run" / "model.npz"
+    arrays, meta = load_arrays(model)
+    save_arrays(model, [arrays[0].T, *arrays[1:]], meta)  # as a layout of other code would store it
+    result = subprocess.run([sys.executable, "-m", "pipeline", "evaluate", "--run", str(tmp_path / "run"), "--data",
+                             str(mnist_h5), "--out", str(tmp_path / "m.json")], capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert "model.npz: its arrays do not fit the model mlp" in line and "--force" in line
+    assert not (tmp_path / "m.json").exists()
+
+
 def test_a_finished_run_of_another_config_is_not_overwritten(mnist_h5, tmp_path):
     out = tmp_path / "run"
     run(_config(mnist_h5, epochs=1), out, quiet=True, log=lambda *a: None)
@@ -212,6 +225,34 @@ def test_a_finished_run_of_another_config_is_not_overwritten(mnist_h5, tmp_path)
     assert (out / "history.csv").read_bytes() == before
     status = run(_config(mnist_h5, epochs=1, seed=5), out, quiet=True, log=lambda *a: None, force=True)
     assert status["config"]["seed"] == 5 and (out / "history.csv").read_bytes() != before
+
+
+def test_only_the_training_code_that_wrote_a_run_resumes_or_keeps_it(mnist_h5, tmp_path, monkeypatch):
+    out, config = tmp_path / "run", _config(mnist_h5, epochs=2)
+    run(config, out, quiet=True, log=lambda *a: None)
+    reference = _metrics(read_history(out / "history.csv"))
+
+    def rerun():  # as Snakemake reruns a job: its outputs removed, the checkpoints left
+        for name in ("status.json", "history.csv", "model.npz"):
+            (out / name).unlink()
+        lines = []
+        return run(config, out, quiet=False, log=lines.append), lines
+
+    status, lines = rerun()  # the same code: ends from its last checkpoint
+    assert any("resuming after epoch 2" in line for line in lines)
+    assert not any(line.startswith("epoch ") for line in lines)
+
+    monkeypatch.setattr("pipeline.train.code_version", lambda *modules: "0123456789ab")
+    lines = []
+    status = run(config, out, quiet=False, log=lines.append)  # finished, but by other code: trained again
+    assert not any("already" in line for line in lines)
+    assert any("written by other training code; starting afresh" in line for line in lines)
+    assert [line.split(":")[0] for line in lines if line.startswith("epoch ")] == ["epoch 1", "epoch 2"]
+    assert status["code"] == "0123456789ab" and json.loads((out / "status.json").read_text())["code"] == "0123456789ab"
+    assert _metrics(read_history(out / "history.csv")) == reference
+    lines = []
+    run(config, out, quiet=True, log=lines.append)  # now finished under this code
+    assert lines == [f"{out}: already completed"]
 
 
 def test_a_run_that_cannot_start_leaves_no_folder(tmp_path):
