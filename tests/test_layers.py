@@ -67,6 +67,16 @@ def test_dense_gradients_float64():
     assert max(directional_errors(lambda x: _weighted_sum(apply(params, x)), (x,), 0, rng)) <= 1e-6
 
 
+def test_a_weight_used_transposed_gets_its_gradient_in_its_own_order():
+    # Knet's layout: a classes x features matrix, multiplied as its transpose.
+    rng = np.random.default_rng(4)
+    x, weight, bias = (rng.standard_normal(shape).astype(np.float32) for shape in ((6, 9), (3, 9), (3,)))
+    grad = autograd.grad(lambda w: _weighted_sum(P.linear(x, anp.transpose(w), bias)))(weight)
+    assert grad.flags.c_contiguous
+    g = autograd.grad(lambda y: _weighted_sum(y))(x @ weight.T + bias)
+    np.testing.assert_allclose(grad, g.T @ x, rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("height,width", [(6, 8), (7, 5)])
 def test_maxpool_values_and_gradient(height, width):
     rng = np.random.default_rng(4)

@@ -3,6 +3,7 @@ import mpmath
 import numpy as np
 import pytest
 
+from pipeline import primitives as P
 from pipeline.losses import KERAS_FORMS, LOSSES, mixed_feedback, nllr_keras_floor, one_hot
 from pipeline.primitives import KERAS_EPSILON, log_odds, logsumexp, softplus
 
@@ -135,6 +136,14 @@ def test_primitives_match_finite_differences():
         lambda z: np.sum(np.sin(softplus(z))),
     ):
         assert max(directional_errors(fun, (z,), 0, rng)) <= 1e-6
+
+
+def test_row_max_is_numpys_max_at_the_first_argmax():
+    rows = np.array([[1, 3, 3, 0], [-0.0, 0.0, -1, -2], [np.nan, 1, np.inf, 2], [-np.inf] * 4, [2, np.nan, 5, 1]],
+                    np.float32)  # fmt: skip
+    m, column = P._row_max(rows)
+    np.testing.assert_array_equal(m, rows.max(axis=1, keepdims=True))
+    np.testing.assert_array_equal(column, [1, 0, 0, 0, 1])
 
 
 def test_log_odds_is_logit_of_softmax():
