@@ -9,8 +9,9 @@ leaves the previous epoch's files intact, and a rerun with the same config
 resumes from the checkpoint and ends with exactly the metrics of an
 uninterrupted run. A checkpoint written by other training code (a change to
 `train.py` or anything it imports, as the workflow's train rule tracks it) is
-not resumed: the run starts afresh, so all its epochs come from one code. A NaN or inf in the loss or the weights stops the run with
-status `diverged` (exit code 0), so a study can report it.
+not resumed: the run starts afresh, so all its epochs come from one code.
+A NaN or inf in the loss or the weights stops the run with status `diverged`
+(exit code 0), so a study can report it.
 """
 from __future__ import annotations
 
