@@ -191,16 +191,22 @@ def test_both_checkpoints_damaged_restarts_from_scratch_via_the_cli(mnist_h5, tm
         "checkpoint.npz.unreadable-1", "checkpoint.previous.npz.unreadable-1", "status.json.unreadable-1"]
 
 
+def _evaluate_refused(mnist_h5, run_dir, out):
+    """The one line `evaluate` refuses `run_dir` with (exit code 2, no traceback, nothing written)."""
+    result = subprocess.run([sys.executable, "-m", "pipeline", "evaluate", "--run", str(run_dir), "--data",
+                             str(mnist_h5), "--out", str(out)], capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert not out.exists()
+    (line,) = result.stderr.strip().splitlines()
+    return line
+
+
 @pytest.mark.parametrize("how", ["truncated", "flipped"])
 def test_damaged_model_is_a_one_line_error_in_evaluate(mnist_h5, tmp_path, how):
     run(_config(mnist_h5, epochs=1), tmp_path / "run", quiet=True, log=lambda *a: None)
     _damage(tmp_path / "run" / "model.npz", how)
-    result = subprocess.run([sys.executable, "-m", "pipeline", "evaluate", "--run", str(tmp_path / "run"), "--data",
-                             str(mnist_h5), "--out", str(tmp_path / "m.json")], capture_output=True, text=True, timeout=120)  # fmt: skip
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    (line,) = result.stderr.strip().splitlines()
+    line = _evaluate_refused(mnist_h5, tmp_path / "run", tmp_path / "m.json")
     assert "model.npz: unreadable model file" in line and "--force" in line
-    assert not (tmp_path / "m.json").exists()
 
 
 def test_a_model_file_of_other_shapes_is_a_one_line_error_in_evaluate(mnist_h5, tmp_path):
@@ -208,12 +214,8 @@ def test_a_model_file_of_other_shapes_is_a_one_line_error_in_evaluate(mnist_h5, 
     model = tmp_path / "run" / "model.npz"
     arrays, meta = load_arrays(model)
     save_arrays(model, [arrays[0].T, *arrays[1:]], meta)  # as a layout of other code would store it
-    result = subprocess.run([sys.executable, "-m", "pipeline", "evaluate", "--run", str(tmp_path / "run"), "--data",
-                             str(mnist_h5), "--out", str(tmp_path / "m.json")], capture_output=True, text=True, timeout=120)  # fmt: skip
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    (line,) = result.stderr.strip().splitlines()
+    line = _evaluate_refused(mnist_h5, tmp_path / "run", tmp_path / "m.json")
     assert "model.npz: its arrays do not fit the model mlp" in line and "--force" in line
-    assert not (tmp_path / "m.json").exists()
 
 
 def test_a_finished_run_of_another_config_is_not_overwritten(mnist_h5, tmp_path):
@@ -231,14 +233,10 @@ def test_only_the_training_code_that_wrote_a_run_resumes_or_keeps_it(mnist_h5, t
     out, config = tmp_path / "run", _config(mnist_h5, epochs=2)
     run(config, out, quiet=True, log=lambda *a: None)
     reference = _metrics(read_history(out / "history.csv"))
-
-    def rerun():  # as Snakemake reruns a job: its outputs removed, the checkpoints left
-        for name in ("status.json", "history.csv", "model.npz"):
-            (out / name).unlink()
-        lines = []
-        return run(config, out, quiet=False, log=lines.append), lines
-
-    status, lines = rerun()  # the same code: ends from its last checkpoint
+    for name in ("status.json", "history.csv", "model.npz"):  # as Snakemake reruns a job; the checkpoints stay
+        (out / name).unlink()
+    lines = []
+    run(config, out, quiet=False, log=lines.append)  # the same code: ends from its last checkpoint
     assert any("resuming after epoch 2" in line for line in lines)
     assert not any(line.startswith("epoch ") for line in lines)
 
