@@ -15,8 +15,8 @@ and a cifar_cnn case also projects the wall time of the paper's longest run
 (NLLR, 500 epochs of 50,000 augmented images plus a 60,000-image evaluation
 each epoch).
 
-`--compare convolution=auto,winograd2x2` (or pooling, threads, block-kib,
-winograd-min-channels: COMPARABLE) times softloss alone, the setting switched
+`--compare convolution=auto,winograd2x2` (or pooling, cross-entropy, threads,
+block-kib, winograd-min-channels: COMPARABLE) times softloss alone, the setting switched
 between its values block by block in one process: the way to see a change of
 a few percent, which the machine's drift between two whole runs hides.
 """
@@ -299,6 +299,7 @@ def _set_block_kib(kib):
 COMPARABLE = {
     "convolution": _module_setting(primitives, "CONVOLUTION", _choice(primitives.CONVOLUTIONS)),
     "pooling": _module_setting(primitives, "POOLING", _choice(primitives.POOLINGS)),
+    "cross-entropy": _module_setting(primitives, "CROSS_ENTROPY", _choice(primitives.CROSS_ENTROPIES)),
     "threads": (_whole, parallel.workers, parallel.set_workers),
     "block-kib": (_whole, lambda: primitives._BLOCK_BYTES >> 10, _set_block_kib),
     "winograd-min-channels": _module_setting(primitives, "WINOGRAD_MIN_CHANNELS", _whole),

@@ -48,7 +48,7 @@ def dense(units, activation=None):
 
     def apply(params, x, *, train=False, rng=None):
         kernel, bias = params
-        return P.linear(x, kernel, bias, relu_after)
+        return P.linear(x, kernel, bias, relu=relu_after)
 
     return init, apply
 

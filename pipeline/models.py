@@ -44,7 +44,7 @@ def knet_softmax(n_classes=10):
 
     def apply(params, x, *, train=False, rng=None):
         weight, bias = params
-        return linear(anp.reshape(x, (anp.shape(x)[0], -1)), anp.transpose(weight), bias)
+        return linear(anp.reshape(x, (anp.shape(x)[0], -1)), weight, bias, transposed=True)
 
     return init, apply
 

@@ -49,6 +49,29 @@ def logsumexp(x):
 defvjp(logsumexp, lambda ans, x: lambda g: g[..., None] * array_module(x).exp(x - ans[..., None]))
 
 
+# The CPU computes cross-entropy by compiled loops (pipeline/softmax_rows.py,
+# 2.5-3x faster over 10 classes), a GPU by NumPy's passes; both give the same
+# bits, and "numpy" runs the passes on the CPU too, for the tests to compare.
+CROSS_ENTROPIES = ("compiled", "numpy")
+CROSS_ENTROPY = "compiled"
+
+
+def _softmax_rows(*arrays):
+    """pipeline.softmax_rows where it gives the NumPy form's bits for `arrays`
+    (2-D logits first): C-ordered host arrays of one float type, rows that
+    NumPy sums in the order the loops follow. Else None. (Checked per call in
+    a microsecond; `array_module` and a dtype's `in` would take three.)"""
+    logits = arrays[0]
+    if CROSS_ENTROPY == "numpy" or logits.ndim != 2 or logits.dtype.char not in "fd":
+        return None
+    for a in arrays:
+        if type(a) is not np.ndarray or a.dtype != logits.dtype or not a.flags.c_contiguous:
+            return None
+    from . import softmax_rows
+
+    return softmax_rows if logits.shape[1] <= softmax_rows.MAX_CLASSES else None
+
+
 @primitive
 def cross_entropy(z, onehot):
     """Per-row -log softmax(z)_c = logsumexp_j (z_j - z_c), from logit differences,
@@ -57,11 +80,17 @@ def cross_entropy(z, onehot):
     One traced node for the study's most used loss; its gradient is
     softmax(z) - onehot (the softmax shifted by the row max, never by the
     loss, which float32 holds only to ~1e-3 near |z| = 1e4)."""
+    compiled = _softmax_rows(z, onehot)
+    if compiled is not None:
+        return compiled.cross_entropy(z, onehot)
     return _lse_parts(z - (z * onehot).sum(axis=-1, keepdims=True))
 
 
 def _cross_entropy_vjp(ans, z, onehot):
     def vjp(g):
+        compiled = _softmax_rows(z, onehot, g)
+        if compiled is not None:
+            return compiled.cross_entropy_grad(z, onehot, g)
         probs = array_module(z).exp(z - _row_max(z)[0])
         probs /= probs.sum(axis=-1, keepdims=True)
         return g[..., None] * (probs - onehot)
@@ -309,30 +338,29 @@ def matmul(a, b):
 
 
 @primitive
-def linear(x, w, b, relu=False):
-    """x @ w + b for 2-D x (dense layers), optionally followed by a fused relu."""
-    out = matmul(x, w)
+def linear(x, w, b, *, relu=False, transposed=False):
+    """x @ w + b for 2-D x (dense layers), optionally followed by a fused relu.
+
+    transposed=True takes w as (outputs, inputs), Knet's layout, and computes
+    x @ w.T + b: one traced node where a transpose would add one, and the
+    weight's gradient comes as g.T @ x in w's own memory order (through a
+    transpose it came F-ordered, which doubled the optimizer's passes)."""
+    out = matmul(x, w.T if transposed else w)
     out += b
     return _activate(out, relu)
 
 
-def _weight_grad(x, g, w):
-    """x.T @ g in the memory order of w: a weight used as a transposed view
-    (Knet's classes x features matrix) gets a C-ordered gradient back through
-    the transpose, not an F-ordered one that doubles the cost of the
-    optimizer's passes over it."""
-    if w.flags.f_contiguous and not w.flags.c_contiguous:
-        return matmul(g.T, x).T
-    return matmul(x.T, g)
-
-
 def _linear_vjp(argnums, ans, args, kwargs):
     x, w = args[:2]
-    relu = args[3] if len(args) > 3 else kwargs.get("relu", False)
+    relu, transposed = kwargs.get("relu", False), kwargs.get("transposed", False)
 
     def vjp(g):
         g = _through_activation(g, ans, relu)
-        grads = {0: lambda: matmul(g, w.T), 1: lambda: _weight_grad(x, g, w), 2: lambda: g.sum(axis=0)}
+        grads = {
+            0: lambda: matmul(g, w if transposed else w.T),
+            1: lambda: matmul(g.T, x) if transposed else matmul(x.T, g),
+            2: lambda: g.sum(axis=0),
+        }
         return tuple(grads[i]() for i in argnums)
 
     return vjp

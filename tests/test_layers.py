@@ -67,14 +67,18 @@ def test_dense_gradients_float64():
     assert max(directional_errors(lambda x: _weighted_sum(apply(params, x)), (x,), 0, rng)) <= 1e-6
 
 
-def test_a_weight_used_transposed_gets_its_gradient_in_its_own_order():
+@pytest.mark.parametrize("relu", [False, True])
+def test_a_transposed_weight_is_the_transpose_of_a_weight_bit_for_bit(relu):
     # Knet's layout: a classes x features matrix, multiplied as its transpose.
     rng = np.random.default_rng(4)
     x, weight, bias = (rng.standard_normal(shape).astype(np.float32) for shape in ((6, 9), (3, 9), (3,)))
-    grad = autograd.grad(lambda w: _weighted_sum(P.linear(x, anp.transpose(w), bias)))(weight)
-    assert grad.flags.c_contiguous
-    g = autograd.grad(lambda y: _weighted_sum(y))(x @ weight.T + bias)
-    np.testing.assert_allclose(grad, g.T @ x, rtol=1e-5, atol=1e-6)
+    by_flag = autograd.value_and_grad(
+        lambda p: _weighted_sum(P.linear(*p, relu=relu, transposed=True)))([x, weight, bias])  # fmt: skip
+    by_transpose = autograd.value_and_grad(
+        lambda p: _weighted_sum(P.linear(p[0], anp.transpose(p[1]), p[2], relu=relu)))([x, weight, bias])  # fmt: skip
+    assert by_flag[0] == by_transpose[0]
+    for got, expected in zip(by_flag[1], by_transpose[1]):
+        assert got.flags.c_contiguous and got.tobytes() == np.ascontiguousarray(expected).tobytes()
 
 
 @pytest.mark.parametrize("height,width", [(6, 8), (7, 5)])

@@ -146,6 +146,38 @@ def test_row_max_is_numpys_max_at_the_first_argmax():
     np.testing.assert_array_equal(column, [1, 0, 0, 0, 1])
 
 
+def _ce_and_gradient(z, targets):
+    vjp, loss = autograd.make_vjp(P.cross_entropy)(z, targets)
+    return loss, vjp(np.random.default_rng(4).standard_normal(len(z)).astype(z.dtype))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("classes", [2, 7, 8, 10, 17, 128])
+def test_compiled_cross_entropy_is_the_numpy_passes_bit_for_bit(classes, dtype, monkeypatch):
+    rng = np.random.default_rng(classes)
+    z = (rng.standard_normal((40, classes)) * np.exp(rng.uniform(-4, 9, (40, 1)))).astype(dtype)  # rows to |z| ~ 1e4
+    z[0], z[1], z[2] = 0.0, -0.0, z[2, 0]  # ties, signed zeros
+    z[3, -1], z[4, 0], z[5, 1], z[6] = np.nan, np.inf, -np.inf, np.inf
+    targets = one_hot(rng.integers(0, classes, 40), classes, dtype)
+    targets[7] = rng.dirichlet(np.ones(classes))  # soft targets: the true logit is a sum in NumPy's order
+    assert P._softmax_rows(z, targets) is not None
+    with np.errstate(invalid="ignore", over="ignore"):
+        compiled = _ce_and_gradient(z, targets)
+        monkeypatch.setattr(P, "CROSS_ENTROPY", "numpy")
+        passes = _ce_and_gradient(z, targets)
+    for got, expected in zip(compiled, passes):
+        assert got.dtype == expected.dtype and got.tobytes() == expected.tobytes()
+
+
+def test_compiled_cross_entropy_only_where_numpy_adds_in_its_order():
+    z, targets = np.zeros((4, 10), np.float32), one_hot(np.arange(4), 10, np.float32)
+    assert P._softmax_rows(z, targets) is not None
+    wide = (np.zeros((4, 129), np.float32), one_hot(np.arange(4), 129, np.float32))  # NumPy halves long rows
+    for args in (wide, (np.asfortranarray(z), targets), (z, targets.astype(np.float64)),
+                 (z.astype(np.float16), targets.astype(np.float16)), (z[None], targets[None])):  # fmt: skip
+        assert P._softmax_rows(*args) is None
+
+
 def test_log_odds_is_logit_of_softmax():
     rng = np.random.default_rng(5)
     z = rng.standard_normal((4, 6))

@@ -267,8 +267,9 @@ def test_the_pool_takes_as_many_threads_as_blas_had():
 
 
 def test_a_step_by_the_gpus_algorithms_never_loads_numba():
-    """numba compiles the CPU's Winograd transforms and pooling loops only: a
-    GPU run (im2col + GEMM, pooling by quadrants) must not need it, nor its LLVM."""
+    """numba compiles the CPU's Winograd transforms, pooling and cross-entropy
+    loops only: a GPU run (im2col + GEMM, pooling by quadrants, cross-entropy
+    by NumPy's passes) must not need it, nor its LLVM."""
     import subprocess
     import sys
 
@@ -278,11 +279,14 @@ def test_a_step_by_the_gpus_algorithms_never_loads_numba():
             "from pipeline.losses import LOSSES\n"
             "primitives.CONVOLUTION = sys.argv[1]\n"
             "primitives.POOLING = sys.argv[2]\n"
+            "primitives.CROSS_ENTROPY = sys.argv[3]\n"
             "init, apply = models.build('cifar_cnn')\n"
             "params = init(np.random.default_rng(0), (32, 32, 3))\n"
             "x, y = np.zeros((2, 32, 32, 3), np.float32), np.array([0, 1])\n"
             "value_and_grad(lambda p: LOSSES['ce'](apply(p, x), y))(params)\n"
             "print('numba' in sys.modules)")  # fmt: skip
     loaded = {ways: subprocess.run([sys.executable, "-c", code, *ways], capture_output=True, text=True, check=True).stdout.strip()
-              for ways in (("direct", "quadrants"), ("auto", "quadrants"), ("direct", "compiled"))}  # fmt: skip
-    assert loaded == {("direct", "quadrants"): "False", ("auto", "quadrants"): "True", ("direct", "compiled"): "True"}
+              for ways in (("direct", "quadrants", "numpy"), ("auto", "quadrants", "numpy"),
+                           ("direct", "compiled", "numpy"), ("direct", "quadrants", "compiled"))}  # fmt: skip
+    assert loaded == {("direct", "quadrants", "numpy"): "False", ("auto", "quadrants", "numpy"): "True",
+                      ("direct", "compiled", "numpy"): "True", ("direct", "quadrants", "compiled"): "True"}  # fmt: skip
