@@ -50,7 +50,7 @@ defvjp(logsumexp, lambda ans, x: lambda g: g[..., None] * array_module(x).exp(x 
 
 
 # The CPU computes cross-entropy by compiled loops (pipeline/softmax_rows.py,
-# 2.5-3x faster over 10 classes), a GPU by NumPy's passes; both give the same
+# 2.1-2.3x faster over (100, 10) logits), a GPU by NumPy's passes; both give the same
 # bits, and "numpy" runs the passes on the CPU too, for the tests to compare.
 CROSS_ENTROPIES = ("compiled", "numpy")
 CROSS_ENTROPY = "compiled"

@@ -18,7 +18,9 @@ import numpy as np
 _compiled = numba.njit(nogil=True, cache=True)
 
 
-MAX_CLASSES = 128  # NumPy sums longer rows by recursive halving, not followed here
+# NumPy sums longer rows by recursive halving; a recursive function loaded
+# from numba's on-disk cache crashed the process, so those keep NumPy's passes.
+MAX_CLASSES = 128
 
 
 @_compiled
