@@ -174,7 +174,8 @@ def test_compiled_cross_entropy_only_where_numpy_adds_in_its_order():
     assert P._softmax_rows(z, targets) is not None
     wide = (np.zeros((4, 129), np.float32), one_hot(np.arange(4), 129, np.float32))  # NumPy halves long rows
     for args in (wide, (np.asfortranarray(z), targets), (z, targets.astype(np.float64)),
-                 (z.astype(np.float16), targets.astype(np.float16)), (z[None], targets[None])):  # fmt: skip
+                 (z.astype(np.float16), targets.astype(np.float16)), (z[None], targets[None]),
+                 (z.astype(">f4"), targets.astype(">f4"))):  # fmt: skip
         assert P._softmax_rows(*args) is None
 
 
