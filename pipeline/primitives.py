@@ -62,7 +62,9 @@ def _softmax_rows(*arrays):
     NumPy sums in the order the loops follow. Else None. (Checked per call in
     a microsecond; `array_module` and a dtype's `in` would take three.)"""
     logits = arrays[0]
-    if CROSS_ENTROPY == "numpy" or logits.ndim != 2 or logits.dtype.char not in "fd" or not logits.dtype.isnative:
+    if CROSS_ENTROPY == "numpy" or logits.ndim != 2:
+        return None
+    if logits.dtype.char not in "fd" or not logits.dtype.isnative:  # numba reads native floats only
         return None
     for a in arrays:
         if type(a) is not np.ndarray or a.dtype != logits.dtype or not a.flags.c_contiguous:

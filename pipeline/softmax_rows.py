@@ -104,7 +104,7 @@ def scaled_softmax_minus_targets(exps, onehot, g):
 def cross_entropy(z, onehot):
     """Per-row -log softmax(z)_c for (N, C) logits, as `primitives.cross_entropy`."""
     shifted = np.empty_like(z)
-    top, peak, others = np.empty(z.shape[0], np.intp), np.empty(z.shape[0], z.dtype), np.empty(z.shape[0], z.dtype)
+    top, peak, others = np.empty(len(z), np.intp), np.empty(len(z), z.dtype), np.empty(len(z), z.dtype)
     shifted_differences(z, onehot, shifted, top, peak)
     np.exp(shifted, out=shifted)
     sum_of_others(shifted, top, others)
