@@ -33,7 +33,7 @@ def _row_sum(row):
         total = np.float32(0)  # float32 + a float64 row is float64
         for i in range(n):
             total += row[i]
-        return np.float32(0) + total
+        return total
     r0, r1, r2, r3, r4, r5, r6, r7 = row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7]
     stop = n - n % 8
     for i in range(8, stop, 8):
