@@ -502,7 +502,7 @@ def conv2d(x, kernel, bias, pads=(0, 0, 0, 0), relu=False):
         start, stop = span
         out_block = out[start:stop]
         if plan.winograd:
-            products = xp.matmul(plan.patches(start, stop), plan.transformed_kernel)
+            products = plan.tiling.multiply(plan.patches(start, stop), plan.transformed_kernel)
             plan.tiling.transform_output(products, bias, relu, out_block)
         else:
             xp.matmul(plan.patches(start, stop), kernel2d, out=out_block.reshape(-1, filters))
@@ -560,7 +560,8 @@ def _conv2d_grads_blocked(g, ans, x, kernel, pads, relu, argnums):
             if want_kernel:
                 d_kernel = plan.patches(start, stop).transpose(0, 2, 1) @ d_products
             if want_x:
-                plan.tiling.input_gradient(d_products @ kernel_t, plan.th, plan.tw, dx[start:stop])
+                d_tiles = plan.tiling.multiply(d_products, kernel_t)
+                plan.tiling.input_gradient(d_tiles, plan.th, plan.tw, dx[start:stop])
             return d_kernel, d_products[plan.tiling.bias_entry].sum(axis=0)
         if plan.thin and not want_x:  # the relu's mask applied inside the loop
             return _thin_conv().kernel_and_bias_gradients(plan.x[start:stop], g[start:stop], ans[start:stop], relu, kernel.shape)

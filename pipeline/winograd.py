@@ -32,6 +32,15 @@ padded copy of every image) and drops the outputs it would write there.
 The transforms work on one block of images at a time, so that callers can
 keep a block in cache and hand blocks to several cores (the loops release
 the GIL).
+
+A transform reads or writes a tile's (m+2)^2 entries in as many planes. Planes
+stored back to back lie a multiple of 4 KiB apart whenever tiles x channels x
+itemsize is one (every 3x3 layer of the CNNs here): then the entries of a
+tile share their L1 cache sets and their addresses' low twelve bits, and the
+transforms ran 1.2-1.8x slower. So the planes are views into arrays with an
+odd number of tile rows per plane (`planes`): the compiled loops take the
+whole array (numba compiles a loop over a non-contiguous view 2x slower), and
+NumPy, the GEMMs included, sees only the tiles.
 """
 from __future__ import annotations
 
@@ -84,33 +93,55 @@ class Tiling:
         rows = (g.T @ d_transformed.reshape(side, side * c * f)).reshape(3, side, c * f)  # G^T d
         return np.matmul(g.T, rows).reshape(3, 3, c, f)  # (G^T d) G, per row of G^T d
 
+    def planes(self, tiles, channels, dtype):
+        """An uninitialized ((m+2)^2, tiles, channels) array, its planes an odd
+        number of tile rows apart (see the module's docstring)."""
+        return np.empty((self.entries, tiles | 1, channels), dtype)[:, :tiles]
+
+    def multiply(self, transformed, matrices):
+        """The batched GEMMs: ((m+2)^2, tiles, K) @ ((m+2)^2, K, N), into `planes`."""
+        out = self.planes(transformed.shape[1], matrices.shape[2], np.result_type(transformed, matrices))
+        return np.matmul(transformed, matrices, out=out)
+
     def transform_input(self, x, th, tw):
         """Padded x (n, H + 2, W + 2, C) -> ((m+2)^2, n th tw, C): B^T d B for
         every input block of a (th, tw) grid of tiles, the entries outermost
         (the batched GEMMs' axis)."""
-        out = np.empty((self.entries, x.shape[0] * th * tw, x.shape[3]), dtype=x.dtype)
-        self._transform_input(x, th, tw, out)
+        out = self.planes(x.shape[0] * th * tw, x.shape[3], x.dtype)
+        self._transform_input(x, th, tw, _whole(out))
         return out
 
     def input_gradient(self, d_transformed, th, tw, out):
         """((m+2)^2, n th tw, C) -> adds the gradient through `transform_input`
         to `out` (n, H + 2, W + 2, C)."""
-        self._input_gradient(d_transformed, th, tw, out)
+        self._input_gradient(_whole(d_transformed), th, tw, out)
         return out
 
     def transform_output(self, m, bias, relu, out):
         """((m+2)^2, n th tw, F) -> out (n, H, W, F): A^T m A for every tile plus
         the bias, through a relu if `relu`; outputs of an overhanging grid dropped."""
-        self._transform_output(m, bias, relu, *self.tiles(out.shape[1], out.shape[2]), out)
+        self._transform_output(_whole(m), bias, relu, *self.tiles(out.shape[1], out.shape[2]), out)
         return out
 
     def output_gradient(self, g, ans, relu, th, tw):
         """g (n, H, W, F) -> ((m+2)^2, n th tw, F): the gradient through
         `transform_output` (A g A^T for every tile), g taken as zero where the
         relu's output `ans` was not positive if `relu`."""
-        out = np.empty((self.entries, g.shape[0] * th * tw, g.shape[3]), dtype=g.dtype)
-        self._output_gradient(g, ans, relu, th, tw, out)
+        out = self.planes(g.shape[0] * th * tw, g.shape[3], g.dtype)
+        self._output_gradient(g, ans, relu, th, tw, _whole(out))
         return out
+
+
+def _whole(planes):
+    """The C-ordered array behind a view made by `Tiling.planes` (the loops
+    touch only its first rows), or `planes` itself if it is C-ordered."""
+    if planes.flags.c_contiguous:
+        return planes
+    whole = planes.base
+    if (whole is None or not whole.flags.c_contiguous or whole.ctypes.data != planes.ctypes.data
+            or whole.strides != planes.strides or whole.shape[::2] != planes.shape[::2]):  # fmt: skip
+        return np.ascontiguousarray(planes)
+    return whole
 
 
 @_compiled

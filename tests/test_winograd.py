@@ -163,6 +163,47 @@ def two_workers():
     parallel.set_workers(1)
 
 
+@pytest.mark.parametrize("tiling_name", ["F2X2", "F4X4"])
+def test_transforms_through_spaced_planes_equal_packed_ones_bit_for_bit(tiling_name):
+    from pipeline import winograd
+
+    tiling = getattr(winograd, tiling_name)
+    rng = np.random.default_rng(3)
+    n, side, channels, filters = 2, 2 * tiling.m + 3, 32, 16
+    th, tw = tiling.tiles(side - 2, side - 2)
+    tiles = n * th * tw  # even: the planes are spaced by one tile row
+    x = rng.standard_normal((n, side, side, channels)).astype(np.float32)
+    g = rng.standard_normal((n, side - 2, side - 2, filters)).astype(np.float32)
+    ans = np.maximum(rng.standard_normal(g.shape), 0).astype(np.float32)
+    bias = rng.standard_normal(filters).astype(np.float32)
+
+    spaced = tiling.planes(tiles, channels, np.float32)
+    whole = winograd._whole(spaced)
+    assert tiles % 2 == 0 and whole.shape == (tiling.entries, tiles + 1, channels) and whole.flags.c_contiguous
+    assert spaced.shape == (tiling.entries, tiles, channels) and np.shares_memory(spaced, whole)
+    assert winograd._whole(whole) is whole
+    whole[...] = rng.standard_normal(whole.shape)
+    shifted = whole[:, 1:]  # not a prefix of the rows: the loops get a copy
+    assert np.array_equal(winograd._whole(shifted), shifted) and not np.shares_memory(winograd._whole(shifted), whole)
+
+    tiled = tiling.transform_input(x, th, tw)
+    packed = np.empty(tiled.shape, np.float32)
+    tiling._transform_input(x, th, tw, packed)
+    assert (tiled.strides[0] // tiled.strides[1]) % 2 == 1 and np.array_equal(tiled, packed)
+    d_products = tiling.output_gradient(g, ans, True, th, tw)
+    packed = np.empty(d_products.shape, np.float32)
+    tiling._output_gradient(g, ans, True, th, tw, packed)
+    assert np.array_equal(d_products, packed)
+    out, out_packed = (np.empty(g.shape, np.float32) for _ in range(2))
+    tiling.transform_output(d_products, bias, True, out)
+    tiling.transform_output(np.ascontiguousarray(d_products), bias, True, out_packed)
+    assert np.array_equal(out, out_packed)
+    dx, dx_packed = (np.zeros_like(x) for _ in range(2))
+    tiling.input_gradient(tiled, th, tw, dx)
+    tiling.input_gradient(np.ascontiguousarray(tiled), th, tw, dx_packed)
+    assert np.array_equal(dx, dx_packed)
+
+
 @pytest.mark.parametrize("algorithm", [*TILINGS, "direct"])
 def test_convolution_on_two_threads_equals_one_thread_bit_for_bit(algorithm, monkeypatch):
     _force(monkeypatch, algorithm)
