@@ -34,13 +34,13 @@ keep a block in cache and hand blocks to several cores (the loops release
 the GIL).
 
 A transform reads or writes a tile's (m+2)^2 entries in as many planes. Planes
-stored back to back lie a multiple of 4 KiB apart whenever tiles x channels x
-itemsize is one (every 3x3 layer of the CNNs here): then the entries of a
-tile share their L1 cache sets and their addresses' low twelve bits, and the
-transforms ran 1.2-1.8x slower. So the planes are views into arrays with an
-odd number of tile rows per plane (`planes`): the compiled loops take the
-whole array (numba compiles a loop over a non-contiguous view 2x slower), and
-NumPy, the GEMMs included, sees only the tiles.
+stored back to back lie tiles x channels x itemsize apart, on the CNNs here a
+multiple of 512 bytes and mostly of 4 KiB: then the entries of a tile share
+their L1 cache sets and their addresses' low twelve bits, and the transforms
+ran 1.1-1.8x slower. So the planes are views into arrays with an odd number
+of tile rows per plane (`planes`): the compiled loops take the whole array
+(numba compiles a loop over a non-contiguous view 2x slower), and NumPy, the
+GEMMs included, sees only the tiles.
 """
 from __future__ import annotations
 
