@@ -133,8 +133,9 @@ class Tiling:
 
 
 def _whole(planes):
-    """The C-ordered array behind a view made by `Tiling.planes` (the loops
-    touch only its first rows), or `planes` itself if it is C-ordered."""
+    """For the compiled loops: the C-ordered array behind a view made by
+    `Tiling.planes` (they touch only its first rows), `planes` itself if it
+    is C-ordered, else a C-ordered copy (for loops that only read it)."""
     if planes.flags.c_contiguous:
         return planes
     whole = planes.base
