@@ -96,7 +96,11 @@ class Tiling:
     def planes(self, tiles, channels, dtype):
         """An uninitialized ((m+2)^2, tiles, channels) array, its planes an odd
         number of tile rows apart (see the module's docstring)."""
-        return np.empty((self.entries, tiles | 1, channels), dtype)[:, :tiles]
+        return self._spaced(tiles, channels, dtype)[:, :tiles]
+
+    def _spaced(self, tiles, channels, dtype):
+        """The C-ordered array behind `planes`, for the loops that fill it."""
+        return np.empty((self.entries, tiles | 1, channels), dtype)
 
     def multiply(self, transformed, matrices):
         """The batched GEMMs: ((m+2)^2, tiles, K) @ ((m+2)^2, K, N), into `planes`."""
@@ -107,9 +111,10 @@ class Tiling:
         """Padded x (n, H + 2, W + 2, C) -> ((m+2)^2, n th tw, C): B^T d B for
         every input block of a (th, tw) grid of tiles, the entries outermost
         (the batched GEMMs' axis)."""
-        out = self.planes(x.shape[0] * th * tw, x.shape[3], x.dtype)
-        self._transform_input(x, th, tw, _whole(out))
-        return out
+        tiles = x.shape[0] * th * tw
+        out = self._spaced(tiles, x.shape[3], x.dtype)
+        self._transform_input(x, th, tw, out)
+        return out[:, :tiles]
 
     def input_gradient(self, d_transformed, th, tw, out):
         """((m+2)^2, n th tw, C) -> adds the gradient through `transform_input`
@@ -127,15 +132,16 @@ class Tiling:
         """g (n, H, W, F) -> ((m+2)^2, n th tw, F): the gradient through
         `transform_output` (A g A^T for every tile), g taken as zero where the
         relu's output `ans` was not positive if `relu`."""
-        out = self.planes(g.shape[0] * th * tw, g.shape[3], g.dtype)
-        self._output_gradient(g, ans, relu, th, tw, _whole(out))
-        return out
+        tiles = g.shape[0] * th * tw
+        out = self._spaced(tiles, g.shape[3], g.dtype)
+        self._output_gradient(g, ans, relu, th, tw, out)
+        return out[:, :tiles]
 
 
 def _whole(planes):
-    """For the compiled loops: the C-ordered array behind a view made by
-    `Tiling.planes` (they touch only its first rows), `planes` itself if it
-    is C-ordered, else a C-ordered copy (for loops that only read it)."""
+    """For the compiled loops that read `planes`: the C-ordered array behind a
+    view made by `Tiling.planes` (they touch only its first rows), `planes`
+    itself if it is C-ordered, else a C-ordered copy."""
     if planes.flags.c_contiguous:
         return planes
     whole = planes.base
