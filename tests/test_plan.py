@@ -91,3 +91,12 @@ def test_feedback_is_checked_once_where_it_is_made(bad, message):
 def test_cifar10_jpeg_config_plans_gpu_jobs_on_the_jpeg_copy():
     jobs = plan(_config("config/cifar10_jpeg.yaml"))
     assert len(jobs) == 6 and all(job.gpu and job.dataset == "cifar10_jpeg" and job.run.augment for job in jobs.values())
+
+
+def test_cifar10_jpeg_cpu_config_gives_ce_and_nllr_a_second_seed():
+    jobs = plan(_config("config/cifar10_jpeg_cpu.yaml"))
+    losses = ("ce", "ce_keras", "bce", "bce_keras", "nllr", "nllr_keras")
+    assert sorted(jobs) == sorted(
+        [f"cifar10_jpeg/cifar_cnn/{loss}/seed1" for loss in losses]
+        + [f"cifar10_jpeg/cifar_cnn/{loss}/seed2" for loss in ("ce", "nllr", "nllr_keras")])  # fmt: skip
+    assert all(not job.gpu and job.run.epochs == 25 and job.run.augment for job in jobs.values())
