@@ -143,6 +143,18 @@ def _accuracy(row):
     return f"{row['mean']:.2f}{spread} % ({seeds})"
 
 
+def _keras_minus_exact(exact, keras):
+    """(mean over the seeds both forms completed of Keras' accuracy minus the
+    exact form's, those seeds), or None if they share none. Runs with one seed
+    share its initial weights, batches and augmentation, so a difference of
+    means over different seeds would add the seeds' own spread to the forms'."""
+    by_seed = dict(exact["seeds"])
+    pairs = [(seed, accuracy - by_seed[seed]) for seed, accuracy in keras["seeds"] if seed in by_seed]
+    if not pairs:
+        return None
+    return float(np.mean([points for _, points in pairs])), [seed for seed, _ in pairs]
+
+
 def form_findings(entries, runs):
     """Sentences stating what the measurements show about the two forms, per
     dataset and model: accuracies side by side, the paper's value, and how
@@ -157,8 +169,14 @@ def form_findings(entries, runs):
         text = f"{name}: " + ", ".join(p for p in parts if p)
         if entry["paper"] is not None:
             text += f"; the paper reports {entry['paper']:.2f} %"
-        if exact and keras and exact["mean"] is not None and keras["mean"] is not None:
-            text += f". Keras minus exact: {keras['mean'] - exact['mean']:+.2f} points"
+        difference = _keras_minus_exact(exact, keras) if exact and keras else None
+        if difference is not None:
+            points, shared = difference
+            if len(shared) == exact["n"] == keras["n"]:
+                text += f". Keras minus exact: {points:+.2f} points"
+            else:
+                seeds = f"seed {shared[0]}" if len(shared) == 1 else "seeds " + ", ".join(map(str, shared))
+                text += f". Keras minus exact, on {seeds} (completed in both forms): {points:+.2f} points"
         text += "."
         if entry["loss"] == "nllr":
             if exact and exact["final_train_loss"] is not None:
