@@ -18,7 +18,7 @@ import time
 from autograd.core import primitive_vjps
 from autograd.extend import defvjp_argnums, primitive
 
-from pipeline import backend, bench, layers, optim
+from pipeline import backend, bench, layers, optim, parallel
 from pipeline import primitives as P
 
 
@@ -52,7 +52,7 @@ def _timed_primitive(wrapped, spent, kind, by_layer):
 @contextlib.contextmanager
 def timers(spent, by_layer=False):
     """Timers in place while inside: the layers and the bench look these names up at call time."""
-    saved = [(P, "conv2d"), (P, "linear"), (P, "maxpool2x2"), (layers, "dropout_mask"), (bench.optim, "build")]
+    saved = [(P, "conv2d"), (P, "linear"), (P, "maxpool2x2"), (layers, "dropout_mask"), (optim, "build")]
     originals = [getattr(module, name) for module, name in saved]
     build = optim.build
 
@@ -64,7 +64,7 @@ def timers(spent, by_layer=False):
     P.linear = _timed_primitive(P.linear, spent, "dense", False)
     P.maxpool2x2 = _timed_primitive(P.maxpool2x2, spent, "max-pool", False)
     layers.dropout_mask = _timed(layers.dropout_mask, spent, "dropout masks")
-    bench.optim.build = build_timed
+    optim.build = build_timed
     try:
         yield
     finally:
@@ -96,7 +96,7 @@ def main():
     parser.add_argument("--layers", action="store_true", help="split the convolutions by layer")
     args = parser.parse_args()
     backend.reuse_freed_memory()
-    print(f"{bench._cpu_name()}, {P.parallel.workers()} threads")
+    print(f"{bench._cpu_name()}, {parallel.workers()} threads")
     for case in args.cases:
         model, batch = case.split(":")
         per_step, kinds = shares(model, int(batch), args.steps, args.layers)
