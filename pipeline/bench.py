@@ -354,7 +354,7 @@ def run(cases=DEFAULT_CASES, steps=None, repeats=3, alone=False, out=print, back
         parallel.set_workers(threads)
     cpu_threads = None if backend.on_device else parallel.workers()
     out(f"machine: {_cpu_name()}, {os.cpu_count()} CPUs; numpy {np.__version__}")
-    threads = "" if backend.on_device else f", {cpu_threads} threads"
+    threads = "" if backend.on_device else f", {cpu_threads} threads, blocks of {primitives._BLOCK_BYTES >> 10} KiB"
     out(f"softloss: {backend.name} on {backend.device}{threads}")
 
     def softloss(model, batch_size):

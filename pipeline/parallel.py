@@ -16,6 +16,7 @@ count, and callers combine per-block partial sums in block order.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 
 _blas_limit = None  # keeps BLAS single-threaded while it lives
@@ -87,6 +88,22 @@ def map_blocks(work, spans):
     for helper in helpers:
         helper.result()
     return results
+
+
+def l2_cache_bytes(caches=Path("/sys/devices/system/cpu/cpu0/cache")):
+    """The first core's L2 cache, from Linux's sysfs; None where it says nothing."""
+    for index in sorted(caches.glob("index*")):
+        try:
+            if (index / "level").read_text().strip() != "2" or (index / "type").read_text().strip() == "Instruction":
+                continue
+            size = (index / "size").read_text().strip().upper()
+        except OSError:
+            continue
+        scale = {"K": 1 << 10, "M": 1 << 20}.get(size[-1:], 1)
+        digits = size.rstrip("KM")
+        if digits.isdigit() and int(digits) > 0:
+            return int(digits) * scale
+    return None
 
 
 def spans(count, size):

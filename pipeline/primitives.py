@@ -395,10 +395,12 @@ def im2col(x, kh, kw):
 # On the CPU, work on blocks of images small enough to stay in cache between
 # the copy or transform that writes them and the GEMM or add that reads them,
 # instead of a round trip through memory: about 4 MiB of patches (or Winograd
-# tiles) per block, the blocks spread over the cores (`parallel`). On a GPU,
-# each block costs kernel launches and small GEMMs fill it poorly: one block
-# per batch unless its patches pass 256 MiB.
-_BLOCK_BYTES = 4 << 20
+# tiles) per block, or 4 L2 caches where that is less, the blocks spread over
+# the cores (`parallel`). Measured in whole steps (docs/speed.md): 4 MiB best
+# on a Zen 4 (1 MiB of L2), 2 MiB 1.04-1.07x faster than 4 on a Zen 2 (512
+# KiB). On a GPU, each block costs kernel launches and small GEMMs fill it
+# poorly: one block per batch unless its patches pass 256 MiB.
+_BLOCK_BYTES = min(4 << 20, 4 * (parallel.l2_cache_bytes() or 1 << 20))
 _MIN_BLOCKS = 8
 _DEVICE_PATCH_BLOCK_BYTES = 256 << 20
 # Winograd for 3x3 kernels where it measured faster than im2col + GEMM

@@ -252,6 +252,24 @@ def test_spans_cover_the_range_evenly():
         parallel.set_workers(0)
 
 
+def test_blocks_are_4_mib_or_four_l2_caches_where_that_is_less(tmp_path):
+    def caches(*entries):
+        root = tmp_path / str(len(list(tmp_path.iterdir())))
+        for i, (level, kind, size) in enumerate(entries):
+            (root / f"index{i}").mkdir(parents=True)
+            for name, text in (("level", level), ("type", kind), ("size", size)):
+                (root / f"index{i}" / name).write_text(text + "\n")
+        return root
+
+    l1 = ("1", "Data", "32K"), ("1", "Instruction", "32K")
+    assert parallel.l2_cache_bytes(caches(*l1, ("2", "Unified", "512K"), ("3", "Unified", "16384K"))) == 512 << 10
+    assert parallel.l2_cache_bytes(caches(("2", "Instruction", "64K"), ("2", "Unified", "2M"))) == 2 << 20
+    assert parallel.l2_cache_bytes(caches(*l1)) is None and parallel.l2_cache_bytes(tmp_path / "absent") is None
+    assert parallel.l2_cache_bytes(caches(("2", "Unified", "unknown"))) is None
+    l2 = parallel.l2_cache_bytes()
+    assert P._BLOCK_BYTES == (min(4 << 20, 4 * l2) if l2 else 4 << 20)
+
+
 def test_a_forked_child_runs_blocks_without_the_parents_pool():
     import multiprocessing
 
