@@ -506,6 +506,10 @@ def conv2d(x, kernel, bias, pads=(0, 0, 0, 0), relu=False):
         if plan.winograd:
             products = plan.tiling.multiply(plan.patches(start, stop), plan.transformed_kernel)
             plan.tiling.transform_output(products, bias, relu, out_block)
+        elif xp is np:
+            out2d = out_block.reshape(-1, filters)
+            xp.matmul(plan.patches(start, stop), kernel2d, out=out2d)
+            _thin_conv().add_bias(out2d, bias, relu)
         else:
             xp.matmul(plan.patches(start, stop), kernel2d, out=out_block.reshape(-1, filters))
             out_block += bias

@@ -140,6 +140,27 @@ def test_a_thin_layers_compiled_kernel_gradient_equals_patches_times_g(channels,
         np.testing.assert_allclose(got32, want, rtol=0, atol=1e-5 * np.abs(want).max())
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("relu", [True, False])
+def test_the_compiled_bias_and_relu_are_numpys_passes_bit_for_bit(dtype, relu):
+    from pipeline import thin_conv
+
+    rng = np.random.default_rng(5)
+    out = rng.standard_normal((300, 32)).astype(dtype)
+    bias = rng.standard_normal(32).astype(dtype)
+    out[:2, :6] = [[np.nan, -0.0, np.inf, -np.inf, 0.0, -0.0], [1e30, -0.0, -np.inf, np.nan, -0.0, 0.0]]
+    bias[:6] = [0.0, -0.0, -np.inf, 1.0, -0.0, 0.0]  # -0 + -0 = -0, through the relu +0
+    with np.errstate(invalid="ignore"):  # inf + -inf
+        want = out + bias
+    if relu:
+        np.maximum(want, 0, out=want)
+    got = out.copy()
+    thin_conv.add_bias(got, bias, relu)
+    bits = np.int32 if dtype == np.float32 else np.int64
+    np.testing.assert_array_equal(got.view(bits), want.view(bits))
+    assert not relu or np.signbit(got[:2, [1, 4, 5]]).sum() == 0
+
+
 @tilings
 def test_winograd_gradients_match_finite_differences(tiling, monkeypatch):
     from gradcheck import directional_errors
