@@ -52,7 +52,7 @@ def learning_curves(runs, dataset, model):
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    fig, axes = plt.subplots(2, 2, figsize=(10, 6.5), sharex=True)
+    fig, axes = plt.subplots(2, 2, figsize=(11, 6.5), sharex=True, layout="constrained")
     by_loss = defaultdict(list)
     for run in runs:
         if run["dataset"] == dataset and run["model"] == model and run["history"]:
@@ -75,7 +75,8 @@ def learning_curves(runs, dataset, model):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     for ax in axes[1]:
         ax.set_xlabel("epoch")
-    axes[0, 0].legend()
+    # One legend beside the panels, where no curve runs under it.
+    fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside right upper")
     fig.suptitle(f"{dataset} / {model}: mean over seeds")
     return png(fig)
 
