@@ -16,8 +16,8 @@ count, and callers combine per-block partial sums in block order.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 _blas_limit = None  # keeps BLAS single-threaded while it lives
 _blas_threads = None  # the thread count BLAS had before

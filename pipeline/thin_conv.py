@@ -58,7 +58,7 @@ def add_bias(out, bias, relu):
         if relu:
             for f in range(row.shape[0]):
                 value = row[f] + bias[f]
-                row[f] = zero if value <= zero else value
+                row[f] = zero if value <= zero else value  # noqa: FURB136 (max() would turn NaN into 0)
         else:
             for f in range(row.shape[0]):
                 row[f] += bias[f]
