@@ -397,8 +397,8 @@ def im2col(x, kh, kw):
 # instead of a round trip through memory: about 4 MiB of patches (or Winograd
 # tiles) per block, or 4 L2 caches where that is less, the blocks spread over
 # the cores (`parallel`). Measured in whole steps (docs/speed.md): 4 MiB best
-# on a Zen 4 (1 MiB of L2), 2 MiB 1.04-1.07x faster than 4 on a Zen 2 (512
-# KiB). On a GPU, each block costs kernel launches and small GEMMs fill it
+# on a Zen 4 (1 MiB of L2); on a Zen 2 (512 KiB) 2 MiB 1.02-1.07x as fast as
+# 4 at batch 128. On a GPU, each block costs kernel launches and small GEMMs fill it
 # poorly: one block per batch unless its patches pass 256 MiB.
 _BLOCK_BYTES = min(4 << 20, 4 * (parallel.l2_cache_bytes() or 1 << 20))
 _MIN_BLOCKS = 8
@@ -506,14 +506,14 @@ def conv2d(x, kernel, bias, pads=(0, 0, 0, 0), relu=False):
         if plan.winograd:
             products = plan.tiling.multiply(plan.patches(start, stop), plan.transformed_kernel)
             plan.tiling.transform_output(products, bias, relu, out_block)
-        elif xp is np:
+        else:
             out2d = out_block.reshape(-1, filters)
             xp.matmul(plan.patches(start, stop), kernel2d, out=out2d)
-            _thin_conv().add_bias(out2d, bias, relu)
-        else:
-            xp.matmul(plan.patches(start, stop), kernel2d, out=out_block.reshape(-1, filters))
-            out_block += bias
-            _activate(out_block, relu)
+            if plan.thin:
+                _thin_conv().add_bias(out2d, bias, relu)
+            else:
+                out_block += bias
+                _activate(out_block, relu)
 
     _on_blocks(xp, block, plan.blocks)
     return out
