@@ -19,7 +19,6 @@ import time
 import numpy as np
 
 from pipeline import parallel, primitives
-from pipeline.bench import _cpu_name
 
 # name, input (H, W, C), filters, pads (top, bottom, left, right)
 LAYERS = [
@@ -95,7 +94,7 @@ def main():
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     cores = parallel.workers()
-    print(f"machine: {_cpu_name()}; batch {args.batch}, float32, best of {args.repeats}, milliseconds")
+    print(f"machine: {parallel.cpu_name()}; batch {args.batch}, float32, best of {args.repeats}, milliseconds")
     rng = np.random.default_rng(0)
     _time_convolutions(args.batch, args.repeats, cores, rng)
     _time_pools(args.batch, args.repeats, cores, rng)

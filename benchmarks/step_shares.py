@@ -96,7 +96,7 @@ def main():
     parser.add_argument("--layers", action="store_true", help="split the convolutions by layer")
     args = parser.parse_args()
     backend.reuse_freed_memory()
-    print(f"{bench._cpu_name()}, {parallel.workers()} threads")
+    print(f"{parallel.cpu_name()}, {parallel.workers()} threads")
     for case in args.cases:
         model, batch = case.split(":")
         per_step, kinds = shares(model, int(batch), args.steps, args.layers)

@@ -24,11 +24,9 @@ from __future__ import annotations
 
 import math
 import os
-import platform
 import statistics
 import time
 from functools import partial
-from pathlib import Path
 
 import numpy as np
 
@@ -220,18 +218,6 @@ def project_paper_run(model, batch_size, train_rate, backend, epochs=500, train_
     return epochs * epoch
 
 
-def _cpu_name():
-    """The CPU's model name and whether it has AVX-512 (PyTorch's oneDNN gains
-    more from it than OpenBLAS does, so ratios differ between CPU kinds)."""
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.processor() or platform.machine()
-    names = [line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")]
-    avx512 = " avx512f" in info.replace("\t", " ")
-    return f"{names[0] if names else platform.machine()}, {'with' if avx512 else 'no'} AVX-512"
-
-
 def _torch_yardstick(backend, threads):
     """PyTorch eager on softloss' kind of device (on the CPU with `threads` threads)."""
     import torch
@@ -353,7 +339,7 @@ def run(cases=DEFAULT_CASES, steps=None, repeats=3, alone=False, out=print, back
     if not backend.on_device and threads is not None:
         parallel.set_workers(threads)
     cpu_threads = None if backend.on_device else parallel.workers()
-    out(f"machine: {_cpu_name()}, {os.cpu_count()} CPUs; numpy {np.__version__}")
+    out(f"machine: {parallel.cpu_name()}, {os.cpu_count()} CPUs; numpy {np.__version__}")
     threads = "" if backend.on_device else f", {cpu_threads} threads, blocks of {primitives._BLOCK_BYTES >> 10} KiB"
     out(f"softloss: {backend.name} on {backend.device}{threads}")
 

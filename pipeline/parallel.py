@@ -16,6 +16,7 @@ count, and callers combine per-block partial sums in block order.
 from __future__ import annotations
 
 import os
+import platform
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -104,6 +105,18 @@ def l2_cache_bytes(caches=Path("/sys/devices/system/cpu/cpu0/cache")):
         if digits.isdigit() and int(digits) > 0:
             return int(digits) * scale
     return None
+
+
+def cpu_name(cpuinfo=Path("/proc/cpuinfo")):
+    """The CPU's model name and whether it has AVX-512 (PyTorch's oneDNN gains
+    more from it than OpenBLAS does, so speeds differ between CPU kinds)."""
+    try:
+        info = cpuinfo.read_text()
+    except OSError:
+        return platform.processor() or platform.machine()
+    names = [line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")]
+    avx512 = " avx512f" in info.replace("\t", " ")
+    return f"{names[0] if names else platform.machine()}, {'with' if avx512 else 'no'} AVX-512"
 
 
 def spans(count, size):

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import h5py
 
+from . import parallel
 from .errors import SoftlossError
 
 PACKAGES = ("numpy", "autograd", "h5py", "matplotlib", "jinja2", "snakemake", "tqdm", "pillow", "softloss")
@@ -66,7 +67,7 @@ def provenance(data_files, config, runs):
         "generated": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "versions": versions,
         "python": platform.python_version(),
-        "machine": f"{platform.platform()}; {platform.machine()}; {os.cpu_count()} CPUs",
+        "machine": f"{platform.platform()}; {parallel.cpu_name()}; {os.cpu_count()} CPUs",
         "config": json.dumps(config, indent=2, sort_keys=True),
         "datasets": datasets,
         "wall": sorted((r["run_dir"], r.get("wall_seconds") or 0.0, r["status"], r.get("device", "CPU"),

@@ -14,7 +14,8 @@ import pytest
 
 import strictdevice
 from gradcheck import directional_errors
-from pipeline import autograd_device, backend, bench, cli, data, layers, losses, models, optim, rundir, train, tree
+from pipeline import (autograd_device, backend, bench, cli, data, layers, losses, models, optim, parallel, rundir,
+                      train, tree)
 from pipeline import primitives as P
 from pipeline.autodiff import value_and_grad
 from pipeline.errors import SoftlossError
@@ -65,6 +66,17 @@ def test_resolve_numpy_and_bad_names():
     assert backend.resolve(STRICT) is STRICT
     with pytest.raises(SoftlossError, match="backend must be one of auto, numpy, cupy, got 'gpu'"):
         backend.resolve("gpu")
+
+
+def test_the_cpu_backend_names_its_cpu_and_whether_it_has_avx512(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    core = "processor\t: {0}\nmodel name\t: AMD EPYC 7B12\nflags\t\t: fpu sse2 avx2 {1}\n\n"
+    cpuinfo.write_text(core.format(0, "avx512f avx512bw") + core.format(1, "avx512f avx512bw"))
+    assert parallel.cpu_name(cpuinfo) == "AMD EPYC 7B12, with AVX-512"
+    cpuinfo.write_text(core.format(0, "fma"))
+    assert parallel.cpu_name(cpuinfo) == "AMD EPYC 7B12, no AVX-512"
+    assert parallel.cpu_name(tmp_path / "absent")  # the platform's name for it instead
+    assert backend.NUMPY.device == f"CPU ({parallel.cpu_name()})"
 
 
 def test_cupy_missing_is_an_error_and_auto_falls_back(monkeypatch):
