@@ -15,7 +15,7 @@ and a cifar_cnn case also projects the wall time of the paper's longest run
 (NLLR, 500 epochs of 50,000 augmented images plus a 60,000-image evaluation
 each epoch).
 
-`--compare convolution=auto,winograd2x2` (or pooling, cross-entropy, threads,
+`--compare convolution=auto,winograd2x2` (or pooling, cross-entropy, optimizer-update, threads,
 block-kib, winograd-min-channels: COMPARABLE) times softloss alone, the setting switched
 between its values block by block in one process: the way to see a change of
 a few percent, which the machine's drift between two whole runs hides.
@@ -286,6 +286,7 @@ COMPARABLE = {
     "convolution": _module_setting(primitives, "CONVOLUTION", _choice(primitives.CONVOLUTIONS)),
     "pooling": _module_setting(primitives, "POOLING", _choice(primitives.POOLINGS)),
     "cross-entropy": _module_setting(primitives, "CROSS_ENTROPY", _choice(primitives.CROSS_ENTROPIES)),
+    "optimizer-update": _module_setting(optim, "UPDATE", _choice(optim.UPDATES)),
     "threads": (_whole, parallel.workers, parallel.set_workers),
     "block-kib": (_whole, lambda: primitives._BLOCK_BYTES >> 10, _set_block_kib),
     "winograd-min-channels": _module_setting(primitives, "WINOGRAD_MIN_CHANNELS", _whole),

@@ -36,8 +36,10 @@ def _check_hyper(name, value, low=0.0, high=float("inf"), low_open=False):
     return float(value)
 
 
-def _elementwise(n_slots: int, rule) -> Optimizer:
-    """An optimizer that applies `rule(p, g, slots, step) -> (p, slots)` to each array."""
+def _elementwise(n_slots: int, rule, loop) -> Optimizer:
+    """An optimizer that applies `rule(p, g, slots, step) -> (p, slots)` to each
+    array; on the CPU as `loop(step) -> (compiled loop, its constants)`, the
+    same arithmetic as one pass (pipeline.optim_loops)."""
 
     def init(params):
         return OptState(0, tuple(tuple(array_module(p).zeros_like(p) for _ in range(n_slots)) for p in tree.leaves(params)))
@@ -56,25 +58,33 @@ def _elementwise(n_slots: int, rule) -> Optimizer:
             new_slots = list(zip(*(_split(s, flat_params) for s in slots))) or [()] * len(flat_params)
         else:
             new_params, new_slots = [], []
-            threaded = xp is np and parallel.workers() > 1
             for p, g, slots in zip(flat_params, flat_grads, state.slots):
-                p, slots = (_in_chunks if threaded and p.size > _CHUNK else rule)(p, g, slots, state.step)
+                p, slots = (_on_cpu if xp is np else rule)(p, g, slots, state.step)
                 new_params.append(p)
                 new_slots.append(slots)
         return tree.rebuild(params, new_params), OptState(state.step + 1, tuple(new_slots))
 
-    def _in_chunks(p, g, slots, step):
-        """`rule` over chunks on every core, into fresh arrays (NumPy's ufuncs
-        run on one). The rule is elementwise: the same bits as in one call."""
-        p_flat, g_flat, *slot_flats = (np.ascontiguousarray(a).reshape(-1) for a in (p, g, *slots))
-        new_p, new_slots = np.empty(p.shape, p.dtype), tuple(np.empty(s.shape, s.dtype) for s in slots)
+    def _on_cpu(p, g, slots, step):
+        """The update into fresh arrays, a large array in chunks on every core
+        (NumPy's ufuncs run on one); by the compiled loop where the arrays share
+        a float type. Elementwise: the same bits whatever the chunks."""
+        ins = [np.ascontiguousarray(a).reshape(-1) for a in (p, g, *slots)]
+        new_p, new_slots = np.empty(p.shape, p.dtype), tuple(np.empty(p.shape, p.dtype) for _ in slots)
         outs = [a.reshape(-1) for a in (new_p, *new_slots)]  # views: fresh arrays are C-ordered
+        if UPDATE == "compiled" and p.dtype.char in "fd" and all(a.dtype == p.dtype for a in (g, *slots)):
+            kernel, constants = loop(step)
+            constants = [p.dtype.type(c) if isinstance(c, float) else c for c in constants]  # as NumPy casts them
 
-        def chunk(span):
-            part = slice(*span)
-            p_part, slot_parts = rule(p_flat[part], g_flat[part], tuple(s[part] for s in slot_flats), step)
-            for out, result in zip(outs, (p_part, *slot_parts)):
-                out[part] = result
+            def chunk(span):
+                part = slice(*span)
+                kernel(*(a[part] for a in ins), *(a[part] for a in outs), *constants)
+        else:
+
+            def chunk(span):
+                part = slice(*span)
+                p_part, slot_parts = rule(ins[0][part], ins[1][part], tuple(a[part] for a in ins[2:]), step)
+                for out, result in zip(outs, (p_part, *slot_parts)):
+                    out[part] = result
 
         parallel.map_blocks(chunk, parallel.spans(p.size, _CHUNK))
         return new_p, new_slots
@@ -82,9 +92,24 @@ def _elementwise(n_slots: int, rule) -> Optimizer:
     return Optimizer(init, update)
 
 
-# Elements per chunk: RMSprop on cifar_cnn's 1.2M-weight dense kernel took 1.5-2.0
-# ms at 2 threads in chunks of 2^17 or 2^18, against 3.5 ms in one call and
-# 2-3 ms in chunks of 2^15 or 2^19 (the per-chunk calls, or less overlap).
+# The CPU updates by compiled loops (pipeline/optim_loops.py), a GPU by the
+# NumPy rules; both give the same bits, and "numpy" runs the rules on the CPU
+# too (in the same chunks), for the tests and the bench to compare.
+UPDATES = ("compiled", "numpy")
+UPDATE = "compiled"
+
+
+def _loops():
+    """pipeline.optim_loops, loaded on first use: numba, which a GPU run never needs."""
+    from . import optim_loops
+
+    return optim_loops
+
+
+# Elements per chunk: RMSprop's loop on cifar_cnn's 1.2M-weight dense kernel
+# took 1.85-1.9 ms at 2 threads in chunks of 2^16 or 2^17, 2.0-2.2 ms in chunks
+# of 2^14, 2^15, 2^18 or 2^19 (the per-chunk calls, or less overlap), and 3.2 ms
+# in one (Intel Xeon with AVX-512).
 _CHUNK = 1 << 17
 
 
@@ -128,7 +153,7 @@ def sgd(lr=0.1, decay=0.0):
     def rule(p, g, slots, step):
         return p - _decayed(lr, decay, step) * g, slots
 
-    return _elementwise(0, rule)
+    return _elementwise(0, rule, lambda step: (_loops().sgd, (_decayed(lr, decay, step),)))
 
 
 def momentum(lr=0.01, momentum=0.9, nesterov=False, decay=0.0):
@@ -143,7 +168,7 @@ def momentum(lr=0.01, momentum=0.9, nesterov=False, decay=0.0):
         p = p + (mu * velocity - step_g if nesterov else velocity)
         return p, (velocity,)
 
-    return _elementwise(1, rule)
+    return _elementwise(1, rule, lambda step: (_loops().momentum, (_decayed(lr, decay, step), mu, nesterov)))
 
 
 def rmsprop(lr=1e-3, rho=0.9, eps=1e-7, decay=0.0):
@@ -160,7 +185,10 @@ def rmsprop(lr=1e-3, rho=0.9, eps=1e-7, decay=0.0):
         step_size += eps
         return _minus(p, g / step_size, _decayed(lr, decay, step)), (mean_square,)
 
-    return _elementwise(1, rule)
+    def loop(step):
+        return _loops().rmsprop, (rho, 1.0 - rho, eps, -_decayed(lr, decay, step))
+
+    return _elementwise(1, rule, loop)
 
 
 def adadelta(lr=1.0, rho=0.95, eps=1e-7, decay=0.0):
@@ -181,7 +209,10 @@ def adadelta(lr=1.0, rho=0.95, eps=1e-7, decay=0.0):
         mean_update = _ema(mean_update, delta * delta, rho)
         return _minus(p, delta, _decayed(lr, decay, step)), (mean_square, mean_update)
 
-    return _elementwise(2, rule)
+    def loop(step):
+        return _loops().adadelta, (rho, 1.0 - rho, eps, -_decayed(lr, decay, step))
+
+    return _elementwise(2, rule, loop)
 
 
 def adam(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-7, decay=0.0):
@@ -191,16 +222,20 @@ def adam(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-7, decay=0.0):
     beta1, beta2 = _check_hyper("beta1", beta1, high=1.0), _check_hyper("beta2", beta2, high=1.0)
     eps = _check_hyper("eps", eps, low_open=True)
 
+    def corrected_lr(step):
+        t = step + 1
+        return _decayed(lr, decay, step) * (1.0 - beta2**t) ** 0.5 / (1.0 - beta1**t)
+
     def rule(p, g, slots, step):
         m, v = slots
-        xp = array_module(p)
-        t = step + 1
-        lr_t = _decayed(lr, decay, step) * (1.0 - beta2**t) ** 0.5 / (1.0 - beta1**t)
         m = beta1 * m + (1.0 - beta1) * g
         v = beta2 * v + (1.0 - beta2) * (g * g)
-        return p - lr_t * m / (xp.sqrt(v) + eps), (m, v)
+        return p - corrected_lr(step) * m / (array_module(p).sqrt(v) + eps), (m, v)
 
-    return _elementwise(2, rule)
+    def loop(step):
+        return _loops().adam, (beta1, 1.0 - beta1, beta2, 1.0 - beta2, corrected_lr(step), eps)
+
+    return _elementwise(2, rule, loop)
 
 
 OPTIMIZERS = {

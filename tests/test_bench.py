@@ -44,7 +44,7 @@ def test_compare_switches_a_real_setting_and_puts_it_back():
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--compare", "pool=a,b"], "the setting is one of convolution, pooling, cross-entropy, threads"),
+    (["--compare", "pool=a,b"], "the setting is one of convolution, pooling, cross-entropy, optimizer-update, threads"),
     (["--compare", "pooling=compiled,quad"], "'quad' is not one of compiled, quadrants"),
     (["--compare", "threads=2"], "give two or more different values, as threads=A,B"),
     (["--compare", "threads=2,2"], "give two or more different values"),

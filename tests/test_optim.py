@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from pipeline import optim
+from pipeline import optim, tree
 
 P0 = [1.0, -2.0, 0.5]
 G0 = [0.5, 0.1, -4.0]
@@ -130,10 +130,12 @@ def test_mismatched_grads():
         opt.update(params, [np.zeros(2, np.float32), np.zeros(1, np.float32)], opt.init(params))
 
 
+@pytest.mark.parametrize("update", optim.UPDATES)
 @pytest.mark.parametrize("name", sorted(optim.OPTIMIZERS))
-def test_large_arrays_in_chunks_on_two_threads_give_the_same_bits(name):
+def test_large_arrays_in_chunks_on_two_threads_give_the_same_bits(name, update, monkeypatch):
     from pipeline import parallel
 
+    monkeypatch.setattr(optim, "UPDATE", update)
     rng = np.random.default_rng(0)
     size = 2 * optim._CHUNK + 12_345  # three chunks
     params = [rng.standard_normal((size // 5, 5)).astype(np.float32)[:, ::-1], np.ones(3, np.float32)]
@@ -156,3 +158,34 @@ def test_large_arrays_in_chunks_on_two_threads_give_the_same_bits(name):
     for a, b in zip(one_state.slots[0], two_state.slots[0]):
         np.testing.assert_array_equal(a, b)
     assert not np.array_equal(two[0], params[0])
+
+
+VARIANTS = [(name, {}) for name in sorted(optim.OPTIMIZERS)] + [("momentum", {"nesterov": True})]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name,hyper", VARIANTS)
+def test_the_cpus_compiled_loops_give_the_bits_of_the_rules_a_gpu_runs(name, hyper, dtype):
+    """The CPU updates by pipeline.optim_loops; a GPU by the NumPy rules, run
+    here on the strict stand-in for CuPy (NumPy underneath)."""
+    import strictdevice
+
+    from pipeline import backend
+
+    on_gpu = backend.device_backend(strictdevice, "strict", "the NumPy rules, as on a GPU")
+    rng = np.random.default_rng(1)
+    # A transposed array of two chunks and a small one.
+    params = [rng.standard_normal((5, optim._CHUNK // 2)).astype(dtype).T, rng.standard_normal(7).astype(dtype)]
+    opt = optim.build(name, decay=1e-3, **hyper)
+    cpu_params, cpu_state = params, opt.init(params)
+    gpu_params, gpu_state = on_gpu.to_device(params), opt.init(on_gpu.to_device(params))
+    for _ in range(3):
+        grads = [rng.standard_normal(p.shape).astype(dtype) * 0.1 for p in params]
+        cpu_params, cpu_state = opt.update(cpu_params, grads, cpu_state)
+        gpu_params, gpu_state = opt.update(gpu_params, on_gpu.to_device(grads), gpu_state)
+    cpu = tree.leaves((cpu_params, cpu_state.slots))
+    gpu = tree.leaves(on_gpu.to_host((gpu_params, gpu_state.slots)))
+    assert len(cpu) == len(gpu) == 2 * (1 + len(cpu_state.slots[0]))
+    for a, b in zip(cpu, gpu):
+        assert a.dtype == dtype and a.flags.c_contiguous
+        np.testing.assert_array_equal(a, b)
