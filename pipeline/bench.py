@@ -341,8 +341,8 @@ def run(cases=DEFAULT_CASES, steps=None, repeats=3, alone=False, out=print, back
         parallel.set_workers(threads)
     cpu_threads = None if backend.on_device else parallel.workers()
     out(f"machine: {parallel.cpu_name()}, {os.cpu_count()} CPUs; numpy {np.__version__}")
-    threads = "" if backend.on_device else f", {cpu_threads} threads, blocks of {primitives._BLOCK_BYTES >> 10} KiB"
-    out(f"softloss: {backend.name} on {backend.device}{threads}")
+    on_cpu = f"the CPU, {cpu_threads} threads, blocks of {primitives._BLOCK_BYTES >> 10} KiB"  # its name is above
+    out(f"softloss: {backend.name} on {backend.device if backend.on_device else on_cpu}")
 
     def softloss(model, batch_size):
         return softloss_stepper(model, batch_size, backend)
