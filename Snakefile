@@ -10,6 +10,11 @@ min_version("8.20")
 configfile: "config/config.yaml"
 
 
+from pipeline.configcheck import command_line_types
+
+config.update(command_line_types(config, workflow.config_settings.overwrite_config))
+
+
 try:
     validate(config, "workflow/schemas/config.schema.yaml")  # also fills in the schema's defaults
 except WorkflowError:  # one line per problem, not Snakemake's dump of the whole schema

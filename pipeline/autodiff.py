@@ -10,13 +10,16 @@ from the same forward pass.
 from __future__ import annotations
 
 from autograd.core import VJPNode, add_outgrads, vspace
-from autograd.tracer import isbox, new_box, toposort, trace_stack
+from autograd.tracer import getval, isbox, new_box, toposort, trace_stack
 
 from . import tree
 
 
-def value_and_grad(fun):
-    """fun(params, *args, **kwargs) -> scalar  becomes  (value, grads like params)."""
+def value_and_grad(fun, has_aux=False):
+    """fun(params, *args, **kwargs) -> scalar  becomes  (value, grads like params).
+    With `has_aux`, fun returns (scalar, aux) and the result is ((value, aux),
+    grads): aux (e.g. the logits the loss was computed from) is passed through
+    undifferentiated, so a caller reads it without a second forward pass."""
 
     def value_and_grad_fun(params, *args, **kwargs):
         flat = tree.leaves(params)
@@ -24,6 +27,9 @@ def value_and_grad(fun):
         with trace_stack.new_trace() as trace_id:
             boxed = [new_box(p, trace_id, root) for p, root in zip(flat, roots)]
             out = fun(tree.rebuild(params, boxed), *args, **kwargs)
+            if has_aux:
+                out, aux = out
+                aux = tree.rebuild(aux, [getval(a) for a in tree.leaves(aux)])
             if not (isbox(out) and out._trace == trace_id):
                 raise ValueError("the function's value does not depend on its parameters")
         value, end_node = out._value, out._node
@@ -42,6 +48,6 @@ def value_and_grad(fun):
                 outgrads[parent] = add_outgrads(outgrads.get(parent), parent_grad)
         # A parameter the value does not reach (e.g. a frozen layer) gets zeros.
         grads = [vspace(p).zeros() if g is None else g for p, g in zip(flat, grads)]
-        return value, tree.rebuild(params, grads)
+        return ((value, aux) if has_aux else value), tree.rebuild(params, grads)
 
     return value_and_grad_fun

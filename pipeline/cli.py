@@ -74,7 +74,8 @@ def _prepare(args):
 
 RUN_FLAGS = ("model", "loss", "optimizer", "epochs", "batch_size", "seed")  # required without --run-config
 # Flags that describe the run too, so --run-config refuses them (defaults: None or empty).
-OPTIONAL_RUN_FLAGS = ("lr", "hyper", "model_option", "train_size", "test_size", "augment", "feedback_fraction")
+OPTIONAL_RUN_FLAGS = ("lr", "hyper", "model_option", "train_size", "test_size", "augment", "train_eval_every",
+                      "feedback_fraction")
 
 
 def _train(args):
@@ -99,7 +100,7 @@ def _train(args):
             data=str(args.data), model=args.model, loss=args.loss, optimizer=args.optimizer, epochs=args.epochs,
             batch_size=args.batch_size, seed=args.seed, hyperparameters=hyper, model_options=options,
             train_size=args.train_size, test_size=args.test_size, augment=args.augment,
-            feedback=None if args.feedback_fraction is None else {
+            train_eval_every=args.train_eval_every or 1, feedback=None if args.feedback_fraction is None else {
                 "fraction": args.feedback_fraction, "wrong_label": args.feedback_label,
                 "treatment": args.feedback_treatment},
         )  # fmt: skip
@@ -220,6 +221,9 @@ def build_parser():
     train.add_argument("--train-size", type=_whole(1), default=None, help="train on a seeded subset of N examples")
     train.add_argument("--test-size", type=_whole(1), default=None, help="evaluate on the first N test examples")
     train.add_argument("--augment", action="store_true", help="Keras-style shifts and flips (CIFAR)")
+    train.add_argument("--train-eval-every", type=_whole(1), default=None, metavar="K",
+                       help="evaluate the training set in a full pass every K-th epoch and at the last (default 1); "
+                            "every epoch records the running means over its batches anyway")
     train.add_argument("--feedback-fraction", type=float, default=None, metavar="Q",
                        help="negative-feedback study: this fraction of training examples keeps only a wrong label")
     train.add_argument("--feedback-label", default="random", choices=WRONG_LABELS,

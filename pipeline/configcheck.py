@@ -45,6 +45,23 @@ def merge(base, update):
     return merged
 
 
+def command_line_types(config, overrides):
+    """`config` with the nested values of Snakemake's --config `overrides` given
+    YAML's types: Snakemake reads `--config 'stage={max_epochs: 100}'` with YAML's
+    base loader, which leaves every nested scalar a string ('100')."""
+    import yaml
+
+    def typed(value):
+        if isinstance(value, dict):
+            return {key: typed(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [typed(item) for item in value]
+        return yaml.safe_load(value) if isinstance(value, str) else value
+
+    nested = {key: typed(value) for key, value in overrides.items() if isinstance(value, (dict, list))}
+    return merge(config, nested)
+
+
 def schema_errors(config, schema_path=SCHEMA):
     """One line per value the schema refuses: 'experiments/0/batch_size: 0 is less than the minimum of 1'."""
     import jsonschema

@@ -46,6 +46,22 @@ def _symlog(ax, most=7):
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: "0" if v == 0 else f"{v:.0e}".replace("e+0", "e").replace("e+", "e")))
 
 
+def _train_panel(histories, key):
+    """How a train panel shows `key`: ("full", title) when every epoch of every
+    run had a full pass over the training set, else ("running", title): the
+    running means over the epoch's batches, with the full passes as dots."""
+    if all(row.get(key) is not None for h in histories for row in h):
+        return "full", f"train {key.split('_')[1]} (full pass, evaluation mode)"
+    return "running", f"train {key.split('_')[1]}: running mean over batches (training mode); dots: full passes"
+
+
+def _mean_curve(histories, key):
+    """(epochs, mean over runs of `key`) over the epochs all runs reached; None where a run lacks the value."""
+    length = min(len(h) for h in histories)
+    values = [[np.nan if row.get(key) is None else row[key] for row in h[:length]] for h in histories]
+    return [row["epoch"] for row in histories[0][:length]], np.mean(values, axis=0)
+
+
 def learning_curves(runs, dataset, model):
     """Figures 1-2 of the paper: train/test loss and accuracy per epoch, one line
     per loss (mean over seeds; diverged runs end where they diverged)."""
@@ -57,18 +73,20 @@ def learning_curves(runs, dataset, model):
     for run in runs:
         if run["dataset"] == dataset and run["model"] == model and run["history"]:
             by_loss[run["loss"]].append(run["history"])
-    panels = [("train_loss", "train loss"), ("test_loss", "test loss"),
-              ("train_accuracy", "train accuracy"), ("test_accuracy", "test accuracy")]  # fmt: skip
+    histories = [h for group in by_loss.values() for h in group]
+    panels = [("train_loss", *_train_panel(histories, "train_loss")), ("test_loss", "full", "test loss"),
+              ("train_accuracy", *_train_panel(histories, "train_accuracy")), ("test_accuracy", "full", "test accuracy")]
     families = sorted({EXACT_OF.get(loss, loss) for loss in by_loss}, key=loss_order)
     colours = {family: f"C{i}" for i, family in enumerate(families)}  # one colour per loss; Keras form dashed
-    for ax, (key, title) in zip(axes.flat, panels):
+    for ax, (key, kind, title) in zip(axes.flat, panels):
         for loss in sorted(by_loss, key=loss_order):
-            length = min(len(h) for h in by_loss[loss])
-            values = np.mean([[row[key] for row in h[:length]] for h in by_loss[loss]], axis=0)
-            epochs = [row["epoch"] for row in by_loss[loss][0][:length]]
-            ax.plot(epochs, values, marker="o" if length < 15 else None, label=loss,
-                    color=colours[EXACT_OF.get(loss, loss)], linestyle="--" if loss in EXACT_OF else "-")  # fmt: skip
-        ax.set_title(title)
+            style = {"color": colours[EXACT_OF.get(loss, loss)], "linestyle": "--" if loss in EXACT_OF else "-"}
+            epochs, values = _mean_curve(by_loss[loss], key.replace("train_", "running_") if kind == "running" else key)
+            ax.plot(epochs, values, marker="o" if len(epochs) < 15 else None, label=loss, **style)
+            if kind == "running":
+                epochs, values = _mean_curve(by_loss[loss], key)
+                ax.plot(epochs, values, linestyle="none", marker="o", markersize=4, color=style["color"])
+        ax.set_title(title, fontsize=9 if kind == "running" else None)
         if key.endswith("loss"):
             _symlog(ax)  # NLLR is unbounded below: its loss runs to large negative values
         ax.grid(alpha=0.3)

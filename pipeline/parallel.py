@@ -119,6 +119,18 @@ def cpu_name(cpuinfo=Path("/proc/cpuinfo")):
     return f"{names[0] if names else platform.machine()}, {'with' if avx512 else 'no'} AVX-512"
 
 
+def blas_kernel():
+    """The BLAS NumPy runs and the kernels it chose for this CPU, as threadpoolctl
+    reports them ("openblas 0.3.31, Haswell kernels"): OPENBLAS_CORETYPE can force
+    older kernels than the CPU has, and they set the speed (and a float's last bits)."""
+    import numpy  # noqa: F401  (loads the BLAS)
+    from threadpoolctl import threadpool_info
+
+    found = [f"{lib['internal_api']} {lib['version']}" + (f", {lib['architecture']} kernels" if lib.get("architecture") else "")
+             for lib in threadpool_info() if lib["user_api"] == "blas"]  # fmt: skip
+    return "; ".join(found) or "unknown"
+
+
 def spans(count, size):
     """[(start, stop)] cutting range(count) into pieces of at most `size`,
     evened out so that no piece is much smaller than the others."""

@@ -8,7 +8,7 @@ Snakemake compares for reruns) and what the job needs from the machine.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .errors import SoftlossError
 from .train import RunConfig
@@ -40,7 +40,8 @@ def job(study, entry, backend, *, loss="ce", seed, epochs=None, hyperparameters=
         epochs=epochs or entry["epochs"], batch_size=entry["batch_size"], seed=seed,
         hyperparameters=dict(entry.get("hyperparameters", {}) if hyperparameters is None else hyperparameters),
         model_options=dict(entry.get("model_options") or {}), train_size=entry.get("train_size"),
-        test_size=entry.get("test_size"), augment=entry.get("augment", False), feedback=feedback,
+        test_size=entry.get("test_size"), augment=entry.get("augment", False),
+        train_eval_every=entry.get("train_eval_every", 1), feedback=feedback,
     )  # fmt: skip
     return Job(study, run, backend if on_gpu else "numpy", on_gpu, entry.get("mem_mb", DEFAULT_MEM_MB),
                entry.get("runtime", DEFAULT_RUNTIME))  # fmt: skip
@@ -67,11 +68,23 @@ def plan(config):
         if name in (config.get("studies") or {}):
             planned += list(study.plan(config["studies"][name], backend))
     jobs = {}
-    for run_id, job in planned:
+    for run_id, job in _staged(planned, config.get("stage")):
         if run_id in jobs:
             raise SoftlossError(f"config: two entries ask for the same run {run_id}; merge them")
         jobs[run_id] = job
     return jobs
+
+
+def _staged(planned, stage):
+    """The (run_id, Job)s of `planned` in the cut `stage` asks for: only its
+    seeds, epochs capped at its max_epochs (the config's `stage`)."""
+    stage = stage or {}
+    for run_id, job in planned:
+        if "seeds" in stage and job.run.seed not in stage["seeds"]:
+            continue
+        if "max_epochs" in stage and job.run.epochs > stage["max_epochs"]:
+            job = replace(job, run=replace(job.run, epochs=stage["max_epochs"]))
+        yield run_id, job
 
 
 def problems(jobs):

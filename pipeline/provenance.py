@@ -70,8 +70,9 @@ def provenance(data_files, config, runs):
         "machine": f"{platform.platform()}; {parallel.cpu_name()}; {os.cpu_count()} CPUs",
         "config": json.dumps(config, indent=2, sort_keys=True),
         "datasets": datasets,
-        "wall": sorted((r["run_dir"], r.get("wall_seconds") or 0.0, r["status"], r.get("device", "CPU"),
-                        _short(r.get("commit"))) for r in runs),
+        "wall": sorted((r["run_dir"], r.get("wall_seconds") or 0.0, r["status"],
+                        "; ".join(filter(None, (r.get("device", "CPU"), r.get("blas")))), _short(r.get("commit")))
+                       for r in runs),  # fmt: skip
         "run_commits": collections.Counter(_short(r.get("commit")) for r in runs).most_common(),
         "total_wall": sum(r.get("wall_seconds") or 0.0 for r in runs),
     }

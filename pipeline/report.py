@@ -184,9 +184,14 @@ def form_findings(entries, runs):
             if exact and exact["diverged"]:
                 text += f" {len(exact['diverged'])} of its {exact['total']} runs diverged."
             if keras and keras["final_train_loss"] is not None:
-                first = [r["history"][0]["train_loss"] for r in runs if r["status"] == "completed"
+                # the first epoch with a full pass over the training set (RunConfig.train_eval_every)
+                first = [next(row for row in r["history"] if row.get("train_loss") is not None) for r in runs
+                         if r["status"] == "completed"
                          and (r["dataset"], r["model"], r["loss"]) == (entry["dataset"], entry["model"], "nllr_keras")]  # fmt: skip
-                text += (f" The Keras form's training loss went from {np.mean(first):.2f} after the first epoch to "
+                when = "the first epoch" if all(row["epoch"] == 1 for row in first) else \
+                    "epoch " + "/".join(sorted({f"{row['epoch']:.0f}" for row in first}))
+                text += (f" The Keras form's training loss went from {np.mean([row['train_loss'] for row in first]):.2f} "
+                         f"after {when} to "
                          f"{keras['final_train_loss']:.2f}, {keras['final_train_loss'] - keras['floor']:.2f} above its "
                          f"floor of {keras['floor']:.2f} (where an example's gradient is exactly zero).")  # fmt: skip
         findings.append(text)

@@ -4,6 +4,10 @@
     status.json      status (running | completed | diverged), epoch, the run's config, wall time,
                      the version of the training code (pipeline.codehash) and the commit
     history.csv      one row per finished epoch: train and test loss, accuracy, zero-one error
+                     (train_* from a full pass over the training set, empty on epochs without
+                     one: RunConfig.train_eval_every); running_loss and running_accuracy, the
+                     means over the epoch's training batches (Keras' training metrics);
+                     seconds, the epoch's wall time, eval_seconds of it spent evaluating
     checkpoint.npz   parameters, optimizer state, RNG state and history after the last epoch
                      (checkpoint.previous.npz: the epoch before; an unreadable checkpoint is
                      set aside as *.unreadable-N and the run resumes from the previous one;
@@ -26,8 +30,8 @@ import numpy as np
 from .errors import SoftlossError
 from .files import write_atomic
 
-HISTORY_FIELDS = ("epoch", "train_loss", "train_accuracy", "train_error",
-                  "test_loss", "test_accuracy", "test_error", "seconds")  # fmt: skip
+HISTORY_FIELDS = ("epoch", "train_loss", "train_accuracy", "train_error", "running_loss", "running_accuracy",
+                  "test_loss", "test_accuracy", "test_error", "seconds", "eval_seconds")  # fmt: skip
 
 
 def write_history(path, rows):
@@ -39,8 +43,9 @@ def write_history(path, rows):
 
 
 def read_history(path):
+    """The rows of `write_history`; a value not measured (an empty cell) is None."""
     with open(path, newline="") as handle:
-        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(handle)]
+        return [{k: float(v) if v != "" else None for k, v in row.items()} for row in csv.DictReader(handle)]
 
 
 def save_arrays(path, arrays, meta):

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from . import __version__, data, feedback, models, optim, tree
+from . import __version__, data, feedback, models, optim, parallel, tree
 from .autodiff import value_and_grad
 from .backend import NUMPY, resolve
 from .codehash import code_version
@@ -51,6 +51,10 @@ class RunConfig:
     train_size: int | None = None  # first N of a seeded permutation of the training split
     test_size: int | None = None  # first N of the test split
     augment: bool = False
+    # The training set is evaluated in a full pass (evaluation mode) every k-th
+    # epoch and at the last; every epoch also records Keras' training metrics,
+    # running means over its batches (training mode), which cost nothing extra.
+    train_eval_every: int = 1
     # Negative-feedback study (pipeline.feedback); a dict of its fields is taken too.
     feedback: feedback.Feedback | None = None
 
@@ -61,7 +65,7 @@ class RunConfig:
     def validate(self):
         if self.loss not in LOSSES:
             raise SoftlossError(f"unknown loss {self.loss!r}; choose one of {sorted(LOSSES)}")
-        for name in ("epochs", "batch_size"):
+        for name in ("epochs", "batch_size", "train_eval_every"):
             if getattr(self, name) < 1:
                 raise SoftlossError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("train_size", "test_size"):
@@ -143,6 +147,23 @@ _DEVICE_CHECK_EVERY = 32
 
 def _finite(params):
     return all(np.isfinite(leaf).all() for leaf in tree.leaves(params))
+
+
+def _with_logits(objective, apply, noise):
+    """The step's function: (loss, logits) of a batch in training mode."""
+
+    def loss_and_logits(params, x, targets):
+        logits = apply(params, x, train=True, rng=noise)
+        return objective(logits, targets), logits
+
+    return loss_and_logits
+
+
+def _summary(row):
+    """One epoch's log line."""
+    train = (f"train loss {row['train_loss']:.4f} acc {row['train_accuracy']:.4f}" if row["train_loss"] is not None
+             else f"running train loss {row['running_loss']:.4f}")  # fmt: skip
+    return f"{train}, test loss {row['test_loss']:.4f} acc {row['test_accuracy']:.4f}"
 
 
 # --------------------------------------------------------------- the run
@@ -267,9 +288,37 @@ def _fit_set(config, images, labels):
         logits, t["labels"], t["negative"], on_negative=treatment)  # fmt: skip
 
 
+class _Running:
+    """Keras' training metrics: means over an epoch's batches, weighted by their
+    size, of the loss and of the accuracy on the examples with a known label
+    (not the negative-feedback ones), from each step's own training-mode logits.
+    Sums in float64; on a GPU they stay there until the epoch ends."""
+
+    def __init__(self, xp):
+        self.xp, self.loss, self.correct, self.examples, self.labelled = xp, 0.0, 0, 0, 0
+
+    def add(self, loss, logits, targets):
+        xp, labels, n = self.xp, targets["labels"], len(targets["labels"])
+        right = logits.argmax(axis=1) == labels
+        if "negative" in targets:
+            right = right & ~targets["negative"].astype(bool)
+            self.labelled += n - targets["negative"].astype(bool).sum()
+        else:
+            self.labelled += n
+        self.loss = self.loss + xp.asarray(loss, dtype=np.float64) * n
+        self.correct = self.correct + right.sum()
+        self.examples += n
+
+    def means(self):
+        labelled = int(self.labelled)
+        return {"running_loss": float(self.loss) / max(self.examples, 1),
+                "running_accuracy": int(self.correct) / labelled if labelled else None}  # fmt: skip
+
+
 def _epoch(config, epoch, params, state, opt, step_fn, images, targets, rng, backend, quiet):
-    """One epoch of steps: (params, state, reason), reason None unless the loss
-    became non-finite (then params are mid-epoch and must not be kept)."""
+    """One epoch of steps: (params, state, running means, reason), reason None
+    unless the loss became non-finite (then params are mid-epoch and must not
+    be kept)."""
     # Overflow is caught here as divergence; NumPy's warnings would only repeat it.
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"), tqdm(
         total=len(images), desc=f"epoch {epoch}/{config.epochs}", unit="img",
@@ -277,29 +326,31 @@ def _epoch(config, epoch, params, state, opt, step_fn, images, targets, rng, bac
     ) as bar:  # fmt: skip
         # On a GPU, reading the loss back every step would stall the device's
         # queue: a non-finite flag accumulates there and is read every 32 steps.
-        nonfinite, step = None, 0
+        nonfinite, step, running = None, 0, _Running(backend.xp)
         for step, (x, t) in enumerate(data.batches(images, targets, config.batch_size, rng, augment=config.augment), 1):
             x, t = backend.to_device(x), {name: backend.to_device(a) for name, a in t.items()}
-            loss, grads = step_fn(params, x, t)
+            (loss, logits), grads = step_fn(params, x, t)
             if backend.on_device:
                 bad = ~backend.xp.isfinite(loss)
                 nonfinite = bad if nonfinite is None else nonfinite | bad
                 if step % _DEVICE_CHECK_EVERY == 0 and bool(nonfinite):
                     break
             elif not np.isfinite(loss):
-                return params, state, f"the training loss became {float(loss)} in epoch {epoch}"
+                return params, state, None, f"the training loss became {float(loss)} in epoch {epoch}"
+            running.add(loss, logits, t)
             params, state = opt.update(params, grads, state)
             bar.update(len(x))
     if nonfinite is not None and bool(nonfinite):
-        return params, state, f"the training loss became non-finite in epoch {epoch} (by step {step})"
+        return params, state, None, f"the training loss became non-finite in epoch {epoch} (by step {step})"
     if not _finite(params):
-        return params, state, f"the weights became non-finite in epoch {epoch}"
-    return params, state, None
+        return params, state, None, f"the weights became non-finite in epoch {epoch}"
+    return params, state, running.means(), None
 
 
 def _measure(apply, params, splits, loss_name, backend):
-    """{train_loss, train_accuracy, ..., test_error} of `params` on each (images, labels) split."""
-    row = {}
+    """{train_loss, train_accuracy, ..., test_error} of `params` on each (images, labels) split;
+    a split left out is recorded as not measured (None)."""
+    row = {f"{name}_{key}": None for name in ("train", "test") for key in ("loss", "accuracy", "error")}
     with np.errstate(over="ignore", invalid="ignore"):  # huge but finite logits are still measured
         for name, (images, labels) in splits.items():
             metrics = metrics_from_logits(predict(apply, params, images, backend=backend), labels, loss_name)
@@ -327,6 +378,8 @@ def run(config: RunConfig, out_dir, *, quiet=False, log=print, backend="auto", f
     # Data, model, optimiser, and where a checkpoint left off.
     backend = resolve(backend, log)
     status.update(backend=backend.name, device=backend.device)
+    if not backend.on_device:
+        status["blas"] = parallel.blas_kernel()
     train_images, train_labels, test_images, test_labels = _datasets(config)
     splits = {"train": (train_images, train_labels), "test": (test_images, test_labels)}
     fit_images, targets, objective = _fit_set(config, train_images, train_labels.astype(np.int64))
@@ -352,8 +405,8 @@ def run(config: RunConfig, out_dir, *, quiet=False, log=print, backend="auto", f
         # Dropout masks: drawn on the device from a generator seeded per epoch
         # there (its state cannot be checkpointed); from `rng` on the CPU.
         noise = backend.noise_rng(config.seed, epoch) if backend.on_device else rng
-        step_fn = value_and_grad(lambda p, x, t: objective(apply(p, x, train=True, rng=noise), t))
-        trained, trained_state, reason = _epoch(config, epoch, params, state, opt, step_fn, fit_images, targets, rng,
+        step_fn = value_and_grad(_with_logits(objective, apply, noise), has_aux=True)
+        trained, trained_state, running, reason = _epoch(config, epoch, params, state, opt, step_fn, fit_images, targets, rng,
                                                 backend, quiet)  # fmt: skip
         if reason is not None:  # keep the last finite parameters
             status.update(status="diverged", epoch=epoch, reason=reason,
@@ -361,15 +414,16 @@ def run(config: RunConfig, out_dir, *, quiet=False, log=print, backend="auto", f
             log(f"{out_dir}: diverged: {reason}")
             break
         params, state = trained, trained_state
-        history.append({"epoch": epoch, **_measure(apply, params, splits, config.loss, backend),
-                        "seconds": time.perf_counter() - started})  # fmt: skip
+        evaluated = time.perf_counter()
+        measured = splits if epoch % config.train_eval_every == 0 or epoch == config.epochs else {"test": splits["test"]}
+        row = _measure(apply, params, measured, config.loss, backend)
+        now = time.perf_counter()
+        history.append({"epoch": epoch, **row, **running, "seconds": now - started, "eval_seconds": now - evaluated})
         _save_checkpoint(checkpoint, config, status["code"], backend.to_host(params),
                          state._replace(slots=backend.to_host(state.slots)), rng, history)  # fmt: skip
         write_history(out_dir / "history.csv", history)
         if not quiet:
-            row = history[-1]
-            log(f"epoch {epoch}: train loss {row['train_loss']:.4f} acc {row['train_accuracy']:.4f}, "
-                f"test loss {row['test_loss']:.4f} acc {row['test_accuracy']:.4f}")  # fmt: skip
+            log(f"epoch {epoch}: " + _summary(history[-1]))
 
     write_history(out_dir / "history.csv", history)
     save_arrays(out_dir / "model.npz", tree.leaves(backend.to_host(params)),

@@ -288,7 +288,7 @@ def _config(mnist_h5, **changes):
 
 
 def _history(run_dir):
-    return [{k: v for k, v in row.items() if k != "seconds"} for row in rundir.read_history(run_dir / "history.csv")]
+    return [{k: v for k, v in row.items() if k not in ("seconds", "eval_seconds")} for row in rundir.read_history(run_dir / "history.csv")]
 
 
 def test_run_on_device_matches_numpy_without_dropout(device, mnist_h5, tmp_path, monkeypatch):

@@ -83,7 +83,7 @@ def test_tiny_pipeline_report_matches_results(finished):
     for key in ("numpy", "autograd", "snakemake", "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db"):
         assert key in html
     # where each run trained: these CPU jobs with NumPy, on this CPU
-    assert len(re.findall(re.escape(f'<td class="name">CPU ({parallel.cpu_name()})</td>'), html)) == 4
+    assert len(re.findall(re.escape(f'<td class="name">CPU ({parallel.cpu_name()}); {parallel.blas_kernel()}</td>'), html)) == 4
     assert json.loads((workdir / "results/mnist/mlp/ce/seed1/status.json").read_text())["backend"] == "numpy"
     logs = sorted(p.relative_to(workdir / "logs").as_posix() for p in (workdir / "logs").rglob("*.log"))
     assert "train/mnist/mlp/ce/seed1.log" in logs and "report.log" in logs

@@ -98,3 +98,27 @@ def test_cifar10_jpeg_cpu_config_plans_every_loss_with_two_seeds():
     losses = ("ce", "ce_keras", "bce", "bce_keras", "nllr", "nllr_keras")
     assert sorted(jobs) == sorted(f"cifar10_jpeg/cifar_cnn/{loss}/seed{seed}" for loss in losses for seed in (1, 2))
     assert all(not job.gpu and job.run.epochs == 25 and job.run.augment for job in jobs.values())
+
+
+def test_cifar10_jpeg_long_config_plans_table_1_at_the_papers_length():
+    jobs = plan(_config("config/cifar10_jpeg_long.yaml"))
+    epochs = {run_id.removeprefix("cifar10_jpeg/cifar_cnn/"): job.run.epochs for run_id, job in jobs.items()}
+    assert epochs == {"ce/seed1": 100, "bce/seed1": 100, "nllr/seed1": 100, "nllr_keras/seed1": 500,
+                      "ce/seed2": 100, "nllr_keras/seed2": 100}  # fmt: skip
+    assert all(job.run.train_eval_every == 10 and job.run.augment and not job.gpu for job in jobs.values())
+    assert problems(jobs) == []
+
+
+def test_a_stage_cuts_the_study_to_its_seeds_and_epochs():
+    """A long study in stages: the first has seed 1 at 100 epochs; raising the
+    cap changes only the capped runs' epochs (so only they resume)."""
+    config = _config("config/cifar10_jpeg_long.yaml")
+    first = plan({**config, "stage": {"max_epochs": 100, "seeds": [1]}})
+    assert sorted(first) == [f"cifar10_jpeg/cifar_cnn/{loss}/seed1" for loss in ("bce", "ce", "nllr", "nllr_keras")]
+    assert {job.run.epochs for job in first.values()} == {100}
+    second = plan({**config, "stage": {"max_epochs": 200}})
+    changed = sorted(r for r in first if first[r].run != second[r].run)
+    assert changed == ["cifar10_jpeg/cifar_cnn/nllr_keras/seed1"] and second[changed[0]].run.epochs == 200
+    # Only epochs differ, which a checkpoint's fingerprint leaves out: the run resumes.
+    assert replace(second[changed[0]].run, epochs=100) == first[changed[0]].run
+    assert plan({**config, "stage": None}) == plan(config)

@@ -113,3 +113,12 @@ def test_the_conda_environments_list_every_runtime_dependency():
 
     assert wanted - conda_names("environment.yml") == set()
     assert wanted - {"snakemake"} - conda_names("workflow/envs/softloss.yaml") == set()  # snakemake runs the rules
+
+
+def test_nested_command_line_values_get_yamls_types():
+    """Snakemake reads `--config 'stage={max_epochs: 100, seeds: [1]}'` as strings all the way down."""
+    from pipeline.configcheck import command_line_types
+
+    config = {"stage": {"max_epochs": "100", "seeds": ["1"]}, "train_threads": 2, "mirrors": ["/m"]}
+    typed = command_line_types(config, {"stage": {"max_epochs": "100", "seeds": ["1"]}, "train_threads": 2})
+    assert typed == {"stage": {"max_epochs": 100, "seeds": [1]}, "train_threads": 2, "mirrors": ["/m"]}

@@ -306,3 +306,71 @@ def test_host_evaluation_reuses_its_memory():
     assert np.array_equal(predict(apply, params, images), logits)
     assert resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before < 500
     np.testing.assert_allclose(predict(apply, params, images, batch_size=len(images)), logits, rtol=1e-4, atol=1e-5)
+
+
+RECORDED = ("train_loss", "train_accuracy", "train_error", "running_loss", "running_accuracy",
+            "test_loss", "test_accuracy", "test_error")  # fmt: skip
+
+
+def test_running_training_metrics_are_the_means_over_the_epochs_batches(mnist_h5, tmp_path):
+    """Keras' training metrics, by hand: the mlp (no dropout) stepped through the
+    same batches, each batch's loss and hits weighted by its size (the last
+    batch is short: 500 = 7 x 64 + 52)."""
+    from autograd import value_and_grad
+
+    from pipeline import data, models, optim
+    from pipeline.losses import LOSSES
+    from pipeline.train import _datasets
+
+    config = _config(mnist_h5, epochs=2, train_size=500, batch_size=64, train_eval_every=2)
+    run(config, tmp_path, quiet=True, log=lambda *a: None)
+    history = read_history(tmp_path / "history.csv")
+
+    images, labels, _, _ = _datasets(config)
+    init, apply = models.build("mlp")
+    params = init(np.random.default_rng([4, 0]), images.shape[1:])
+    opt = optim.build("sgd", lr=0.1)
+    state, rng = opt.init(params), np.random.default_rng([4, 1])
+    for row in history:
+        loss_sum, hits = 0.0, 0
+        for x, y in data.batches(images, labels.astype(np.int64), 64, rng):
+            loss, grads = value_and_grad(lambda p: LOSSES["ce"](apply(p, x, train=True), y))(params)
+            loss_sum += float(loss) * len(x)
+            hits += int((apply(params, x).argmax(axis=1) == y).sum())
+            params, state = opt.update(params, grads, state)
+        assert row["running_loss"] == pytest.approx(loss_sum / 500, rel=1e-6)
+        assert row["running_accuracy"] == hits / 500
+    # Epoch 1 had no full pass over the training set (every 2nd epoch and the last); the test set is measured every epoch.
+    assert history[0]["train_loss"] is None and history[0]["train_accuracy"] is None
+    assert history[1]["train_loss"] is not None and all(row["test_loss"] is not None for row in history)
+    assert history[1]["running_loss"] != history[1]["train_loss"]  # training mode, mid-epoch weights: not the full pass
+    assert all(0 <= row["eval_seconds"] <= row["seconds"] for row in history)
+
+
+@pytest.mark.parametrize("every", [1, 3])
+def test_a_resumed_run_records_the_metrics_of_an_uninterrupted_one(mnist_h5, tmp_path, monkeypatch, every):
+    """A crash after epoch 2's checkpoint, then a rerun: every recorded metric,
+    full passes and running means alike, equals the uninterrupted run's."""
+    from pipeline import train
+
+    config = _config(mnist_h5, epochs=4, train_eval_every=every)
+    run(config, tmp_path / "reference", quiet=True, log=lambda *a: None)
+
+    save = train._save_checkpoint
+
+    def crash_after_epoch_2(path, *args):
+        save(path, *args)
+        if len(args[-1]) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train, "_save_checkpoint", crash_after_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        run(config, tmp_path / "crashed", quiet=True, log=lambda *a: None)
+    monkeypatch.setattr(train, "_save_checkpoint", save)
+    lines = []
+    run(config, tmp_path / "crashed", quiet=True, log=lines.append)
+    assert any("resuming after epoch 2" in line for line in lines)
+    recorded = [[row[c] for c in RECORDED] for row in read_history(tmp_path / "crashed" / "history.csv")]
+    assert recorded == [[row[c] for c in RECORDED] for row in read_history(tmp_path / "reference" / "history.csv")]
+    # Full passes at every k-th epoch and the last.
+    assert [r[0] is not None for r in recorded] == [e % every == 0 or e == 4 for e in (1, 2, 3, 4)]
