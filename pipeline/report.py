@@ -16,6 +16,7 @@ import jinja2
 import numpy as np
 
 from .datasets import REGISTRY
+from . import equal_epochs
 from .errors import SoftlossError
 from .figures import EXACT_OF, confusion_figure, learning_curves, loss_order
 from .files import write_atomic, write_json
@@ -225,6 +226,9 @@ def report(summary_path, data_files, config, out_path, study_paths=(), inputs=No
     )
     rows = table_rows(runs)
     entries = form_table(rows)
+    by_epoch = equal_epochs.tables(runs, order=lambda losses: sorted(losses, key=loss_order))
+    for table in by_epoch:
+        table["findings"] = equal_epochs.findings(table)
     html = environment.get_template("summary.html.j2").render(
         paper=PAPER_CITATION,
         rows=rows,
@@ -234,6 +238,8 @@ def report(summary_path, data_files, config, out_path, study_paths=(), inputs=No
         table1_json_id=TABLE1_JSON_ID,
         notes=dataset_notes({r["dataset"] for r in runs}),
         sections=sections,
+        equal_epochs=by_epoch,
+        window=equal_epochs.WINDOW,
         diverged=[r for r in runs if r["status"] == "diverged"],
         n_runs=len(runs),
         provenance=provenance(data_files, config, runs + [r for rs in study_runs.values() for r in rs]),
