@@ -1,5 +1,6 @@
 # softloss: `snakemake --cores 8 reports/summary.html` (see README.md).
 import sys
+from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version, validate
@@ -10,7 +11,7 @@ min_version("8.20")
 configfile: "config/config.yaml"
 
 
-from pipeline.configcheck import command_line_types
+from pipeline.plan.configcheck import command_line_types
 
 config.update(command_line_types(config, workflow.config_settings.overwrite_config))
 
@@ -18,9 +19,9 @@ config.update(command_line_types(config, workflow.config_settings.overwrite_conf
 try:
     validate(config, "workflow/schemas/config.schema.yaml")  # also fills in the schema's defaults
 except WorkflowError:  # one line per problem, not Snakemake's dump of the whole schema
-    from pipeline.configcheck import schema_errors
+    from pipeline.plan.configcheck import schema_errors
 
-    for line in schema_errors(config):
+    for line in schema_errors(config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"):
         print(f"config error: {line}", file=sys.stderr)
     raise SystemExit(1)
 

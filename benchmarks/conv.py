@@ -1,5 +1,5 @@
 """Per-layer cost of the CNNs' convolutions: im2col + GEMM ("direct"),
-Winograd F(2x2, 3x3) and F(4x4, 3x3), and what `primitives._ConvPlan` chooses
+Winograd F(2x2, 3x3) and F(4x4, 3x3), and what `conv.ConvPlan` chooses
 ("auto": Winograd from 16 input channels in the tiling of fewer products, else
 direct with a compiled kernel gradient), on one thread and on every core; and
 of their 2x2 max-pools, by NumPy passes over quadrants (what a GPU runs) and by
@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-from pipeline import parallel, primitives
+from pipeline import parallel
 
 # name, input (H, W, C), filters, pads (top, bottom, left, right)
 LAYERS = [
@@ -56,17 +56,17 @@ def _time_convolutions(batch, repeats, cores, rng):
         bias = np.zeros(filters, np.float32)
         line = f"{name:<17}"
         for algorithm, threads in settings:
-            primitives.CONVOLUTION = algorithm
+            SETTINGS.convolution = algorithm
             parallel.set_workers(threads)
-            out = primitives.conv2d(x, kernel, bias, pads, True)
+            out = conv.conv2d(x, kernel, bias, pads, True)
             g = rng.random(out.shape, dtype=np.float32)
             argnums = (1, 2) if name.endswith("conv1") else (0, 1, 2)
-            backward = primitives._conv2d_vjp(argnums, out, (x, kernel, bias, pads, True), {})
-            forward_ms = _best_ms(lambda: primitives.conv2d(x, kernel, bias, pads, True), repeats)
+            backward = conv._conv2d_vjp(argnums, out, (x, kernel, bias, pads, True), {})
+            forward_ms = _best_ms(lambda: conv.conv2d(x, kernel, bias, pads, True), repeats)
             backward_ms = _best_ms(lambda: backward(g), repeats)
             line += f"{forward_ms:>20.1f}{backward_ms:>7.1f}"
         print(line, flush=True)
-    primitives.CONVOLUTION = "auto"
+    SETTINGS.convolution = "auto"
 
 
 def _time_pools(batch, repeats, cores, rng):
@@ -76,16 +76,16 @@ def _time_pools(batch, repeats, cores, rng):
         x = np.maximum(rng.standard_normal((batch, h, w, c), dtype=np.float32), 0)  # after a relu: ties
         line = f"{name:<17}"
         for pooling, threads in settings:
-            primitives.POOLING = pooling
+            SETTINGS.pooling = pooling
             parallel.set_workers(threads)
-            out = primitives.maxpool2x2(x)
+            out = pool.maxpool2x2(x)
             g = rng.random(out.shape, dtype=np.float32)
-            backward = primitives._maxpool2x2_vjp(out, x)
-            forward_ms = _best_ms(lambda: primitives.maxpool2x2(x), repeats)
+            backward = pool._maxpool2x2_vjp(out, x)
+            forward_ms = _best_ms(lambda: pool.maxpool2x2(x), repeats)
             backward_ms = _best_ms(lambda: backward(g), repeats)
             line += f"{forward_ms:>20.2f}{backward_ms:>7.2f}"
         print(line, flush=True)
-    primitives.POOLING = "compiled"
+    SETTINGS.pooling = "compiled"
 
 
 def main():
@@ -94,7 +94,7 @@ def main():
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     cores = parallel.workers()
-    print(f"machine: {parallel.cpu_name()}; batch {args.batch}, float32, best of {args.repeats}, milliseconds")
+    print(f"machine: {machine.cpu_name()}; batch {args.batch}, float32, best of {args.repeats}, milliseconds")
     rng = np.random.default_rng(0)
     _time_convolutions(args.batch, args.repeats, cores, rng)
     _time_pools(args.batch, args.repeats, cores, rng)

@@ -24,13 +24,13 @@ REPO = Path(__file__).resolve().parents[1]
 CHILD = r"""
 import json, resource, sys, time
 from pipeline import data, datasets
-spec = datasets.get(sys.argv[1])
+spec = registry.get(sys.argv[1])
 if len(sys.argv) > 4:  # a generated archive: admit it by its own MD5
     import dataclasses
-    remote = dataclasses.replace(spec.files[0], checksum=datasets.Checksum("md5", sys.argv[4], "file"))
+    remote = dataclasses.replace(spec.files[0], checksum=registry.Checksum("md5", sys.argv[4], "file"))
     spec = dataclasses.replace(spec, files=(remote,))
 start = time.perf_counter()
-data.prepare(spec, sys.argv[2], sys.argv[3], log=lambda *a: None)
+prepare.prepare(spec, sys.argv[2], sys.argv[3], log=lambda *a: None)
 print(json.dumps({"seconds": time.perf_counter() - start,
                   "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """

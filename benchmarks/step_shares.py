@@ -18,7 +18,7 @@ import time
 from autograd.core import primitive_vjps
 from autograd.extend import defvjp_argnums, primitive
 
-from pipeline import backend, bench, layers, optim, parallel
+from pipeline import backend, layers, optim, parallel
 from pipeline import primitives as P
 
 
@@ -60,9 +60,9 @@ def timers(spent, by_layer=False):
         opt = build(*args, **kwargs)
         return opt._replace(update=_timed(opt.update, spent, "optimizer"))
 
-    P.conv2d = _timed_primitive(P.conv2d, spent, "conv", by_layer)
-    P.linear = _timed_primitive(P.linear, spent, "dense", False)
-    P.maxpool2x2 = _timed_primitive(P.maxpool2x2, spent, "max-pool", False)
+    conv.conv2d = _timed_primitive(conv.conv2d, spent, "conv", by_layer)
+    dense.linear = _timed_primitive(dense.linear, spent, "dense", False)
+    pool.maxpool2x2 = _timed_primitive(pool.maxpool2x2, spent, "max-pool", False)
     layers.dropout_mask = _timed(layers.dropout_mask, spent, "dropout masks")
     optim.build = build_timed
     try:
@@ -76,7 +76,7 @@ def shares(model, batch_size, steps, by_layer=False, warmup=5):
     """(milliseconds per step, [(kind, milliseconds per step)] slowest first, 'rest' last)."""
     spent = collections.defaultdict(float)
     with timers(spent, by_layer):
-        step = bench.softloss_stepper(model, batch_size, backend.NUMPY)
+        step = bench_run.softloss_stepper(model, batch_size, backend.NUMPY)
         for _ in range(warmup):
             step()
         spent.clear()
@@ -95,8 +95,8 @@ def main():
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--layers", action="store_true", help="split the convolutions by layer")
     args = parser.parse_args()
-    backend.reuse_freed_memory()
-    print(f"{parallel.cpu_name()}, {parallel.workers()} threads")
+    machine.reuse_freed_memory()
+    print(f"{machine.cpu_name()}, {parallel.workers()} threads")
     for case in args.cases:
         model, batch = case.split(":")
         per_step, kinds = shares(model, int(batch), args.steps, args.layers)

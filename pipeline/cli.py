@@ -7,7 +7,7 @@ import re
 import sys
 from pathlib import Path
 
-from .errors import SoftlossError
+from .common.errors import SoftlossError
 
 
 def _whole(minimum):
@@ -34,21 +34,21 @@ def _named_path(text):
 
 
 def _bench(args):
-    from . import bench
+    from .bench.run import run
 
-    bench.run(cases=args.cases, steps=args.steps, repeats=args.repeats, alone=args.alone,
+    run(cases=args.cases, steps=args.steps, repeats=args.repeats, alone=args.alone,
               backend=args.backend, threads=args.threads, compare=args.compare)  # fmt: skip
 
 
 def _fetch(args):
-    from .fetch import fetch
+    from .datasets.fetch import fetch
 
     fetch(args.dataset, args.out, args.mirror, timeout=args.timeout, retries=args.retries, quiet=args.quiet,
-          only=args.only)  # fmt: skip
+          only=args.only, vendor_dir=args.vendored)  # fmt: skip
 
 
 def _check_config(args):
-    from .configcheck import check_files
+    from .plan.configcheck import check_files
 
     problems = check_files(args.files)
     for line in problems:
@@ -59,8 +59,9 @@ def _check_config(args):
 
 
 def _prepare(args):
-    from .data import folder_spec, prepare
-    from .datasets import REGISTRY
+    from .datasets.folders import folder_spec
+    from .datasets.prepare import prepare
+    from .datasets.registry import REGISTRY
 
     if args.image_folder:
         if args.dataset in REGISTRY:
@@ -79,7 +80,8 @@ OPTIONAL_RUN_FLAGS = ("lr", "hyper", "model_option", "train_size", "test_size", 
 
 
 def _train(args):
-    from .train import RunConfig, parse_hyperparameter, run
+    from .runs.config import RunConfig, parse_hyperparameter
+    from .runs.train import run
 
     if args.run_config:
         given = [f"--{name.replace('_', '-')}" for name in RUN_FLAGS + OPTIONAL_RUN_FLAGS
@@ -111,7 +113,7 @@ def _train(args):
 
 
 def _evaluate(args):
-    from .evaluate import evaluate
+    from .runs.evaluate import evaluate
 
     result = evaluate(args.run_dir, args.data, args.out)
     if result["status"] == "completed":
@@ -121,7 +123,7 @@ def _evaluate(args):
 
 
 def _aggregate(args):
-    from .report import aggregate
+    from .report.aggregate import aggregate
 
     runs = aggregate(args.runs, args.out)
     print(f"{args.out}: {len(runs)} runs")
@@ -130,18 +132,20 @@ def _aggregate(args):
 def _report(args):
     import json
 
-    from .report import report
+    from .report.render import render
+    from .studies import STUDIES
 
     try:
         config = json.loads(args.config_json) if args.config_json else {}
     except ValueError as error:
         raise ValueError(f"--config-json is not JSON: {error}") from None
     inputs = dict(item.split("=", 1) for item in args.input)
-    print(report(args.summary, args.data, config, args.out, study_paths=args.study, inputs=inputs))
+    print(render(args.summary, args.data, config, args.out, study_paths=args.study, inputs=inputs,
+                 studies=STUDIES))
 
 
 def _toy(args):
-    from .toy import toy_boundaries
+    from .runs.toy import toy_boundaries
 
     result = toy_boundaries(args.out)
     print(", ".join(f"{name}: training accuracy {m['accuracy']:.3f}" for name, m in result["models"].items()))
@@ -150,33 +154,46 @@ def _toy(args):
 def _archive(args):
     import json
 
-    from .archive import build
+    from .report.archive import build
 
     config = json.loads(args.config_json) if args.config_json else {}
     print(build(args.out, args.summary, args.report, config, args.data))
 
 
 def _verify_archive(args):
-    from .archive import verify
+    from .report.archive import verify
 
     print(f"{args.archive}: {verify(args.archive)} members match the MANIFEST; Table I matches the results")
 
 
-def build_parser():
-    # The names come from the registries, never copied by hand.
-    from .backend import BACKENDS
-    from .bench import COMPARABLE
-    from .datasets import REGISTRY
-    from .feedback import TREATMENTS, WRONG_LABELS
-    from .losses import LOSSES
-    from .models import MODELS
-    from .optim import OPTIMIZERS
+# The package code each command runs: its modules and what they import
+# (pipeline.common.versions), and the files it reads beside them. A workflow
+# rule's code version is its command's, so a change to that code, and only
+# to it, reruns the rule's jobs.
+COMMAND_CODE = {
+    "fetch": (("datasets.fetch",), ()),
+    "prepare": (("datasets.prepare",), ()),
+    "train": (("runs.train",), ()),
+    "evaluate": (("runs.evaluate",), ()),
+    "toy": (("runs.toy",), ()),
+    "aggregate": (("report.aggregate",), ()),
+    "report": (("report.render", "studies"), ("report/templates/*.j2", "studies/templates/*.j2")),
+    "archive": (("report.archive",), ()),
+}
 
-    def names(registry):
-        return ", ".join(registry)
 
-    parser = argparse.ArgumentParser(prog="python -m pipeline", description="softloss: the classification-loss study")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+def command_version(command):
+    """12 hex digits identifying the code `python -m pipeline COMMAND` runs."""
+    from .common.versions import code_version
+
+    modules, files = COMMAND_CODE[command]
+    return code_version(*modules, extra=files)
+
+
+def _data_commands(commands, names):
+    """fetch, prepare, check-config."""
+    from .datasets.fetch import VENDOR_DIR
+    from .datasets.registry import REGISTRY
 
     fetch = commands.add_parser("fetch", help="download and verify a dataset's raw files")
     fetch.add_argument("dataset", help=names(REGISTRY))
@@ -187,6 +204,8 @@ def build_parser():
     fetch.add_argument("--retries", type=int, default=3, help="retries per source for transient failures")
     fetch.add_argument("--quiet", action="store_true", help="no progress bars")
     fetch.add_argument("--only", metavar="FILE", default=None, help="fetch this one file of the dataset")
+    fetch.add_argument("--vendored", type=Path, default=VENDOR_DIR, metavar="DIR",
+                       help=f"the project's own copies of datasets (default {VENDOR_DIR}, from the working directory)")
     fetch.set_defaults(run=_fetch)
 
     prepare = commands.add_parser("prepare", help="parse raw files into one HDF5 dataset file")
@@ -201,6 +220,15 @@ def build_parser():
     check = commands.add_parser("check-config", help="check config files (YAML syntax and schema), one line per problem")
     check.add_argument("files", nargs="+", type=Path, help="config files, merged into config/config.yaml in order")
     check.set_defaults(run=_check_config)
+
+
+def _run_commands(commands, names):
+    """train, evaluate."""
+    from .core.backend import BACKENDS
+    from .core.losses import LOSSES
+    from .core.models import MODELS
+    from .core.optim import OPTIMIZERS
+    from .runs.feedback import TREATMENTS, WRONG_LABELS
 
     train = commands.add_parser("train", help="train one model with one loss (resumes from a checkpoint)")
     train.add_argument("--run-config", type=Path, default=None, metavar="JSON",
@@ -244,6 +272,10 @@ def build_parser():
     evaluate.add_argument("--out", required=True, type=Path, help="metrics JSON file to write")
     evaluate.set_defaults(run=_evaluate)
 
+
+def _report_commands(commands, names):
+    """aggregate, report, toy, archive, verify-archive."""
+
     aggregate = commands.add_parser("aggregate", help="collect run directories into one summary JSON")
     aggregate.add_argument("--runs", nargs="+", required=True, type=Path, help="run directories")
     aggregate.add_argument("--out", required=True, type=Path)
@@ -275,6 +307,12 @@ def build_parser():
     verify.add_argument("archive", type=Path)
     verify.set_defaults(run=_verify_archive)
 
+
+def _bench_command(commands, names):
+    """bench."""
+    from .bench.compare import COMPARABLE
+    from .core.backend import BACKENDS
+
     bench = commands.add_parser("bench", help="train-step throughput beside PyTorch (and JAX on the CPU)")
     bench.add_argument("--cases", nargs="+", default=None, metavar="MODEL:BATCH",
                        help="e.g. mnist_cnn:128 (default: knet_softmax:100 mnist_cnn:128 cifar_cnn:32 cifar_cnn:128)")
@@ -289,16 +327,26 @@ def build_parser():
                        help="time softloss alone under each value of a CPU setting, in turns in one process, each "
                             f"against the first; SETTING is one of {', '.join(COMPARABLE)}")
     bench.set_defaults(run=_bench)
+
+
+def build_parser():
+    def names(registry):  # the names come from the registries, never copied by hand
+        return ", ".join(registry)
+
+    parser = argparse.ArgumentParser(prog="python -m pipeline", description="softloss: the classification-loss study")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (_data_commands, _run_commands, _report_commands, _bench_command):
+        add(commands, names)
     return parser
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
     if getattr(args, "cases", None) is None and args.command == "bench":
-        from .bench import DEFAULT_CASES
+        from .bench.cases import DEFAULT_CASES
 
         args.cases = DEFAULT_CASES
-    from .backend import reuse_freed_memory
+    from .common.machine import reuse_freed_memory
 
     reuse_freed_memory()
     try:

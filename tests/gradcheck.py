@@ -2,7 +2,7 @@
 import autograd
 import numpy as np
 
-from pipeline.autodiff import value_and_grad
+from pipeline.core.autodiff import value_and_grad
 
 
 def directional_errors(fun, args, argnum, rng, directions=3, h=1e-5):

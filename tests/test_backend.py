@@ -11,14 +11,19 @@ import types
 import autograd.numpy as anp
 import numpy as np
 import pytest
-
 import strictdevice
 from gradcheck import directional_errors
-from pipeline import (autograd_device, backend, bench, cli, data, layers, losses, models, optim, parallel, rundir,
-                      train, tree)
-from pipeline import primitives as P
-from pipeline.autodiff import value_and_grad
-from pipeline.errors import SoftlossError
+
+from pipeline import cli
+from pipeline.bench import run as bench_run
+from pipeline.common import machine
+from pipeline.common.errors import SoftlossError
+from pipeline.core import autograd_device, backend, layers, losses, models, optim, tree
+from pipeline.core.autodiff import value_and_grad
+from pipeline.core.primitives import logspace
+from pipeline.datasets import batches, prepare
+from pipeline.runs import inference, rundir, train
+from pipeline.runs.config import RunConfig
 
 
 def _cupy_or_reason():
@@ -72,11 +77,11 @@ def test_the_cpu_backend_names_its_cpu_and_whether_it_has_avx512(tmp_path):
     cpuinfo = tmp_path / "cpuinfo"
     core = "processor\t: {0}\nmodel name\t: AMD EPYC 7B12\nflags\t\t: fpu sse2 avx2 {1}\n\n"
     cpuinfo.write_text(core.format(0, "avx512f avx512bw") + core.format(1, "avx512f avx512bw"))
-    assert parallel.cpu_name(cpuinfo) == "AMD EPYC 7B12, with AVX-512"
+    assert machine.cpu_name(cpuinfo) == "AMD EPYC 7B12, with AVX-512"
     cpuinfo.write_text(core.format(0, "fma"))
-    assert parallel.cpu_name(cpuinfo) == "AMD EPYC 7B12, no AVX-512"
-    assert parallel.cpu_name(tmp_path / "absent")  # the platform's name for it instead
-    assert backend.NUMPY.device == f"CPU ({parallel.cpu_name()})"
+    assert machine.cpu_name(cpuinfo) == "AMD EPYC 7B12, no AVX-512"
+    assert machine.cpu_name(tmp_path / "absent")  # the platform's name for it instead
+    assert backend.NUMPY.device == f"CPU ({machine.cpu_name()})"
 
 
 def test_cupy_missing_is_an_error_and_auto_falls_back(monkeypatch):
@@ -157,7 +162,7 @@ OPS = {
     "einsum pair": lambda x: anp.einsum("ijk,ijk->j", x, x),
     "einsum vector": lambda x: anp.einsum("ijk,k->ij", x, x[0, 0]),
     "einsum ellipsis": lambda x: anp.einsum("...k,k->...", x, x[1, 2]),
-    "logsumexp": lambda x: P.logsumexp(x),
+    "logsumexp": lambda x: logspace.logsumexp(x),
 }
 
 
@@ -284,7 +289,7 @@ def _config(mnist_h5, **changes):
     settings = dict(data=str(mnist_h5), model="mlp", loss="ce", optimizer="sgd", epochs=2, batch_size=50,
                     seed=3, hyperparameters={"lr": 0.1}, model_options={"hidden": 16}, train_size=600, test_size=300)  # fmt: skip
     settings.update(changes)
-    return train.RunConfig(**settings)
+    return RunConfig(**settings)
 
 
 def _history(run_dir):
@@ -296,7 +301,7 @@ def test_run_on_device_matches_numpy_without_dropout(device, mnist_h5, tmp_path,
         # The stand-in multiplies with the host's BLAS, where a row's product can round
         # otherwise in a product of another number of rows (OpenBLAS's Haswell kernels
         # do): to be the same bits, both evaluate in batches of the host's size.
-        monkeypatch.setattr(train, "DEVICE_EVAL_BATCH", train.HOST_EVAL_BATCH)
+        monkeypatch.setattr(inference, "DEVICE_EVAL_BATCH", inference.HOST_EVAL_BATCH)
     config = _config(mnist_h5)
     train.run(config, tmp_path / "cpu", quiet=True, backend="numpy")
     status = train.run(config, tmp_path / "dev", quiet=True, backend=device)
@@ -315,7 +320,7 @@ def test_run_on_device_is_deterministic_and_resumes_exactly(device, mnist_h5, tm
                      train_size=256, test_size=128, batch_size=64)  # fmt: skip
     train.run(config, tmp_path / "straight", quiet=True, backend=device)
     train.run(config, tmp_path / "twice", quiet=True, backend=device)
-    train.run(train.RunConfig(**{**config.__dict__, "epochs": 1}), tmp_path / "resumed", quiet=True, backend=device)
+    train.run(RunConfig(**{**config.__dict__, "epochs": 1}), tmp_path / "resumed", quiet=True, backend=device)
     train.run(config, tmp_path / "resumed", quiet=True, backend=device)  # resumes after epoch 1
     straight = _history(tmp_path / "straight")
     assert len(straight) == 2
@@ -337,7 +342,7 @@ def _cifar_h5(tmp_path, per_batch):
 
     archive, _ = make_cifar_archive(per_batch=per_batch, seed=5)
     (tmp_path / "cifar-10-binary.tar.gz").write_bytes(archive)
-    return data.prepare(cifar_spec(archive), tmp_path, tmp_path / "cifar10.h5", log=lambda *a: None)
+    return prepare.prepare(cifar_spec(archive), tmp_path, tmp_path / "cifar10.h5", log=lambda *a: None)
 
 
 def test_one_epoch_of_cifar10_on_device(device, tmp_path):
@@ -345,7 +350,7 @@ def test_one_epoch_of_cifar10_on_device(device, tmp_path):
     one epoch, the data resident on the device: a tiny file on the stand-in, a
     full-size one on a GPU."""
     per_batch = 40 if device is STRICT else 10_000
-    config = train.RunConfig(data=str(_cifar_h5(tmp_path, per_batch)), model="cifar_cnn", loss="nllr",
+    config = RunConfig(data=str(_cifar_h5(tmp_path, per_batch)), model="cifar_cnn", loss="nllr",
                              optimizer="rmsprop", hyperparameters={"lr": 1e-4, "decay": 1e-6}, epochs=1,
                              batch_size=32, seed=1, augment=True)  # fmt: skip
     status = train.run(config, tmp_path / "run", quiet=True, backend=device)
@@ -357,7 +362,7 @@ def test_one_epoch_of_cifar10_on_device(device, tmp_path):
 
 def test_benchmark_runs_on_a_device():
     said = []
-    rows = bench.run(cases=["knet_softmax:8"], steps=1, repeats=1, alone=True, out=said.append, backend=STRICT)
+    rows = bench_run.run(cases=["knet_softmax:8"], steps=1, repeats=1, alone=True, out=said.append, backend=STRICT)
     assert rows[0]["softloss"] > 0 and "strict" in said[1]
 
 
@@ -365,8 +370,8 @@ def test_augmentation_on_device_matches_the_host(device):
     """The same seed gives the same shifted and flipped batch where the images live."""
     images = (np.random.default_rng(0).random((16, 12, 10, 3)) * 255).astype(np.uint8)
     labels = np.arange(16) % 10
-    host = list(data.batches(images, labels, 8, np.random.default_rng(3), augment=True))
-    on_device = list(data.batches(*device.to_device([images, labels]), 8, np.random.default_rng(3), augment=True))
+    host = list(batches.batches(images, labels, 8, np.random.default_rng(3), augment=True))
+    on_device = list(batches.batches(*device.to_device([images, labels]), 8, np.random.default_rng(3), augment=True))
     for (x, y), (dx, dy) in zip(host, on_device):
         np.testing.assert_array_equal(y, device.to_host(dy))
         np.testing.assert_allclose(device.to_host(dx), x, rtol=0, atol=1e-6)

@@ -2,13 +2,16 @@
 values of a CPU setting."""
 import pytest
 
-from pipeline import bench, cli
-from pipeline import primitives as P
+from pipeline import cli
+from pipeline.bench import cases, compare
+from pipeline.bench import run as bench_run
+from pipeline.core import backend
+from pipeline.core.settings import SETTINGS
 
 
 def test_bench_times_softloss_alone_on_the_cpu():
     said = []
-    rows = bench.run(cases=["mnist_cnn:4"], steps=1, repeats=1, alone=True, out=said.append)
+    rows = bench_run.run(cases=["mnist_cnn:4"], steps=1, repeats=1, alone=True, out=said.append)
     assert rows[0]["softloss"] > 0 and said[0].startswith("machine: ") and "threads" in said[1]
     assert said[-1].split()[:2] == ["mnist_cnn", "4"]
 
@@ -23,10 +26,10 @@ def test_compare_times_every_value_in_turns_and_restores_the_setting(monkeypatch
     def write(value):
         current["value"] = value
 
-    monkeypatch.setitem(bench.COMPARABLE, "probe", (bench._whole, lambda: current["value"], write))
-    monkeypatch.setattr(bench, "softloss_stepper", stepper)
+    monkeypatch.setitem(compare.COMPARABLE, "probe", (cases.whole, lambda: current["value"], write))
+    monkeypatch.setattr(bench_run, "softloss_stepper", stepper)
     said = []
-    (row,) = bench.run(cases=["knet_softmax:2"], steps=3, repeats=2, out=said.append, compare="probe=1,2,3")
+    (row,) = bench_run.run(cases=["knet_softmax:2"], steps=3, repeats=2, out=said.append, compare="probe=1,2,3")
     warm_up = [1, 1, 2, 2, 3, 3]
     assert seen == warm_up + ([1] * 3 + [2] * 3 + [3] * 3) * 2
     assert current["value"] == 7  # put back as it was
@@ -37,10 +40,10 @@ def test_compare_times_every_value_in_turns_and_restores_the_setting(monkeypatch
 
 
 def test_compare_switches_a_real_setting_and_puts_it_back():
-    rows = bench.run(cases=["mnist_cnn:4"], steps=1, repeats=1, out=lambda line: None,
+    rows = bench_run.run(cases=["mnist_cnn:4"], steps=1, repeats=1, out=lambda line: None,
                      compare="pooling=quadrants,compiled")  # fmt: skip
     assert rows[0]["quadrants"] > 0 and rows[0]["compiled"] > 0 and "projected_seconds" not in rows[0]
-    assert P.POOLING == "compiled"
+    assert SETTINGS.pooling == "compiled"
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -63,11 +66,10 @@ def test_bench_refuses_bad_input_in_one_line(capsys, argv, message):
 def test_compare_refuses_a_device_backend():
     import strictdevice
 
-    from pipeline import backend
 
     device = backend.device_backend(strictdevice, "strict", "CPU stand-in for CuPy")
     with pytest.raises(ValueError, match="--compare switches CPU settings"):
-        bench.run(cases=["knet_softmax:2"], out=lambda line: None, backend=device, compare="threads=1,2")
+        bench_run.run(cases=["knet_softmax:2"], out=lambda line: None, backend=device, compare="threads=1,2")
 
 
 @pytest.mark.parametrize("option", ["--steps", "--repeats", "--threads"])

@@ -12,13 +12,13 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from repo import VENDOR_DIR
 
-from pipeline import cli, data, datasets
-from pipeline.fetch import VENDOR_DIR
-from pipeline.datasets import IDX_FILES, Checksum, DatasetSpec, RemoteFile
-from pipeline.errors import DataError, FetchError
-from pipeline.fetch import fetch
-
+from pipeline import cli
+from pipeline.common.errors import DataError, FetchError
+from pipeline.datasets import batches, hdf5, prepare, registry
+from pipeline.datasets.fetch import fetch
+from pipeline.datasets.registry import IDX_FILES, Checksum, DatasetSpec, RemoteFile
 
 
 # ------------------------------------------------------------ tiny datasets
@@ -41,7 +41,7 @@ def make_idx_files(n_train=30, n_test=10, seed=0):
 
 def idx_spec(payloads, urls):
     files = tuple(RemoteFile(n, Checksum("sha256", hashlib.sha256(payloads[n]).hexdigest(), "payload")) for n in IDX_FILES)
-    return DatasetSpec("tiny_mnist", "idx", files, tuple(urls), datasets.MNIST_CLASSES, (28, 28, 1), "test data")
+    return DatasetSpec("tiny_mnist", "idx", files, tuple(urls), registry.MNIST_CLASSES, (28, 28, 1), "test data")
 
 
 def cifar_records(labels, images):
@@ -53,7 +53,7 @@ def make_cifar_archive(per_batch=4, seed=0, extra=()):
     rng = np.random.default_rng(seed)
     buffer, arrays = io.BytesIO(), {}
     with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
-        names = [*data.CIFAR_MEMBERS["train"], *data.CIFAR_MEMBERS["test"]]
+        names = [*prepare.CIFAR_MEMBERS["train"], *prepare.CIFAR_MEMBERS["test"]]
         for name in names:
             labels = rng.integers(0, 10, per_batch)
             images = rng.integers(0, 256, (per_batch, 32, 32, 3))
@@ -70,7 +70,7 @@ def make_cifar_archive(per_batch=4, seed=0, extra=()):
 def cifar_spec(archive, urls=("http://127.0.0.1:9/",)):
     checksum = Checksum("md5", hashlib.md5(archive).hexdigest(), "file")
     files = (RemoteFile("cifar-10-binary.tar.gz", checksum),)
-    return DatasetSpec("tiny_cifar", "cifar-binary", files, urls, datasets.CIFAR10_CLASSES, (32, 32, 3), "test")
+    return DatasetSpec("tiny_cifar", "cifar-binary", files, urls, registry.CIFAR10_CLASSES, (32, 32, 3), "test")
 
 
 # ------------------------------------------------------------ the server
@@ -151,8 +151,8 @@ def test_happy_path_fetch_prepare_load(server, tmp_path):
     spec = idx_spec(payloads, [server.url + "/official/"])
     paths = fetch(spec, tmp_path / "raw", **_quiet())
     assert [p.read_bytes() for p in paths] == [files[n] for n in IDX_FILES]
-    out = data.prepare(spec, tmp_path / "raw", tmp_path / "tiny.h5", log=lambda *a: None)
-    images, labels = data.load(out, "train")
+    out = prepare.prepare(spec, tmp_path / "raw", tmp_path / "tiny.h5", log=lambda *a: None)
+    images, labels = hdf5.load(out, "train")
     assert images.shape == (30, 28, 28, 1) and images.dtype == np.uint8
     np.testing.assert_array_equal(images[..., 0], arrays["train-images-idx3-ubyte.gz"])
     np.testing.assert_array_equal(labels, arrays["train-labels-idx1-ubyte.gz"])
@@ -226,25 +226,25 @@ def test_recompressed_idx_payload_is_accepted_by_payload_or_official_file_hash(t
     arrays, payloads, official = make_idx_files()
     files = tuple(RemoteFile(n, Checksum("sha256", hashlib.sha256(payloads[n]).hexdigest(), "payload"),
                              also=(Checksum("md5", hashlib.md5(official[n]).hexdigest(), "file"),)) for n in IDX_FILES)  # fmt: skip
-    spec = DatasetSpec("tiny_fashion", "idx", files, (), datasets.FASHION_CLASSES, (28, 28, 1), "test data")
+    spec = DatasetSpec("tiny_fashion", "idx", files, (), registry.FASHION_CLASSES, (28, 28, 1), "test data")
     for label, body in (("official", official), ("recompressed", {n: gzip.compress(p, 9, mtime=12345) for n, p in payloads.items()})):
         raw = tmp_path / label
         raw.mkdir()
         for name, data_ in body.items():
             (raw / name).write_bytes(data_)
         assert label == "official" or (raw / IDX_FILES[0]).read_bytes() != official[IDX_FILES[0]]
-        _, labels = data.load(data.prepare(spec, raw, tmp_path / f"{label}.h5", log=lambda *a: None), "test")
+        _, labels = hdf5.load(prepare.prepare(spec, raw, tmp_path / f"{label}.h5", log=lambda *a: None), "test")
         np.testing.assert_array_equal(labels, arrays["t10k-labels-idx1-ubyte.gz"])
     # Another payload matches neither; the error names both checksums.
     changed = arrays["t10k-labels-idx1-ubyte.gz"].copy()
     changed[0] = (changed[0] + 1) % 10
     (tmp_path / "recompressed" / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(idx_bytes(changed)))
     with pytest.raises(DataError, match="sha256 of the decompressed payload is .*; md5 of the file is"):
-        data.prepare(spec, tmp_path / "recompressed", tmp_path / "bad.h5", log=lambda *a: None)
+        prepare.prepare(spec, tmp_path / "recompressed", tmp_path / "bad.h5", log=lambda *a: None)
 
 
 def test_fashion_mnist_accepts_payload_hashes_and_official_md5s():
-    spec = datasets.get("fashion_mnist")
+    spec = registry.get("fashion_mnist")
     for remote in spec.files:
         assert remote.checksum.algorithm == "sha256" and remote.checksum.over == "payload"
         assert [c.algorithm for c in remote.also] == ["md5"] and remote.also[0].over == "file"
@@ -268,7 +268,7 @@ def test_directory_mirror_env_and_refetch_of_corrupt_file(server, tmp_path, monk
 
 def test_cli_fetch_failure_is_a_message_not_a_traceback(server, tmp_path, monkeypatch, capsys):
     _, payloads, _ = make_idx_files()
-    monkeypatch.setitem(datasets.REGISTRY, "mnist", idx_spec(payloads, [server.url + "/none/"]))
+    monkeypatch.setitem(registry.REGISTRY, "mnist", idx_spec(payloads, [server.url + "/none/"]))
     code = cli.main(["fetch", "mnist", "--out", str(tmp_path), "--retries", "0", "--quiet"])
     err = capsys.readouterr().err
     assert code == 2
@@ -280,13 +280,13 @@ def test_cli_fetch_failure_is_a_message_not_a_traceback(server, tmp_path, monkey
 def test_cifar_binary_records_become_hwc_images(tmp_path):
     archive, arrays = make_cifar_archive()
     (tmp_path / "cifar-10-binary.tar.gz").write_bytes(archive)
-    out = data.prepare(cifar_spec(archive), tmp_path, tmp_path / "c.h5", log=lambda *a: None)
-    images, labels = data.load(out, "train")
+    out = prepare.prepare(cifar_spec(archive), tmp_path, tmp_path / "c.h5", log=lambda *a: None)
+    images, labels = hdf5.load(out, "train")
     assert images.shape == (20, 32, 32, 3)
     first_images, first_labels = arrays["cifar-10-batches-bin/data_batch_1.bin"]
     np.testing.assert_array_equal(images[:4], first_images)
     np.testing.assert_array_equal(labels[:4], first_labels)
-    test_images, _ = data.load(out, "test")
+    test_images, _ = hdf5.load(out, "test")
     np.testing.assert_array_equal(test_images, arrays["cifar-10-batches-bin/test_batch.bin"][0])
 
 
@@ -313,16 +313,16 @@ def test_hostile_tar_members_are_refused(tmp_path, member):
     archive, _ = make_cifar_archive(extra=[(info, payload)])
     (tmp_path / "cifar-10-binary.tar.gz").write_bytes(archive)
     with pytest.raises(DataError, match="refusing the archive"):
-        data.prepare(cifar_spec(archive), tmp_path, tmp_path / "c.h5", log=lambda *a: None)
+        prepare.prepare(cifar_spec(archive), tmp_path, tmp_path / "c.h5", log=lambda *a: None)
     assert not (tmp_path / "c.h5").exists()
 
 
 def test_bad_cifar_records_and_labels():
     with pytest.raises(DataError, match="whole number"):
-        data.parse_cifar_records(b"\x00" * 3000, "x.bin")
+        prepare.parse_cifar_records(b"\x00" * 3000, "x.bin")
     record = bytes([10]) + bytes(3072)
     with pytest.raises(DataError, match="label 10 out of range"):
-        data.parse_cifar_records(record, "x.bin")
+        prepare.parse_cifar_records(record, "x.bin")
 
 
 @pytest.mark.parametrize(
@@ -335,24 +335,24 @@ def test_bad_cifar_records_and_labels():
 )
 def test_bad_idx_files(payload, message):
     with pytest.raises(DataError, match=message):
-        data.parse_idx(payload, "x", 3 if payload[3] == 3 else 1)
+        prepare.parse_idx(payload, "x", 3 if payload[3] == 3 else 1)
 
 
 def test_truncated_and_foreign_hdf5_get_clear_errors(tmp_path):
     archive, _ = make_cifar_archive()
     (tmp_path / "cifar-10-binary.tar.gz").write_bytes(archive)
-    good = data.prepare(cifar_spec(archive), tmp_path, tmp_path / "c.h5", log=lambda *a: None)
+    good = prepare.prepare(cifar_spec(archive), tmp_path, tmp_path / "c.h5", log=lambda *a: None)
     truncated = tmp_path / "truncated.h5"
     truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
     with pytest.raises(DataError, match="truncated.h5"):
-        data.load(truncated, "train")
+        hdf5.load(truncated, "train")
     foreign = tmp_path / "foreign.h5"
     with h5py.File(foreign, "w") as h5:
         h5["x"] = np.zeros(3)
     with pytest.raises(DataError, match="not a softloss dataset"):
-        data.load(foreign, "train")
+        hdf5.load(foreign, "train")
     with pytest.raises(DataError, match="no such dataset file"):
-        data.load(tmp_path / "missing.h5", "train")
+        hdf5.load(tmp_path / "missing.h5", "train")
 
 
 def test_prepare_checks_raw_files_and_writes_atomically(tmp_path, monkeypatch):
@@ -360,7 +360,7 @@ def test_prepare_checks_raw_files_and_writes_atomically(tmp_path, monkeypatch):
     spec = cifar_spec(archive)
     (tmp_path / "cifar-10-binary.tar.gz").write_bytes(archive[:-10])
     with pytest.raises(DataError, match="checksum mismatch"):
-        data.prepare(spec, tmp_path, tmp_path / "c.h5", log=lambda *a: None)
+        prepare.prepare(spec, tmp_path, tmp_path / "c.h5", log=lambda *a: None)
     (tmp_path / "cifar-10-binary.tar.gz").write_bytes(archive)
 
     def broken(*args, **kwargs):
@@ -368,14 +368,14 @@ def test_prepare_checks_raw_files_and_writes_atomically(tmp_path, monkeypatch):
 
     monkeypatch.setattr(h5py.Group, "create_dataset", broken)
     with pytest.raises(OSError, match="disk full"):
-        data.prepare(spec, tmp_path, tmp_path / "c.h5", log=lambda *a: None)
+        prepare.prepare(spec, tmp_path, tmp_path / "c.h5", log=lambda *a: None)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cifar-10-binary.tar.gz"]
 
 
 def test_real_mnist_prepares_with_published_counts(tmp_path):
-    out = data.prepare("mnist", VENDOR_DIR / "mnist", tmp_path / "mnist.h5", log=lambda *a: None)
-    train_images, train_labels = data.load(out, "train")
-    test_images, test_labels = data.load(out, "test")
+    out = prepare.prepare("mnist", VENDOR_DIR / "mnist", tmp_path / "mnist.h5", log=lambda *a: None)
+    train_images, train_labels = hdf5.load(out, "train")
+    test_images, test_labels = hdf5.load(out, "test")
     assert train_images.shape == (60000, 28, 28, 1) and test_images.shape == (10000, 28, 28, 1)
     assert np.bincount(train_labels).tolist() == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
     assert np.bincount(test_labels).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
@@ -385,9 +385,9 @@ def test_real_mnist_prepares_with_published_counts(tmp_path):
 def test_batches_seeded_complete_and_scaled():
     images = np.arange(10 * 4 * 4 * 1, dtype=np.uint8).reshape(10, 4, 4, 1)
     labels = np.arange(10, dtype=np.uint8)
-    first = list(data.batches(images, labels, 3, np.random.default_rng(0)))
-    again = list(data.batches(images, labels, 3, np.random.default_rng(0)))
-    other = list(data.batches(images, labels, 3, np.random.default_rng(1)))
+    first = list(batches.batches(images, labels, 3, np.random.default_rng(0)))
+    again = list(batches.batches(images, labels, 3, np.random.default_rng(0)))
+    other = list(batches.batches(images, labels, 3, np.random.default_rng(1)))
     assert [len(y) for _, y in first] == [3, 3, 3, 1]
     assert sorted(np.concatenate([y for _, y in first]).tolist()) == list(range(10))
     assert all(np.array_equal(a[1], b[1]) for a, b in zip(first, again))
@@ -395,24 +395,24 @@ def test_batches_seeded_complete_and_scaled():
     x, y = first[0]
     assert x.dtype == np.float32 and 0 <= x.min() and x.max() <= 1
     np.testing.assert_array_equal(x * 255, images[y].astype(np.float32))
-    assert [len(y) for _, y in data.batches(images, labels, 3, np.random.default_rng(0), drop_last=True)] == [3, 3, 3]
+    assert [len(y) for _, y in batches.batches(images, labels, 3, np.random.default_rng(0), drop_last=True)] == [3, 3, 3]
 
 
 def test_augmentation_shifts_flips_and_is_seeded():
     rng = np.random.default_rng(0)
     images = rng.random((64, 8, 10, 3), dtype=np.float32)
-    np.testing.assert_array_equal(data.shift_and_flip(images, rng, shift=0.0, flip=False), images)
-    a = data.shift_and_flip(images, np.random.default_rng(5))
-    b = data.shift_and_flip(images, np.random.default_rng(5))
+    np.testing.assert_array_equal(batches.shift_and_flip(images, rng, shift=0.0, flip=False), images)
+    a = batches.shift_and_flip(images, np.random.default_rng(5))
+    b = batches.shift_and_flip(images, np.random.default_rng(5))
     np.testing.assert_array_equal(a, b)
     assert a.shape == images.shape and a.dtype == np.float32
     assert a.min() >= images.min() and a.max() <= images.max()  # interpolation and nearest fill
-    flipped = data.shift_and_flip(images, np.random.default_rng(5), shift=0.0, flip=True)
+    flipped = batches.shift_and_flip(images, np.random.default_rng(5), shift=0.0, flip=True)
     is_flipped = [np.array_equal(f, i[:, ::-1]) for f, i in zip(flipped, images)]
     assert 10 < sum(is_flipped) < 54 and all(f or np.array_equal(o, i) for f, o, i in zip(is_flipped, flipped, images))
     # A whole-pixel shift moves content by that pixel and repeats the edge.
     one = np.arange(10, dtype=np.float32)[None, None, :, None].repeat(8, 1)
-    shifted = data.shift_and_flip(one, np.random.default_rng(0), shift=0.1, flip=False)
+    shifted = batches.shift_and_flip(one, np.random.default_rng(0), shift=0.1, flip=False)
     assert not np.array_equal(shifted, one)
 
 

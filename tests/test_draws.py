@@ -3,7 +3,7 @@ in the same state, as one `rng.random` call."""
 import numpy as np
 import pytest
 
-from pipeline import draws, parallel
+from pipeline.kernels import draws, parallel
 
 
 def _serial_mask(rng, shape, rate):

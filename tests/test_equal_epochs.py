@@ -3,8 +3,8 @@ import json
 
 import pytest
 
-from pipeline import equal_epochs
-from pipeline.report import report
+from pipeline.report import equal_epochs
+from pipeline.report.render import render
 
 
 def _run(loss, seed, accuracies):
@@ -50,6 +50,6 @@ def test_the_report_shows_the_table_and_its_findings(tmp_path):
              "history": [{**row, "test_loss": 1.0, "train_loss": 1.0, "train_accuracy": row["test_accuracy"]}
                          for row in run["history"]]} for run in RUNS]  # fmt: skip
     (tmp_path / "summary.json").write_text(json.dumps({"runs": runs}))
-    html = report(tmp_path / "summary.json", [], {"experiments": []}, tmp_path / "summary.html").read_text()
+    html = render(tmp_path / "summary.json", [], {"experiments": []}, tmp_path / "summary.html").read_text()
     assert 'class="equal-epochs" data-dataset="cifar10_jpeg"' in html and "nllr_keras &minus; ce" in html
     assert "still rising on seed 1" in html

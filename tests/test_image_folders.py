@@ -11,13 +11,12 @@ import h5py
 import numpy as np
 import pytest
 from PIL import Image
-
-from pipeline import data, datasets
-from pipeline.datasets import Checksum, RemoteFile
-from pipeline.errors import DataError
-from pipeline.fetch import fetch
-
 from test_data import Server
+
+from pipeline.common.errors import DataError
+from pipeline.datasets import folders, hdf5, prepare, registry
+from pipeline.datasets.fetch import fetch
+from pipeline.datasets.registry import Checksum, RemoteFile
 
 CLASSES = ("cat", "dog", "emu")
 
@@ -67,8 +66,8 @@ def _quiet():
 def test_own_png_folder_prepares_with_sorted_classes(tmp_path):
     files, pixels = _images()
     root = _write_folder(tmp_path / "pets", files)
-    out = data.prepare(data.folder_spec("pets", root), root, tmp_path / "pets.h5", **_quiet())
-    images, labels = data.load(out, "train")
+    out = prepare.prepare(folders.folder_spec("pets", root), root, tmp_path / "pets.h5", **_quiet())
+    images, labels = hdf5.load(out, "train")
     assert images.shape == (3 + 4 + 5, 8, 6, 3) and images.dtype == np.uint8
     assert labels.tolist() == [0] * 3 + [1] * 4 + [2] * 5
     np.testing.assert_array_equal(images[3], pixels["train/dog/000.png"])  # PNG is lossless
@@ -80,9 +79,9 @@ def test_own_png_folder_prepares_with_sorted_classes(tmp_path):
 def test_own_folder_digest_changes_with_any_file(tmp_path):
     files, _ = _images()
     root = _write_folder(tmp_path / "a", files)
-    first = data.prepare(data.folder_spec("a", root), root, tmp_path / "a.h5", **_quiet())
+    first = prepare.prepare(folders.folder_spec("a", root), root, tmp_path / "a.h5", **_quiet())
     (root / "test/emu/000.png").write_bytes(_encode(np.zeros((8, 6, 3), np.uint8), "PNG"))
-    second = data.prepare(data.folder_spec("a", root), root, tmp_path / "b.h5", **_quiet())
+    second = prepare.prepare(folders.folder_spec("a", root), root, tmp_path / "b.h5", **_quiet())
     with h5py.File(first) as h1, h5py.File(second) as h2:
         assert h1.attrs["source_sha256"][0] == h2.attrs["source_sha256"][0]  # train/ unchanged
         assert h1.attrs["source_sha256"][1] != h2.attrs["source_sha256"][1]
@@ -92,8 +91,8 @@ def test_grayscale_jpeg_archive_of_ones_own(tmp_path):
     files, pixels = _images(fmt="JPEG", mode="L", size=(16, 16))
     (tmp_path / "raw").mkdir()
     (tmp_path / "raw" / "all.tar.gz").write_bytes(_tar_gz(files, top="./"))
-    out = data.prepare(data.folder_spec("gray", tmp_path / "raw"), tmp_path / "raw", tmp_path / "g.h5", **_quiet())
-    images, labels = data.load(out, "test")
+    out = prepare.prepare(folders.folder_spec("gray", tmp_path / "raw"), tmp_path / "raw", tmp_path / "g.h5", **_quiet())
+    images, labels = hdf5.load(out, "test")
     assert images.shape == (2 + 3 + 4, 16, 16, 1)
     # JPEG is lossy: close to the pixels it was made from, not equal.
     error = np.abs(images[0, ..., 0].astype(int) - pixels["test/cat/000.jpg"].astype(int)).mean()
@@ -101,7 +100,7 @@ def test_grayscale_jpeg_archive_of_ones_own(tmp_path):
 
 
 def _jpeg_spec(archives, urls=()):
-    spec = datasets.get("cifar10_jpeg")
+    spec = registry.get("cifar10_jpeg")
     files = tuple(RemoteFile(name, Checksum("sha256", hashlib.sha256(body).hexdigest(), "file"))
                   for name, body in archives.items())  # fmt: skip
     return dataclasses.replace(spec, name="tiny_jpeg", files=files, urls=tuple(urls), classes=CLASSES,
@@ -121,22 +120,22 @@ def test_registered_archives_fetched_over_http_and_checked(tmp_path):
         fetch(spec, tmp_path / "raw", timeout=2.0, retries=1, backoff=0.01, quiet=True, log=lambda *a: None)
     finally:
         server.close()
-    out = data.prepare(spec, tmp_path / "raw", tmp_path / "t.h5", **_quiet())
+    out = prepare.prepare(spec, tmp_path / "raw", tmp_path / "t.h5", **_quiet())
     with h5py.File(out) as h5:
         assert list(h5.attrs["source_files"]) == list(archives)
         assert "JPEG" in h5.attrs["note"] and h5.attrs["variant_of"] == "cifar10"
     # A damaged archive fails its checksum before anything is decoded.
     (tmp_path / "raw" / "tiny-test.tar.gz").write_bytes(archives["tiny-test.tar.gz"][:-10])
     with pytest.raises(DataError, match="tiny-test.tar.gz: checksum mismatch"):
-        data.prepare(spec, tmp_path / "raw", tmp_path / "u.h5", **_quiet())
+        prepare.prepare(spec, tmp_path / "raw", tmp_path / "u.h5", **_quiet())
     assert not (tmp_path / "u.h5").exists()
 
 
 def test_cifar10_jpeg_is_registered_with_its_archives():
-    spec = datasets.get("cifar10_jpeg")
+    spec = registry.get("cifar10_jpeg")
     assert [f.name for f in spec.files] == ["cifar10-jpeg-train.tar.gz", "cifar10-jpeg-test.tar.gz"]
     assert all(f.checksum.algorithm == "sha256" and f.checksum.over == "file" for f in spec.files)
-    assert spec.classes == datasets.CIFAR10_CLASSES and spec.variant_of == "cifar10" and "JPEG" in spec.note
+    assert spec.classes == registry.CIFAR10_CLASSES and spec.variant_of == "cifar10" and "JPEG" in spec.note
 
 
 def test_fetch_without_any_source_says_to_use_a_mirror(tmp_path, monkeypatch):
@@ -180,7 +179,7 @@ def test_bad_folders_name_the_file_and_write_nothing(tmp_path, case, as_archive)
     else:
         _write_folder(raw, files)
     with pytest.raises(DataError, match=message):
-        data.prepare(data.folder_spec("pets", raw), raw, tmp_path / "pets.h5", **_quiet())
+        prepare.prepare(folders.folder_spec("pets", raw), raw, tmp_path / "pets.h5", **_quiet())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["raw"]
 
 
@@ -190,10 +189,10 @@ def test_registered_class_order_and_unknown_class(tmp_path):
     archives = {"t.tar.gz": _tar_gz(files)}
     spec = dataclasses.replace(_jpeg_spec(archives), classes=("emu", "cat", "dog"))
     (tmp_path / "t.tar.gz").write_bytes(archives["t.tar.gz"])
-    _, labels = data.load(data.prepare(spec, tmp_path, tmp_path / "o.h5", **_quiet()), "train")
+    _, labels = hdf5.load(prepare.prepare(spec, tmp_path, tmp_path / "o.h5", **_quiet()), "train")
     assert labels.tolist() == [0] * 5 + [1] * 3 + [2] * 4
     with pytest.raises(DataError, match=r"train/emu/ is not a class of tiny_jpeg"):
-        data.prepare(dataclasses.replace(spec, classes=("cat", "dog")), tmp_path, tmp_path / "p.h5", **_quiet())
+        prepare.prepare(dataclasses.replace(spec, classes=("cat", "dog")), tmp_path, tmp_path / "p.h5", **_quiet())
 
 
 def test_cli_image_folder(tmp_path):

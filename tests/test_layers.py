@@ -2,12 +2,12 @@ import autograd
 import autograd.numpy as anp
 import numpy as np
 import pytest
-
-from pipeline import layers as L
-from pipeline import parallel
-from pipeline import primitives as P
-
 from gradcheck import directional_errors, params_errors, reference_conv
+
+from pipeline.core import layers as L
+from pipeline.core.primitives import conv, dense, pool
+from pipeline.core.settings import SETTINGS
+from pipeline.kernels import parallel
 
 
 def _weighted_sum(y, seed=99):
@@ -49,9 +49,9 @@ def test_conv2d_large_batch_crosses_blocks():
     rng = np.random.default_rng(2)
     x = rng.standard_normal((60, 30, 30, 8))
     kernel, bias = rng.standard_normal((3, 3, 8, 5)), rng.standard_normal(5)
-    assert len(P._ConvPlan(x, kernel).blocks) > 1
-    np.testing.assert_allclose(P.conv2d(x, kernel, bias), reference_conv(x, kernel, bias, (0,) * 4), rtol=1e-10)
-    errors = directional_errors(lambda k: _weighted_sum(P.conv2d(x, k, bias)), (kernel,), 0, rng, directions=1)
+    assert len(conv.ConvPlan(x, kernel).blocks) > 1
+    np.testing.assert_allclose(conv.conv2d(x, kernel, bias), reference_conv(x, kernel, bias, (0,) * 4), rtol=1e-10)
+    errors = directional_errors(lambda k: _weighted_sum(conv.conv2d(x, k, bias)), (kernel,), 0, rng, directions=1)
     assert max(errors) <= 1e-6
 
 
@@ -73,9 +73,9 @@ def test_a_transposed_weight_is_the_transpose_of_a_weight_bit_for_bit(relu):
     rng = np.random.default_rng(4)
     x, weight, bias = (rng.standard_normal(shape).astype(np.float32) for shape in ((6, 9), (3, 9), (3,)))
     by_flag = autograd.value_and_grad(
-        lambda p: _weighted_sum(P.linear(*p, relu=relu, transposed=True)))([x, weight, bias])  # fmt: skip
+        lambda p: _weighted_sum(dense.linear(*p, relu=relu, transposed=True)))([x, weight, bias])  # fmt: skip
     by_transpose = autograd.value_and_grad(
-        lambda p: _weighted_sum(P.linear(p[0], anp.transpose(p[1]), p[2], relu=relu)))([x, weight, bias])  # fmt: skip
+        lambda p: _weighted_sum(dense.linear(p[0], anp.transpose(p[1]), p[2], relu=relu)))([x, weight, bias])  # fmt: skip
     assert by_flag[0] == by_transpose[0]
     for got, expected in zip(by_flag[1], by_transpose[1]):
         assert got.flags.c_contiguous and got.tobytes() == np.ascontiguousarray(expected).tobytes()
@@ -96,7 +96,7 @@ def test_maxpool_values_and_gradient(height, width):
 
 def test_maxpool_tie_routes_gradient_once():
     x = np.zeros((1, 2, 2, 1))
-    grad = autograd.grad(lambda x: anp.sum(P.maxpool2x2(x)))(x)
+    grad = autograd.grad(lambda x: anp.sum(pool.maxpool2x2(x)))(x)
     assert grad.sum() == 1.0
 
 
@@ -104,7 +104,7 @@ POOL_SHAPES = [(1, 2, 2, 1), (1, 7, 9, 3), (3, 13, 13, 64), (2, 30, 30, 32), (4,
 
 
 def _pool_and_gradient(x):
-    vjp, out = autograd.make_vjp(P.maxpool2x2)(x)
+    vjp, out = autograd.make_vjp(pool.maxpool2x2)(x)
     g = np.random.default_rng(8).standard_normal(out.shape).astype(x.dtype)
     return out, vjp(g)
 
@@ -117,7 +117,7 @@ def test_compiled_maxpool_is_the_quadrant_passes_bit_for_bit(shape, dtype, monke
     x = np.maximum(np.random.default_rng(6).standard_normal(shape), 0).astype(dtype)
     x[0, 1, 1, 0], x[-1, 0, 0, -1], x[-1, 0, 1, -1] = np.nan, np.inf, -np.inf
     compiled = _pool_and_gradient(x)
-    monkeypatch.setattr(P, "POOLING", "quadrants")
+    monkeypatch.setattr(SETTINGS, "pooling", "quadrants")
     by_quadrants = _pool_and_gradient(x)
     for got, expected in zip(compiled, by_quadrants):
         assert got.dtype == expected.dtype and got.tobytes() == expected.tobytes()
@@ -125,7 +125,7 @@ def test_compiled_maxpool_is_the_quadrant_passes_bit_for_bit(shape, dtype, monke
 
 def test_maxpool_on_two_threads_equals_one_thread_bit_for_bit():
     x = np.maximum(np.random.default_rng(9).standard_normal((64, 30, 30, 32), dtype=np.float32), 0)
-    assert len(P._pool_blocks(x)) > 2
+    assert len(pool._pool_blocks(x)) > 2
     one = _pool_and_gradient(x)
     parallel.set_workers(2)
     try:

@@ -2,12 +2,13 @@ import autograd
 import mpmath
 import numpy as np
 import pytest
-
-from pipeline import primitives as P
-from pipeline.losses import KERAS_FORMS, LOSSES, mixed_feedback, nllr_keras_floor, one_hot
-from pipeline.primitives import KERAS_EPSILON, log_odds, logsumexp, softplus
-
 from gradcheck import directional_errors
+
+from pipeline.common.lossnames import KERAS_EPSILON, KERAS_FORMS, nllr_keras_floor
+from pipeline.core.losses import LOSSES, mixed_feedback, one_hot
+from pipeline.core.primitives import logspace
+from pipeline.core.primitives.logspace import log_odds, logsumexp, softplus
+from pipeline.core.settings import SETTINGS
 
 mpmath.mp.dps = 40
 TINY = float(np.finfo(np.float32).tiny)  # below it float32 has no relative precision
@@ -141,13 +142,13 @@ def test_primitives_match_finite_differences():
 def test_row_max_is_numpys_max_at_the_first_argmax():
     rows = np.array([[1, 3, 3, 0], [-0.0, 0.0, -1, -2], [np.nan, 1, np.inf, 2], [-np.inf] * 4, [2, np.nan, 5, 1]],
                     np.float32)  # fmt: skip
-    m, column = P._row_max(rows)
+    m, column = logspace.row_max(rows)
     np.testing.assert_array_equal(m, rows.max(axis=1, keepdims=True))
     np.testing.assert_array_equal(column, [1, 0, 0, 0, 1])
 
 
 def _ce_and_gradient(z, targets):
-    vjp, loss = autograd.make_vjp(P.cross_entropy)(z, targets)
+    vjp, loss = autograd.make_vjp(logspace.cross_entropy)(z, targets)
     return loss, vjp(np.random.default_rng(4).standard_normal(len(z)).astype(z.dtype))
 
 
@@ -160,10 +161,10 @@ def test_compiled_cross_entropy_is_the_numpy_passes_bit_for_bit(classes, dtype, 
     z[3, -1], z[4, 0], z[5, 1], z[6] = np.nan, np.inf, -np.inf, np.inf
     targets = one_hot(rng.integers(0, classes, 40), classes, dtype)
     targets[7] = rng.dirichlet(np.ones(classes))  # soft targets: the true logit is a sum in NumPy's order
-    assert P._softmax_rows(z, targets) is not None
+    assert logspace._softmax_rows(z, targets) is not None
     with np.errstate(invalid="ignore", over="ignore"):
         compiled = _ce_and_gradient(z, targets)
-        monkeypatch.setattr(P, "CROSS_ENTROPY", "numpy")
+        monkeypatch.setattr(SETTINGS, "cross_entropy", "numpy")
         passes = _ce_and_gradient(z, targets)
     for got, expected in zip(compiled, passes):
         assert got.dtype == expected.dtype and got.tobytes() == expected.tobytes()
@@ -171,12 +172,12 @@ def test_compiled_cross_entropy_is_the_numpy_passes_bit_for_bit(classes, dtype, 
 
 def test_compiled_cross_entropy_only_where_numpy_adds_in_its_order():
     z, targets = np.zeros((4, 10), np.float32), one_hot(np.arange(4), 10, np.float32)
-    assert P._softmax_rows(z, targets) is not None
+    assert logspace._softmax_rows(z, targets) is not None
     wide = (np.zeros((4, 129), np.float32), one_hot(np.arange(4), 129, np.float32))  # NumPy halves long rows
     for args in (wide, (np.asfortranarray(z), targets), (z, targets.astype(np.float64)),
                  (z.astype(np.float16), targets.astype(np.float16)), (z[None], targets[None]),
                  (z.astype(">f4"), targets.astype(">f4"))):  # fmt: skip
-        assert P._softmax_rows(*args) is None
+        assert logspace._softmax_rows(*args) is None
 
 
 def test_log_odds_is_logit_of_softmax():

@@ -3,9 +3,9 @@ import autograd.numpy as anp
 import numpy as np
 import pytest
 
-from pipeline import models, tree
-from pipeline.autodiff import value_and_grad
-from pipeline.losses import ce
+from pipeline.core import models, tree
+from pipeline.core.autodiff import value_and_grad
+from pipeline.core.losses import ce
 
 SHAPES = {"knet_softmax": (28, 28, 1), "mlp": (28, 28, 1), "mnist_cnn": (28, 28, 1), "cifar_cnn": (32, 32, 3)}
 

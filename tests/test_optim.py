@@ -5,7 +5,9 @@ import math
 import numpy as np
 import pytest
 
-from pipeline import optim, tree
+from pipeline.core import backend, optim, tree
+from pipeline.core.settings import CHOICES, SETTINGS
+from pipeline.kernels import parallel
 
 P0 = [1.0, -2.0, 0.5]
 G0 = [0.5, 0.1, -4.0]
@@ -130,12 +132,11 @@ def test_mismatched_grads():
         opt.update(params, [np.zeros(2, np.float32), np.zeros(1, np.float32)], opt.init(params))
 
 
-@pytest.mark.parametrize("update", optim.UPDATES)
+@pytest.mark.parametrize("update", CHOICES["optimizer_update"])
 @pytest.mark.parametrize("name", sorted(optim.OPTIMIZERS))
 def test_large_arrays_in_chunks_on_two_threads_give_the_same_bits(name, update, monkeypatch):
-    from pipeline import parallel
 
-    monkeypatch.setattr(optim, "UPDATE", update)
+    monkeypatch.setattr(SETTINGS, "optimizer_update", update)
     rng = np.random.default_rng(0)
     size = 2 * optim._CHUNK + 12_345  # three chunks
     params = [rng.standard_normal((size // 5, 5)).astype(np.float32)[:, ::-1], np.ones(3, np.float32)]
@@ -170,7 +171,6 @@ def test_the_cpus_compiled_loops_give_the_bits_of_the_rules_a_gpu_runs(name, hyp
     here on the strict stand-in for CuPy (NumPy underneath)."""
     import strictdevice
 
-    from pipeline import backend
 
     on_gpu = backend.device_backend(strictdevice, "strict", "the NumPy rules, as on a GPU")
     rng = np.random.default_rng(1)

@@ -9,15 +9,15 @@ import subprocess
 import sys
 import time
 from html.parser import HTMLParser
-from pathlib import Path
 
 import pytest
+from repo import REPO, VENDOR_DIR
 
-from pipeline import parallel
-from pipeline.fetch import VENDOR_DIR
-from pipeline.rundir import read_history
+from pipeline.common import machine
+from pipeline.common.errors import DataError
+from pipeline.report.archive import verify
+from pipeline.runs.rundir import read_history
 
-REPO = Path(__file__).resolve().parents[1]
 TINY = (REPO / ".test" / "config" / "config.yaml").read_text()  # the tiny study, one description
 
 
@@ -83,7 +83,7 @@ def test_tiny_pipeline_report_matches_results(finished):
     for key in ("numpy", "autograd", "snakemake", "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db"):
         assert key in html
     # where each run trained: these CPU jobs with NumPy, on this CPU
-    assert len(re.findall(re.escape(f'<td class="name">CPU ({parallel.cpu_name()}); {parallel.blas_kernel()}</td>'), html)) == 4
+    assert len(re.findall(re.escape(f'<td class="name">CPU ({machine.cpu_name()}); {machine.blas_kernel()}</td>'), html)) == 4
     assert json.loads((workdir / "results/mnist/mlp/ce/seed1/status.json").read_text())["backend"] == "numpy"
     logs = sorted(p.relative_to(workdir / "logs").as_posix() for p in (workdir / "logs").rglob("*.log"))
     assert "train/mnist/mlp/ce/seed1.log" in logs and "report.log" in logs
@@ -222,8 +222,6 @@ def _rewrite_archive(source, target, change):
 def test_archive_verifies_and_catches_tampering(finished, tmp_path):
     import hashlib
 
-    from pipeline.archive import verify
-    from pipeline.errors import DataError
 
     workdir, _ = finished
     result = snakemake(workdir, "--cores", "1", "archive")

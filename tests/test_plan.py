@@ -1,24 +1,30 @@
-"""The planner: config -> {run_id: Job}, in Python (pipeline/plan.py)."""
+"""The planner: config -> {run_id: Job}, in Python (pipeline/plan/jobs.py)."""
 import json
 from collections import Counter
 from dataclasses import replace
 
 import pytest
 
-from pipeline.configcheck import DEFAULT, load_yaml, merge
-from pipeline.errors import SoftlossError
-from pipeline.feedback import Feedback
-from pipeline.plan import plan, problems
-from pipeline.train import RunConfig
-
-ROOT = DEFAULT.parent.parent
+from pipeline.common.errors import SoftlossError
+from pipeline.plan import jobs as planner
+from pipeline.plan.configcheck import DEFAULT, load_yaml, merge
+from pipeline.plan.jobs import problems
+from pipeline.runs.config import RunConfig
+from pipeline.runs.feedback import Feedback
+from pipeline.studies import STUDIES
+from repo import REPO
 
 
 def _config(*files):
-    config = load_yaml(DEFAULT)
+    config = load_yaml(REPO / DEFAULT)
     for name in files:
-        config = merge(config, load_yaml(ROOT / name))
+        config = merge(config, load_yaml(REPO / name))
     return config
+
+
+def plan(config):
+    """The jobs of `config`, its side studies included, as the workflow plans them."""
+    return planner.plan(config, STUDIES)
 
 
 def test_default_config_plans_every_run_once():

@@ -6,10 +6,11 @@ from html.parser import HTMLParser
 import numpy as np
 import pytest
 
-from pipeline.archive import build, verify
-from pipeline.errors import DataError
-from pipeline.losses import nllr_keras_floor
-from pipeline.report import form_findings, form_table, report, table_rows
+from pipeline.common.errors import DataError
+from pipeline.common.lossnames import nllr_keras_floor
+from pipeline.report.archive import build, verify
+from pipeline.report.render import render
+from pipeline.report.tables import form_findings, form_table, paper_value, table_rows
 
 REPO_README = __import__("pathlib").Path(__file__).resolve().parents[1] / "README.md"
 
@@ -55,7 +56,7 @@ def rendered(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("report")
     summary = tmp / "summary.json"
     summary.write_text(json.dumps({"runs": RUNS}))
-    out = report(summary, [], {"experiments": []}, tmp / "summary.html")
+    out = render(summary, [], {"experiments": []}, tmp / "summary.html")
     return tmp, summary, out.read_text()
 
 
@@ -125,8 +126,9 @@ def test_archive_checks_the_embedded_table_one(rendered, tmp_path):
 def test_committed_reference_archives_verify_and_the_readme_quotes_them():
     import tarfile
 
-    from pipeline.report import paper_value
+    from pipeline.datasets.registry import REGISTRY
 
+    variants = {name: spec.variant_of for name, spec in REGISTRY.items() if spec.variant_of}
     sections = {"mnist": "### Table I's MNIST row", "cifar10_jpeg": "### Table I's CIFAR-10 row"}
     root = REPO_README.parent
     archives = sorted((root / "reports" / "reference").glob("softloss-archive-*.tar.gz"))
@@ -140,22 +142,22 @@ def test_committed_reference_archives_verify_and_the_readme_quotes_them():
         section = REPO_README.read_text().split(sections[dataset])[1].split("###")[0]
         for entry in form_table(table_rows(runs)):
             line = next(row for row in section.splitlines() if row.startswith(f"| {entry['loss'].upper()} |"))
-            assert f"| {paper_value(dataset, entry['model'], entry['loss']):.2f} |" in line
+            assert f"| {paper_value(dataset, entry['model'], entry['loss'], variants):.2f} |" in line
             for form in ("exact", "keras"):
                 if entry[form] is not None:
                     assert f"{entry[form]['mean']:.2f}" in line, (dataset, entry["loss"], form, line)
 
 
 def test_provenance_names_the_code_behind_each_run(tmp_path):
-    def render(commits):
+    def rendered(commits):
         runs = [dict(run, commit=commit) for run, commit in zip(RUNS, commits)]
         (tmp_path / "summary.json").write_text(json.dumps({"runs": runs}))
-        html = report(tmp_path / "summary.json", [], {"experiments": []}, tmp_path / "summary.html").read_text()
+        html = render(tmp_path / "summary.json", [], {"experiments": []}, tmp_path / "summary.html").read_text()
         return re.search(r'<td class="name" id="run-commits">(.*?)</td>', html, re.DOTALL).group(1), html
 
-    same, _ = render(["a" * 40] * len(RUNS))
+    same, _ = rendered(["a" * 40] * len(RUNS))
     assert same == f"<code>{'a' * 12}</code> ({len(RUNS)} runs)"
-    mixed, html = render(["b" * 40 + " (with uncommitted changes)"] * 2 + [None] + ["a" * 40] * (len(RUNS) - 3))
+    mixed, html = rendered(["b" * 40 + " (with uncommitted changes)"] * 2 + [None] + ["a" * 40] * (len(RUNS) - 3))
     assert mixed.startswith(f"<code>{'a' * 12}</code> ({len(RUNS) - 3} runs); ")
     assert f"<code>{'b' * 12} (with uncommitted changes)</code> (2 runs); <code>unknown</code> (1 run)" in mixed
     assert "the runs come from different code" in mixed

@@ -6,7 +6,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline import backend, datasets, feedback, losses, models, optim
+from pipeline.common import lossnames, versions
+from pipeline.core import backend, losses, models, optim
+from pipeline.datasets import registry
+from pipeline.plan.configcheck import command_line_types
+from pipeline.runs import feedback
 
 SCHEMA = yaml.safe_load((Path(__file__).resolve().parents[1] / "workflow/schemas/config.schema.yaml").read_text())
 
@@ -27,7 +31,7 @@ def _enums(node, path=""):
 
 ENUMS = _enums(SCHEMA)
 REGISTRIES = {
-    "dataset": set(datasets.REGISTRY),
+    "dataset": set(registry.REGISTRY),
     "model": set(models.MODELS),
     "optimizer": set(optim.OPTIMIZERS),
     "losses": set(losses.LOSSES),
@@ -51,44 +55,9 @@ def test_schema_enum_is_its_registry(path):
     name = _registry(path)
     assert name, f"{path}: an enum with no registry to compare with; add one here"
     if path.startswith("/properties/studies") and name == "losses":  # log_loss compares exact and Keras forms with mse
-        assert set(ENUMS[path]) == REGISTRIES["losses"] - set(losses.NEGATIVE_LOSSES), path
+        assert set(ENUMS[path]) == REGISTRIES["losses"] - set(lossnames.NEGATIVE_LOSSES), path
     else:
         assert set(ENUMS[path]) == REGISTRIES[name], f"{path}: schema {sorted(ENUMS[path])}, code {sorted(REGISTRIES[name])}"
-
-
-def test_code_hashes_follow_the_import_graph(tmp_path, monkeypatch):
-    from pipeline import codehash
-
-    # The modules a training job runs, found without a hand-kept list (these two were once missed).
-    train = set(codehash.closure("train"))
-    assert {"autodiff.py", "tree.py", "losses.py", "primitives.py", "models.py", "optim.py", "data.py"} <= train
-    assert "report.py" not in train
-    assert {"studies/__init__.py", "studies/log_loss.py", "figures.py"} <= set(codehash.closure("report"))
-    # A change to any imported module, however deep, changes the hash; others do not.
-    fake = tmp_path / "pkg"
-    (fake / "sub").mkdir(parents=True)
-    (fake / "__init__.py").write_text("__version__ = '1'\n")
-    (fake / "top.py").write_text("def f():\n    from .middle import g\n")
-    (fake / "middle.py").write_text("from . import __version__\nfrom .sub import leaf\n")
-    (fake / "sub" / "__init__.py").write_text("")
-    (fake / "sub" / "leaf.py").write_text("from ..helper import h\n")
-    (fake / "helper.py").write_text("h = 1\n")
-    (fake / "unused.py").write_text("x = 1\n")
-    (fake / "page.j2").write_text("a")
-    monkeypatch.setattr(codehash, "PACKAGE", fake)
-    codehash.imports.cache_clear()
-    try:
-        assert codehash.closure("top") == ["__init__.py", "helper.py", "middle.py", "sub/__init__.py", "sub/leaf.py", "top.py"]
-        before = codehash.code_version("top", extra=["*.j2"])
-        (fake / "unused.py").write_text("x = 2\n")
-        assert codehash.code_version("top", extra=["*.j2"]) == before
-        (fake / "page.j2").write_text("b")
-        assert codehash.code_version("top", extra=["*.j2"]) != before
-        before = codehash.code_version("top")
-        (fake / "helper.py").write_text("h = 2\n")
-        assert codehash.code_version("top") != before
-    finally:
-        codehash.imports.cache_clear()
 
 
 def _names(requirements):
@@ -117,7 +86,6 @@ def test_the_conda_environments_list_every_runtime_dependency():
 
 def test_nested_command_line_values_get_yamls_types():
     """Snakemake reads `--config 'stage={max_epochs: 100, seeds: [1]}'` as strings all the way down."""
-    from pipeline.configcheck import command_line_types
 
     config = {"stage": {"max_epochs": "100", "seeds": ["1"]}, "train_threads": 2, "mirrors": ["/m"]}
     typed = command_line_types(config, {"stage": {"max_epochs": "100", "seeds": ["1"]}, "train_threads": 2})

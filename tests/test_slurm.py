@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from test_pipeline import TINY, _workdir
 
 REPO = Path(__file__).resolve().parents[1]

@@ -6,12 +6,12 @@ from html.parser import HTMLParser
 
 import numpy as np
 import pytest
-
-from pipeline import data, feedback
-from pipeline.fetch import VENDOR_DIR
-from pipeline.toy import toy_boundaries
-
+from repo import VENDOR_DIR
 from test_pipeline import _workdir, snakemake
+
+from pipeline.datasets import hdf5, prepare
+from pipeline.runs import feedback
+from pipeline.runs.toy import toy_boundaries
 
 TINY_STUDIES = """
 experiments:
@@ -63,8 +63,8 @@ studies:
 
 @pytest.fixture(scope="module")
 def mnist_arrays(tmp_path_factory):
-    out = data.prepare("mnist", VENDOR_DIR / "mnist", tmp_path_factory.mktemp("d") / "m.h5", log=lambda *a: None)
-    images, labels = data.load(out, "train")
+    out = prepare.prepare("mnist", VENDOR_DIR / "mnist", tmp_path_factory.mktemp("d") / "m.h5", log=lambda *a: None)
+    images, labels = hdf5.load(out, "train")
     return images[:3000], labels[:3000]
 
 

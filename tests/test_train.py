@@ -4,17 +4,22 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
+from repo import REPO
 
-from pipeline import cli, provenance
-from pipeline.evaluate import evaluate, expected_calibration_error
-from pipeline.rundir import load_arrays, read_history, save_arrays
-from pipeline.train import RunConfig, run
+from pipeline import cli
+from pipeline.common import machine, versions
+from pipeline.core import models, optim
+from pipeline.core.losses import LOSSES
+from pipeline.datasets import batches
+from pipeline.runs import checkpoint, inference, train
+from pipeline.runs.config import RunConfig
+from pipeline.runs.evaluate import evaluate, expected_calibration_error
+from pipeline.runs.rundir import load_arrays, read_history, save_arrays
+from pipeline.runs.train import run
 
-REPO = Path(__file__).resolve().parents[1]
 METRIC_COLUMNS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy")
 
 
@@ -37,7 +42,7 @@ def test_run_writes_history_status_and_model(mnist_h5, tmp_path):
     assert all(abs(row["train_error"] - (1 - row["train_accuracy"])) < 1e-12 for row in history)
     written = json.loads((tmp_path / "status.json").read_text())
     assert written["status"] == "completed"
-    head = provenance.git("rev-parse", "HEAD")  # None where the code is not a git checkout
+    head = versions.git("rev-parse", "HEAD")  # None where the code is not a git checkout
     assert written["commit"] is None if head is None else written["commit"].startswith(head)
     # Same config and seed on the CPU: bitwise the same metrics.
     again = tmp_path / "again"
@@ -240,7 +245,7 @@ def test_only_the_training_code_that_wrote_a_run_resumes_or_keeps_it(mnist_h5, t
     assert any("resuming after epoch 2" in line for line in lines)
     assert not any(line.startswith("epoch ") for line in lines)
 
-    monkeypatch.setattr("pipeline.train.code_version", lambda *modules: "0123456789ab")
+    monkeypatch.setattr("pipeline.runs.train.code_version", lambda *modules: "0123456789ab")
     lines = []
     status = run(config, out, quiet=False, log=lines.append)  # finished, but by other code: trained again
     assert not any("already" in line for line in lines)
@@ -292,20 +297,17 @@ def test_host_evaluation_reuses_its_memory():
     logits agree with one batch of all."""
     import resource
 
-    from pipeline import models
-    from pipeline.backend import reuse_freed_memory
-    from pipeline.train import predict
 
-    if not reuse_freed_memory():
+    if not machine.reuse_freed_memory():
         pytest.skip("needs glibc's malloc")
     init, apply = models.build("cifar_cnn")
     params = init(np.random.default_rng(0), (32, 32, 3))
     images = np.random.default_rng(1).integers(0, 256, (1000, 32, 32, 3), dtype=np.uint8)
-    logits = predict(apply, params, images)  # warm up: the heap grows once
+    logits = inference.predict(apply, params, images)  # warm up: the heap grows once
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    assert np.array_equal(predict(apply, params, images), logits)
+    assert np.array_equal(inference.predict(apply, params, images), logits)
     assert resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before < 500
-    np.testing.assert_allclose(predict(apply, params, images, batch_size=len(images)), logits, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(inference.predict(apply, params, images, batch_size=len(images)), logits, rtol=1e-4, atol=1e-5)
 
 
 RECORDED = ("train_loss", "train_accuracy", "train_error", "running_loss", "running_accuracy",
@@ -318,22 +320,19 @@ def test_running_training_metrics_are_the_means_over_the_epochs_batches(mnist_h5
     batch is short: 500 = 7 x 64 + 52)."""
     from autograd import value_and_grad
 
-    from pipeline import data, models, optim
-    from pipeline.losses import LOSSES
-    from pipeline.train import _datasets
 
     config = _config(mnist_h5, epochs=2, train_size=500, batch_size=64, train_eval_every=2)
     run(config, tmp_path, quiet=True, log=lambda *a: None)
     history = read_history(tmp_path / "history.csv")
 
-    images, labels, _, _ = _datasets(config)
+    images, labels, _, _ = train._datasets(config)
     init, apply = models.build("mlp")
     params = init(np.random.default_rng([4, 0]), images.shape[1:])
     opt = optim.build("sgd", lr=0.1)
     state, rng = opt.init(params), np.random.default_rng([4, 1])
     for row in history:
         loss_sum, hits = 0.0, 0
-        for x, y in data.batches(images, labels.astype(np.int64), 64, rng):
+        for x, y in batches.batches(images, labels.astype(np.int64), 64, rng):
             loss, grads = value_and_grad(lambda p: LOSSES["ce"](apply(p, x, train=True), y))(params)
             loss_sum += float(loss) * len(x)
             hits += int((apply(params, x).argmax(axis=1) == y).sum())
@@ -351,22 +350,21 @@ def test_running_training_metrics_are_the_means_over_the_epochs_batches(mnist_h5
 def test_a_resumed_run_records_the_metrics_of_an_uninterrupted_one(mnist_h5, tmp_path, monkeypatch, every):
     """A crash after epoch 2's checkpoint, then a rerun: every recorded metric,
     full passes and running means alike, equals the uninterrupted run's."""
-    from pipeline import train
 
     config = _config(mnist_h5, epochs=4, train_eval_every=every)
     run(config, tmp_path / "reference", quiet=True, log=lambda *a: None)
 
-    save = train._save_checkpoint
+    save = checkpoint.save
 
     def crash_after_epoch_2(path, *args):
         save(path, *args)
         if len(args[-1]) == 2:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(train, "_save_checkpoint", crash_after_epoch_2)
+    monkeypatch.setattr(checkpoint, "save", crash_after_epoch_2)
     with pytest.raises(KeyboardInterrupt):
         run(config, tmp_path / "crashed", quiet=True, log=lambda *a: None)
-    monkeypatch.setattr(train, "_save_checkpoint", save)
+    monkeypatch.setattr(checkpoint, "save", save)
     lines = []
     run(config, tmp_path / "crashed", quiet=True, log=lines.append)
     assert any("resuming after epoch 2" in line for line in lines)

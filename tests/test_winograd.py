@@ -3,13 +3,16 @@ blocks on threads against one thread."""
 import autograd
 import numpy as np
 import pytest
-
-from pipeline import models, parallel
-from pipeline import primitives as P
-from pipeline.autodiff import value_and_grad
-from pipeline.losses import LOSSES
-
 from gradcheck import reference_conv
+
+from pipeline.common import machine
+from pipeline.core import models
+from pipeline.core.autodiff import value_and_grad
+from pipeline.core.losses import LOSSES
+from pipeline.core.primitives import conv, dense
+from pipeline.core.settings import SETTINGS
+from pipeline.kernels import parallel, thin_conv
+from pipeline.kernels import winograd as winograd_kernel
 
 # (batch, height, width, channels, filters, pads): valid and same, even and odd
 # output sizes, batch 1, one image smaller than a tile grid of 2.
@@ -34,14 +37,14 @@ def _case(shape, dtype, seed=0):
 
 
 def _forward_and_grads(x, kernel, bias, pads, relu=True):
-    out = P.conv2d(x, kernel, bias, pads, relu)
+    out = conv.conv2d(x, kernel, bias, pads, relu)
     g = np.random.default_rng(7).standard_normal(out.shape).astype(x.dtype)
-    return (out, *P._conv2d_vjp((0, 1, 2), out, (x, kernel, bias, pads, relu), {})(g))
+    return (out, *conv._conv2d_vjp((0, 1, 2), out, (x, kernel, bias, pads, relu), {})(g))
 
 
 def _force(monkeypatch, algorithm):
     """Every 3x3 convolution by `algorithm`, whatever its shape."""
-    monkeypatch.setattr(P, "CONVOLUTION", algorithm)
+    monkeypatch.setattr(SETTINGS, "convolution", algorithm)
 
 
 @pytest.fixture(autouse=True)
@@ -61,7 +64,7 @@ def test_plan_takes_winograd_where_it_measured_faster(monkeypatch):
 
     def takes(shape, kernel=(3, 3)):
         n, h, w, c = shape
-        return P._ConvPlan(np.zeros(shape, np.float32), np.zeros((*kernel, c, 4), np.float32)).winograd
+        return conv.ConvPlan(np.zeros(shape, np.float32), np.zeros((*kernel, c, 4), np.float32)).winograd
 
     assert takes((2, 26, 26, 32)) and takes((2, 32, 32, 32)) and takes((2, 17, 17, 32)) and takes((2, 15, 15, 16))
     assert not takes((2, 28, 28, 1)) and not takes((2, 34, 34, 3)) and not takes((2, 15, 15, 15))  # few channels
@@ -69,13 +72,12 @@ def test_plan_takes_winograd_where_it_measured_faster(monkeypatch):
 
 
 def test_the_plan_takes_the_tiling_of_fewer_products():
-    from pipeline import winograd
 
     def tiling(out_h, out_w):
-        return P._ConvPlan(np.zeros((1, out_h + 2, out_w + 2, 16), np.float32), np.zeros((3, 3, 16, 4), np.float32)).tiling
+        return conv.ConvPlan(np.zeros((1, out_h + 2, out_w + 2, 16), np.float32), np.zeros((3, 3, 16, 4), np.float32)).tiling
 
-    assert tiling(30, 30) is tiling(13, 13) is tiling(24, 24) is tiling(3, 3) is winograd.F4X4  # 30x30: 36 * 8 * 8 products vs 16 * 15 * 15
-    assert tiling(1, 1) is tiling(2, 2) is tiling(5, 5) is winograd.F2X2  # 5x5: 36 * 2 * 2 = 16 * 3 * 3, a tie
+    assert tiling(30, 30) is tiling(13, 13) is tiling(24, 24) is tiling(3, 3) is winograd_kernel.F4X4  # 30x30: 36 * 8 * 8 products vs 16 * 15 * 15
+    assert tiling(1, 1) is tiling(2, 2) is tiling(5, 5) is winograd_kernel.F2X2  # 5x5: 36 * 2 * 2 = 16 * 3 * 3, a tie
 
 
 @tilings
@@ -83,7 +85,7 @@ def test_the_plan_takes_the_tiling_of_fewer_products():
 def test_winograd_float64_equals_the_reference_convolution(shape, tiling, monkeypatch):
     _force(monkeypatch, tiling)
     x, kernel, bias, pads = _case(shape, np.float64)
-    np.testing.assert_allclose(P.conv2d(x, kernel, bias, pads), reference_conv(x, kernel, bias, pads), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(conv.conv2d(x, kernel, bias, pads), reference_conv(x, kernel, bias, pads), rtol=0, atol=1e-12)
 
 
 @tilings
@@ -120,16 +122,16 @@ def test_winograd_float32_error_is_near_that_of_the_direct_convolution(shape, ti
                                                       (3, (2, 5), (0, 1, 2, 2)), (15, (3, 3), (0, 0, 0, 0))])  # fmt: skip
 @pytest.mark.parametrize("relu", [True, False])
 def test_a_thin_layers_compiled_kernel_gradient_equals_patches_times_g(channels, kernel_size, pads, relu, monkeypatch):
-    monkeypatch.setattr(P, "CONVOLUTION", "auto")
+    monkeypatch.setattr(SETTINGS, "convolution", "auto")
     rng = np.random.default_rng(4)
     x = rng.standard_normal((9, 11, 10, channels))
     kernel, bias = rng.standard_normal((*kernel_size, channels, 6)), rng.standard_normal(6)
-    assert P._ConvPlan(P._pad(x, pads), kernel).thin
-    out = P.conv2d(x, kernel, bias, pads, relu)
+    assert conv.ConvPlan(conv._pad(x, pads), kernel).thin
+    out = conv.conv2d(x, kernel, bias, pads, relu)
     g = rng.standard_normal(out.shape)
 
     def gradients(x, kernel, bias, g):
-        return P._conv2d_vjp((1, 2), out.astype(x.dtype), (x, kernel, bias, pads, relu), {})(g)
+        return conv._conv2d_vjp((1, 2), out.astype(x.dtype), (x, kernel, bias, pads, relu), {})(g)
 
     thin = gradients(x, kernel, bias, g)
     thin32 = gradients(*(a.astype(np.float32) for a in (x, kernel, bias, g)))
@@ -143,7 +145,6 @@ def test_a_thin_layers_compiled_kernel_gradient_equals_patches_times_g(channels,
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("relu", [True, False])
 def test_the_compiled_bias_and_relu_are_numpys_passes_bit_for_bit(dtype, relu):
-    from pipeline import thin_conv
 
     rng = np.random.default_rng(5)
     out = rng.standard_normal((300, 32)).astype(dtype)
@@ -171,7 +172,7 @@ def test_winograd_gradients_match_finite_differences(tiling, monkeypatch):
     weights = rng.standard_normal((2, 7, 8, 3))
 
     def objective(x, kernel):
-        return autograd.numpy.sum(autograd.numpy.sin(P.conv2d(x, kernel, bias, pads, True)) * weights)
+        return autograd.numpy.sum(autograd.numpy.sin(conv.conv2d(x, kernel, bias, pads, True)) * weights)
 
     assert max(directional_errors(objective, (x, kernel), 0, rng)) <= 1e-6
     assert max(directional_errors(objective, (x, kernel), 1, rng)) <= 1e-6
@@ -186,9 +187,8 @@ def two_workers():
 
 @pytest.mark.parametrize("tiling_name", ["F2X2", "F4X4"])
 def test_transforms_through_spaced_planes_equal_packed_ones_bit_for_bit(tiling_name):
-    from pipeline import winograd
 
-    tiling = getattr(winograd, tiling_name)
+    tiling = getattr(winograd_kernel, tiling_name)
     rng = np.random.default_rng(3)
     n, side, channels, filters = 2, 2 * tiling.m + 3, 32, 16
     th, tw = tiling.tiles(side - 2, side - 2)
@@ -199,13 +199,13 @@ def test_transforms_through_spaced_planes_equal_packed_ones_bit_for_bit(tiling_n
     bias = rng.standard_normal(filters).astype(np.float32)
 
     spaced = tiling.planes(tiles, channels, np.float32)
-    whole = winograd._whole(spaced)
+    whole = winograd_kernel._whole(spaced)
     assert tiles % 2 == 0 and whole.shape == (tiling.entries, tiles + 1, channels) and whole.flags.c_contiguous
     assert spaced.shape == (tiling.entries, tiles, channels) and np.shares_memory(spaced, whole)
-    assert winograd._whole(whole) is whole
+    assert winograd_kernel._whole(whole) is whole
     whole[...] = rng.standard_normal(whole.shape)
     shifted = whole[:, 1:]  # not a prefix of the rows: the loops get a copy
-    assert np.array_equal(winograd._whole(shifted), shifted) and not np.shares_memory(winograd._whole(shifted), whole)
+    assert np.array_equal(winograd_kernel._whole(shifted), shifted) and not np.shares_memory(winograd_kernel._whole(shifted), whole)
 
     tiled = tiling.transform_input(x, th, tw)
     packed = np.empty(tiled.shape, np.float32)
@@ -229,7 +229,7 @@ def test_transforms_through_spaced_planes_equal_packed_ones_bit_for_bit(tiling_n
 def test_convolution_on_two_threads_equals_one_thread_bit_for_bit(algorithm, monkeypatch):
     _force(monkeypatch, algorithm)
     case = _case((96, 16, 16, 32, 32, (1, 1, 1, 1)), np.float32)
-    assert len(P._ConvPlan(P._pad(case[0], case[3]), case[1]).blocks) > 2
+    assert len(conv.ConvPlan(conv._pad(case[0], case[3]), case[1]).blocks) > 2
     one = _forward_and_grads(*case)
     parallel.set_workers(2)
     try:
@@ -283,12 +283,12 @@ def test_blocks_are_4_mib_or_four_l2_caches_where_that_is_less(tmp_path):
         return root
 
     l1 = ("1", "Data", "32K"), ("1", "Instruction", "32K")
-    assert parallel.l2_cache_bytes(caches(*l1, ("2", "Unified", "512K"), ("3", "Unified", "16384K"))) == 512 << 10
-    assert parallel.l2_cache_bytes(caches(("2", "Instruction", "64K"), ("2", "Unified", "2M"))) == 2 << 20
-    assert parallel.l2_cache_bytes(caches(*l1)) is None and parallel.l2_cache_bytes(tmp_path / "absent") is None
-    assert parallel.l2_cache_bytes(caches(("2", "Unified", "unknown"))) is None
-    l2 = parallel.l2_cache_bytes()
-    assert P._BLOCK_BYTES == (min(4 << 20, 4 * l2) if l2 else 4 << 20)
+    assert machine.l2_cache_bytes(caches(*l1, ("2", "Unified", "512K"), ("3", "Unified", "16384K"))) == 512 << 10
+    assert machine.l2_cache_bytes(caches(("2", "Instruction", "64K"), ("2", "Unified", "2M"))) == 2 << 20
+    assert machine.l2_cache_bytes(caches(*l1)) is None and machine.l2_cache_bytes(tmp_path / "absent") is None
+    assert machine.l2_cache_bytes(caches(("2", "Unified", "unknown"))) is None
+    l2 = machine.l2_cache_bytes()
+    assert SETTINGS.block_bytes == (min(4 << 20, 4 * l2) if l2 else 4 << 20)
 
 
 def test_a_forked_child_runs_blocks_without_the_parents_pool():
@@ -307,8 +307,8 @@ def test_a_forked_child_runs_blocks_without_the_parents_pool():
 
 def _pooled_in_child():
     x, kernel, bias, pads = _case((96, 16, 16, 32, 32, (1, 1, 1, 1)), np.float32)
-    assert len(P._ConvPlan(P._pad(x, pads), kernel).blocks) > 1
-    return P.conv2d(x, kernel, bias, pads).shape
+    assert len(conv.ConvPlan(conv._pad(x, pads), kernel).blocks) > 1
+    return conv.conv2d(x, kernel, bias, pads).shape
 
 
 @pytest.mark.parametrize("shape", [(128, 9216, 128), (9216, 128, 128), (128, 128, 9216), (100, 784, 10), (3, 5, 2)])
@@ -318,14 +318,14 @@ def test_blocked_matmul_equals_one_gemm_and_does_not_depend_on_threads(shape):
     a = rng.standard_normal((rows, inner)).astype(np.float32)
     b = rng.standard_normal((inner, columns)).astype(np.float32)
     want = a.astype(np.float64) @ b.astype(np.float64)
-    one, transposed = P.matmul(a, b), P.matmul(b.T, a.T)
+    one, transposed = dense.matmul(a, b), dense.matmul(b.T, a.T)
     assert one.dtype == np.float32
     np.testing.assert_allclose(one, want, rtol=0, atol=1e-6 * inner)
     np.testing.assert_allclose(transposed, want.T, rtol=0, atol=1e-6 * inner)
     parallel.set_workers(2)
     try:
-        np.testing.assert_array_equal(P.matmul(a, b), one)
-        np.testing.assert_array_equal(P.matmul(b.T, a.T), transposed)
+        np.testing.assert_array_equal(dense.matmul(a, b), one)
+        np.testing.assert_array_equal(dense.matmul(b.T, a.T), transposed)
     finally:
         parallel.set_workers(1)
 
@@ -335,7 +335,7 @@ def test_the_pool_takes_as_many_threads_as_blas_had():
     import subprocess
     import sys
 
-    code = ("import numpy; from threadpoolctl import threadpool_info; from pipeline import parallel\n"
+    code = ("import numpy; from threadpoolctl import threadpool_info; from pipeline.kernels import parallel\n"
             "def blas(): return [l['num_threads'] for l in threadpool_info() if l['user_api'] == 'blas']\n"
             "before = blas(); print(max(before), parallel.workers(), *blas())")  # fmt: skip
     for threads in ("1", "2"):
@@ -354,12 +354,13 @@ def test_a_step_by_the_gpus_algorithms_never_loads_numba():
     import sys
 
     code = ("import sys, numpy as np\n"
-            "from pipeline import models, primitives\n"
-            "from pipeline.autodiff import value_and_grad\n"
-            "from pipeline.losses import LOSSES\n"
-            "primitives.CONVOLUTION = sys.argv[1]\n"
-            "primitives.POOLING = sys.argv[2]\n"
-            "primitives.CROSS_ENTROPY = sys.argv[3]\n"
+            "from pipeline.core import models\n"
+            "from pipeline.core.autodiff import value_and_grad\n"
+            "from pipeline.core.losses import LOSSES\n"
+            "from pipeline.core.settings import SETTINGS\n"
+            "SETTINGS.convolution = sys.argv[1]\n"
+            "SETTINGS.pooling = sys.argv[2]\n"
+            "SETTINGS.cross_entropy = sys.argv[3]\n"
             "init, apply = models.build('cifar_cnn')\n"
             "params = init(np.random.default_rng(0), (32, 32, 3))\n"
             "x, y = np.zeros((2, 32, 32, 3), np.float32), np.array([0, 1])\n"

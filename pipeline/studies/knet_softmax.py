@@ -1,5 +1,5 @@
 """Knet's linear softmax on MNIST (plain SGD) beside Knet's documented
-accuracies, and the 2-D toy (pipeline/toy.py) where its linear boundaries fail."""
+accuracies, and the 2-D toy (pipeline/runs/toy.py) where its linear boundaries fail."""
 from __future__ import annotations
 
 import json
@@ -7,8 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..figures import toy_figure
-from ..plan import job
+from ..report.figures import toy_figure
 
 NAME = "knet_softmax"
 # Knet's documentation (examples/mnist.jl, softmax model, SGD lr 0.1, batch 100).
@@ -16,11 +15,11 @@ KNET_REFERENCE = {1: {"train": 0.90087, "test": 0.9048}, 100: {"train": 0.92755,
 INPUTS = {"toy": "results/studies/knet_softmax/toy_boundaries.json"}  # made by `python -m pipeline toy`
 
 
-def plan(s, backend):
+def runs(s):
     entry = {**s, "dataset": "mnist", "model": "knet_softmax", "optimizer": "sgd"}
     for seed in s["seeds"]:
-        yield f"studies/knet_softmax/mnist/knet_softmax/ce/seed{seed}", job(
-            "knet_softmax", entry, backend, seed=seed, hyperparameters={"lr": s["lr"]})  # fmt: skip
+        yield f"studies/knet_softmax/mnist/knet_softmax/ce/seed{seed}", entry, {
+            "seed": seed, "hyperparameters": {"lr": s["lr"]}}
 
 
 def view(runs, settings, inputs):

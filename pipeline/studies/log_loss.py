@@ -6,22 +6,20 @@ from collections import defaultdict
 
 import numpy as np
 
-from ..figures import png
-from ..plan import job
+from ..report.figures import png
 
 NAME = "log_loss"
 INPUTS = {}
 
 
-def plan(s, backend):
+def runs(s):
     for model, m in s["models"].items():
         entry = {**s, **m, "model": model}
         for lr in m["learning_rates"]:
             for loss in s["losses"]:
                 for seed in s["seeds"]:
-                    yield f"studies/log_loss/{s['dataset']}/{model}/lr{lr}/{loss}/seed{seed}", job(
-                        "log_loss", entry, backend, loss=loss, seed=seed,
-                        hyperparameters={**m.get("hyperparameters", {}), "lr": lr})  # fmt: skip
+                    yield f"studies/log_loss/{s['dataset']}/{model}/lr{lr}/{loss}/seed{seed}", entry, {
+                        "loss": loss, "seed": seed, "hyperparameters": {**m.get("hyperparameters", {}), "lr": lr}}
 
 
 def view(runs, settings, inputs):

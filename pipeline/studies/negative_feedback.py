@@ -7,26 +7,24 @@ from collections import defaultdict
 
 import numpy as np
 
-from ..figures import png
-from ..plan import job
+from ..report.figures import png
 
 NAME = "negative_feedback"
 TREATMENT_ORDER = ("drop", "complement", "negated_ce")
 INPUTS = {}  # files the view needs beside the runs
 
 
-def plan(s, backend):
+def runs(s):
     base = f"studies/negative_feedback/{s['dataset']}/{s['model']}"
     for seed in s["seeds"]:
         for q in s["fractions"]:
             if q == 0:  # no negatives: one run serves every treatment and every way of choosing l
-                yield f"{base}/none/q0/none/seed{seed}", job("negative_feedback", s, backend, seed=seed)
+                yield f"{base}/none/q0/none/seed{seed}", s, {"seed": seed}
                 continue
             for how in s["wrong_labels"]:
                 for treatment in s["treatments"]:
-                    yield f"{base}/{how}/q{q}/{treatment}/seed{seed}", job(
-                        "negative_feedback", s, backend, seed=seed,
-                        feedback={"fraction": q, "wrong_label": how, "treatment": treatment})  # fmt: skip
+                    yield f"{base}/{how}/q{q}/{treatment}/seed{seed}", s, {
+                        "seed": seed, "feedback": {"fraction": q, "wrong_label": how, "treatment": treatment}}
 
 
 def view(runs, settings, inputs):

@@ -1,6 +1,7 @@
 # Shared helpers: every training run the config asks for (JOBS, planned by
-# pipeline/plan.py), the study each belongs to, and code versions that make jobs
-# rerun when the package code they use changes.
+# pipeline/plan/jobs.py), the study each belongs to, the log-and-report suffix
+# of every rule's command, and code versions (pipeline.cli.command_version)
+# that make a rule's jobs rerun when the package code its command runs changes.
 import datetime
 import json
 import os
@@ -8,13 +9,13 @@ import re
 import sys
 from pathlib import Path
 
-from pipeline.archive import archive_name
-from pipeline.codehash import code_version
-from pipeline.errors import SoftlossError
-from pipeline.plan import plan, problems
+from pipeline.cli import command_version
+from pipeline.common.errors import SoftlossError
+from pipeline.datasets.registry import REGISTRY as DATASET_REGISTRY
+from pipeline.datasets.registry import get as get_dataset
+from pipeline.plan.jobs import plan, problems
+from pipeline.report.archive import archive_name
 from pipeline.studies import STUDIES
-from pipeline.datasets import REGISTRY as DATASET_REGISTRY
-from pipeline.datasets import get as get_dataset
 
 ROOT = Path(workflow.basedir)
 ENV = "../envs/softloss.yaml"
@@ -40,18 +41,18 @@ if not _uses_conda():
 shell.prefix(_prefix)
 
 
-# The package code each rule runs, found from its imports (pipeline/codehash.py).
-TRAIN_CODE = code_version("train")
-EVALUATE_CODE = code_version("evaluate")
-REPORT_CODE = code_version("report", extra=["templates/**/*.j2"])
+def logged(command):
+    """A rule's shell command with its output in the rule's log and, if it
+    fails, the log's last line (softloss' one-line error) on the terminal."""
+    return f"{command} > {{log}} 2>&1 || (tail -n 1 {{log}} >&2; exit 1)"
 
 
 # ---------------------------------------------------------------- runs
 # Every training run the config asks for, planned in the package
-# (pipeline/plan.py): run directory under results/ -> Job (its RunConfig and
+# (pipeline/plan/jobs.py): run directory under results/ -> Job (its RunConfig and
 # its resources). STUDY_RUNS: study -> its run directories ("main" is Table I).
 try:
-    JOBS = plan(config)
+    JOBS = plan(config, STUDIES)
 except SoftlossError as error:
     print(f"config error: {error}", file=sys.stderr)
     raise SystemExit(1)
@@ -84,6 +85,11 @@ def study_summary(study):
     return "results/summary.json" if study == "main" else f"results/studies/{study}.json"
 
 
+def summary_study(summary):
+    """The study whose summary is results/{summary}.json: "main" for Table I's."""
+    return "main" if summary == "summary" else summary.removeprefix("studies/")
+
+
 def report_inputs(wildcards):
     """The summaries the report renders, and the files its study views read."""
     inputs = {"summary": "results/summary.json", "data": [f"data/{d}.h5" for d in DATASETS]}
@@ -104,3 +110,4 @@ wildcard_constraints:
     dataset="|".join(DATASET_REGISTRY),
     run="|".join(re.escape(run_id) for run_id in JOBS),
     study="|".join(re.escape(s) for s in STUDY_RUNS if s != "main") or "none",
+    summary="|".join(["summary", *(f"studies/{re.escape(s)}" for s in STUDY_RUNS if s != "main")]),

@@ -10,13 +10,16 @@ rule fetch:
         ENV
     params:
         mirrors=" ".join(f"--mirror {m}" for m in config.get("mirrors", [])),
+        vendored=ROOT / "data" / "raw" / "vendored",  # the checkout's own copies, wherever the workdir is
+        code=command_version("fetch"),
     log:
         "logs/fetch/{dataset}/{file}.log",
     resources:
         mem_mb=500,
         runtime=60,
     shell:
-        "python -m pipeline fetch {wildcards.dataset} --only {wildcards.file} --out data/raw/{wildcards.dataset} {params.mirrors} --quiet > {log} 2>&1 || (tail -n 1 {log} >&2; exit 1)"
+        logged("python -m pipeline fetch {wildcards.dataset} --only {wildcards.file} --out data/raw/{wildcards.dataset} "
+               "{params.mirrors} --vendored {params.vendored:q} --quiet")
 
 
 rule prepare:
@@ -27,11 +30,11 @@ rule prepare:
     conda:
         ENV
     params:
-        code=code_version("data"),
+        code=command_version("prepare"),
     log:
         "logs/prepare/{dataset}.log",
     resources:
         mem_mb=2000,
         runtime=30,
     shell:
-        "python -m pipeline prepare {wildcards.dataset} --raw data/raw/{wildcards.dataset} --out {output} > {log} 2>&1 || (tail -n 1 {log} >&2; exit 1)"
+        logged("python -m pipeline prepare {wildcards.dataset} --raw data/raw/{wildcards.dataset} --out {output}")

@@ -1,41 +1,23 @@
+# One summary per study: results/summary.json (Table I) and
+# results/studies/{study}.json (a side study).
 rule aggregate:
     input:
-        metrics=lambda w: [f"results/{r}/metrics.json" for r in STUDY_RUNS["main"]],
-        histories=lambda w: [f"results/{r}/history.csv" for r in STUDY_RUNS["main"]],
+        metrics=lambda w: [f"results/{r}/metrics.json" for r in STUDY_RUNS[summary_study(w.summary)]],
+        histories=lambda w: [f"results/{r}/history.csv" for r in STUDY_RUNS[summary_study(w.summary)]],
     output:
-        "results/summary.json",
+        "results/{summary}.json",
     conda:
         ENV
     params:
-        run_dirs=lambda w: " ".join(f"results/{r}" for r in STUDY_RUNS["main"]),
-        code=code_version("report"),
+        run_dirs=lambda w: " ".join(f"results/{r}" for r in STUDY_RUNS[summary_study(w.summary)]),
+        code=command_version("aggregate"),
     log:
-        "logs/aggregate.log",
+        "logs/aggregate/{summary}.log",
     resources:
         mem_mb=1000,
         runtime=10,
     shell:
-        "python -m pipeline aggregate --runs {params.run_dirs} --out {output} > {log} 2>&1 || (tail -n 1 {log} >&2; exit 1)"
-
-
-rule aggregate_study:
-    input:
-        metrics=lambda w: [f"results/{r}/metrics.json" for r in STUDY_RUNS[w.study]],
-        histories=lambda w: [f"results/{r}/history.csv" for r in STUDY_RUNS[w.study]],
-    output:
-        "results/studies/{study}.json",
-    conda:
-        ENV
-    params:
-        run_dirs=lambda w: " ".join(f"results/{r}" for r in STUDY_RUNS[w.study]),
-        code=code_version("report"),
-    log:
-        "logs/aggregate_{study}.log",
-    resources:
-        mem_mb=1000,
-        runtime=10,
-    shell:
-        "python -m pipeline aggregate --runs {params.run_dirs} --out {output} > {log} 2>&1 || (tail -n 1 {log} >&2; exit 1)"
+        logged("python -m pipeline aggregate --runs {params.run_dirs} --out {output}")
 
 
 rule toy_boundaries:
@@ -44,14 +26,14 @@ rule toy_boundaries:
     conda:
         ENV
     params:
-        code=code_version("toy"),
+        code=command_version("toy"),
     log:
         "logs/toy_boundaries.log",
     resources:
         mem_mb=1000,
         runtime=10,
     shell:
-        "python -m pipeline toy --out {output} > {log} 2>&1 || (tail -n 1 {log} >&2; exit 1)"
+        logged("python -m pipeline toy --out {output}")
 
 
 rule report:
@@ -65,15 +47,15 @@ rule report:
         config=lambda w: json.dumps(config, sort_keys=True),
         studies=lambda w, input: " ".join(f"--study {p}" for p in input.get("studies", [])),
         inputs=lambda w, input: study_inputs(input),
-        code=REPORT_CODE,
+        code=command_version("report"),
     log:
         "logs/report.log",
     resources:
         mem_mb=2000,
         runtime=10,
     shell:
-        "python -m pipeline report --summary {input.summary} --data {input.data} {params.studies} {params.inputs} "
-        "--config-json {params.config:q} --out {output} > {log} 2>&1 || (tail -n 1 {log} >&2; exit 1)"
+        logged("python -m pipeline report --summary {input.summary} --data {input.data} {params.studies} "
+               "{params.inputs} --config-json {params.config:q} --out {output}")
 
 
 # Each study is its own target: `snakemake --cores 8 negative_feedback` (or log_loss, knet_softmax).
@@ -104,15 +86,15 @@ rule make_archive:
     params:
         config=lambda w: json.dumps(config, sort_keys=True),
         summaries=lambda w, input: " ".join([input.summary, *input.get("studies", [])]),
-        code=code_version("archive"),
+        code=command_version("archive"),
     log:
         "logs/archive.log",
     resources:
         mem_mb=1000,
         runtime=10,
     shell:
-        "python -m pipeline archive --summary {params.summaries} --report {input.report} --data {input.data} "
-        "--config-json {params.config:q} --out {output} > {log} 2>&1 || (tail -n 1 {log} >&2; exit 1)"
+        logged("python -m pipeline archive --summary {params.summaries} --report {input.report} --data {input.data} "
+               "--config-json {params.config:q} --out {output}")
 
 
 rule archive:

@@ -11,7 +11,7 @@ rule train:
         # The whole run as JSON (its RunConfig): a change to any setting reruns exactly this run.
         run=lambda w: run_json(w.run),
         backend=job_value("backend"),
-        code=TRAIN_CODE,
+        code=command_version("train"),
         run_dir=lambda w, output: os.path.dirname(output.history),
     log:
         "logs/train/{run}.log",
@@ -21,10 +21,10 @@ rule train:
         runtime=job_value("runtime"),
         gpu=lambda w: 1 if JOBS[w.run].gpu else 0,
     shell:
-        "mkdir -p {params.run_dir} && printf '%s\\n' {params.run:q} > {params.run_dir}/run.json && "
-        "OPENBLAS_NUM_THREADS={threads} OMP_NUM_THREADS={threads} "
-        "python -m pipeline train --run-config {params.run_dir}/run.json --backend {params.backend} "
-        "--out {params.run_dir} --quiet > {log} 2>&1 || (tail -n 1 {log} >&2; exit 1)"
+        logged("mkdir -p {params.run_dir} && printf '%s\\n' {params.run:q} > {params.run_dir}/run.json && "
+               "OPENBLAS_NUM_THREADS={threads} OMP_NUM_THREADS={threads} "
+               "python -m pipeline train --run-config {params.run_dir}/run.json --backend {params.backend} "
+               "--out {params.run_dir} --quiet")
 
 
 rule evaluate:
@@ -37,7 +37,7 @@ rule evaluate:
     conda:
         ENV
     params:
-        code=EVALUATE_CODE,
+        code=command_version("evaluate"),
         run_dir=lambda w, input: os.path.dirname(input.status),
     log:
         "logs/evaluate/{run}.log",
@@ -45,4 +45,4 @@ rule evaluate:
         mem_mb=2000,
         runtime=10,
     shell:
-        "python -m pipeline evaluate --run {params.run_dir} --data {input.data} --out {output} > {log} 2>&1 || (tail -n 1 {log} >&2; exit 1)"
+        logged("python -m pipeline evaluate --run {params.run_dir} --data {input.data} --out {output}")

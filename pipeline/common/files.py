@@ -1,0 +1,67 @@
+"""Files written atomically (a file appears under its final name complete, or
+not at all) and archives read safely (a hostile member refuses the archive)."""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tarfile
+from pathlib import Path
+
+from .errors import DataError
+
+
+@contextlib.contextmanager
+def atomic_path(target):
+    """Yield a temporary path beside `target` (same filesystem, so the rename is
+    atomic); rename it into place if the block succeeds, delete it otherwise."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def remove_stale_temporaries(directory):
+    """Delete the temporary files of `atomic_path` that a killed process left in
+    `directory` (its final-name files are whole either way); returns their names."""
+    stale = [p for p in Path(directory).glob(".*.*.tmp") if not p.name.endswith(f".{os.getpid()}.tmp")]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return sorted(p.name for p in stale)
+
+
+def write_atomic(path, write):
+    """Call `write(binary_file)` on a temporary file, sync it, then rename it to `path`."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as out:
+        write(out)
+        out.flush()
+        os.fsync(out.fileno())
+
+
+def write_json(path, obj):
+    write_atomic(path, lambda out: out.write((json.dumps(obj, indent=2, sort_keys=True) + "\n").encode()))
+
+
+def safe_members(archive: tarfile.TarFile, destination="."):
+    """Every member of `archive`, after tarfile's `data` filter has passed it.
+
+    The filter rejects paths escaping the destination ('..'), links pointing
+    outside it and device files; it would merely strip a leading '/', so
+    absolute paths are refused here, as is anything but a regular file or a
+    directory. A hostile archive is refused whole."""
+    members = []
+    for member in archive.getmembers():
+        if member.name.startswith(("/", "\\")) or os.path.isabs(member.name):
+            raise DataError(f"{archive.name}: unsafe member {member.name!r} (absolute path); refusing the archive")
+        try:
+            tarfile.data_filter(member, destination)
+        except tarfile.FilterError as error:
+            raise DataError(f"{archive.name}: unsafe member {member.name!r} ({error}); refusing the archive") from None
+        if not (member.isfile() or member.isdir()):
+            raise DataError(f"{archive.name}: member {member.name!r} is not a regular file; refusing the archive")
+        members.append(member)
+    return members

@@ -1,0 +1,127 @@
+"""Class-folder datasets: `split/class/image` PNG or JPEG files, as files or
+inside tar.gz archives, every image decoded and checked."""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import tarfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from ..common.errors import DataError
+from ..common.files import safe_members
+from .fetch import check, digest
+from .hdf5 import SPLITS
+from .registry import Checksum, DatasetSpec
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+MODES = {3: "RGB", 1: "L"}  # channels -> Pillow mode
+
+
+def _folder_files(root):
+    """(path inside the dataset, where it is, bytes) of every file under `root`'s splits."""
+    for split in SPLITS:
+        base = root / split
+        if not base.is_dir():
+            raise DataError(f"{base}: missing; a class-folder dataset holds {split}/<class>/<image> files")
+        for path in sorted(p for p in base.rglob("*") if p.is_file()):
+            yield path.relative_to(root).as_posix(), str(path), path.read_bytes()
+
+
+def _archive_files(archives):
+    for archive_path in archives:
+        try:
+            with tarfile.open(archive_path, "r:gz") as archive:
+                for member in safe_members(archive):
+                    if member.isfile():
+                        name = member.name[2:] if member.name.startswith("./") else member.name
+                        yield name, f"{archive_path}:{member.name}", archive.extractfile(member).read()
+        except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as error:
+            raise DataError(f"{archive_path}: not a readable tar.gz archive ({error})") from None
+
+
+def decode_image(data, where, channels=None, size=None):
+    """PNG/JPEG bytes -> uint8 (H, W, C). `channels` and `size` (H, W), when
+    given, are required; an image of another mode or size is an error naming it."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+            mode, pixels = image.mode, np.asarray(image)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        raise DataError(f"{where}: not a decodable PNG or JPEG image ({error})") from None
+    wanted = MODES.get(channels) if channels else None
+    if (wanted and mode != wanted) or mode not in MODES.values():
+        raise DataError(f"{where}: image mode {mode}, expected {wanted or 'RGB or L (grayscale)'}")
+    if size is not None and pixels.shape[:2] != tuple(size):
+        raise DataError(f"{where}: image of {pixels.shape[1]}x{pixels.shape[0]} pixels, expected {size[1]}x{size[0]}")
+    return pixels.reshape(*pixels.shape[:2], -1)
+
+
+def folder_splits(spec, raw_dir):
+    """Class folders, from the registry's archives (checked), or for a folder of
+    one's own (`spec.files` empty) from `raw_dir/{train,test}/<class>/` or any
+    tar.gz archives in `raw_dir` holding that layout."""
+    raw_dir = Path(raw_dir)
+    if spec.files:
+        archives = [raw_dir / f.name for f in spec.files]
+        for path, remote in zip(archives, spec.files):
+            if not path.is_file():
+                raise DataError(f"{path}: missing; run `python -m pipeline fetch {spec.name} --out {raw_dir}` first")
+            check(path, remote)
+        files, sources = _archive_files(archives), {f.name: f.checksum.hexdigest for f in spec.files}
+    elif raw_dir.is_dir() and any((raw_dir / split).is_dir() for split in SPLITS):
+        files, sources = _folder_files(raw_dir), None
+    else:
+        archives = sorted(raw_dir.glob("*.tar.gz")) if raw_dir.is_dir() else [raw_dir]
+        if not archives or not all(a.is_file() for a in archives):
+            raise DataError(f"{raw_dir}: neither train/ and test/ class folders nor tar.gz archives of them")
+        files, sources = _archive_files(archives), {a.name: digest(a, Checksum("sha256", "", "file")) for a in archives}
+    found = {split: {} for split in SPLITS}  # split -> class -> [(where, bytes)]
+    digests = {split: hashlib.sha256() for split in SPLITS}
+    for name, where, data in files:
+        parts = name.split("/")
+        if parts[-1].startswith("."):
+            continue  # hidden files (.DS_Store and the like)
+        if len(parts) != 3 or parts[0] not in SPLITS:
+            raise DataError(f"{where}: not at <split>/<class>/<image> with split train or test")
+        if not parts[2].lower().endswith(IMAGE_SUFFIXES):
+            raise DataError(f"{where}: not an image file (expected {', '.join(IMAGE_SUFFIXES)})")
+        found[parts[0]].setdefault(parts[1], []).append((where, data))
+        digests[parts[0]].update(f"{name}\0{len(data)}\0".encode() + data)
+    classes = spec.classes or tuple(sorted(found["train"]))
+    for split in SPLITS:
+        for name in sorted(set(found[split]) - set(classes)):
+            raise DataError(f"{raw_dir}: {split}/{name}/ is not a class of {spec.name} ({', '.join(classes)})")
+        for name in classes:
+            if not found[split].get(name):
+                raise DataError(f"{raw_dir}: class {name!r} has no images in {split}/")
+    first_where, first = found["train"][classes[0]][0]
+    shape = spec.image_shape or decode_image(first, first_where).shape
+    total = sum(len(images) for split in found.values() for images in split.values())
+    splits = {}
+    with tqdm(total=total, desc=f"decoding {spec.name}", unit="img", disable=None) as bar:
+        for split in SPLITS:
+            images, labels = [], []
+            for label, name in enumerate(classes):
+                for where, data in sorted(found[split][name]):
+                    images.append(decode_image(data, where, shape[2], shape[:2]))
+                    labels.append(label)
+                bar.update(len(found[split][name]))
+            splits[split] = (np.stack(images), np.array(labels, np.uint8))
+    if sources is None:
+        sources = {f"{split}/ (every file's path and bytes)": digests[split].hexdigest() for split in SPLITS}
+    return splits, sources, classes
+
+
+def folder_spec(name, raw_dir):
+    """A DatasetSpec for a class-folder dataset of one's own: classes in sorted
+    folder order, image size and mode from its first image, nothing to fetch."""
+    return DatasetSpec(name=name, format="image-folder", files=(), urls=(), classes=(), image_shape=None,
+                       source=f"class folders from {Path(raw_dir).resolve()}")  # fmt: skip

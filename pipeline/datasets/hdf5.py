@@ -1,0 +1,78 @@
+"""The prepared dataset file, written and read in one place:
+
+    /train/images  uint8 (N, H, W, C)     /test/images  uint8 (N, H, W, C)
+    /train/labels  uint8 (N,)             /test/labels  uint8 (N,)
+
+chunked and gzip-compressed, with attributes naming the dataset, its classes,
+the source files and the SHA-256 of each payload, and the softloss version.
+`write` goes to a temporary file beside the target and renames it into place,
+so an interrupted write never leaves a half-written dataset under its name;
+`load` validates such a file.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from .. import __version__
+from ..common.errors import DataError
+from ..common.files import atomic_path
+
+FORMAT_VERSION = 1
+SPLITS = ("train", "test")
+
+
+def write(out_path, spec, splits, sources):
+    """`splits` ({split: (images, labels)}) of the dataset `spec` into `out_path`,
+    with `sources` ({source file: SHA-256}) as provenance."""
+    with atomic_path(out_path) as tmp:
+        with h5py.File(tmp, "w") as h5:
+            h5.attrs.update({
+                "dataset": spec.name,
+                "classes": list(spec.classes),
+                "source": spec.source,
+                "note": spec.note or "",
+                "variant_of": spec.variant_of or "",
+                "source_files": list(sources),
+                "source_sha256": [sources[name] for name in sources],
+                "softloss_version": __version__,
+                "format_version": FORMAT_VERSION,
+            })  # fmt: skip
+            for split, (images, labels) in splits.items():
+                group = h5.create_group(split)
+                chunk = (max(1, min(len(images), (1 << 20) // images[0].size)), *images.shape[1:])
+                group.create_dataset("images", data=images, chunks=chunk, compression="gzip", compression_opts=1)
+                group.create_dataset("labels", data=labels, compression="gzip", compression_opts=1)
+                group.attrs["class_counts"] = np.bincount(labels, minlength=len(spec.classes))
+    return Path(out_path)
+
+
+def load(path, split):
+    """(images uint8 (N, H, W, C), labels uint8 (N,)) of `split` in a prepared file.
+
+    A file that is missing, truncated, not HDF5 or not made by `prepare` gets a
+    DataError naming the file and the problem."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such dataset file; run `python -m pipeline prepare` first")
+    try:
+        with h5py.File(path, "r") as h5:
+            if "dataset" not in h5.attrs or split not in h5:
+                raise DataError(f"{path}: not a softloss dataset (no {split!r} group or dataset attribute)")
+            group = h5[split]
+            if "images" not in group or "labels" not in group:
+                raise DataError(f"{path}: {split} lacks images or labels")
+            images, labels = group["images"], group["labels"]
+            if images.dtype != np.uint8 or labels.dtype != np.uint8 or images.ndim != 4 or labels.ndim != 1:
+                raise DataError(f"{path}: {split} images/labels have the wrong type or rank")
+            if images.shape[0] != labels.shape[0]:
+                raise DataError(f"{path}: {split} has {images.shape[0]} images but {labels.shape[0]} labels")
+            return images[...], labels[...]
+    except DataError:
+        raise
+    except (OSError, KeyError, ValueError, RuntimeError) as error:
+        raise DataError(f"{path}: cannot read it as a prepared HDF5 dataset (truncated or corrupt?): {error}") from None

@@ -1,0 +1,85 @@
+"""A study config checked the way a person can act on: one line per problem,
+naming the file and line of a YAML syntax error, or the key path of a value the
+schema refuses (never the schema itself).
+
+    python -m pipeline check-config config/paper.yaml
+
+The workflow runs the same schema check before any job (and, beyond it, builds
+every run's model and optimizer with their real signatures).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..common.errors import SoftlossError
+
+# A checkout's files, found from the working directory (its root, where the
+# workflow runs); the functions take others.
+SCHEMA = Path("workflow") / "schemas" / "config.schema.yaml"
+DEFAULT = Path("config") / "config.yaml"
+
+
+def load_yaml(path):
+    """The mapping in a YAML file; a SoftlossError naming file and line if it is not one."""
+    import yaml
+
+    path = Path(path)
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except OSError as error:
+        raise SoftlossError(f"{path}: cannot read it ({error.strerror})") from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise SoftlossError(f"{where}: YAML syntax error: {problem}") from None
+    if not isinstance(loaded, dict):
+        raise SoftlossError(f"{path}: a config file holds a mapping of keys, not {type(loaded).__name__}")
+    return loaded
+
+
+def merge(base, update):
+    """Snakemake's --configfile merge: nested mappings key by key, other values replaced."""
+    merged = dict(base)
+    for key, value in update.items():
+        merged[key] = merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+    return merged
+
+
+def command_line_types(config, overrides):
+    """`config` with the nested values of Snakemake's --config `overrides` given
+    YAML's types: Snakemake reads `--config 'stage={max_epochs: 100}'` with YAML's
+    base loader, which leaves every nested scalar a string ('100')."""
+    import yaml
+
+    def typed(value):
+        if isinstance(value, dict):
+            return {key: typed(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [typed(item) for item in value]
+        return yaml.safe_load(value) if isinstance(value, str) else value
+
+    nested = {key: typed(value) for key, value in overrides.items() if isinstance(value, (dict, list))}
+    return merge(config, nested)
+
+
+def schema_errors(config, schema_path=SCHEMA):
+    """One line per value the schema refuses: 'experiments/0/batch_size: 0 is less than the minimum of 1'."""
+    import jsonschema
+    import yaml
+
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    lines = []
+    for error in sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path]):
+        where = "/".join(str(p) for p in error.absolute_path) or "top level"
+        lines.append(f"{where}: {error.message}")
+    return lines
+
+
+def check_files(paths, default=DEFAULT):
+    """Schema problems of the default config with `paths` merged in, as Snakemake would."""
+    config = load_yaml(default)
+    for path in paths:
+        config = merge(config, load_yaml(path))
+    return schema_errors(config)

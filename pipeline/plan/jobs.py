@@ -1,0 +1,101 @@
+"""From a study config (config/config.yaml and friends, already checked against
+the schema) to its training runs: `plan(config, studies) -> {run_id: Job}`.
+
+A run id is the run's directory under `results/`: `{dataset}/{model}/{loss}/seed{seed}`
+for Table I ("main"), `studies/{study}/...` for the side studies. Each Job holds
+the `RunConfig` the train command computes with (written to `run.json`, which
+Snakemake compares for reruns) and what the job needs from the machine.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from ..common.errors import SoftlossError
+from ..runs.config import RunConfig
+
+DEFAULT_MEM_MB, DEFAULT_RUNTIME = 2000, 60
+
+
+@dataclass(frozen=True)
+class Job:
+    study: str  # "main" (Table I) or a side study's name
+    run: RunConfig
+    backend: str  # what it computes with: "numpy", or the config's backend for a GPU job
+    gpu: bool  # holds a GPU (resources: gpu=1)
+    mem_mb: int = DEFAULT_MEM_MB
+    runtime: int = DEFAULT_RUNTIME  # minutes
+
+    @property
+    def dataset(self):
+        return self.run.data.removeprefix("data/").removesuffix(".h5")
+
+
+def job(study, entry, backend, *, loss="ce", seed, epochs=None, hyperparameters=None, feedback=None):
+    """The Job of one run of a config `entry` (an experiment, or a study's block)."""
+    # GPU jobs (gpu: true) hold a GPU and compute with the configured backend;
+    # every other job computes with NumPy on its CPU cores.
+    on_gpu = bool(entry.get("gpu", False)) and backend != "numpy"
+    run = RunConfig(
+        data=f"data/{entry['dataset']}.h5", model=entry["model"], loss=loss, optimizer=entry["optimizer"],
+        epochs=epochs or entry["epochs"], batch_size=entry["batch_size"], seed=seed,
+        hyperparameters=dict(entry.get("hyperparameters", {}) if hyperparameters is None else hyperparameters),
+        model_options=dict(entry.get("model_options") or {}), train_size=entry.get("train_size"),
+        test_size=entry.get("test_size"), augment=entry.get("augment", False),
+        train_eval_every=entry.get("train_eval_every", 1), feedback=feedback,
+    )  # fmt: skip
+    return Job(study, run, backend if on_gpu else "numpy", on_gpu, entry.get("mem_mb", DEFAULT_MEM_MB),
+               entry.get("runtime", DEFAULT_RUNTIME))  # fmt: skip
+
+
+def _main(config, backend):
+    for entry in config["experiments"]:
+        for loss, override in entry["losses"].items():
+            override = dict(override or {})
+            epochs = override.pop("epochs", entry["epochs"])
+            for seed in entry["seeds"]:
+                yield f"{entry['dataset']}/{entry['model']}/{loss}/seed{seed}", job(
+                    "main", entry, backend, loss=loss, seed=seed, epochs=epochs,
+                    hyperparameters={**entry.get("hyperparameters", {}), **override})  # fmt: skip
+
+
+def plan(config, studies):
+    """{run_id: Job} of every training run `config` asks for, Table I's first,
+    then the runs each side study in `studies` ({name: module}, pipeline.studies)
+    describes for its block of the config."""
+    backend = config.get("backend", "auto")
+    planned = list(_main(config, backend))
+    for name, study in studies.items():
+        if name in (config.get("studies") or {}):
+            planned += [(run_id, job(name, entry, backend, **overrides))
+                        for run_id, entry, overrides in study.runs(config["studies"][name])]  # fmt: skip
+    jobs = {}
+    for run_id, planned_job in _staged(planned, config.get("stage")):
+        if run_id in jobs:
+            raise SoftlossError(f"config: two entries ask for the same run {run_id}; merge them")
+        jobs[run_id] = planned_job
+    return jobs
+
+
+def _staged(planned, stage):
+    """The (run_id, Job)s of `planned` in the cut `stage` asks for: only its
+    seeds, epochs capped at its max_epochs (the config's `stage`)."""
+    stage = stage or {}
+    for run_id, planned_job in planned:
+        if "seeds" in stage and planned_job.run.seed not in stage["seeds"]:
+            continue
+        if "max_epochs" in stage and planned_job.run.epochs > stage["max_epochs"]:
+            planned_job = replace(planned_job, run=replace(planned_job.run, epochs=stage["max_epochs"]))
+        yield run_id, planned_job
+
+
+def problems(jobs):
+    """One line per distinct problem a run would hit at its start (an unknown
+    optimizer keyword or model option, a negative rate, ...), naming one run
+    that has it: `RunConfig.validate` builds the model and optimizer for real."""
+    found = {}
+    for run_id, job in jobs.items():
+        try:
+            job.run.validate()
+        except (SoftlossError, ValueError) as error:
+            found.setdefault(str(error), run_id)
+    return [f"{error} (run {run_id})" for error, run_id in found.items()]

@@ -1,0 +1,119 @@
+"""Reproducible archives of a study's results, and their verification.
+
+An archive (tar.gz) holds the config used, the exact package versions, the
+data payload checksums, every run's history, metrics and status, the summaries,
+the HTML report, and a MANIFEST with each member's SHA-256 and size.
+`verify` re-checks every checksum and that the report's Table I equals the
+results inside the archive.
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import re
+import tarfile
+import zlib
+from pathlib import Path
+
+from ..common.errors import DataError
+from ..common.files import atomic_path, safe_members
+from ..common.versions import git
+from .provenance import environment
+from .tables import TABLE1_JSON_ID, table_rows
+
+MANIFEST = "MANIFEST"
+RUN_FILES = ("history.csv", "metrics.json", "status.json")
+
+
+def archive_name(day):
+    commit = (git("rev-parse", "--short=12", "HEAD") or "nogit")
+    return f"softloss-archive-{day:%Y%m%d}-{commit}.tar.gz"
+
+
+def build(out_path, summaries, report, config, data_files=()):
+    """Write the archive of the runs listed in `summaries` to `out_path`."""
+    import h5py
+
+    members = {
+        "config.json": json.dumps(config, indent=2, sort_keys=True).encode(),
+        "environment.json": json.dumps(environment(), indent=2, sort_keys=True).encode(),
+    }
+    checksums = {}
+    for path in data_files:
+        with h5py.File(path, "r") as h5:
+            checksums[str(path)] = dict(zip(h5.attrs["source_files"], h5.attrs["source_sha256"]))
+    members["data_checksums.json"] = json.dumps(checksums, indent=2, sort_keys=True).encode()
+    for summary in map(Path, summaries):
+        members[summary.as_posix()] = summary.read_bytes()
+        for run in json.loads(summary.read_text())["runs"]:
+            for name in RUN_FILES:
+                path = Path(run["run_dir"]) / name
+                members[path.as_posix()] = path.read_bytes()
+    members[Path(report).as_posix()] = Path(report).read_bytes()
+    manifest = "".join(f"{hashlib.sha256(data).hexdigest()}  {len(data)}  {name}\n" for name, data in sorted(members.items()))
+    members[MANIFEST] = manifest.encode()
+
+    with atomic_path(out_path) as tmp, tarfile.open(tmp, "w:gz") as tar:
+        for name, data in sorted(members.items()):
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(data), 0o644, 0
+            tar.addfile(info, io.BytesIO(data))
+    return Path(out_path)
+
+
+_TABLE1 = re.compile(rf'<script type="application/json" id="{TABLE1_JSON_ID}">(.*?)</script>', re.S)
+
+
+def verify(path):
+    """Check every member against the MANIFEST and Table I against the runs;
+    returns the number of members checked. Raises DataError naming the problem."""
+    path = Path(path)
+    try:
+        # The whole gzip stream first: tarfile stops at the tar end marker and never
+        # reaches the gzip trailer, whose CRC and length catch a cut-off tail.
+        with gzip.open(path, "rb") as stream:
+            raw = stream.read()
+        with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as tar:
+            contents = {}
+            for member in safe_members(tar):
+                if member.isfile():
+                    contents[member.name] = tar.extractfile(member).read()
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as error:
+        raise DataError(f"{path}: not a readable archive (truncated or corrupt?): {error}") from None
+    if MANIFEST not in contents:
+        raise DataError(f"{path}: no {MANIFEST}; not a softloss archive")
+    listed = {}
+    for line in contents.pop(MANIFEST).decode().splitlines():
+        digest, size, name = line.split("  ", 2)
+        listed[name] = (digest, int(size))
+    for name, (digest, size) in listed.items():
+        if name not in contents:
+            raise DataError(f"{path}: {name} is listed in the MANIFEST but missing")
+        if len(contents[name]) != size or hashlib.sha256(contents[name]).hexdigest() != digest:
+            raise DataError(f"{path}: {name} does not match its MANIFEST checksum (tampered or corrupt)")
+    extra = sorted(set(contents) - set(listed))
+    if extra:
+        raise DataError(f"{path}: members not in the MANIFEST: {', '.join(extra)}")
+
+    reports = [name for name in contents if name.endswith(".html")]
+    summary = json.loads(contents["results/summary.json"])["runs"] if "results/summary.json" in contents else None
+    if reports and summary is not None:
+        for run in summary:  # the summary must agree with the per-run files it was built from
+            metrics = json.loads(contents[f"{run['run_dir']}/metrics.json"])
+            if metrics.get("test_accuracy") != run.get("test_accuracy"):
+                raise DataError(f"{path}: {run['run_dir']}/metrics.json disagrees with results/summary.json")
+        expected = {(r["dataset"], r["model"], r["loss"]): r["mean"] for r in table_rows(summary)}
+        embedded = _TABLE1.search(contents[reports[0]].decode())
+        try:
+            shown = {(r["dataset"], r["model"], r["loss"]): r["mean"] for r in json.loads(embedded.group(1))}
+        except (AttributeError, ValueError, KeyError, TypeError):
+            raise DataError(f"{path}: the report holds no readable Table I") from None
+        if set(shown) != set(expected):
+            raise DataError(f"{path}: the report's Table I lists other runs than the results")
+        for key, mean in expected.items():
+            if (mean is None) != (shown[key] is None) or (mean is not None and abs(shown[key] - mean) > 1e-9 * max(1, abs(mean))):
+                raise DataError(f"{path}: Table I shows {'diverged' if shown[key] is None else shown[key]} for "
+                                f"{'/'.join(key)}, the results give {mean}")  # fmt: skip
+    return len(listed)

@@ -1,0 +1,135 @@
+"""The report's figures, each a base64 PNG to embed in the HTML (matplotlib, Agg)."""
+from __future__ import annotations
+
+import base64
+import io
+import math
+from collections import defaultdict
+
+import matplotlib
+import numpy as np
+
+from ..common.lossnames import EXACT_OF, loss_order
+
+matplotlib.use("Agg")  # files, never a window: before any pyplot import here or in the study views
+
+def png(fig):
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _symlog(ax, most=7):
+    """A symmetric-log y axis (linear within +-1) with at most `most` ticks on
+    each side of zero: every decade would be 30 overlapping labels for a loss
+    that fell to -1e30."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter
+
+    ax.set_yscale("symlog", linthresh=1)
+    low, high = ax.get_ylim()
+    tops = {sign: int(math.floor(math.log10(sign * end))) for sign, end in ((-1, low), (1, high)) if sign * end >= 1}
+    step = max(1, math.ceil((max(tops.values(), default=0) + 1) / most))  # decades per tick, both sides alike
+    ticks = [0.0] + [sign * 10.0**e for sign, top in tops.items() for e in range(0 if step == 1 else step, top + 1, step)]
+    ax.yaxis.set_major_locator(FixedLocator(sorted(ticks)))
+    ax.yaxis.set_minor_locator(FixedLocator([]))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: "0" if v == 0 else f"{v:.0e}".replace("e+0", "e").replace("e+", "e")))
+
+
+def _train_panel(histories, key):
+    """How a train panel shows `key`: ("full", title) when every epoch of every
+    run had a full pass over the training set, else ("running", title): the
+    running means over the epoch's batches, with the full passes as dots."""
+    if all(row.get(key) is not None for h in histories for row in h):
+        return "full", f"train {key.split('_')[1]} (full pass, evaluation mode)"
+    return "running", f"train {key.split('_')[1]}: running mean over batches (training mode); dots: full passes"
+
+
+def _mean_curve(histories, key):
+    """(epochs, mean over runs of `key`) over the epochs all runs reached; None where a run lacks the value."""
+    length = min(len(h) for h in histories)
+    values = [[np.nan if row.get(key) is None else row[key] for row in h[:length]] for h in histories]
+    return [row["epoch"] for row in histories[0][:length]], np.mean(values, axis=0)
+
+
+def learning_curves(runs, dataset, model):
+    """Figures 1-2 of the paper: train/test loss and accuracy per epoch, one line
+    per loss (mean over seeds; diverged runs end where they diverged)."""
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    fig, axes = plt.subplots(2, 2, figsize=(11, 6.5), sharex=True, layout="constrained")
+    by_loss = defaultdict(list)
+    for run in runs:
+        if run["dataset"] == dataset and run["model"] == model and run["history"]:
+            by_loss[run["loss"]].append(run["history"])
+    histories = [h for group in by_loss.values() for h in group]
+    panels = [("train_loss", *_train_panel(histories, "train_loss")), ("test_loss", "full", "test loss"),
+              ("train_accuracy", *_train_panel(histories, "train_accuracy")), ("test_accuracy", "full", "test accuracy")]
+    families = sorted({EXACT_OF.get(loss, loss) for loss in by_loss}, key=loss_order)
+    colours = {family: f"C{i}" for i, family in enumerate(families)}  # one colour per loss; Keras form dashed
+    for ax, (key, kind, title) in zip(axes.flat, panels):
+        for loss in sorted(by_loss, key=loss_order):
+            style = {"color": colours[EXACT_OF.get(loss, loss)], "linestyle": "--" if loss in EXACT_OF else "-"}
+            epochs, values = _mean_curve(by_loss[loss], key.replace("train_", "running_") if kind == "running" else key)
+            ax.plot(epochs, values, marker="o" if len(epochs) < 15 else None, label=loss, **style)
+            if kind == "running":
+                epochs, values = _mean_curve(by_loss[loss], key)
+                ax.plot(epochs, values, linestyle="none", marker="o", markersize=4, color=style["color"])
+        ax.set_title(title, fontsize=9 if kind == "running" else None)
+        if key.endswith("loss"):
+            _symlog(ax)  # NLLR is unbounded below: its loss runs to large negative values
+        ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    for ax in axes[1]:
+        ax.set_xlabel("epoch")
+    # One legend beside the panels, where no curve runs under it.
+    fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside right upper")
+    fig.suptitle(f"{dataset} / {model}: mean over seeds")
+    return png(fig)
+
+
+def confusion_figure(runs, dataset, model):
+    import matplotlib.pyplot as plt
+
+    by_loss = defaultdict(list)
+    for run in runs:
+        if run["dataset"] == dataset and run["model"] == model and run["status"] == "completed":
+            by_loss[run["loss"]].append(np.array(run["confusion_matrix"]))
+    if not by_loss:
+        return None
+    losses = sorted(by_loss, key=loss_order)
+    fig, axes = plt.subplots(1, len(losses), figsize=(3.2 * len(losses), 3.3), squeeze=False)
+    for ax, loss in zip(axes[0], losses):
+        matrix = np.sum(by_loss[loss], axis=0)
+        rates = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+        ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+        ax.set_title(f"{loss} ({len(by_loss[loss])} seed{'s' if len(by_loss[loss]) != 1 else ''})")
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_xticks(range(len(matrix)))
+        ax.set_yticks(range(len(matrix)))
+        ax.tick_params(labelsize=7)
+    fig.suptitle(f"{dataset} / {model}: confusion matrices (rows normalised)")
+    return png(fig)
+
+
+
+def toy_figure(toy):
+    """Class regions of the 2-D toy (pipeline/toy.py): linear vs one hidden layer."""
+    import matplotlib.pyplot as plt
+
+    points, labels = np.array(toy["points"]), np.array(toy["labels"])
+    low, high = toy["extent"]
+    fig, axes = plt.subplots(1, len(toy["models"]), figsize=(9, 4.3))
+    for ax, (name, model) in zip(axes, toy["models"].items()):
+        classes = np.array(model["classes"]).reshape(toy["grid"], toy["grid"])
+        ax.imshow(classes, origin="lower", extent=(low, high, low, high), cmap="Pastel1", vmin=0, vmax=8)
+        ax.scatter(points[:, 0], points[:, 1], c=labels, cmap="Set1", vmin=0, vmax=8, s=6)
+        ax.set_title(f"{name}: training accuracy {model['accuracy']:.0%}")
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle("Class regions on three rings: linear boundaries (Knet's softmax) vs one hidden layer")
+    return png(fig)

@@ -1,0 +1,66 @@
+"""Where results came from: the code's commit, package versions, machine,
+config and data checksums. The report shows it; the archive records it."""
+from __future__ import annotations
+
+import collections
+import datetime
+import json
+import os
+import platform
+from importlib import metadata
+
+import h5py
+
+from ..common.errors import SoftlossError
+from ..common.machine import cpu_name
+from ..common.versions import code_commit, git
+
+PACKAGES = ("numpy", "autograd", "h5py", "matplotlib", "jinja2", "snakemake", "tqdm", "pillow", "softloss")
+
+
+def _short(commit):
+    """A run's commit as the report shows it: 12 hex digits and any mark, or "unknown"."""
+    if not commit:
+        return "unknown"
+    head, _, mark = commit.partition(" ")
+    return f"{head[:12]} {mark}".strip()
+
+
+def provenance(data_files, config, runs):
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    datasets = []
+    for path in data_files:
+        try:
+            with h5py.File(path, "r") as h5:
+                attrs = dict(h5.attrs)
+        except OSError as error:
+            raise SoftlossError(f"{path}: cannot read dataset attributes ({error})") from None
+        datasets.append({"path": str(path), "dataset": attrs.get("dataset"), "source": attrs.get("source"),
+                         "note": attrs.get("note", ""), "variant_of": attrs.get("variant_of", ""),
+                         "files": list(zip(attrs.get("source_files", []), attrs.get("source_sha256", [])))})  # fmt: skip
+    return {
+        "commit": code_commit() or "unknown (not a git checkout)",
+        "generated": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "versions": versions,
+        "python": platform.python_version(),
+        "machine": f"{platform.platform()}; {cpu_name()}; {os.cpu_count()} CPUs",
+        "config": json.dumps(config, indent=2, sort_keys=True),
+        "datasets": datasets,
+        "wall": sorted((r["run_dir"], r.get("wall_seconds") or 0.0, r["status"],
+                        "; ".join(filter(None, (r.get("device", "CPU"), r.get("blas")))), _short(r.get("commit")))
+                       for r in runs),  # fmt: skip
+        "run_commits": collections.Counter(_short(r.get("commit")) for r in runs).most_common(),
+        "total_wall": sum(r.get("wall_seconds") or 0.0 for r in runs),
+    }
+
+
+def environment():
+    """The interpreter, platform, commit and every installed package's version."""
+    packages = sorted({(d.metadata["Name"], d.version) for d in metadata.distributions() if d.metadata["Name"]})
+    return {"python": platform.python_version(), "platform": platform.platform(), "commit": git("rev-parse", "HEAD"),
+            "packages": {name: version for name, version in packages}}  # fmt: skip

@@ -1,0 +1,63 @@
+"""`render`: a summary JSON (pipeline.report.aggregate) -> one self-contained
+HTML file: Table I, the losses at equal epochs, learning curves and confusion
+matrices, the side studies' sections and the provenance."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import jinja2
+
+from ..common.files import write_atomic
+from ..common.lossnames import loss_order
+from . import equal_epochs
+from .aggregate import read_runs
+from .figures import confusion_figure, learning_curves
+from .provenance import provenance
+from .tables import PAPER_CITATION, TABLE1_JSON_ID, form_findings, form_table, table1_json, table_rows
+
+
+def _environment():
+    """The report's templates, and each side study's under studies/."""
+    loader = jinja2.ChoiceLoader([
+        jinja2.PackageLoader("pipeline.report", "templates"),
+        jinja2.PrefixLoader({"studies": jinja2.PackageLoader("pipeline.studies", "templates")}),
+    ])  # fmt: skip
+    return jinja2.Environment(loader=loader, autoescape=True, undefined=jinja2.StrictUndefined)
+
+
+def _data_facts(datasets, shown):
+    """({dataset: how it differs from what the paper used}, {copy: original})
+    from the prepared files' own records, for the datasets in `shown`."""
+    notes = {d["dataset"]: d["note"] for d in datasets if d["note"] and d["dataset"] in shown}
+    variants = {d["dataset"]: d["variant_of"] for d in datasets if d["variant_of"]}
+    return dict(sorted(notes.items())), variants
+
+
+def render(summary_path, data_files, config, out_path, study_paths=(), inputs=None, studies=None):
+    """Render the report of the Table I runs in `summary_path` and of the side
+    studies whose summaries are `study_paths` (named by their file's stem),
+    each drawn by its module in `studies` ({name: module}, pipeline.studies);
+    `inputs` are the files beside the runs that study views read ({name: path})."""
+    runs = read_runs(summary_path)
+    study_runs = {Path(p).stem: read_runs(p) for p in study_paths}
+    settings = config.get("studies") or {}
+    views = {name: study.view(study_runs[name], settings.get(name, {}), inputs or {})
+             for name, study in (studies or {}).items() if name in study_runs}  # fmt: skip
+    sources = provenance(data_files, config, runs + [r for rs in study_runs.values() for r in rs])
+    notes, variants = _data_facts(sources["datasets"], {r["dataset"] for r in runs})
+    groups = sorted({(r["dataset"], r["model"]) for r in runs})
+    sections = [{"dataset": d, "model": m, "curves": learning_curves(runs, d, m),
+                 "confusion": confusion_figure(runs, d, m)} for d, m in groups]  # fmt: skip
+    rows = table_rows(runs, variants)
+    entries = form_table(rows, variants)
+    by_epoch = equal_epochs.tables(runs, order=lambda losses: sorted(losses, key=loss_order))
+    for table in by_epoch:
+        table["findings"] = equal_epochs.findings(table)
+    html = _environment().get_template("summary.html.j2").render(
+        paper=PAPER_CITATION, rows=rows, entries=entries, findings=form_findings(entries, runs),
+        table1_json=table1_json(rows), table1_json_id=TABLE1_JSON_ID, notes=notes, sections=sections,
+        equal_epochs=by_epoch, window=equal_epochs.WINDOW, diverged=[r for r in runs if r["status"] == "diverged"],
+        n_runs=len(runs), provenance=sources, studies=views,
+    )  # fmt: skip
+    write_atomic(out_path, lambda out: out.write(html.encode("utf-8")))
+    return Path(out_path)

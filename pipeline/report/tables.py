@@ -1,0 +1,158 @@
+"""Table I with the form axis: each loss of the paper measured in its exact
+(log-space) form and in its Keras form side by side, the paper's values
+beside them, and the sentences stating what they show. The report embeds
+Table I's numbers as JSON (`TABLE1_JSON_ID`), which `archive.verify`
+recomputes from the runs."""
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+
+import numpy as np
+
+from ..common.lossnames import EXACT_OF, KERAS_FORMS, loss_order, nllr_keras_floor
+
+PAPER_CITATION = {
+    "title": "Negative Log Likelihood Ratio Loss for Deep Neural Network Classification",
+    "authors": "Hengshuai Yao, Dong-lai Zhu, Bei Jiang, Peng Yu",
+    "arxiv": "1804.10690",
+    "url": "https://arxiv.org/abs/1804.10690",
+}
+# Test accuracy (%) of the paper's Table I; CE and BCE trained 100 epochs, NLLR 500.
+PAPER = {
+    ("mnist", "mnist_cnn"): {"ce": 99.28, "bce": 99.27, "nllr": 99.28},
+    ("cifar10", "cifar_cnn"): {"ce": 79.92, "bce": 80.01, "nllr": 86.01},
+}
+# Two-sided 95 % Student t quantiles for 1..30 degrees of freedom.
+T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
+       2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
+       2.045, 2.042)  # fmt: skip
+TABLE1_JSON_ID = "table1-json"
+
+
+def mean_interval(values):
+    """(mean, half-width of the 95 % t interval or None for a single value)."""
+    values = np.asarray(values, float)
+    mean = float(values.mean())
+    if len(values) < 2:
+        return mean, None
+    t = T95[len(values) - 2] if len(values) - 1 <= len(T95) else 1.96
+    return mean, float(t * values.std(ddof=1) / math.sqrt(len(values)))
+
+
+def paper_value(dataset, model, loss, variants=None):
+    """The paper's Table I value for this loss (either form), on `dataset` or
+    the dataset it is a copy of (`variants`: {copy: original}, as the prepared
+    files record it); None where the paper has none."""
+    base = (variants or {}).get(dataset) or dataset
+    return PAPER.get((base, model), {}).get(EXACT_OF.get(loss, loss))
+
+
+def table_rows(runs, variants=None):
+    groups = defaultdict(list)
+    for run in runs:
+        groups[(run["dataset"], run["model"], run["loss"])].append(run)
+    rows = []
+    for (dataset, model, loss), members in sorted(groups.items(), key=lambda kv: (*kv[0][:2], loss_order(kv[0][2]))):
+        done = sorted((r for r in members if r["status"] == "completed"), key=lambda r: r["seed"])
+        accuracies = [100 * r["test_accuracy"] for r in done]
+        mean, half = mean_interval(accuracies) if accuracies else (None, None)
+        rows.append({
+            "dataset": dataset, "model": model, "loss": loss,
+            "paper": paper_value(dataset, model, loss, variants),
+            "mean": mean, "half": half, "n": len(done), "total": len(members),
+            "diverged": [r for r in members if r["status"] == "diverged"],
+            "seeds": [(r["seed"], 100 * r["test_accuracy"]) for r in done],
+            "epochs": sorted({r["config"]["epochs"] for r in members}),
+            "ece": float(np.mean([r["ece"] for r in done])) if done else None,
+            "final_train_loss": float(np.mean([r["history"][-1]["train_loss"] for r in done])) if done else None,
+            "floor": nllr_keras_floor(len(members[0]["confusion_matrix"])) if loss == "nllr_keras" else None,
+        })  # fmt: skip
+    return rows
+
+
+def form_table(rows, variants=None):
+    """Table I: one entry per (dataset, model, loss of the paper) holding the
+    `table_rows` row of its exact form and of its Keras form (None if not run)."""
+    entries = {}
+    for row in rows:
+        family = EXACT_OF.get(row["loss"], row["loss"])
+        key = (row["dataset"], row["model"], family)
+        entry = entries.setdefault(key, {"dataset": key[0], "model": key[1], "loss": family, "exact": None, "keras": None,
+                                         "paper": paper_value(*key, variants), "has_keras": family in KERAS_FORMS})  # fmt: skip
+        entry["keras" if row["loss"] in EXACT_OF else "exact"] = row
+    return sorted(entries.values(), key=lambda e: (e["dataset"], e["model"], loss_order(e["loss"])))
+
+
+def table1_json(rows):
+    """What the report shows in Table I, per loss: what `archive.verify` recomputes.
+    "</" is written as the JSON escape "<\\/" so that the text is safe inside <script>."""
+    return json.dumps([{"dataset": r["dataset"], "model": r["model"], "loss": r["loss"], "mean": r["mean"],
+                        "half": r["half"], "n": r["n"], "total": r["total"]} for r in rows],
+                      sort_keys=True).replace("</", "<\\/")  # fmt: skip
+
+
+def _accuracy(row):
+    if row is None:
+        return None
+    if row["mean"] is None:
+        return f"diverged in all {row['total']} runs"
+    spread = f" ± {row['half']:.2f}" if row["half"] is not None else ""
+    seeds = f"{row['n']} seeds" if row["n"] != 1 else "one seed"
+    return f"{row['mean']:.2f}{spread} % ({seeds})"
+
+
+def _keras_minus_exact(exact, keras):
+    """(mean over the seeds both forms completed of Keras' accuracy minus the
+    exact form's, those seeds), or None if they share none. Runs with one seed
+    share its initial weights, batches and augmentation, so a difference of
+    means over different seeds would add the seeds' own spread to the forms'."""
+    by_seed = dict(exact["seeds"])
+    pairs = [(seed, accuracy - by_seed[seed]) for seed, accuracy in keras["seeds"] if seed in by_seed]
+    if not pairs:
+        return None
+    return float(np.mean([points for _, points in pairs])), [seed for seed, _ in pairs]
+
+
+def form_findings(entries, runs):
+    """Sentences stating what the measurements show about the two forms, per
+    dataset and model: accuracies side by side, the paper's value, and how
+    far each NLLR form's training loss fell (the Keras form against its floor)."""
+    findings = []
+    for entry in entries:
+        exact, keras = entry["exact"], entry["keras"]
+        if not entry["has_keras"] or (exact is None and keras is None):
+            continue
+        name = f"{entry['dataset']} / {entry['model']}, {entry['loss'].upper()}"
+        parts = [f"exact form {_accuracy(exact)}" if exact else None, f"Keras form {_accuracy(keras)}" if keras else None]
+        text = f"{name}: " + ", ".join(p for p in parts if p)
+        if entry["paper"] is not None:
+            text += f"; the paper reports {entry['paper']:.2f} %"
+        difference = _keras_minus_exact(exact, keras) if exact and keras else None
+        if difference is not None:
+            points, shared = difference
+            if len(shared) == exact["n"] == keras["n"]:
+                text += f". Keras minus exact: {points:+.2f} points"
+            else:
+                seeds = f"seed {shared[0]}" if len(shared) == 1 else "seeds " + ", ".join(map(str, shared))
+                text += f". Keras minus exact, on {seeds} (completed in both forms): {points:+.2f} points"
+        text += "."
+        if entry["loss"] == "nllr":
+            if exact and exact["final_train_loss"] is not None:
+                text += f" The exact form's training loss ended at {exact['final_train_loss']:.3g} (unbounded below)."
+            if exact and exact["diverged"]:
+                text += f" {len(exact['diverged'])} of its {exact['total']} runs diverged."
+            if keras and keras["final_train_loss"] is not None:
+                # the first epoch with a full pass over the training set (RunConfig.train_eval_every)
+                first = [next(row for row in r["history"] if row.get("train_loss") is not None) for r in runs
+                         if r["status"] == "completed"
+                         and (r["dataset"], r["model"], r["loss"]) == (entry["dataset"], entry["model"], "nllr_keras")]  # fmt: skip
+                when = "the first epoch" if all(row["epoch"] == 1 for row in first) else \
+                    "epoch " + "/".join(sorted({f"{row['epoch']:.0f}" for row in first}))
+                text += (f" The Keras form's training loss went from {np.mean([row['train_loss'] for row in first]):.2f} "
+                         f"after {when} to "
+                         f"{keras['final_train_loss']:.2f}, {keras['final_train_loss'] - keras['floor']:.2f} above its "
+                         f"floor of {keras['floor']:.2f} (where an example's gradient is exactly zero).")  # fmt: skip
+        findings.append(text)
+    return findings

@@ -1,0 +1,108 @@
+"""What a training run computes: `RunConfig`, the whole run as one value (the
+pipeline writes it to a run directory's run.json), and its fingerprint."""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from ..common.errors import SoftlossError
+from ..core import models, optim
+from ..core.losses import LOSSES
+from . import feedback
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    data: str
+    model: str
+    loss: str
+    optimizer: str
+    epochs: int
+    batch_size: int
+    seed: int
+    hyperparameters: dict = field(default_factory=dict)  # optimizer keyword arguments
+    model_options: dict = field(default_factory=dict)
+    train_size: int | None = None  # first N of a seeded permutation of the training split
+    test_size: int | None = None  # first N of the test split
+    augment: bool = False
+    # The training set is evaluated in a full pass (evaluation mode) every k-th
+    # epoch and at the last; every epoch also records Keras' training metrics,
+    # running means over its batches (training mode), which cost nothing extra.
+    train_eval_every: int = 1
+    # Negative-feedback study (pipeline.feedback); a dict of its fields is taken too.
+    feedback: feedback.Feedback | None = None
+
+    def __post_init__(self):
+        if isinstance(self.feedback, dict):
+            object.__setattr__(self, "feedback", feedback.Feedback.from_dict(self.feedback))
+
+    def validate(self):
+        if self.loss not in LOSSES:
+            raise SoftlossError(f"unknown loss {self.loss!r}; choose one of {sorted(LOSSES)}")
+        for name in ("epochs", "batch_size", "train_eval_every"):
+            if getattr(self, name) < 1:
+                raise SoftlossError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("train_size", "test_size"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise SoftlossError(f"{name} must be >= 1, got {getattr(self, name)}")
+        models.build(self.model, **self.model_options)
+        optim.build(self.optimizer, **self.hyperparameters)
+        if self.feedback is not None:
+            if self.loss != "ce":
+                raise SoftlossError("feedback runs train the examples with known labels with ce: use --loss ce")
+        return self
+
+    def to_dict(self):
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, settings):
+        """The RunConfig of `to_dict`'s output (run.json); unknown or missing keys are errors."""
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(settings) - names)
+        if unknown:
+            raise SoftlossError(f"run config: unknown keys {', '.join(unknown)}")
+        try:
+            return cls(**settings)
+        except TypeError as error:
+            raise SoftlossError(f"run config: {error}") from None
+
+    @classmethod
+    def read(cls, path):
+        try:
+            settings = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as error:
+            raise SoftlossError(f"{path}: unreadable run config ({error})") from None
+        if not isinstance(settings, dict):
+            raise SoftlossError(f"{path}: a run config is a JSON object")
+        return cls.from_dict(settings)
+
+    def fingerprint(self):
+        """Identifies what the run computes: a checkpoint resumes only under the same one.
+        `epochs` is left out so that a finished run can be extended; `data`, a
+        path, so that the same dataset under another path (a moved checkout, a
+        node's scratch copy) still resumes: its content is pinned by the
+        checksums `prepare` checked and recorded, not by where it lies."""
+        fields = {k: v for k, v in asdict(self).items() if k not in ("epochs", "data")}
+        return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def parse_hyperparameter(text, kind="hyperparameter"):
+    """'rho=0.95' -> ('rho', 0.95); booleans and numbers are converted.
+    `kind` names what is parsed in errors ("hyperparameter", "model option")."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise SoftlossError(f"{kind} {text!r} is not KEY=VALUE")
+    lowered = value.lower()
+    if lowered in ("true", "false"):
+        return key, lowered == "true"
+    try:
+        number = float(value)
+    except ValueError:
+        raise SoftlossError(f"{kind} {key}: {value!r} is not a number or true/false") from None
+    if not math.isfinite(number):
+        raise SoftlossError(f"{kind} {key} must be finite, got {value}")
+    return key, number

@@ -1,0 +1,289 @@
+"""Training runs: resumable, deterministic on the CPU, and honest about divergence.
+
+A run writes its directory's files (listed in pipeline.runs.rundir): status,
+history, checkpoints and the final model.
+The arithmetic runs on the backend `run` is given (NumPy, or CuPy on a GPU:
+see pipeline.core.backend); the files hold NumPy arrays either way.
+Every file is written to a temporary name and renamed, so a crash or `kill -9`
+leaves the previous epoch's files intact, and a rerun with the same config
+resumes from the checkpoint and ends with exactly the metrics of an
+uninterrupted run. A checkpoint written by other training code (a change to
+this module or anything it imports, as the workflow's train rule tracks it) is
+not resumed: the run starts afresh, so all its epochs come from one code.
+A NaN or inf in the loss or the weights stops the run with status `diverged`
+(exit code 0), so a study can report it.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+from tqdm import tqdm
+
+from .. import __version__
+from ..common.errors import SoftlossError
+from ..common.files import remove_stale_temporaries, write_json
+from ..common.machine import blas_kernel
+from ..common.versions import code_commit, code_version
+from ..core import models, optim, tree
+from ..core.autodiff import value_and_grad
+from ..core.backend import resolve
+from ..core.losses import LOSSES, mixed_feedback
+from ..datasets import hdf5
+from ..datasets.batches import batches
+from . import checkpoint, feedback
+from .config import RunConfig
+from .inference import metrics_from_logits, predict
+from .rundir import save_arrays, write_history
+
+_DEVICE_CHECK_EVERY = 32
+
+
+def _finite(params):
+    return all(np.isfinite(leaf).all() for leaf in tree.leaves(params))
+
+
+def _with_logits(objective, apply, noise):
+    """The step's function: (loss, logits) of a batch in training mode."""
+
+    def loss_and_logits(params, x, targets):
+        logits = apply(params, x, train=True, rng=noise)
+        return objective(logits, targets), logits
+
+    return loss_and_logits
+
+
+def _summary(row):
+    """One epoch's log line."""
+    train = (f"train loss {row['train_loss']:.4f} acc {row['train_accuracy']:.4f}" if row["train_loss"] is not None
+             else f"running train loss {row['running_loss']:.4f}")  # fmt: skip
+    return f"{train}, test loss {row['test_loss']:.4f} acc {row['test_accuracy']:.4f}"
+
+
+# --------------------------------------------------------------- the run
+def _datasets(config):
+    train_images, train_labels = hdf5.load(config.data, "train")
+    test_images, test_labels = hdf5.load(config.data, "test")
+    for name, size, available in (("train_size", config.train_size, len(train_images)),
+                                  ("test_size", config.test_size, len(test_images))):  # fmt: skip
+        if size is not None and size > available:
+            raise SoftlossError(f"{name} {size} is more than the {available:,} examples of {config.data}")
+    if config.train_size is not None and config.train_size < len(train_images):
+        # A seeded subset of the whole training set, the same for every loss.
+        keep = np.sort(np.random.default_rng([config.seed, 7]).permutation(len(train_images))[: config.train_size])
+        train_images, train_labels = train_images[keep], train_labels[keep]
+    if config.test_size is not None:
+        test_images, test_labels = test_images[: config.test_size], test_labels[: config.test_size]
+    return train_images, train_labels, test_images, test_labels
+
+
+def _finished(config, out_dir, status, force, log):
+    """The status of a run `out_dir` already finished (returned as is), else None.
+    Refuses a directory holding a run of another configuration unless `force`."""
+    previous = checkpoint.read_status(out_dir / "status.json", log) if out_dir.is_dir() else None
+    if previous is None:
+        return None
+    if previous.get("fingerprint") != status["fingerprint"]:
+        if not force:
+            raise SoftlossError(f"{out_dir} holds a run of another configuration ({previous.get('status', 'unknown')}, "
+                                f"fingerprint {previous.get('fingerprint')}): choose another --out, or pass --force "
+                                "to replace it")  # fmt: skip
+        return None
+    # a diverged run stays diverged; a finished one stays finished, under the same training code
+    done = previous.get("code") == status["code"] and (previous.get("status") == "diverged" or (
+        previous.get("status") == "completed" and previous.get("epoch") == config.epochs))
+    return previous if done and (out_dir / "model.npz").exists() else None
+
+
+def _fit_set(config, images, labels):
+    """(images, targets, objective) the optimiser sees. targets: per-example
+    arrays, {"labels"} and, for negative feedback, "negative" (the label is one
+    known to be wrong); objective(logits, targets) -> the batch's loss."""
+    fb = config.feedback
+    loss = LOSSES[config.loss]
+    if fb is None or fb.fraction == 0:
+        return images, {"labels": labels}, lambda logits, t: loss(logits, t["labels"])
+    seen, negative = feedback.assign(images, labels, fb.fraction, fb.wrong_label, config.seed)
+    if fb.treatment == "drop":
+        return images[~negative], {"labels": seen[~negative]}, lambda logits, t: loss(logits, t["labels"])
+    treatment = fb.treatment
+    return images, {"labels": seen, "negative": negative}, lambda logits, t: mixed_feedback(
+        logits, t["labels"], t["negative"], on_negative=treatment)  # fmt: skip
+
+
+class _Running:
+    """Keras' training metrics: means over an epoch's batches, weighted by their
+    size, of the loss and of the accuracy on the examples with a known label
+    (not the negative-feedback ones), from each step's own training-mode logits.
+    Sums in float64; on a GPU they stay there until the epoch ends."""
+
+    def __init__(self, xp):
+        self.xp, self.loss, self.correct, self.examples, self.labelled = xp, 0.0, 0, 0, 0
+
+    def add(self, loss, logits, targets):
+        xp, labels, n = self.xp, targets["labels"], len(targets["labels"])
+        right = logits.argmax(axis=1) == labels
+        if "negative" in targets:
+            right = right & ~targets["negative"].astype(bool)
+            self.labelled += n - targets["negative"].astype(bool).sum()
+        else:
+            self.labelled += n
+        self.loss = self.loss + xp.asarray(loss, dtype=np.float64) * n
+        self.correct = self.correct + right.sum()
+        self.examples += n
+
+    def means(self):
+        labelled = int(self.labelled)
+        return {"running_loss": float(self.loss) / max(self.examples, 1),
+                "running_accuracy": int(self.correct) / labelled if labelled else None}  # fmt: skip
+
+
+def _epoch(config, epoch, params, state, opt, step_fn, images, targets, rng, backend, quiet):
+    """One epoch of steps: (params, state, running means, reason), reason None
+    unless the loss became non-finite (then params are mid-epoch and must not
+    be kept)."""
+    # Overflow is caught here as divergence; NumPy's warnings would only repeat it.
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"), tqdm(
+        total=len(images), desc=f"epoch {epoch}/{config.epochs}", unit="img",
+        disable=True if quiet else None, leave=False,
+    ) as bar:  # fmt: skip
+        # On a GPU, reading the loss back every step would stall the device's
+        # queue: a non-finite flag accumulates there and is read every 32 steps.
+        nonfinite, step, running = None, 0, _Running(backend.xp)
+        for step, (x, t) in enumerate(batches(images, targets, config.batch_size, rng, augment=config.augment), 1):
+            x, t = backend.to_device(x), {name: backend.to_device(a) for name, a in t.items()}
+            (loss, logits), grads = step_fn(params, x, t)
+            if backend.on_device:
+                bad = ~backend.xp.isfinite(loss)
+                nonfinite = bad if nonfinite is None else nonfinite | bad
+                if step % _DEVICE_CHECK_EVERY == 0 and bool(nonfinite):
+                    break
+            elif not np.isfinite(loss):
+                return params, state, None, f"the training loss became {float(loss)} in epoch {epoch}"
+            running.add(loss, logits, t)
+            params, state = opt.update(params, grads, state)
+            bar.update(len(x))
+    if nonfinite is not None and bool(nonfinite):
+        return params, state, None, f"the training loss became non-finite in epoch {epoch} (by step {step})"
+    if not _finite(params):
+        return params, state, None, f"the weights became non-finite in epoch {epoch}"
+    return params, state, running.means(), None
+
+
+def _measure(apply, params, splits, loss_name, backend):
+    """{train_loss, train_accuracy, ..., test_error} of `params` on each (images, labels) split;
+    a split left out is recorded as not measured (None)."""
+    row = {f"{name}_{key}": None for name in ("train", "test") for key in ("loss", "accuracy", "error")}
+    with np.errstate(over="ignore", invalid="ignore"):  # huge but finite logits are still measured
+        for name, (images, labels) in splits.items():
+            metrics = metrics_from_logits(predict(apply, params, images, backend=backend), labels, loss_name)
+            row.update({f"{name}_{key}": value for key, value in metrics.items()})
+    return row
+
+
+@dataclass
+class _Setup:
+    """What a run trains with, and where its checkpoint left off (history)."""
+
+    apply: Callable
+    opt: optim.Optimizer
+    objective: Callable
+    splits: dict  # {"train", "test": (images, labels)}, measured after each epoch
+    fit_images: Any  # what the optimiser sees, on the backend's device where it fits
+    targets: dict
+    params: Any
+    state: optim.OptState
+    rng: np.random.Generator  # shuffling, dropout, augmentation
+    history: list
+    input_shape: tuple
+
+
+def _set_up(config, backend, checkpoint_path, code, log):
+    """The run's data, model and optimiser, restored from `checkpoint_path` if it
+    belongs to this config and training `code`; arrays on `backend`."""
+    train_images, train_labels, test_images, test_labels = _datasets(config)
+    splits = {"train": (train_images, train_labels), "test": (test_images, test_labels)}
+    fit_images, targets, objective = _fit_set(config, train_images, train_labels.astype(np.int64))
+    init, apply = models.build(config.model, **config.model_options)
+    opt = optim.build(config.optimizer, **config.hyperparameters)
+    params = init(np.random.default_rng([config.seed, 0]), train_images.shape[1:])
+    state = opt.init(params)
+    rng = np.random.default_rng([config.seed, 1])
+    history = []
+    if restored := checkpoint.restore(checkpoint_path, config, code, params, state, rng, log):
+        params, state, history = restored
+    params, state = backend.to_device(params), state._replace(slots=backend.to_device(state.slots))
+    if backend.on_device and backend.fits(fit_images.nbytes):
+        # Keep the (uint8) training set on the device: a batch, augmented or
+        # not, is then made there, not on the host and transferred.
+        fit_images, targets = backend.to_device(fit_images), {k: backend.to_device(a) for k, a in targets.items()}
+    return _Setup(apply, opt, objective, splits, fit_images, targets, params, state, rng, history,
+                  train_images.shape[1:])  # fmt: skip
+
+
+def _train_epochs(config, setup, backend, out_dir, status, quiet, log):
+    """Train `setup` on from its last epoch to `config.epochs`, writing the
+    status, history and a checkpoint after each; returns why it diverged, or None."""
+    history = setup.history
+    for epoch in range(len(history) + 1, config.epochs + 1):
+        elapsed = sum(row["seconds"] for row in history)
+        write_json(out_dir / "status.json", {**status, "status": "running", "epoch": epoch - 1, "wall_seconds": elapsed})
+        started = time.perf_counter()
+        # Dropout masks: drawn on the device from a generator seeded per epoch
+        # there (its state cannot be checkpointed); from `rng` on the CPU.
+        noise = backend.noise_rng(config.seed, epoch) if backend.on_device else setup.rng
+        step_fn = value_and_grad(_with_logits(setup.objective, setup.apply, noise), has_aux=True)
+        params, state, running, reason = _epoch(config, epoch, setup.params, setup.state, setup.opt, step_fn,
+                                                setup.fit_images, setup.targets, setup.rng, backend, quiet)  # fmt: skip
+        if reason is not None:  # keep the last finite parameters
+            status.update(status="diverged", epoch=epoch, reason=reason,
+                          wall_seconds=elapsed + time.perf_counter() - started)  # fmt: skip
+            log(f"{out_dir}: diverged: {reason}")
+            return reason
+        setup.params, setup.state = params, state
+        evaluated = time.perf_counter()
+        full_pass = epoch % config.train_eval_every == 0 or epoch == config.epochs
+        measured = setup.splits if full_pass else {"test": setup.splits["test"]}
+        row = _measure(setup.apply, params, measured, config.loss, backend)
+        now = time.perf_counter()
+        history.append({"epoch": epoch, **row, **running, "seconds": now - started, "eval_seconds": now - evaluated})
+        checkpoint.save(out_dir / "checkpoint.npz", config, status["code"], backend.to_host(params),
+                        state._replace(slots=backend.to_host(state.slots)), setup.rng, history)  # fmt: skip
+        write_history(out_dir / "history.csv", history)
+        if not quiet:
+            log(f"epoch {epoch}: " + _summary(history[-1]))
+    return None
+
+
+def run(config: RunConfig, out_dir, *, quiet=False, log=print, backend="auto", force=False):
+    """Train (or resume) the run `config` in `out_dir` on `backend` ("auto",
+    "numpy", "cupy" or a pipeline.core.backend.Backend); returns the final status dict.
+    A directory holding a run of another configuration is refused unless `force`."""
+    config.validate()
+    out_dir = Path(out_dir)
+    status = {"config": asdict(config), "fingerprint": config.fingerprint(), "softloss_version": __version__,
+              "code": code_version("runs.train"), "commit": code_commit()}  # the checkout of the latest epochs
+    if (previous := _finished(config, out_dir, status, force, log)) is not None:
+        log(f"{out_dir}: already {previous['status']}")
+        return previous
+    # No mkdir: the first file written makes the directory, so a run that fails
+    # before it starts (bad data, say) leaves no empty folder behind.
+    if out_dir.is_dir() and (stale := remove_stale_temporaries(out_dir)):
+        log(f"{out_dir}: removed {len(stale)} temporary file(s) of an interrupted run")
+    backend = resolve(backend, log)
+    status.update(backend=backend.name, device=backend.device)
+    if not backend.on_device:
+        status["blas"] = blas_kernel()
+    setup = _set_up(config, backend, out_dir / "checkpoint.npz", status["code"], log)
+    reason = _train_epochs(config, setup, backend, out_dir, status, quiet, log)
+    write_history(out_dir / "history.csv", setup.history)
+    save_arrays(out_dir / "model.npz", tree.leaves(backend.to_host(setup.params)),
+                {"config": asdict(config), "input_shape": list(setup.input_shape)})  # fmt: skip
+    if reason is None:
+        status.update(status="completed", epoch=len(setup.history),
+                      wall_seconds=sum(r["seconds"] for r in setup.history))  # fmt: skip
+    write_json(out_dir / "status.json", status)
+    return status

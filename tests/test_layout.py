@@ -1,0 +1,101 @@
+"""The package's architecture, as its folders show it: each folder imports only
+the layers below it, no module imports itself, and each command's code
+version covers what that command runs and nothing else."""
+import ast
+
+import pytest
+
+from pipeline import cli
+from pipeline.common import versions
+
+# folder -> the folders its modules may import ("" is the package's own __init__).
+LAYERS = {
+    "common": {"common"},
+    "kernels": {"common", "kernels"},
+    "core": {"common", "kernels", "core"},
+    "datasets": {"", "common", "core", "datasets"},
+    "runs": {"", "common", "kernels", "core", "datasets", "runs"},
+    "plan": {"common", "core", "datasets", "runs", "plan"},
+    "report": {"common", "runs", "report"},
+    "studies": {"common", "report", "studies"},
+    "bench": {"common", "kernels", "core", "datasets", "runs", "bench"},
+}
+MODULES = sorted(p.relative_to(versions.PACKAGE).as_posix() for p in versions.PACKAGE.rglob("*.py"))
+
+
+def _folder(path):
+    return path.split("/")[0] if "/" in path else ""
+
+
+@pytest.mark.parametrize("module", [m for m in MODULES if _folder(m)])
+def test_each_folder_imports_only_the_layers_below_it(module):
+    folders = {_folder(imported) for imported in versions.imports(module)}
+    assert folders <= LAYERS[_folder(module)], f"{module} imports from {sorted(folders - LAYERS[_folder(module)])}"
+
+
+def test_no_module_imports_itself():
+    for start in MODULES:
+        seen, todo = set(), list(versions.imports(start))
+        while todo:
+            module = todo.pop()
+            assert module != start, f"{start} imports itself through its imports"
+            if module not in seen:
+                seen.add(module)
+                todo.extend(versions.imports(module))
+
+
+def test_modules_and_functions_stay_short():
+    for module in MODULES:
+        text = (versions.PACKAGE / module).read_text()
+        assert text.count("\n") <= 450, f"{module}: {text.count(chr(10))} lines"
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.FunctionDef):
+                assert node.end_lineno - node.lineno < 60, f"{module}: {node.name} is {node.end_lineno - node.lineno + 1} lines"
+
+
+def test_each_command_hashes_what_it_runs():
+    def files(command):
+        modules, _ = cli.COMMAND_CODE[command]
+        return set(versions.closure(*modules))
+
+    train = files("train")
+    assert {"core/autodiff.py", "core/tree.py", "core/losses.py", "core/primitives/conv.py", "core/models.py",
+            "core/optim.py", "datasets/batches.py", "kernels/parallel.py"} <= train  # fmt: skip
+    assert not any(f.startswith(("report/", "studies/", "plan/")) for f in train)
+    report = files("report")
+    assert {"studies/__init__.py", "studies/log_loss.py", "report/figures.py", "report/render.py"} <= report
+    # The report renders results: no kernel, model or data code reruns it.
+    assert not any(f.startswith(("kernels/", "core/", "datasets/")) for f in report), sorted(report)
+    prepare = files("prepare")
+    assert not any(f.startswith(("core/", "kernels/", "runs/")) for f in prepare), sorted(prepare)
+    assert cli.command_version("report") != versions.code_version(*cli.COMMAND_CODE["report"][0])  # templates count
+
+
+def test_a_code_version_follows_the_import_graph(tmp_path, monkeypatch):
+    """A change to any imported module, however deep, changes the hash; others do not."""
+    fake = tmp_path / "pkg"
+    (fake / "sub").mkdir(parents=True)
+    (fake / "__init__.py").write_text("__version__ = '1'\n")
+    (fake / "top.py").write_text("def f():\n    from .middle import g\n")
+    (fake / "middle.py").write_text("from . import __version__\nfrom .sub import leaf\n")
+    (fake / "sub" / "__init__.py").write_text("")
+    (fake / "sub" / "leaf.py").write_text("from ..helper import h\n")
+    (fake / "helper.py").write_text("h = 1\n")
+    (fake / "unused.py").write_text("x = 1\n")
+    (fake / "page.j2").write_text("a")
+    monkeypatch.setattr(versions, "PACKAGE", fake)
+    versions.imports.cache_clear()
+    try:
+        assert versions.closure("top") == ["__init__.py", "helper.py", "middle.py", "sub/__init__.py", "sub/leaf.py", "top.py"]
+        before = versions.code_version("top", extra=["*.j2"])
+        (fake / "unused.py").write_text("x = 2\n")
+        assert versions.code_version("top", extra=["*.j2"]) == before
+        (fake / "page.j2").write_text("b")
+        assert versions.code_version("top", extra=["*.j2"]) != before
+        before = versions.code_version("top")
+        (fake / "helper.py").write_text("h = 2\n")
+        assert versions.code_version("top") != before
+    finally:
+        versions.imports.cache_clear()
+
+
