@@ -18,7 +18,10 @@ import time
 
 import numpy as np
 
-from pipeline import parallel
+from pipeline.common import machine
+from pipeline.core.primitives import conv, pool
+from pipeline.core.settings import SETTINGS
+from pipeline.kernels import parallel
 
 # name, input (H, W, C), filters, pads (top, bottom, left, right)
 LAYERS = [

@@ -3,7 +3,7 @@
     python benchmarks/losses.py [--model mnist_cnn] [--batch 128] [--repeats 7]
 
 Each loss trains the same model on the same fixed batch (forward, backward,
-optimizer update; `pipeline.bench_run.softloss_stepper`); the losses take turns,
+optimizer update; `pipeline.bench.run.softloss_stepper`); the losses take turns,
 one timed block each, `repeats` times, and the medians are compared, so all
 see the same machine state.
 """
@@ -12,8 +12,8 @@ import os
 import platform
 import statistics
 
-from pipeline.backend import resolve
-from pipeline.bench import _time_block, softloss_stepper
+from pipeline.bench.run import _time_block, softloss_stepper
+from pipeline.core.backend import resolve
 
 
 def main():

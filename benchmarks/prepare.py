@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 CHILD = r"""
 import json, resource, sys, time
-from pipeline import data, datasets
+from pipeline.datasets import prepare, registry
 spec = registry.get(sys.argv[1])
 if len(sys.argv) > 4:  # a generated archive: admit it by its own MD5
     import dataclasses

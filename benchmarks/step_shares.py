@@ -18,8 +18,11 @@ import time
 from autograd.core import primitive_vjps
 from autograd.extend import defvjp_argnums, primitive
 
-from pipeline import backend, layers, optim, parallel
-from pipeline import primitives as P
+from pipeline.bench import run as bench_run
+from pipeline.common import machine
+from pipeline.core import backend, layers, optim
+from pipeline.core.primitives import conv, dense, pool
+from pipeline.kernels import parallel
 
 
 def _timed(fun, spent, key):
@@ -52,7 +55,7 @@ def _timed_primitive(wrapped, spent, kind, by_layer):
 @contextlib.contextmanager
 def timers(spent, by_layer=False):
     """Timers in place while inside: the layers and the bench look these names up at call time."""
-    saved = [(P, "conv2d"), (P, "linear"), (P, "maxpool2x2"), (layers, "dropout_mask"), (optim, "build")]
+    saved = [(conv, "conv2d"), (dense, "linear"), (pool, "maxpool2x2"), (layers, "dropout_mask"), (optim, "build")]
     originals = [getattr(module, name) for module, name in saved]
     build = optim.build
 

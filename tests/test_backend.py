@@ -5,6 +5,7 @@ NumPy-only paths the way CuPy does (so CI exercises the device code), and on
 CuPy when a CUDA GPU is visible (skipped otherwise, with the reason).
 """
 import json
+import subprocess
 import sys
 import types
 
@@ -16,7 +17,6 @@ from gradcheck import directional_errors
 
 from pipeline import cli
 from pipeline.bench import run as bench_run
-from pipeline.common import machine
 from pipeline.common.errors import SoftlossError
 from pipeline.core import autograd_device, backend, layers, losses, models, optim, tree
 from pipeline.core.autodiff import value_and_grad
@@ -71,17 +71,6 @@ def test_resolve_numpy_and_bad_names():
     assert backend.resolve(STRICT) is STRICT
     with pytest.raises(SoftlossError, match="backend must be one of auto, numpy, cupy, got 'gpu'"):
         backend.resolve("gpu")
-
-
-def test_the_cpu_backend_names_its_cpu_and_whether_it_has_avx512(tmp_path):
-    cpuinfo = tmp_path / "cpuinfo"
-    core = "processor\t: {0}\nmodel name\t: AMD EPYC 7B12\nflags\t\t: fpu sse2 avx2 {1}\n\n"
-    cpuinfo.write_text(core.format(0, "avx512f avx512bw") + core.format(1, "avx512f avx512bw"))
-    assert machine.cpu_name(cpuinfo) == "AMD EPYC 7B12, with AVX-512"
-    cpuinfo.write_text(core.format(0, "fma"))
-    assert machine.cpu_name(cpuinfo) == "AMD EPYC 7B12, no AVX-512"
-    assert machine.cpu_name(tmp_path / "absent")  # the platform's name for it instead
-    assert backend.NUMPY.device == f"CPU ({machine.cpu_name()})"
 
 
 def test_cupy_missing_is_an_error_and_auto_falls_back(monkeypatch):
@@ -338,7 +327,7 @@ def test_divergence_on_device_is_caught_and_the_last_finite_model_kept(device, m
 
 
 def _cifar_h5(tmp_path, per_batch):
-    from test_data import cifar_spec, make_cifar_archive
+    from tinydata import cifar_spec, make_cifar_archive
 
     archive, _ = make_cifar_archive(per_batch=per_batch, seed=5)
     (tmp_path / "cifar-10-binary.tar.gz").write_bytes(archive)
@@ -381,3 +370,29 @@ def test_autograd_bridge_is_idempotent_and_rejects_complex():
     assert autograd_device.enable(strictdevice) is strictdevice
     with pytest.raises(TypeError, match="complex device arrays"):
         autograd_device.DeviceArrayVSpace(strictdevice.zeros(2, dtype=np.complex64))
+
+
+def test_a_step_by_the_gpus_algorithms_never_loads_numba():
+    """numba compiles the CPU's Winograd transforms, pooling and cross-entropy
+    loops only: a GPU run (im2col + GEMM, pooling by quadrants, cross-entropy
+    by NumPy's passes) must not need it, nor its LLVM."""
+    import sys
+
+    code = ("import sys, numpy as np\n"
+            "from pipeline.core import models\n"
+            "from pipeline.core.autodiff import value_and_grad\n"
+            "from pipeline.core.losses import LOSSES\n"
+            "from pipeline.core.settings import SETTINGS\n"
+            "SETTINGS.convolution = sys.argv[1]\n"
+            "SETTINGS.pooling = sys.argv[2]\n"
+            "SETTINGS.cross_entropy = sys.argv[3]\n"
+            "init, apply = models.build('cifar_cnn')\n"
+            "params = init(np.random.default_rng(0), (32, 32, 3))\n"
+            "x, y = np.zeros((2, 32, 32, 3), np.float32), np.array([0, 1])\n"
+            "value_and_grad(lambda p: LOSSES['ce'](apply(p, x), y))(params)\n"
+            "print('numba' in sys.modules)")  # fmt: skip
+    loaded = {ways: subprocess.run([sys.executable, "-c", code, *ways], capture_output=True, text=True, check=True).stdout.strip()
+              for ways in (("direct", "quadrants", "numpy"), ("auto", "quadrants", "numpy"),
+                           ("direct", "compiled", "numpy"), ("direct", "quadrants", "compiled"))}  # fmt: skip
+    assert loaded == {("direct", "quadrants", "numpy"): "False", ("auto", "quadrants", "numpy"): "True",
+                      ("direct", "compiled", "numpy"): "True", ("direct", "quadrants", "compiled"): "True"}  # fmt: skip

@@ -1,4 +1,4 @@
-"""The losses compared at equal epochs (pipeline.equal_epochs), from histories made up here."""
+"""The losses compared at equal epochs (pipeline.report.equal_epochs), from histories made up here."""
 import json
 
 import pytest

@@ -11,7 +11,7 @@ import h5py
 import numpy as np
 import pytest
 from PIL import Image
-from test_data import Server
+from tinydata import Server
 
 from pipeline.common.errors import DataError
 from pipeline.datasets import folders, hdf5, prepare, registry

@@ -1,3 +1,4 @@
+
 import autograd
 import autograd.numpy as anp
 import numpy as np
@@ -123,19 +124,6 @@ def test_compiled_maxpool_is_the_quadrant_passes_bit_for_bit(shape, dtype, monke
         assert got.dtype == expected.dtype and got.tobytes() == expected.tobytes()
 
 
-def test_maxpool_on_two_threads_equals_one_thread_bit_for_bit():
-    x = np.maximum(np.random.default_rng(9).standard_normal((64, 30, 30, 32), dtype=np.float32), 0)
-    assert len(pool._pool_blocks(x)) > 2
-    one = _pool_and_gradient(x)
-    parallel.set_workers(2)
-    try:
-        two = _pool_and_gradient(x)
-    finally:
-        parallel.set_workers(1)
-    for got, expected in zip(two, one):
-        assert got.tobytes() == expected.tobytes()
-
-
 def test_relu_flatten_serial_gradients():
     rng = np.random.default_rng(5)
     model = L.serial(L.dense(6), L.relu, L.dense(3))
@@ -209,3 +197,16 @@ def test_fused_relu_equals_relu_after_layer_and_differentiates(make, shape):
 def test_bad_activation():
     with pytest.raises(ValueError, match="activation"):
         L.dense(3, activation="tanh")
+
+
+def test_maxpool_on_two_threads_equals_one_thread_bit_for_bit():
+    x = np.maximum(np.random.default_rng(9).standard_normal((64, 30, 30, 32), dtype=np.float32), 0)
+    assert len(pool._pool_blocks(x)) > 2
+    one = _pool_and_gradient(x)
+    parallel.set_workers(2)
+    try:
+        two = _pool_and_gradient(x)
+    finally:
+        parallel.set_workers(1)
+    for got, expected in zip(two, one):
+        assert got.tobytes() == expected.tobytes()

@@ -167,7 +167,7 @@ VARIANTS = [(name, {}) for name in sorted(optim.OPTIMIZERS)] + [("momentum", {"n
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("name,hyper", VARIANTS)
 def test_the_cpus_compiled_loops_give_the_bits_of_the_rules_a_gpu_runs(name, hyper, dtype):
-    """The CPU updates by pipeline.optim_loops; a GPU by the NumPy rules, run
+    """The CPU updates by pipeline.kernels.optim_loops; a GPU by the NumPy rules, run
     here on the strict stand-in for CuPy (NumPy underneath)."""
     import strictdevice
 

@@ -322,7 +322,7 @@ def test_check_config_names_file_and_line_of_a_yaml_error(tmp_path):
 
 
 def test_fetch_jobs_side_by_side_each_fetch_their_own_file(tmp_path):
-    from test_data import Server
+    from tinydata import Server
 
     raw = VENDOR_DIR / "mnist"
     files = {p.name: p.read_bytes() for p in raw.glob("*.gz")}

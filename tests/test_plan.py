@@ -4,6 +4,7 @@ from collections import Counter
 from dataclasses import replace
 
 import pytest
+from repo import REPO
 
 from pipeline.common.errors import SoftlossError
 from pipeline.plan import jobs as planner
@@ -12,7 +13,6 @@ from pipeline.plan.jobs import problems
 from pipeline.runs.config import RunConfig
 from pipeline.runs.feedback import Feedback
 from pipeline.studies import STUDIES
-from repo import REPO
 
 
 def _config(*files):

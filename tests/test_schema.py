@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.common import lossnames, versions
+from pipeline.common import lossnames
 from pipeline.core import backend, losses, models, optim
 from pipeline.datasets import registry
 from pipeline.plan.configcheck import command_line_types

@@ -2,10 +2,12 @@
 tiny config through Snakemake, its report numbers checked against its files."""
 import json
 import re
+import shutil
 from html.parser import HTMLParser
 
 import numpy as np
 import pytest
+import yaml
 from repo import VENDOR_DIR
 from test_pipeline import _workdir, snakemake
 
@@ -155,3 +157,36 @@ def test_log_loss_and_knet_tables_match_histories(studies_run):
     rows = (studies_run / "results/studies/knet_softmax/mnist/knet_softmax/ce/seed1/history.csv").read_text().split()
     epoch1 = rows[1].split(",")
     assert f"{float(epoch1[2]):.5f}" in knet and "0.90087" in knet and "0.9048" in knet
+
+
+def test_a_wheel_installed_elsewhere_renders_the_report_with_every_study(studies_run, tmp_path):
+    """`pip wheel .`, installed (not editable) away from the checkout, renders
+    the same run's report, the side studies' sections included: the package
+    carries every template and finds nothing through the checkout's paths."""
+    import subprocess
+    import sys
+
+    from repo import REPO
+
+    # The sources alone, as a fresh clone has them: no earlier build's files.
+    source, wheels, site = tmp_path / "source", tmp_path / "wheels", tmp_path / "site"
+    skip = shutil.ignore_patterns(".*", "build", "*.egg-info", "__pycache__", "data", "results", "reports", "logs")
+    shutil.copytree(REPO, source, ignore=skip)
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--quiet"]
+    subprocess.run([*pip, "wheel", "--no-deps", "-w", wheels, source], check=True, capture_output=True)
+    (wheel,) = wheels.glob("softloss-*.whl")
+    subprocess.run([*pip, "install", "--no-deps", "--target", site, wheel], check=True, capture_output=True)
+    studies = sorted((studies_run / "results" / "studies").glob("*.json"))
+    command = [sys.executable, "-m", "pipeline", "report", "--summary", studies_run / "results/summary.json",
+               *[arg for path in studies for arg in ("--study", path)],
+               "--input", f"toy={studies_run / 'results/studies/knet_softmax/toy_boundaries.json'}",
+               "--config-json", json.dumps(yaml.safe_load(TINY_STUDIES)), "--out", tmp_path / "report.html"]  # fmt: skip
+    result = subprocess.run(command, cwd=tmp_path, env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"},
+                            capture_output=True, text=True)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    html = (tmp_path / "report.html").read_text()
+    where = subprocess.run([sys.executable, "-c", "import pipeline; print(pipeline.__file__)"], cwd=tmp_path,
+                           env={"PYTHONPATH": str(site)}, capture_output=True, text=True).stdout  # fmt: skip
+    assert where.startswith(str(site)), where
+    for section in ("negative-feedback", "log-loss", "knet-softmax"):
+        assert f'<h2 id="{section}">' in html, section

@@ -1,15 +1,12 @@
 """Winograd F(2x2, 3x3) and F(4x4, 3x3) against the direct convolution, and
 blocks on threads against one thread."""
+
 import autograd
 import numpy as np
 import pytest
-from gradcheck import reference_conv
+from gradcheck import directional_errors, reference_conv
 
-from pipeline.common import machine
-from pipeline.core import models
-from pipeline.core.autodiff import value_and_grad
-from pipeline.core.losses import LOSSES
-from pipeline.core.primitives import conv, dense
+from pipeline.core.primitives import conv
 from pipeline.core.settings import SETTINGS
 from pipeline.kernels import parallel, thin_conv
 from pipeline.kernels import winograd as winograd_kernel
@@ -164,7 +161,6 @@ def test_the_compiled_bias_and_relu_are_numpys_passes_bit_for_bit(dtype, relu):
 
 @tilings
 def test_winograd_gradients_match_finite_differences(tiling, monkeypatch):
-    from gradcheck import directional_errors
 
     _force(monkeypatch, tiling)
     x, kernel, bias, pads = _case((2, 7, 8, 16, 3, (1, 1, 1, 1)), np.float64)
@@ -238,136 +234,3 @@ def test_convolution_on_two_threads_equals_one_thread_bit_for_bit(algorithm, mon
         parallel.set_workers(1)
     for a, b in zip(one, two):
         np.testing.assert_array_equal(a, b)
-
-
-def test_a_cifar_cnn_training_step_is_the_same_on_one_and_two_threads():
-    init, apply = models.build("cifar_cnn")
-    params = init(np.random.default_rng(0), (32, 32, 3))
-    data = np.random.default_rng(1)
-    x, y = data.random((64, 32, 32, 3), dtype=np.float32), data.integers(0, 10, 64)
-
-    def step():
-        noise = np.random.default_rng(2)
-        return value_and_grad(lambda p: LOSSES["ce"](apply(p, x, train=True, rng=noise), y))(params)
-
-    one = step()
-    parallel.set_workers(2)
-    try:
-        two, again = step(), step()
-    finally:
-        parallel.set_workers(1)
-    for got in (two, again):
-        assert got[0] == one[0]
-        np.testing.assert_array_equal(_flat(got[1]), _flat(one[1]))
-
-
-def _flat(grads):
-    return np.concatenate([g.ravel() for layer in grads for g in layer])
-
-
-def test_spans_cover_the_range_evenly():
-    assert parallel.spans(10, 4) == [(0, 4), (4, 7), (7, 10)]
-    assert parallel.spans(3, 100) == [(0, 3)]
-    assert parallel.spans(5, 0) == [(0, 1), (1, 2), (2, 3), (3, 4), (4, 5)]
-    with pytest.raises(ValueError, match="worker threads"):
-        parallel.set_workers(0)
-
-
-def test_blocks_are_4_mib_or_four_l2_caches_where_that_is_less(tmp_path):
-    def caches(*entries):
-        root = tmp_path / str(len(list(tmp_path.iterdir())))
-        for i, (level, kind, size) in enumerate(entries):
-            (root / f"index{i}").mkdir(parents=True)
-            for name, text in (("level", level), ("type", kind), ("size", size)):
-                (root / f"index{i}" / name).write_text(text + "\n")
-        return root
-
-    l1 = ("1", "Data", "32K"), ("1", "Instruction", "32K")
-    assert machine.l2_cache_bytes(caches(*l1, ("2", "Unified", "512K"), ("3", "Unified", "16384K"))) == 512 << 10
-    assert machine.l2_cache_bytes(caches(("2", "Instruction", "64K"), ("2", "Unified", "2M"))) == 2 << 20
-    assert machine.l2_cache_bytes(caches(*l1)) is None and machine.l2_cache_bytes(tmp_path / "absent") is None
-    assert machine.l2_cache_bytes(caches(("2", "Unified", "unknown"))) is None
-    l2 = machine.l2_cache_bytes()
-    assert SETTINGS.block_bytes == (min(4 << 20, 4 * l2) if l2 else 4 << 20)
-
-
-def test_a_forked_child_runs_blocks_without_the_parents_pool():
-    import multiprocessing
-
-    parallel.set_workers(2)
-    try:
-        _pooled_in_child()  # the parent's pool threads exist now
-        context = multiprocessing.get_context("fork")
-        with context.Pool(1) as pool:
-            shape = pool.apply_async(_pooled_in_child).get(timeout=60)
-    finally:
-        parallel.set_workers(1)
-    assert shape == (96, 16, 16, 32)
-
-
-def _pooled_in_child():
-    x, kernel, bias, pads = _case((96, 16, 16, 32, 32, (1, 1, 1, 1)), np.float32)
-    assert len(conv.ConvPlan(conv._pad(x, pads), kernel).blocks) > 1
-    return conv.conv2d(x, kernel, bias, pads).shape
-
-
-@pytest.mark.parametrize("shape", [(128, 9216, 128), (9216, 128, 128), (128, 128, 9216), (100, 784, 10), (3, 5, 2)])
-def test_blocked_matmul_equals_one_gemm_and_does_not_depend_on_threads(shape):
-    rows, inner, columns = shape
-    rng = np.random.default_rng(5)
-    a = rng.standard_normal((rows, inner)).astype(np.float32)
-    b = rng.standard_normal((inner, columns)).astype(np.float32)
-    want = a.astype(np.float64) @ b.astype(np.float64)
-    one, transposed = dense.matmul(a, b), dense.matmul(b.T, a.T)
-    assert one.dtype == np.float32
-    np.testing.assert_allclose(one, want, rtol=0, atol=1e-6 * inner)
-    np.testing.assert_allclose(transposed, want.T, rtol=0, atol=1e-6 * inner)
-    parallel.set_workers(2)
-    try:
-        np.testing.assert_array_equal(dense.matmul(a, b), one)
-        np.testing.assert_array_equal(dense.matmul(b.T, a.T), transposed)
-    finally:
-        parallel.set_workers(1)
-
-
-def test_the_pool_takes_as_many_threads_as_blas_had():
-    import os
-    import subprocess
-    import sys
-
-    code = ("import numpy; from threadpoolctl import threadpool_info; from pipeline.kernels import parallel\n"
-            "def blas(): return [l['num_threads'] for l in threadpool_info() if l['user_api'] == 'blas']\n"
-            "before = blas(); print(max(before), parallel.workers(), *blas())")  # fmt: skip
-    for threads in ("1", "2"):
-        env = {**os.environ, "OPENBLAS_NUM_THREADS": threads}
-        run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-        had, workers, *after = run.stdout.split()
-        assert workers == had and set(after) == {"1"}
-        assert int(had) == min(int(threads), os.cpu_count())  # OpenBLAS caps it at the cores
-
-
-def test_a_step_by_the_gpus_algorithms_never_loads_numba():
-    """numba compiles the CPU's Winograd transforms, pooling and cross-entropy
-    loops only: a GPU run (im2col + GEMM, pooling by quadrants, cross-entropy
-    by NumPy's passes) must not need it, nor its LLVM."""
-    import subprocess
-    import sys
-
-    code = ("import sys, numpy as np\n"
-            "from pipeline.core import models\n"
-            "from pipeline.core.autodiff import value_and_grad\n"
-            "from pipeline.core.losses import LOSSES\n"
-            "from pipeline.core.settings import SETTINGS\n"
-            "SETTINGS.convolution = sys.argv[1]\n"
-            "SETTINGS.pooling = sys.argv[2]\n"
-            "SETTINGS.cross_entropy = sys.argv[3]\n"
-            "init, apply = models.build('cifar_cnn')\n"
-            "params = init(np.random.default_rng(0), (32, 32, 3))\n"
-            "x, y = np.zeros((2, 32, 32, 3), np.float32), np.array([0, 1])\n"
-            "value_and_grad(lambda p: LOSSES['ce'](apply(p, x), y))(params)\n"
-            "print('numba' in sys.modules)")  # fmt: skip
-    loaded = {ways: subprocess.run([sys.executable, "-c", code, *ways], capture_output=True, text=True, check=True).stdout.strip()
-              for ways in (("direct", "quadrants", "numpy"), ("auto", "quadrants", "numpy"),
-                           ("direct", "compiled", "numpy"), ("direct", "quadrants", "compiled"))}  # fmt: skip
-    assert loaded == {("direct", "quadrants", "numpy"): "False", ("auto", "quadrants", "numpy"): "True",
-                      ("direct", "compiled", "numpy"): "True", ("direct", "quadrants", "compiled"): "True"}  # fmt: skip

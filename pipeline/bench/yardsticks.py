@@ -7,6 +7,7 @@ import math
 
 from .cases import SETUPS, batch
 
+
 def torch_stepper(model, batch_size, device="cpu"):
     import torch
     from torch import nn

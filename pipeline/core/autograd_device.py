@@ -23,7 +23,7 @@ and `where`'s zeros and einsum's ones take the operand's dtype, so float32
 gradients no longer turn float64 there.
 
 Not patched: `autograd.scipy.special.logsumexp` wraps SciPy's NumPy-only
-function; softloss has its own logsumexp primitive (`pipeline.primitives`).
+function; softloss has its own logsumexp primitive (`pipeline.core.primitives`).
 Only real (not complex) device arrays get a vector space.
 """
 from __future__ import annotations

@@ -41,7 +41,7 @@ def _check_hyper(name, value, low=0.0, high=float("inf"), low_open=False):
 def _elementwise(n_slots: int, rule, loop) -> Optimizer:
     """An optimizer that applies `rule(p, g, slots, step) -> (p, slots)` to each
     array; on the CPU as `loop(step) -> (compiled loop, its constants)`, the
-    same arithmetic as one pass (pipeline.optim_loops)."""
+    same arithmetic as one pass (pipeline.kernels.optim_loops)."""
 
     def init(params):
         return OptState(0, tuple(tuple(array_module(p).zeros_like(p) for _ in range(n_slots)) for p in tree.leaves(params)))

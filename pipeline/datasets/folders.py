@@ -18,7 +18,6 @@ from .fetch import check, digest
 from .hdf5 import SPLITS
 from .registry import Checksum, DatasetSpec
 
-
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 MODES = {3: "RGB", 1: "L"}  # channels -> Pillow mode
 

@@ -1,8 +1,8 @@
 """Dropout's masks drawn on every core, the same bits as on one.
 
 Inverted dropout keeps a unit where `rng.random(dtype=float32) >= rate`; that
-draw took 2.1 ms of a 45 ms `mnist_cnn` step at batch 128, on one core, since
-a Generator draws in sequence. NumPy makes a float32 from the top 24 bits of
+draw is a visible part of a CNN step (docs/speed.md), on one core, since a
+Generator draws in sequence. NumPy makes a float32 from the top 24 bits of
 a 32-bit word, and PCG64 (`default_rng`'s generator) yields its 64-bit
 outputs as two such words, the low half first, keeping the high half for the
 next draw (`has_uint32`). So the draw is a run of 64-bit outputs, and a copy

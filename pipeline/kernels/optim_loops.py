@@ -1,9 +1,8 @@
 """The optimizers' update rules on the CPU, each one compiled (numba) loop.
 
-As NumPy expressions (`pipeline.optim`, what a GPU runs) RMSprop makes eight
-passes over each weight array and Adadelta twelve, over temporaries of their
-own; on `cifar_cnn`'s 1.2M-weight dense kernel RMSprop took 3.1-3.3 ms at 2
-threads, against 1.5-1.9 ms as this loop (Intel Xeon with AVX-512). Each
+As NumPy expressions (`pipeline.core.optim`, what a GPU runs) RMSprop makes
+eight passes over each weight array and Adadelta twelve, over temporaries of
+their own; one loop makes one (docs/speed.md has the timings). Each
 loop is its rule's arithmetic in the rule's order on the array's own float
 type (the constants come cast to it, as NumPy casts a Python float beside a
 float32 array): the same bits, since a product, sum, quotient and square

@@ -2,13 +2,13 @@
 
 NumPy computes the pool as passes over four strided quadrants of the input:
 three `maximum`s forward, and backward a dozen passes (compare each quadrant
-with the pooled value, claim ties for the first, multiply), 2.5-4x slower than
-these loops on the CNNs' pools (forward + backward, batch 128, one thread;
-`benchmarks/conv.py`). The backward runs in two loops, as LLVM vectorizes a
+with the pooled value, claim ties for the first, multiply), slower than these
+loops on the CNNs' pools (`benchmarks/conv.py`; docs/speed.md). The backward
+runs in two loops, as LLVM vectorizes a
 loop over channels only when it touches few rows of memory: one finds each
 window's winning quadrant (four inputs and the pooled value read, one byte
 written), one routes the cotangent to it (one quadrant at a time). Written as
-one loop (ten rows) it did not vectorize and ran 2x slower than NumPy.
+one loop (ten rows) it did not vectorize and ran slower than NumPy.
 
 The results are the same bits as the NumPy passes over quadrants that a GPU
 runs: `np.maximum` propagates NaN, the first maximal element of a window

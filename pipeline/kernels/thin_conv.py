@@ -5,7 +5,7 @@ the bias and relu of such a layer's forward pass (im2col + GEMM) in one.
 By im2col + GEMM that gradient is a product (kh kw C x pixels) @ (pixels x F)
 whose inner dimension is every output pixel of the block and whose result is
 tiny, after a copy of 3-float runs into patches and a pass for the relu's
-mask: 2.5-4x slower than this loop, which reads each pixel once and adds
+mask: slower than this loop (docs/speed.md), which reads each pixel once and adds
 x * g into the (kh, kw, C, F) sums, F wide (the vectorized axis). Additions
 happen pixel by pixel in a fixed order; multiply-adds may be fused (one
 rounding instead of two), the same way on every run of one machine.
@@ -51,7 +51,7 @@ def add_bias(out, bias, relu):
     """out (pixels, F) += bias in place, through a relu if `relu`: one pass, the
     same bits as `out += bias` and NumPy's vectorized `np.maximum(out, 0)` (NaN
     kept, +0 for -0), two passes that NumPy runs a row of F values at a time
-    when bias broadcasts (10x slower on a block of `cifar_cnn`'s first layer)."""
+    when bias broadcasts."""
     zero = out.dtype.type(0)
     for p in range(out.shape[0]):
         row = out[p]

@@ -22,7 +22,7 @@ multiplies did. A tile is transformed in steps through small buffers, each
 step a loop over channels that touches at most eight rows of memory, one such
 loop per enclosing loop body, and constants of the array's own float type:
 that is what LLVM vectorizes (otherwise it runs one channel at a time, or in
-float64, 2-6x slower). No fast-math: every float operation happens in the
+float64, several times slower: docs/speed.md). No fast-math: every float operation happens in the
 order written, so a result is the same bits on every run.
 
 Arrays are NHWC, kernels (3, 3, C, F) as in Keras; inputs arrive padded (the
@@ -36,10 +36,10 @@ the GIL).
 A transform reads or writes a tile's (m+2)^2 entries in as many planes. Planes
 stored back to back lie tiles x channels x itemsize apart, on the CNNs here a
 multiple of 512 bytes and mostly of 4 KiB: then the entries of a tile share
-their L1 cache sets and their addresses' low twelve bits, and the transforms
-ran 1.1-1.8x slower. So the planes are views into arrays with an odd number
+their L1 cache sets and their addresses' low twelve bits ("4K aliasing"),
+which slows the transforms. So the planes are views into arrays with an odd number
 of tile rows per plane (`planes`): the compiled loops take the whole array
-(numba compiles a loop over a non-contiguous view 2x slower), and NumPy, the
+(numba compiles a loop over a non-contiguous view into slower code), and NumPy, the
 GEMMs included, sees only the tiles.
 """
 from __future__ import annotations
@@ -75,9 +75,8 @@ class Tiling:
         th, tw = self.tiles(out_h, out_w)
         return self.entries * th * tw
 
-    # Both kernel maps as two small GEMMs over all channel pairs at once: 20-35x
-    # faster than the same contraction by np.einsum, which loops in C and cost
-    # 13 % of a cifar_cnn step at batch 32 (three layers, three maps a step).
+    # Both kernel maps as two small GEMMs over all channel pairs at once, not
+    # np.einsum's contraction, which loops in C (docs/speed.md).
     def transform_kernel(self, kernel):
         """(3, 3, C, F) -> ((m+2)^2, C, F): G k G^T for every channel pair."""
         g = self.G.astype(kernel.dtype)

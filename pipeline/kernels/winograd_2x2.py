@@ -6,7 +6,6 @@ import numpy as np
 
 from .winograd_tiles import add_overhang, compiled, gradient_block, input_block
 
-
 # F(2x2, 3x3). B^T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]],
 # A^T = [[1, 1, 1, 0], [0, 1, -1, -1]].
 

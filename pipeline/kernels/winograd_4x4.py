@@ -6,7 +6,6 @@ import numpy as np
 
 from .winograd_tiles import add_overhang, compiled, constants, gradient_block, input_block
 
-
 # F(4x4, 3x3), interpolation points 0, +-1, +-2 and infinity:
 #   B^T = [[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
 #          [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]]

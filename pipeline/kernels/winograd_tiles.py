@@ -11,7 +11,7 @@ compiled = numba.njit(nogil=True, cache=True)
 
 # An overhanging tile's block is copied in and added back by loops over
 # channels, which LLVM vectorizes: as slice expressions numba walks every
-# element through a generic indexer, and such a tile cost 2-3.4x a whole one.
+# element through a generic indexer, and such a tile cost several whole ones.
 @compiled
 def input_block(x, n, r, s, side, block):
     """Image n of x and the corner (r, s) of a tile's side x side input block;

@@ -118,7 +118,7 @@ def confusion_figure(runs, dataset, model):
 
 
 def toy_figure(toy):
-    """Class regions of the 2-D toy (pipeline/toy.py): linear vs one hidden layer."""
+    """Class regions of the 2-D toy (pipeline/runs/toy.py): linear vs one hidden layer."""
     import matplotlib.pyplot as plt
 
     points, labels = np.array(toy["points"]), np.array(toy["labels"])

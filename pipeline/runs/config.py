@@ -32,7 +32,7 @@ class RunConfig:
     # epoch and at the last; every epoch also records Keras' training metrics,
     # running means over its batches (training mode), which cost nothing extra.
     train_eval_every: int = 1
-    # Negative-feedback study (pipeline.feedback); a dict of its fields is taken too.
+    # Negative-feedback study (pipeline.runs.feedback); a dict of its fields is taken too.
     feedback: feedback.Feedback | None = None
 
     def __post_init__(self):

@@ -58,9 +58,9 @@ def evaluate(run_dir, data_path, out_path):
     if status.get("status") not in ("completed", "diverged"):
         raise SoftlossError(f"{run_dir}: run is {status.get('status')!r}, not finished; rerun `train` to resume it")
     result = {key: status.get(key) for key in ("status", "epoch", "reason", "wall_seconds", "config")}
-    result["device"] = status.get("device", "CPU")  # where it trained (pipeline.backend)
-    result["blas"] = status.get("blas")  # and with which BLAS kernels (pipeline.parallel.blas_kernel)
-    result["commit"] = status.get("commit")  # the code that trained it (pipeline.provenance.code_commit)
+    result["device"] = status.get("device", "CPU")  # where it trained (pipeline.core.backend)
+    result["blas"] = status.get("blas")  # and with which BLAS kernels (pipeline.common.machine.blas_kernel)
+    result["commit"] = status.get("commit")  # the code that trained it (pipeline.common.versions.code_commit)
     if status["status"] == "completed":
         apply, params, config = load_model(run_dir)
         images, labels = hdf5.load(data_path, "test")

@@ -15,10 +15,8 @@ from .rundir import UnreadableFile, load_arrays
 
 # Evaluation batches: small on the host, where at 1000 images cifar_cnn's
 # activations pass glibc's largest mmap threshold (32 MiB, see
-# backend.reuse_freed_memory), so every batch's arrays were mapped afresh and
-# zeroed by the kernel (thousands of page faults a batch; evaluating all of
-# CIFAR-10 took 16.6 s against 15.1 s at 128 on 2 cores); large on a GPU, whose
-# cost is per kernel launch.
+# common.machine.reuse_freed_memory), so every batch's arrays would be mapped
+# afresh and zeroed by the kernel; large on a GPU, whose cost is per kernel launch.
 HOST_EVAL_BATCH, DEVICE_EVAL_BATCH = 128, 1000
 
 

@@ -2,7 +2,7 @@
 
     run.json         the run's RunConfig (written by the pipeline; `train --run-config`)
     status.json      status (running | completed | diverged), epoch, the run's config, wall time,
-                     the version of the training code (pipeline.codehash) and the commit
+                     the version of the training code (pipeline.common.versions) and the commit
     history.csv      one row per finished epoch: train and test loss, accuracy, zero-one error
                      (train_* from a full pass over the training set, empty on epochs without
                      one: RunConfig.train_eval_every); running_loss and running_accuracy, the
@@ -13,9 +13,9 @@
                      set aside as *.unreadable-N and the run resumes from the previous one;
                      one of another config or training code is not resumed)
     model.npz        the final parameters (the last finite ones if the run diverged)
-    metrics.json     the evaluation of model.npz (pipeline.evaluate)
+    metrics.json     the evaluation of model.npz (pipeline.runs.evaluate)
 
-Every file is written to a temporary name and renamed (pipeline.files), so a
+Every file is written to a temporary name and renamed (pipeline.common.files), so a
 crash leaves the previous version whole. The .npz files hold arrays a0, a1, ...
 and a JSON `meta` string, never Python objects.
 """

@@ -1,0 +1,161 @@
+"""Fetch, prepare and load against small files in the real formats, served by a
+real HTTP server on 127.0.0.1 that can 404, cut connections, stall or corrupt."""
+import gzip
+import hashlib
+import socket
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from tinydata import Server, idx_spec, make_idx_files
+
+from pipeline import cli
+from pipeline.common.errors import FetchError
+from pipeline.datasets import hdf5, prepare, registry
+from pipeline.datasets.fetch import fetch
+from pipeline.datasets.registry import IDX_FILES
+
+
+@pytest.fixture
+def server():
+    s = Server()
+    yield s
+    s.close()
+
+
+def _quiet(**kw):
+    return dict(timeout=2.0, retries=2, backoff=0.01, quiet=True, log=lambda *a: None, **kw)
+
+
+def _leftovers(directory):
+    return sorted(p.name for p in Path(directory).iterdir() if p.name.startswith("."))
+
+
+# ------------------------------------------------------------ fetch
+def test_happy_path_fetch_prepare_load(server, tmp_path):
+    arrays, payloads, files = make_idx_files()
+    server.serve("/official", files)
+    spec = idx_spec(payloads, [server.url + "/official/"])
+    paths = fetch(spec, tmp_path / "raw", **_quiet())
+    assert [p.read_bytes() for p in paths] == [files[n] for n in IDX_FILES]
+    out = prepare.prepare(spec, tmp_path / "raw", tmp_path / "tiny.h5", log=lambda *a: None)
+    images, labels = hdf5.load(out, "train")
+    assert images.shape == (30, 28, 28, 1) and images.dtype == np.uint8
+    np.testing.assert_array_equal(images[..., 0], arrays["train-images-idx3-ubyte.gz"])
+    np.testing.assert_array_equal(labels, arrays["train-labels-idx1-ubyte.gz"])
+    with h5py.File(out) as h5:
+        assert h5.attrs["dataset"] == "tiny_mnist"
+        assert list(h5.attrs["source_sha256"]) == [hashlib.sha256(payloads[n]).hexdigest() for n in IDX_FILES]
+        assert h5["train/images"].compression == "gzip" and h5["train/images"].chunks is not None
+    # A second fetch finds everything verified and asks the network nothing.
+    before = len(server.requests)
+    fetch(spec, tmp_path / "raw", **_quiet())
+    assert len(server.requests) == before
+
+
+def test_404_then_a_working_mirror(server, tmp_path):
+    _, payloads, files = make_idx_files()
+    server.serve("/mirror", files)
+    spec = idx_spec(payloads, [server.url + "/gone/", server.url + "/mirror/"])
+    fetch(spec, tmp_path, **_quiet())
+    gone = [path for path, _ in server.requests if path.startswith("/gone/")]
+    assert len(gone) == 4  # a 404 is not retried
+    assert _leftovers(tmp_path) == []
+
+
+def test_checksum_mismatch_is_an_error_and_leaves_nothing(server, tmp_path):
+    _, payloads, files = make_idx_files()
+    server.serve("/bad", {n: gzip.compress(payloads[n][:-1] + bytes([payloads[n][-1] ^ 1])) for n in files})
+    spec = idx_spec(payloads, [server.url + "/bad/"])
+    with pytest.raises(FetchError, match="checksum mismatch") as error:
+        fetch(spec, tmp_path, **_quiet())
+    assert server.url + "/bad/train-images-idx3-ubyte.gz" in str(error.value)
+    assert "data by hand" in str(error.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cut_connection_is_retried_and_resumed(server, tmp_path):
+    _, payloads, files = make_idx_files()
+    server.serve("/flaky", files)
+    name = "train-images-idx3-ubyte.gz"
+    body = files[name]
+    server.routes[f"/flaky/{name}"] = [("cut", body, len(body) // 2), ("ok", body)]
+    spec = idx_spec(payloads, [server.url + "/flaky/"])
+    fetch(spec, tmp_path, **_quiet())
+    attempts = [rng for path, rng in server.requests if path == f"/flaky/{name}"]
+    assert attempts == [None, f"bytes={len(body) // 2}-"]  # the retry resumed where the cut left off
+    assert (tmp_path / name).read_bytes() == body
+
+
+def test_connection_always_cut_gives_up_cleanly(server, tmp_path):
+    _, payloads, files = make_idx_files()
+    body = files["train-images-idx3-ubyte.gz"]
+    server.routes["/cut/train-images-idx3-ubyte.gz"] = [("cut", body, 100)]
+    spec = idx_spec(payloads, [server.url + "/cut/"])
+    with pytest.raises(FetchError, match=r"gave up after 3 attempts"):
+        fetch(spec, tmp_path, **_quiet())
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_stalling_server_times_out(server, tmp_path):
+    _, payloads, files = make_idx_files()
+    server.routes["/slow/train-images-idx3-ubyte.gz"] = [("stall", 3.0, files["train-images-idx3-ubyte.gz"])]
+    spec = idx_spec(payloads, [server.url + "/slow/"])
+    start = time.monotonic()
+    with pytest.raises(FetchError, match="timed out"):
+        fetch(spec, tmp_path, timeout=0.3, retries=1, backoff=0.01, quiet=True, log=lambda *a: None)
+    assert time.monotonic() - start < 2.5
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_fashion_mnist_accepts_payload_hashes_and_official_md5s():
+    spec = registry.get("fashion_mnist")
+    for remote in spec.files:
+        assert remote.checksum.algorithm == "sha256" and remote.checksum.over == "payload"
+        assert [c.algorithm for c in remote.also] == ["md5"] and remote.also[0].over == "file"
+
+
+def test_directory_mirror_env_and_refetch_of_corrupt_file(server, tmp_path, monkeypatch):
+    _, payloads, files = make_idx_files()
+    mirror = tmp_path / "mirror" / "tiny_mnist"
+    mirror.mkdir(parents=True)
+    for name, body in files.items():
+        (mirror / name).write_bytes(body)
+    out = tmp_path / "raw"
+    out.mkdir()
+    (out / "train-labels-idx1-ubyte.gz").write_bytes(b"corrupt")
+    monkeypatch.setenv("SOFTLOSS_MIRROR", str(tmp_path / "mirror"))
+    spec = idx_spec(payloads, [server.url + "/never/"])
+    fetch(spec, out, **_quiet())
+    assert (out / "train-labels-idx1-ubyte.gz").read_bytes() == files["train-labels-idx1-ubyte.gz"]
+    assert server.requests == []
+
+
+def test_cli_fetch_failure_is_a_message_not_a_traceback(server, tmp_path, monkeypatch, capsys):
+    _, payloads, _ = make_idx_files()
+    monkeypatch.setitem(registry.REGISTRY, "mnist", idx_spec(payloads, [server.url + "/none/"]))
+    code = cli.main(["fetch", "mnist", "--out", str(tmp_path), "--retries", "0", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("error: could not fetch train-images-idx3-ubyte.gz") and "Traceback" not in err
+    assert "HTTP 404" in err
+
+
+def _closed_port():
+
+    with socket.socket() as probe:  # bound, never listening: connections are refused
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_refused_connection_is_not_retried_and_leaves_no_folder(tmp_path):
+    _, payloads, _ = make_idx_files()
+    spec = idx_spec(payloads, [f"http://127.0.0.1:{_closed_port()}/"])
+    start = time.monotonic()
+    with pytest.raises(FetchError, match="ConnectionRefusedError") as caught:
+        fetch(spec, tmp_path / "raw", timeout=2.0, retries=3, backoff=1.0, quiet=True, log=lambda *a: None)
+    assert time.monotonic() - start < 3  # no backoff on an error that cannot recover
+    assert "gave up" not in str(caught.value)
+    assert not (tmp_path / "raw").exists()
