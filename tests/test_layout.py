@@ -95,7 +95,35 @@ def test_a_code_version_follows_the_import_graph(tmp_path, monkeypatch):
         before = versions.code_version("top")
         (fake / "helper.py").write_text("h = 2\n")
         assert versions.code_version("top") != before
+        # What the code does, not how it reads: a comment, a docstring or a
+        # reflowed line changes nothing; a changed constant does.
+        before = versions.code_version("top")
+        (fake / "helper.py").write_text('"""The helper."""\n\nh = (  # why two\n    2\n)\n# a note\n')
+        assert versions.code_version("top") == before
+        (fake / "helper.py").write_text("h = 3\n")
+        assert versions.code_version("top") != before
     finally:
         versions.imports.cache_clear()
 
 
+
+
+def test_a_comment_reruns_no_training_and_a_changed_constant_does(tmp_path, monkeypatch):
+    """The train rule's code version over a copy of the package: a comment
+    appended to the losses leaves it, a changed Keras epsilon changes it."""
+    import shutil
+
+    copy = tmp_path / "pipeline"
+    shutil.copytree(versions.PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(versions, "PACKAGE", copy)
+    versions.imports.cache_clear()
+    try:
+        before = cli.command_version("train")
+        with open(copy / "core" / "losses.py", "a") as losses:
+            losses.write("\n# A note on the losses.\n")
+        assert cli.command_version("train") == before
+        names = copy / "common" / "lossnames.py"
+        names.write_text(names.read_text().replace("KERAS_EPSILON = 1e-7", "KERAS_EPSILON = 1e-6"))
+        assert cli.command_version("train") != before
+    finally:
+        versions.imports.cache_clear()

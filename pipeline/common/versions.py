@@ -70,13 +70,29 @@ def closure(*modules):
     return sorted(seen)
 
 
+def _what_it_does(relative):
+    """The bytes that stand for a file's behaviour: for Python, its syntax tree
+    without docstrings (comments and layout are not in it), so that a comment
+    or a reflowed line reruns nothing; for anything else (templates), the file."""
+    path = PACKAGE / relative
+    if path.suffix != ".py":
+        return path.read_bytes()
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (isinstance(body, list) and body and isinstance(body[0], ast.Expr)
+                and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str)):  # fmt: skip
+            node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree).encode()
+
+
 def code_version(*modules, extra=()):
-    """12 hex digits of SHA-256 over the files of `closure(*modules)` and the
-    `extra` files (glob patterns relative to the package, such as templates)."""
+    """12 hex digits of SHA-256 over what the files of `closure(*modules)` do and
+    the `extra` files (glob patterns relative to the package, such as templates)."""
     files = closure(*modules) + sorted({p.relative_to(PACKAGE).as_posix() for g in extra for p in PACKAGE.glob(g)})
     digest = hashlib.sha256()
     for relative in files:
-        digest.update(relative.encode() + b"\0" + (PACKAGE / relative).read_bytes())
+        digest.update(relative.encode() + b"\0" + _what_it_does(relative))
     return digest.hexdigest()[:12]
 
 
