@@ -182,11 +182,13 @@ COMMAND_CODE = {
 }
 
 
-def command_version(command):
-    """12 hex digits identifying the code `python -m pipeline COMMAND` runs."""
+def command_version(*commands):
+    """12 hex digits identifying the code `python -m pipeline COMMAND` runs (for
+    a rule that runs several, all of theirs)."""
     from .common.versions import code_version
 
-    modules, files = COMMAND_CODE[command]
+    modules = [module for command in commands for module in COMMAND_CODE[command][0]]
+    files = [pattern for command in commands for pattern in COMMAND_CODE[command][1]]
     return code_version(*modules, extra=files)
 
 

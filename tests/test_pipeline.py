@@ -100,7 +100,19 @@ def test_dry_run_lists_the_jobs(tmp_path):
     workdir = _workdir(tmp_path)
     result = snakemake(workdir, "-n", "reports/summary.html")
     assert result.returncode == 0, result.stderr
-    assert _jobs(result.stdout) == {"fetch": 4, "prepare": 1, "train": 4, "evaluate": 4, "aggregate": 1, "report": 1}
+    assert _jobs(result.stdout) == {"fetch": 4, "prepare": 1, "train": 4, "aggregate": 1, "report": 1}
+
+
+def test_a_sweep_of_thousands_of_runs_plans_in_seconds(tmp_path):
+    """Planning grows with the number of runs, not its square: 4,000 seeds
+    (4,000 training jobs) dry-run well inside half a minute."""
+    sweep = TINY.replace("seeds: [1, 2]", f"seeds: {list(range(4000))}").replace(", nllr: {lr: 0.05}", "")
+    workdir = _workdir(tmp_path, sweep)
+    start = time.monotonic()
+    result = snakemake(workdir, "-n", "reports/summary.html", "--quiet")  # not 8,000 lines of job listing
+    seconds = time.monotonic() - start
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert seconds < 30, f"{seconds:.1f} s"
 
 
 def test_changing_one_loss_rate_reruns_only_its_jobs(finished, tmp_path):
@@ -108,7 +120,7 @@ def test_changing_one_loss_rate_reruns_only_its_jobs(finished, tmp_path):
     (workdir / "changed.yaml").write_text(TINY.replace("nllr: {lr: 0.05}", "nllr: {lr: 0.02}"))
     result = snakemake(workdir, "-n", "reports/summary.html", config="changed.yaml")
     assert result.returncode == 0, result.stderr
-    assert _jobs(result.stdout) == {"train": 2, "evaluate": 2, "aggregate": 1, "report": 1}
+    assert _jobs(result.stdout) == {"train": 2, "aggregate": 1, "report": 1}
     trains = re.findall(r"rule train:.*?wildcards: ([^\n]+)", result.stdout, re.S)
     assert len(trains) == 2 and all("/nllr/" in w for w in trains)
     unchanged = snakemake(workdir, "-n", "reports/summary.html")
@@ -353,3 +365,22 @@ def test_forceall_fetches_mnist_again_from_the_vendored_copy_offline(tmp_path):
         assert (workdir / "data/raw/mnist" / name).read_bytes() == before[name]
         assert f"fetched from {vendored}" in (workdir / "logs/fetch/mnist" / f"{name}.log").read_text()
     assert {p.name: p.read_bytes() for p in vendored.iterdir()} == before
+
+
+def test_a_plain_rerun_trains_again_a_run_whose_directory_was_deleted(finished, tmp_path):
+    """Deleting a run's directory (as the README says, to train it again) and
+    rerunning: the run is trained again and the report cites its files; the
+    rerun after that trains nothing, and the one after that does nothing."""
+    source, _ = finished
+    workdir = tmp_path / "copy"
+    shutil.copytree(source, workdir, symlinks=True)
+    run = workdir / "results" / "mnist" / "mlp" / "ce" / "seed1"
+    shutil.rmtree(run)
+    first = snakemake(workdir, "--cores", "2", "reports/summary.html")
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "rule train:" in first.stdout + first.stderr
+    assert all((run / name).exists() for name in ("history.csv", "status.json", "model.npz", "metrics.json"))
+    second = snakemake(workdir, "--cores", "2", "reports/summary.html")
+    assert second.returncode == 0 and "rule train:" not in second.stdout + second.stderr
+    third = snakemake(workdir, "--cores", "2", "reports/summary.html")
+    assert "Nothing to be done" in third.stdout + third.stderr

@@ -75,6 +75,14 @@ def _what_it_does(relative):
     without docstrings (comments and layout are not in it), so that a comment
     or a reflowed line reruns nothing; for anything else (templates), the file."""
     path = PACKAGE / relative
+    stat = path.stat()
+    return _behaviour(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@lru_cache(maxsize=None)
+def _behaviour(path, mtime_ns, size):
+    """`_what_it_does` of the file at `path` as it is at (mtime_ns, size)."""
+    path = Path(path)
     if path.suffix != ".py":
         return path.read_bytes()
     tree = ast.parse(path.read_text())

@@ -41,6 +41,9 @@ if not _uses_conda():
 shell.prefix(_prefix)
 
 
+RUN_OUTPUTS = ("history.csv", "status.json", "model.npz", "metrics.json")  # the train rule's, per run
+
+
 def logged(command):
     """A rule's shell command with its output in the rule's log and, if it
     fails, the log's last line (softloss' one-line error) on the terminal."""
@@ -73,8 +76,14 @@ def run_json(run_id):
     return json.dumps(JOBS[run_id].run.to_dict(), sort_keys=True)
 
 
-def job_value(key):
-    return lambda wildcards: getattr(JOBS[wildcards.run], key)
+def job_value(key, of=lambda value: value):
+    """What a rule takes from each run's Job: of(job.key), as one value when
+    every run has the same (a sweep of thousands then plans without a
+    function call per job and value), else a function of the run."""
+    values = {of(getattr(job, key)) for job in JOBS.values()}
+    if len(values) == 1:
+        return values.pop()
+    return lambda wildcards: of(getattr(JOBS[wildcards.run], key))
 
 
 def raw_files(wildcards):
@@ -83,6 +92,20 @@ def raw_files(wildcards):
 
 def study_summary(study):
     return "results/summary.json" if study == "main" else f"results/studies/{study}.json"
+
+
+def incomplete_runs(summary):
+    """The runs whose files are not all there (deleted, or lost to a failed job)
+    while their summary is: a param of the summary's rule. Snakemake skips a
+    missing intermediate file while what was made from it is up to date, so
+    without this a plain rerun would keep a report citing runs that no longer
+    exist. When the list changes, the summary and the report are made again,
+    and the missing runs with them (and, the list empty again, the summary and
+    the report once more on the next plain run)."""
+    if not os.path.exists(f"results/{summary}.json"):
+        return ""
+    return " ".join(r for r in STUDY_RUNS[summary_study(summary)]
+                    if not all(os.path.exists(f"results/{r}/{name}") for name in RUN_OUTPUTS))  # fmt: skip
 
 
 def summary_study(summary):
@@ -108,6 +131,9 @@ def study_inputs(input):
 
 wildcard_constraints:
     dataset="|".join(DATASET_REGISTRY),
-    run="|".join(re.escape(run_id) for run_id in JOBS),
+    # Every run id ends in seedN (pipeline/plan/jobs.py); JOBS says which exist.
+    # A pattern, not an alternation of every id: that would cost the planning
+    # of a large sweep a regular-expression match per id and job.
+    run=r"(?:[^/]+/)+seed\d+",
     study="|".join(re.escape(s) for s in STUDY_RUNS if s != "main") or "none",
     summary="|".join(["summary", *(f"studies/{re.escape(s)}" for s in STUDY_RUNS if s != "main")]),

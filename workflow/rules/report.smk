@@ -10,6 +10,7 @@ rule aggregate:
         ENV
     params:
         run_dirs=lambda w: " ".join(f"results/{r}" for r in STUDY_RUNS[summary_study(w.summary)]),
+        incomplete=lambda w: incomplete_runs(w.summary),
         code=command_version("aggregate"),
     log:
         "logs/aggregate/{summary}.log",

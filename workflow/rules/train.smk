@@ -1,48 +1,32 @@
+# One job per run: train (or resume) it, then evaluate its final model. One
+# job, not two, halves the jobs a sweep plans; a change to the evaluation code
+# alone reruns the job, whose train command then finds its run finished (the
+# checkpoint records the training code) and only evaluates again.
 rule train:
     input:
-        data=lambda w: f"data/{JOBS[w.run].dataset}.h5",
-    output:
+        data=job_value("dataset", lambda name: f"data/{name}.h5"),
+    output:  # RUN_OUTPUTS
         history="results/{run}/history.csv",
         status="results/{run}/status.json",
         model="results/{run}/model.npz",
+        metrics="results/{run}/metrics.json",
     conda:
         ENV
     params:
         # The whole run as JSON (its RunConfig): a change to any setting reruns exactly this run.
         run=lambda w: run_json(w.run),
         backend=job_value("backend"),
-        code=command_version("train"),
-        run_dir=lambda w, output: os.path.dirname(output.history),
+        code=command_version("train", "evaluate"),
     log:
         "logs/train/{run}.log",
     threads: config.get("train_threads", 1)
     resources:
         mem_mb=job_value("mem_mb"),
         runtime=job_value("runtime"),
-        gpu=lambda w: 1 if JOBS[w.run].gpu else 0,
+        gpu=job_value("gpu", int),
     shell:
-        logged("mkdir -p {params.run_dir} && printf '%s\\n' {params.run:q} > {params.run_dir}/run.json && "
+        logged("mkdir -p results/{wildcards.run} && printf '%s\\n' {params.run:q} > results/{wildcards.run}/run.json && "
                "OPENBLAS_NUM_THREADS={threads} OMP_NUM_THREADS={threads} "
-               "python -m pipeline train --run-config {params.run_dir}/run.json --backend {params.backend} "
-               "--out {params.run_dir} --quiet")
-
-
-rule evaluate:
-    input:
-        data=lambda w: f"data/{JOBS[w.run].dataset}.h5",
-        status="results/{run}/status.json",
-        model="results/{run}/model.npz",
-    output:
-        "results/{run}/metrics.json",
-    conda:
-        ENV
-    params:
-        code=command_version("evaluate"),
-        run_dir=lambda w, input: os.path.dirname(input.status),
-    log:
-        "logs/evaluate/{run}.log",
-    resources:
-        mem_mb=2000,
-        runtime=10,
-    shell:
-        logged("python -m pipeline evaluate --run {params.run_dir} --data {input.data} --out {output}")
+               "python -m pipeline train --run-config results/{wildcards.run}/run.json --backend {params.backend} "
+               "--out results/{wildcards.run} --quiet && "
+               "python -m pipeline evaluate --run results/{wildcards.run} --data {input.data} --out {output.metrics}")
