@@ -49,8 +49,9 @@ def _fetch(args):
 
 def _check_config(args):
     from .plan.configcheck import check_files
+    from .studies import STUDIES
 
-    problems = check_files(args.files)
+    problems = check_files(args.files, STUDIES)
     for line in problems:
         print(f"config error: {line}", file=sys.stderr)
     if problems:
@@ -68,9 +69,12 @@ def _prepare(args):
             raise SoftlossError(f"{args.dataset} is a registered dataset: prepare it without --image-folder")
         if not re.fullmatch(r"[a-z][a-z0-9_]*", args.dataset):
             raise SoftlossError(f"dataset name {args.dataset!r}: use lower-case letters, digits and _")
-        prepare(folder_spec(args.dataset, args.raw), args.raw, args.out)
+        raw = args.raw[0] if len(args.raw) == 1 else args.raw
+        prepare(folder_spec(args.dataset, raw), raw, args.out)
+    elif len(args.raw) > 1:
+        raise SoftlossError(f"{args.dataset}: give one --raw directory (several only with --image-folder archives)")
     else:
-        prepare(args.dataset, args.raw, args.out)
+        prepare(args.dataset, args.raw[0], args.out)
 
 
 RUN_FLAGS = ("model", "loss", "optimizer", "epochs", "batch_size", "seed")  # required without --run-config
@@ -79,10 +83,19 @@ OPTIONAL_RUN_FLAGS = ("lr", "hyper", "model_option", "train_size", "test_size", 
                       "feedback_fraction")
 
 
+def _terminated(signum, frame):
+    """SIGTERM (a scheduler cancelling the job, Snakemake stopping) as an
+    interruption the run records in its status before it exits."""
+    raise KeyboardInterrupt("terminated by SIGTERM")
+
+
 def _train(args):
+    import signal
+
     from .runs.config import RunConfig, parse_hyperparameter
     from .runs.train import run
 
+    signal.signal(signal.SIGTERM, _terminated)
     if args.run_config:
         given = [f"--{name.replace('_', '-')}" for name in RUN_FLAGS + OPTIONAL_RUN_FLAGS
                  if getattr(args, name) not in (None, [], False)]  # fmt: skip
@@ -212,7 +225,9 @@ def _data_commands(commands, names):
 
     prepare = commands.add_parser("prepare", help="parse raw files into one HDF5 dataset file")
     prepare.add_argument("dataset", help=f"{names(REGISTRY)}, or a name for --image-folder")
-    prepare.add_argument("--raw", required=True, type=Path, help="directory holding the fetched raw files")
+    prepare.add_argument("--raw", required=True, type=Path, nargs="+", metavar="PATH",
+                         help="directory holding the fetched raw files; with --image-folder, a folder of "
+                              "train/<class>/ and test/<class>/ images, or tar.gz archives of them")
     prepare.add_argument("--out", required=True, type=Path, help="HDF5 file to write (e.g. data/mnist.h5)")
     prepare.add_argument("--image-folder", action="store_true",
                          help="a class-folder dataset of your own: --raw holds train/<class>/ and test/<class>/ "

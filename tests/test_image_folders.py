@@ -203,3 +203,32 @@ def test_cli_image_folder(tmp_path):
     refused = subprocess.run([sys.executable, "-m", "pipeline", "prepare", "mnist", "--image-folder", "--raw", str(root),
                               "--out", str(tmp_path / "m.h5")], capture_output=True, text=True, timeout=60)  # fmt: skip
     assert refused.returncode == 2 and "registered dataset" in refused.stderr
+
+
+def _classes_folder(root, n_classes, per_class=2, size=(6, 6)):
+    """A folder of `n_classes` classes (c000, c001, ...), `per_class` PNGs each in both splits."""
+    rng = np.random.default_rng(n_classes)
+    for split in ("train", "test"):
+        for c in range(n_classes):
+            for i in range(per_class):
+                path = root / split / f"c{c:03d}" / f"{i}.png"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(_encode(rng.integers(0, 256, (*size, 3), dtype=np.uint8), "PNG"))
+    return root
+
+
+@pytest.mark.parametrize("n_classes, dtype", [(3, np.uint8), (12, np.uint8), (257, np.uint16)])
+def test_any_number_of_classes_trains_a_model_of_that_many_outputs(tmp_path, n_classes, dtype):
+    from pipeline.runs.config import RunConfig
+    from pipeline.runs.inference import load_model, predict
+    from pipeline.runs.train import run
+
+    root = _classes_folder(tmp_path / "many", n_classes)
+    out = prepare.prepare(folders.folder_spec("many", root), root, tmp_path / "many.h5", **_quiet())
+    images, labels = hdf5.load(out, "test")
+    assert labels.dtype == dtype and labels.max() == n_classes - 1
+    config = RunConfig(data=str(out), model="mlp", loss="nllr_keras", optimizer="sgd", epochs=1, batch_size=16,
+                       seed=1, model_options={"hidden": 8})  # fmt: skip
+    assert run(config, tmp_path / "run", quiet=True, log=lambda *a: None)["status"] in ("completed", "collapsed")
+    apply, params, _ = load_model(tmp_path / "run")
+    assert predict(apply, params, images).shape == (len(images), n_classes)

@@ -333,6 +333,24 @@ def test_check_config_names_file_and_line_of_a_yaml_error(tmp_path):
         assert ok.returncode == 0, ok.stderr
 
 
+@pytest.mark.parametrize("change, message", [
+    (("hyperparameters: {lr: 0.1}", "hyperparameters: {lr: 0.1, momentum: 0.9}"), "unexpected keyword argument 'momentum'"),
+    (("hyperparameters: {lr: 0.1}", "hyperparameters: {lr: -0.05}"), "lr must be"),
+    (("model_options: {hidden: 32}", "model_options: {hiden: 32}"), "unexpected keyword argument 'hiden'"),
+    (("train_size: 1000", "train_size: 100000"), "train_size 100000 is more than the 60,000 train examples of mnist"),
+    (("dataset: mnist", "dataset: flowers"), "dataset 'flowers' is neither registered"),
+])  # fmt: skip
+def test_check_config_and_the_dry_run_refuse_the_same_values(tmp_path, change, message):
+    """One validation, run by both, before any job starts."""
+    workdir = _workdir(tmp_path, TINY.replace(*change))
+    checked = subprocess.run([sys.executable, "-m", "pipeline", "check-config", str(workdir / "tiny.yaml")], cwd=REPO,
+                             capture_output=True, text=True, timeout=60)  # fmt: skip
+    planned = snakemake(workdir, "-n", "reports/summary.html")
+    assert checked.returncode == 2 and message in checked.stderr, checked.stderr
+    assert planned.returncode != 0 and message in planned.stderr, planned.stderr[-2000:]
+    assert [line for line in planned.stderr.splitlines() if line.startswith("config error:")] == checked.stderr.splitlines()
+
+
 def test_fetch_jobs_side_by_side_each_fetch_their_own_file(tmp_path):
     from tinydata import Server
 
@@ -384,3 +402,25 @@ def test_a_plain_rerun_trains_again_a_run_whose_directory_was_deleted(finished, 
     assert second.returncode == 0 and "rule train:" not in second.stdout + second.stderr
     third = snakemake(workdir, "--cores", "2", "reports/summary.html")
     assert "Nothing to be done" in third.stdout + third.stderr
+
+
+def test_a_class_folder_dataset_of_ones_own_runs_through_the_pipeline(tmp_path):
+    """Declared under `datasets:` (the README's three lines), a folder of 12
+    classes is prepared, trained with a 12-way model, and reported."""
+    from test_image_folders import _classes_folder
+
+    folder = _classes_folder(tmp_path / "shapes", 12, per_class=3)
+    config = f"""
+studies: null
+datasets:
+  shapes: {{folder: {folder}}}
+experiments:
+  - {{dataset: shapes, model: mlp, model_options: {{hidden: 8}}, optimizer: sgd, hyperparameters: {{lr: 0.1}},
+      losses: {{ce: {{}}}}, epochs: 1, batch_size: 8, seeds: [1]}}
+"""
+    workdir = _workdir(tmp_path / "work", config)
+    result = snakemake(workdir, "--cores", "2", "reports/summary.html")
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run,) = json.loads((workdir / "results" / "summary.json").read_text())["runs"]
+    assert run["dataset"] == "shapes" and len(run["confusion_matrix"]) == 12
+    assert "shapes" in (workdir / "reports" / "summary.html").read_text()

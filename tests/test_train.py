@@ -372,3 +372,115 @@ def test_a_resumed_run_records_the_metrics_of_an_uninterrupted_one(mnist_h5, tmp
     assert recorded == [[row[c] for c in RECORDED] for row in read_history(tmp_path / "reference" / "history.csv")]
     # Full passes at every k-th epoch and the last.
     assert [r[0] is not None for r in recorded] == [e % every == 0 or e == 4 for e in (1, 2, 3, 4)]
+
+
+def _train_command(data, out, *extra):
+    return [sys.executable, "-m", "pipeline", "train", "--data", str(data), "--model", "mlp", "--loss", "ce",
+            "--optimizer", "sgd", "--lr", "0.1", "--epochs", "30", "--batch-size", "50", "--seed", "4",
+            "--train-size", "20000", "--test-size", "500", "--out", str(out), "--quiet", *extra]  # fmt: skip
+
+
+def _started(process, run_dir, seconds=60):
+    deadline = time.monotonic() + seconds
+    while not (run_dir / "status.json").exists() and time.monotonic() < deadline:
+        assert process.poll() is None, "the trainer ended before it started"
+        time.sleep(0.02)
+
+
+def test_a_run_directory_is_held_by_one_trainer_at_a_time(mnist_h5, tmp_path):
+    """A second trainer (as after kill -9 of Snakemake, whose trainers live on)
+    stops at once with one line naming the first's PID; once the first is
+    gone, however it went, the directory is free again."""
+    out = tmp_path / "run"
+    first = subprocess.Popen(_train_command(mnist_h5, out), cwd=REPO)
+    try:
+        _started(first, out)
+        second = subprocess.run(_train_command(mnist_h5, out), cwd=REPO, capture_output=True, text=True, timeout=60)
+        assert second.returncode == 2 and f"another trainer (PID {first.pid})" in second.stderr
+        assert len(second.stderr.strip().splitlines()) == 1
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    third = subprocess.run(_train_command(mnist_h5, out, "--epochs", "1"), cwd=REPO, capture_output=True,
+                           text=True, timeout=120)  # fmt: skip
+    assert third.returncode == 0, third.stderr
+
+
+def test_a_run_stopped_by_sigterm_says_failed_and_why_and_resumes(mnist_h5, tmp_path):
+    out = tmp_path / "run"
+    process = subprocess.Popen(_train_command(mnist_h5, out), cwd=REPO, stderr=subprocess.PIPE, text=True)
+    _started(process, out)
+    while not (out / "history.csv").exists():
+        time.sleep(0.02)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130 and "interrupted" in stderr
+    status = json.loads((out / "status.json").read_text())
+    assert status["status"] == "failed" and status["reason"] == "interrupted (terminated by SIGTERM)"
+    resumed = subprocess.run(_train_command(mnist_h5, out, "--epochs", "2"), cwd=REPO, capture_output=True,
+                             text=True, timeout=120)  # fmt: skip
+    assert resumed.returncode == 0 and "resuming after epoch" in resumed.stdout + resumed.stderr
+
+
+def test_a_run_that_fails_mid_training_says_so_and_the_report_lists_it(mnist_h5, tmp_path, monkeypatch):
+    from pipeline.report.aggregate import aggregate
+    from pipeline.report.render import render
+    from pipeline.runs import checkpoint
+
+    save = checkpoint.save
+
+    def disk_full_after_epoch_1(path, *args):
+        if len(args[-1]) == 2:
+            raise OSError(28, "No space left on device")
+        save(path, *args)
+
+    monkeypatch.setattr(checkpoint, "save", disk_full_after_epoch_1)
+    with pytest.raises(OSError):
+        run(_config(mnist_h5), tmp_path / "run", quiet=True, log=lambda *a: None)
+    status = json.loads((tmp_path / "run" / "status.json").read_text())
+    assert status["status"] == "failed" and "No space left on device" in status["reason"]
+    evaluate(tmp_path / "run", mnist_h5, tmp_path / "run" / "metrics.json")
+    aggregate([tmp_path / "run"], tmp_path / "summary.json")
+    html = render(tmp_path / "summary.json", [], {"experiments": []}, tmp_path / "report.html").read_text()
+    assert "Runs that are not results" in html and "No space left on device" in html
+
+
+def test_a_run_whose_model_predicts_one_class_is_collapsed_not_a_result(tmp_path):
+    """On images that are all alike any model predicts one class for every
+    test image: such a run is flagged collapsed, evaluated, and left out of Table I."""
+    from test_image_folders import _encode
+
+    from pipeline.datasets import folders, prepare
+    from pipeline.report.aggregate import aggregate
+    from pipeline.report.tables import table_rows
+
+    black = _encode(np.zeros((6, 6, 3), np.uint8), "PNG")
+    for split in ("train", "test"):
+        for name in ("a", "b", "c"):
+            for i in range(4):
+                (tmp_path / "alike" / split / name).mkdir(parents=True, exist_ok=True)
+                (tmp_path / "alike" / split / name / f"{i}.png").write_bytes(black)
+    data = prepare.prepare(folders.folder_spec("alike", tmp_path / "alike"), tmp_path / "alike", tmp_path / "alike.h5",
+                           log=lambda *a: None)  # fmt: skip
+    config = RunConfig(data=str(data), model="mlp", loss="ce", optimizer="sgd", epochs=2, batch_size=4, seed=1,
+                       hyperparameters={"lr": 0.1})  # fmt: skip
+    status = run(config, tmp_path / "run", quiet=True, log=lambda *a: None)
+    assert status["status"] == "collapsed" and "predicted as one class" in status["reason"]
+    metrics = evaluate(tmp_path / "run", data, tmp_path / "run" / "metrics.json")
+    assert metrics["status"] == "collapsed" and len(metrics["confusion_matrix"]) == 3
+    (row,) = table_rows(aggregate([tmp_path / "run"], tmp_path / "summary.json"))
+    assert row["mean"] is None and row["excluded"] == "1 collapsed"
+    assert run(config, tmp_path / "run", quiet=True, log=lambda *a: None)["status"] == "collapsed"  # stays finished
+
+
+def test_nllrs_keras_form_on_its_floor_from_the_first_epoch_is_collapsed():
+    from pipeline.common.lossnames import nllr_keras_floor
+    from pipeline.runs.train import _collapsed
+
+    floor = nllr_keras_floor(10)
+    config = RunConfig(data="d.h5", model="mlp", loss="nllr_keras", optimizer="sgd", epochs=2, batch_size=1, seed=1)
+    on_floor = [{"running_loss": floor + 1e-4, "test_classes": 10, "test_accuracy": 0.5}] * 2
+    assert "floor of -13.92 from the first epoch" in _collapsed(config, on_floor, 10)
+    reached_later = [{"running_loss": -5.0, "test_classes": 10, "test_accuracy": 0.5}, on_floor[1]]
+    assert _collapsed(config, reached_later, 10) is None
+    assert _collapsed(RunConfig(**{**config.to_dict(), "loss": "ce"}), on_floor, 10) is None

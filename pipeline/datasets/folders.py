@@ -15,7 +15,7 @@ from tqdm import tqdm
 from ..common.errors import DataError
 from ..common.files import safe_members
 from .fetch import check, digest
-from .hdf5 import SPLITS
+from .hdf5 import SPLITS, label_dtype
 from .registry import Checksum, DatasetSpec
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -65,8 +65,17 @@ def decode_image(data, where, channels=None, size=None):
 
 def folder_splits(spec, raw_dir):
     """Class folders, from the registry's archives (checked), or for a folder of
-    one's own (`spec.files` empty) from `raw_dir/{train,test}/<class>/` or any
-    tar.gz archives in `raw_dir` holding that layout."""
+    one's own (`spec.files` empty) from `raw_dir/{train,test}/<class>/`, any
+    tar.gz archives in `raw_dir` holding that layout, or `raw_dir` a list of
+    such archives."""
+    if isinstance(raw_dir, (list, tuple)):
+        archives = [Path(a) for a in raw_dir]
+        missing = [str(a) for a in archives if not a.is_file()]
+        if missing:
+            raise DataError(f"{missing[0]}: no such archive")
+        raw_dir = archives[0].parent
+        files, sources = _archive_files(archives), {a.name: digest(a, Checksum("sha256", "", "file")) for a in archives}
+        return _decoded(spec, raw_dir, files, sources)
     raw_dir = Path(raw_dir)
     if spec.files:
         archives = [raw_dir / f.name for f in spec.files]
@@ -82,6 +91,11 @@ def folder_splits(spec, raw_dir):
         if not archives or not all(a.is_file() for a in archives):
             raise DataError(f"{raw_dir}: neither train/ and test/ class folders nor tar.gz archives of them")
         files, sources = _archive_files(archives), {a.name: digest(a, Checksum("sha256", "", "file")) for a in archives}
+    return _decoded(spec, raw_dir, files, sources)
+
+
+def _decoded(spec, raw_dir, files, sources):
+    """(splits, sources, classes) of the (name, where, bytes) `files` of a class-folder dataset."""
     found = {split: {} for split in SPLITS}  # split -> class -> [(where, bytes)]
     digests = {split: hashlib.sha256() for split in SPLITS}
     for name, where, data in files:
@@ -113,14 +127,16 @@ def folder_splits(spec, raw_dir):
                     images.append(decode_image(data, where, shape[2], shape[:2]))
                     labels.append(label)
                 bar.update(len(found[split][name]))
-            splits[split] = (np.stack(images), np.array(labels, np.uint8))
+            splits[split] = (np.stack(images), np.array(labels, label_dtype(len(classes))))
     if sources is None:
         sources = {f"{split}/ (every file's path and bytes)": digests[split].hexdigest() for split in SPLITS}
     return splits, sources, classes
 
 
 def folder_spec(name, raw_dir):
-    """A DatasetSpec for a class-folder dataset of one's own: classes in sorted
-    folder order, image size and mode from its first image, nothing to fetch."""
+    """A DatasetSpec for a class-folder dataset of one's own (a folder, or a
+    list of archives): classes in sorted folder order, image size and mode from
+    its first image, nothing to fetch."""
+    where = ", ".join(str(Path(p).resolve()) for p in (raw_dir if isinstance(raw_dir, (list, tuple)) else [raw_dir]))
     return DatasetSpec(name=name, format="image-folder", files=(), urls=(), classes=(), image_shape=None,
-                       source=f"class folders from {Path(raw_dir).resolve()}")  # fmt: skip
+                       source=f"class folders from {where}")  # fmt: skip

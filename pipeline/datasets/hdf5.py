@@ -1,7 +1,9 @@
 """The prepared dataset file, written and read in one place:
 
     /train/images  uint8 (N, H, W, C)     /test/images  uint8 (N, H, W, C)
-    /train/labels  uint8 (N,)             /test/labels  uint8 (N,)
+    /train/labels  (N,)                   /test/labels  (N,)
+
+labels in the smallest unsigned type that holds the class count (`label_dtype`),
 
 chunked and gzip-compressed, with attributes naming the dataset, its classes,
 the source files and the SHA-256 of each payload, and the softloss version.
@@ -22,6 +24,11 @@ from ..common.files import atomic_path
 
 FORMAT_VERSION = 1
 SPLITS = ("train", "test")
+
+
+def label_dtype(n_classes):
+    """The smallest unsigned integer type that holds labels 0..n_classes-1."""
+    return next(t for t in (np.uint8, np.uint16, np.uint32) if n_classes <= np.iinfo(t).max + 1)
 
 
 def write(out_path, spec, splits, sources):
@@ -49,8 +56,17 @@ def write(out_path, spec, splits, sources):
     return Path(out_path)
 
 
+def classes(path):
+    """The class names a prepared file records, in label order."""
+    try:
+        with h5py.File(path, "r") as h5:
+            return [str(name) for name in h5.attrs["classes"]]
+    except (OSError, KeyError) as error:
+        raise DataError(f"{path}: cannot read its classes (not a prepared dataset?): {error}") from None
+
+
 def load(path, split):
-    """(images uint8 (N, H, W, C), labels uint8 (N,)) of `split` in a prepared file.
+    """(images uint8 (N, H, W, C), labels (N,)) of `split` in a prepared file.
 
     A file that is missing, truncated, not HDF5 or not made by `prepare` gets a
     DataError naming the file and the problem."""
@@ -67,11 +83,15 @@ def load(path, split):
             if "images" not in group or "labels" not in group:
                 raise DataError(f"{path}: {split} lacks images or labels")
             images, labels = group["images"], group["labels"]
-            if images.dtype != np.uint8 or labels.dtype != np.uint8 or images.ndim != 4 or labels.ndim != 1:
+            if images.dtype != np.uint8 or labels.dtype.kind != "u" or images.ndim != 4 or labels.ndim != 1:
                 raise DataError(f"{path}: {split} images/labels have the wrong type or rank")
             if images.shape[0] != labels.shape[0]:
                 raise DataError(f"{path}: {split} has {images.shape[0]} images but {labels.shape[0]} labels")
-            return images[...], labels[...]
+            n_classes = len(h5.attrs.get("classes", ()))
+            labels = labels[...]
+            if len(labels) and labels.max() >= n_classes:
+                raise DataError(f"{path}: {split} has label {int(labels.max())}, but {n_classes} classes")
+            return images[...], labels
     except DataError:
         raise
     except (OSError, KeyError, ValueError, RuntimeError) as error:

@@ -77,9 +77,25 @@ def schema_errors(config, schema_path=SCHEMA):
     return lines
 
 
-def check_files(paths, default=DEFAULT):
-    """Schema problems of the default config with `paths` merged in, as Snakemake would."""
+def check(config, studies, schema_path=SCHEMA):
+    """(jobs, problems) of a merged config: the schema's problems, or else every
+    run planned and one line per problem a run would hit before it starts. The
+    one validation both `check-config` and the workflow run."""
+    from .jobs import plan, problems
+
+    lines = schema_errors(config, schema_path)
+    if lines:
+        return {}, lines
+    try:
+        jobs = plan(config, studies)
+    except SoftlossError as error:
+        return {}, [str(error)]
+    return jobs, problems(jobs, config.get("datasets"))
+
+
+def check_files(paths, studies, default=DEFAULT, schema_path=SCHEMA):
+    """`check`'s problems of the default config with `paths` merged in, as Snakemake would merge them."""
     config = load_yaml(default)
     for path in paths:
         config = merge(config, load_yaml(path))
-    return schema_errors(config)
+    return check(config, studies, schema_path)[1]

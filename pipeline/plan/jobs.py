@@ -9,8 +9,10 @@ Snakemake compares for reruns) and what the job needs from the machine.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from ..common.errors import SoftlossError
+from ..datasets.registry import REGISTRY
 from ..runs.config import RunConfig
 
 DEFAULT_MEM_MB, DEFAULT_RUNTIME = 2000, 60
@@ -88,14 +90,60 @@ def _staged(planned, stage):
         yield run_id, planned_job
 
 
-def problems(jobs):
+def problems(jobs, declared=None, data_dir=Path("data")):
     """One line per distinct problem a run would hit at its start (an unknown
-    optimizer keyword or model option, a negative rate, ...), naming one run
-    that has it: `RunConfig.validate` builds the model and optimizer for real."""
+    optimizer keyword or model option, a negative rate, a dataset that is
+    neither registered nor declared, more examples than a split has, ...),
+    naming one run that has it: `RunConfig.validate` builds the model and
+    optimizer for real. `declared`: the config's `datasets` block."""
     found = {}
-    for run_id, job in jobs.items():
+    for run_id, planned in jobs.items():
+        for error in planned.run.problems():
+            found.setdefault(error, run_id)
         try:
-            job.run.validate()
-        except (SoftlossError, ValueError) as error:
+            _check_dataset(planned, declared or {}, data_dir)
+        except SoftlossError as error:
             found.setdefault(str(error), run_id)
-    return [f"{error} (run {run_id})" for error, run_id in found.items()]
+    lines = [f"{error} (run {run_id})" for error, run_id in found.items()]
+    return lines + _declared_problems(declared or {})
+
+
+def _split_sizes(dataset, data_dir):
+    """{split: examples} of a dataset: the registry's, or its prepared file's; {} if unknown yet."""
+    if dataset in REGISTRY:
+        return REGISTRY[dataset].split_sizes or {}
+    path = data_dir / f"{dataset}.h5"
+    if not path.is_file():
+        return {}
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as h5:
+            return {split: len(h5[split]["labels"]) for split in ("train", "test") if split in h5}
+    except (OSError, KeyError):
+        return {}  # the train job names what is wrong with the file
+
+
+def _check_dataset(planned, declared, data_dir):
+    """A run's dataset exists (registered, or declared under `datasets:`) and
+    has the examples its train_size and test_size ask for."""
+    name = planned.dataset
+    if name not in REGISTRY and name not in declared:
+        raise SoftlossError(f"dataset {name!r} is neither registered ({', '.join(REGISTRY)}) nor declared under "
+                            "datasets: (a class folder of your own)")  # fmt: skip
+    sizes = _split_sizes(name, data_dir)
+    for split, size in (("train", planned.run.train_size), ("test", planned.run.test_size)):
+        if size is not None and split in sizes and size > sizes[split]:
+            raise SoftlossError(f"{split}_size {size} is more than the {sizes[split]:,} {split} examples of {name}")
+
+
+def _declared_problems(declared):
+    """Declared class-folder datasets: not a registered name, and their folder or archives there."""
+    lines = []
+    for name, entry in sorted(declared.items()):
+        if name in REGISTRY:
+            lines.append(f"datasets/{name}: {name} is a registered dataset; declare your own under another name")
+        for path in [entry["folder"]] if "folder" in entry else entry.get("archives", []):
+            if not Path(path).exists():
+                lines.append(f"datasets/{name}: {path}: no such {'folder' if 'folder' in entry else 'file'}")
+    return lines

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 import numpy as np
 
@@ -49,6 +49,21 @@ def paper_value(dataset, model, loss, variants=None):
     return PAPER.get((base, model), {}).get(EXACT_OF.get(loss, loss))
 
 
+# A run that ended without a model worth measuring: its loss became non-finite
+# (diverged), its model predicts one class (collapsed), or it stopped on an error.
+NOT_RESULTS = ("diverged", "collapsed", "failed")
+
+
+def _n_classes(runs):
+    return next((len(r["confusion_matrix"]) for r in runs if r.get("confusion_matrix")), 10)
+
+
+def _excluded_text(runs):
+    """'1 diverged, 2 collapsed' of the runs that are not results."""
+    counts = Counter(r["status"] for r in runs)
+    return ", ".join(f"{counts[status]} {status}" for status in NOT_RESULTS if counts[status])
+
+
 def table_rows(runs, variants=None):
     groups = defaultdict(list)
     for run in runs:
@@ -63,11 +78,12 @@ def table_rows(runs, variants=None):
             "paper": paper_value(dataset, model, loss, variants),
             "mean": mean, "half": half, "n": len(done), "total": len(members),
             "diverged": [r for r in members if r["status"] == "diverged"],
+            "excluded": _excluded_text([r for r in members if r["status"] in NOT_RESULTS]),
             "seeds": [(r["seed"], 100 * r["test_accuracy"]) for r in done],
             "epochs": sorted({r["config"]["epochs"] for r in members}),
             "ece": float(np.mean([r["ece"] for r in done])) if done else None,
             "final_train_loss": float(np.mean([r["history"][-1]["train_loss"] for r in done])) if done else None,
-            "floor": nllr_keras_floor(len(members[0]["confusion_matrix"])) if loss == "nllr_keras" else None,
+            "floor": nllr_keras_floor(_n_classes(members)) if loss == "nllr_keras" else None,
         })  # fmt: skip
     return rows
 
@@ -97,7 +113,8 @@ def _accuracy(row):
     if row is None:
         return None
     if row["mean"] is None:
-        return f"diverged in all {row['total']} runs"
+        return f"no result (the one run {row['excluded'].split()[1]})" if row["total"] == 1 else \
+            f"no result in {row['total']} runs ({row['excluded']})"
     spread = f" ± {row['half']:.2f}" if row["half"] is not None else ""
     seeds = f"{row['n']} seeds" if row["n"] != 1 else "one seed"
     return f"{row['mean']:.2f}{spread} % ({seeds})"

@@ -39,21 +39,46 @@ class RunConfig:
         if isinstance(self.feedback, dict):
             object.__setattr__(self, "feedback", feedback.Feedback.from_dict(self.feedback))
 
+    def problems(self):
+        """One message per setting this run cannot start with (its model and
+        optimizer built for real, so an unknown keyword or a negative rate counts)."""
+        checks = [self._check_numbers, lambda: models.build(self.model, **self.model_options),
+                  lambda: optim.build(self.optimizer, **self.hyperparameters), self._check_loss]  # fmt: skip
+        found = []
+        for check in checks:
+            try:
+                check()
+            except (SoftlossError, ValueError) as error:
+                found.append(str(error))
+        return found
+
     def validate(self):
-        if self.loss not in LOSSES:
-            raise SoftlossError(f"unknown loss {self.loss!r}; choose one of {sorted(LOSSES)}")
+        """This config, or a SoftlossError naming its first problem."""
+        if found := self.problems():
+            raise SoftlossError(found[0])
+        return self
+
+    def _check_numbers(self):
         for name in ("epochs", "batch_size", "train_eval_every"):
             if getattr(self, name) < 1:
                 raise SoftlossError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("train_size", "test_size"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise SoftlossError(f"{name} must be >= 1, got {getattr(self, name)}")
-        models.build(self.model, **self.model_options)
-        optim.build(self.optimizer, **self.hyperparameters)
-        if self.feedback is not None:
-            if self.loss != "ce":
-                raise SoftlossError("feedback runs train the examples with known labels with ce: use --loss ce")
-        return self
+
+    def _check_loss(self):
+        if self.loss not in LOSSES:
+            raise SoftlossError(f"unknown loss {self.loss!r}; choose one of {sorted(LOSSES)}")
+        if self.feedback is not None and self.loss != "ce":
+            raise SoftlossError("feedback runs train the examples with known labels with ce: use --loss ce")
+
+    def build_model(self, n_classes=10):
+        """(init, apply) of this run's model with `n_classes` outputs (the
+        dataset's class count); a model option n_classes must agree with it."""
+        options = dict(self.model_options)
+        if options.setdefault("n_classes", n_classes) != n_classes:
+            raise SoftlossError(f"model option n_classes={options['n_classes']}, but {self.data} has {n_classes} classes")
+        return models.build(self.model, **options)
 
     def to_dict(self):
         return asdict(self)

@@ -55,13 +55,13 @@ def evaluate(run_dir, data_path, out_path):
         status = json.loads((run_dir / "status.json").read_text())
     except (OSError, ValueError) as error:
         raise SoftlossError(f"{run_dir}: no readable status.json; train the run first ({error})") from None
-    if status.get("status") not in ("completed", "diverged"):
+    if status.get("status") not in ("completed", "collapsed", "diverged", "failed"):
         raise SoftlossError(f"{run_dir}: run is {status.get('status')!r}, not finished; rerun `train` to resume it")
     result = {key: status.get(key) for key in ("status", "epoch", "reason", "wall_seconds", "config")}
     result["device"] = status.get("device", "CPU")  # where it trained (pipeline.core.backend)
     result["blas"] = status.get("blas")  # and with which BLAS kernels (pipeline.common.machine.blas_kernel)
     result["commit"] = status.get("commit")  # the code that trained it (pipeline.common.versions.code_commit)
-    if status["status"] == "completed":
+    if status["status"] in ("completed", "collapsed"):  # a model trained to its last epoch
         apply, params, config = load_model(run_dir)
         images, labels = hdf5.load(data_path, "test")
         if config.test_size is not None:

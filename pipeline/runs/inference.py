@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ..common.errors import SoftlossError
-from ..core import models, tree
+from ..core import tree
 from ..core.backend import NUMPY
 from ..core.losses import LOSSES
 from .config import RunConfig
@@ -49,7 +49,7 @@ def load_model(run_dir):
     except UnreadableFile as error:
         raise SoftlossError(f"{error}; train the run again: snakemake --cores 1 --force {path}") from None
     config = RunConfig.from_dict(meta["config"])
-    init, apply = models.build(config.model, **config.model_options)
+    init, apply = config.build_model(meta.get("n_classes", 10))  # files from before it was recorded: 10
     like = init(np.random.default_rng(0), tuple(meta["input_shape"]))
     if [a.shape for a in arrays] != [p.shape for p in tree.leaves(like)]:
         raise SoftlossError(f"{path}: its arrays do not fit the model {config.model} of this code (written by other "

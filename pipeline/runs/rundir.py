@@ -1,12 +1,14 @@
 """The files of a run directory, read and written in one place.
 
     run.json         the run's RunConfig (written by the pipeline; `train --run-config`)
-    status.json      status (running | completed | diverged), epoch, the run's config, wall time,
+    status.json      status (running | completed | collapsed | diverged | failed) and the reason,
+                     epoch, the run's config, wall time,
                      the version of the training code (pipeline.common.versions) and the commit
     history.csv      one row per finished epoch: train and test loss, accuracy, zero-one error
                      (train_* from a full pass over the training set, empty on epochs without
                      one: RunConfig.train_eval_every); running_loss and running_accuracy, the
                      means over the epoch's training batches (Keras' training metrics);
+                     test_classes, how many classes the model predicts for the test images;
                      seconds, the epoch's wall time, eval_seconds of it spent evaluating
     checkpoint.npz   parameters, optimizer state, RNG state and history after the last epoch
                      (checkpoint.previous.npz: the epoch before; an unreadable checkpoint is
@@ -31,7 +33,7 @@ from ..common.errors import SoftlossError
 from ..common.files import write_atomic
 
 HISTORY_FIELDS = ("epoch", "train_loss", "train_accuracy", "train_error", "running_loss", "running_accuracy",
-                  "test_loss", "test_accuracy", "test_error", "seconds", "eval_seconds")  # fmt: skip
+                  "test_loss", "test_accuracy", "test_error", "test_classes", "seconds", "eval_seconds")  # fmt: skip
 
 
 def write_history(path, rows):

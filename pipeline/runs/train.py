@@ -26,15 +26,16 @@ from tqdm import tqdm
 from .. import __version__
 from ..common.errors import SoftlossError
 from ..common.files import remove_stale_temporaries, write_json
+from ..common.lossnames import nllr_keras_floor
 from ..common.machine import blas_kernel
 from ..common.versions import code_commit, code_version
-from ..core import models, optim, tree
+from ..core import optim, tree
 from ..core.autodiff import value_and_grad
 from ..core.backend import resolve
 from ..core.losses import LOSSES, mixed_feedback
 from ..datasets import hdf5
 from ..datasets.batches import batches
-from . import checkpoint, feedback
+from . import checkpoint, feedback, lock
 from .config import RunConfig
 from .inference import metrics_from_logits, predict
 from .rundir import save_arrays, write_history
@@ -94,7 +95,7 @@ def _finished(config, out_dir, status, force, log):
         return None
     # a diverged run stays diverged; a finished one stays finished, under the same training code
     done = previous.get("code") == status["code"] and (previous.get("status") == "diverged" or (
-        previous.get("status") == "completed" and previous.get("epoch") == config.epochs))
+        previous.get("status") in ("completed", "collapsed") and previous.get("epoch") == config.epochs))
     return previous if done and (out_dir / "model.npz").exists() else None
 
 
@@ -179,8 +180,10 @@ def _measure(apply, params, splits, loss_name, backend):
     row = {f"{name}_{key}": None for name in ("train", "test") for key in ("loss", "accuracy", "error")}
     with np.errstate(over="ignore", invalid="ignore"):  # huge but finite logits are still measured
         for name, (images, labels) in splits.items():
-            metrics = metrics_from_logits(predict(apply, params, images, backend=backend), labels, loss_name)
-            row.update({f"{name}_{key}": value for key, value in metrics.items()})
+            logits = predict(apply, params, images, backend=backend)
+            row.update({f"{name}_{key}": value for key, value in metrics_from_logits(logits, labels, loss_name).items()})
+            if name == "test":  # how many classes the model predicts at all: one means it collapsed
+                row["test_classes"] = int(np.unique(logits.argmax(axis=1)).size)
     return row
 
 
@@ -199,6 +202,7 @@ class _Setup:
     rng: np.random.Generator  # shuffling, dropout, augmentation
     history: list
     input_shape: tuple
+    n_classes: int
 
 
 def _set_up(config, backend, checkpoint_path, code, log):
@@ -207,7 +211,8 @@ def _set_up(config, backend, checkpoint_path, code, log):
     train_images, train_labels, test_images, test_labels = _datasets(config)
     splits = {"train": (train_images, train_labels), "test": (test_images, test_labels)}
     fit_images, targets, objective = _fit_set(config, train_images, train_labels.astype(np.int64))
-    init, apply = models.build(config.model, **config.model_options)
+    n_classes = len(hdf5.classes(config.data))
+    init, apply = config.build_model(n_classes)
     opt = optim.build(config.optimizer, **config.hyperparameters)
     params = init(np.random.default_rng([config.seed, 0]), train_images.shape[1:])
     state = opt.init(params)
@@ -221,7 +226,7 @@ def _set_up(config, backend, checkpoint_path, code, log):
         # not, is then made there, not on the host and transferred.
         fit_images, targets = backend.to_device(fit_images), {k: backend.to_device(a) for k, a in targets.items()}
     return _Setup(apply, opt, objective, splits, fit_images, targets, params, state, rng, history,
-                  train_images.shape[1:])  # fmt: skip
+                  train_images.shape[1:], n_classes)  # fmt: skip
 
 
 def _train_epochs(config, setup, backend, out_dir, status, quiet, log):
@@ -258,32 +263,67 @@ def _train_epochs(config, setup, backend, out_dir, status, quiet, log):
     return None
 
 
+def _failure(error):
+    """The one-line reason a run stopped for an exception."""
+    if isinstance(error, KeyboardInterrupt):
+        return f"interrupted ({error})" if str(error) else "interrupted"
+    return str(error) if isinstance(error, SoftlossError) else f"{type(error).__name__}: {error}"
+
+
+def _collapsed(config, history, n_classes):
+    """Why a run that trained to its end is no result, or None: its model
+    predicts one class for every test image, or (NLLR's Keras form) its
+    training loss sat on its floor, where every gradient is zero, from the
+    first epoch on."""
+    if history[-1].get("test_classes") == 1:
+        return f"every test image is predicted as one class (test accuracy {history[-1]['test_accuracy']:.2%})"
+    if config.loss == "nllr_keras":
+        floor = nllr_keras_floor(n_classes)
+        if all(row["running_loss"] <= floor + 1e-3 for row in history):
+            return f"its training loss sat on its floor of {floor:.2f} from the first epoch"
+    return None
+
+
+def _train_held(config, out_dir, status, quiet, log, backend):
+    """`run` once this process holds `out_dir`. A failure is recorded as such
+    in a status.json that says the run had started, and raised again."""
+    if stale := remove_stale_temporaries(out_dir):
+        log(f"{out_dir}: removed {len(stale)} temporary file(s) of an interrupted run")
+    try:
+        backend = resolve(backend, log)
+        status.update(backend=backend.name, device=backend.device)
+        if not backend.on_device:
+            status["blas"] = blas_kernel()
+        setup = _set_up(config, backend, out_dir / "checkpoint.npz", status["code"], log)
+        reason = _train_epochs(config, setup, backend, out_dir, status, quiet, log)
+    except BaseException as error:
+        if (out_dir / "status.json").exists():
+            write_json(out_dir / "status.json", {**status, "status": "failed", "reason": _failure(error)})
+        raise
+    write_history(out_dir / "history.csv", setup.history)
+    save_arrays(out_dir / "model.npz", tree.leaves(backend.to_host(setup.params)),
+                {"config": asdict(config), "input_shape": list(setup.input_shape), "n_classes": setup.n_classes})  # fmt: skip
+    if reason is None:
+        status.update(status="completed", epoch=len(setup.history),
+                      wall_seconds=sum(r["seconds"] for r in setup.history))  # fmt: skip
+        if collapse := _collapsed(config, setup.history, setup.n_classes):
+            status.update(status="collapsed", reason=collapse)
+            log(f"{out_dir}: collapsed: {collapse}")
+    write_json(out_dir / "status.json", status)
+    return status
+
+
 def run(config: RunConfig, out_dir, *, quiet=False, log=print, backend="auto", force=False):
     """Train (or resume) the run `config` in `out_dir` on `backend` ("auto",
     "numpy", "cupy" or a pipeline.core.backend.Backend); returns the final status dict.
-    A directory holding a run of another configuration is refused unless `force`."""
+    A directory holding a run of another configuration is refused unless
+    `force`, and one another trainer is training is refused (pipeline.runs.lock)."""
     config.validate()
     out_dir = Path(out_dir)
     status = {"config": asdict(config), "fingerprint": config.fingerprint(), "softloss_version": __version__,
               "code": code_version("runs.train"), "commit": code_commit()}  # the checkout of the latest epochs
-    if (previous := _finished(config, out_dir, status, force, log)) is not None:
-        log(f"{out_dir}: already {previous['status']}")
-        return previous
-    # No mkdir: the first file written makes the directory, so a run that fails
-    # before it starts (bad data, say) leaves no empty folder behind.
-    if out_dir.is_dir() and (stale := remove_stale_temporaries(out_dir)):
-        log(f"{out_dir}: removed {len(stale)} temporary file(s) of an interrupted run")
-    backend = resolve(backend, log)
-    status.update(backend=backend.name, device=backend.device)
-    if not backend.on_device:
-        status["blas"] = blas_kernel()
-    setup = _set_up(config, backend, out_dir / "checkpoint.npz", status["code"], log)
-    reason = _train_epochs(config, setup, backend, out_dir, status, quiet, log)
-    write_history(out_dir / "history.csv", setup.history)
-    save_arrays(out_dir / "model.npz", tree.leaves(backend.to_host(setup.params)),
-                {"config": asdict(config), "input_shape": list(setup.input_shape)})  # fmt: skip
-    if reason is None:
-        status.update(status="completed", epoch=len(setup.history),
-                      wall_seconds=sum(r["seconds"] for r in setup.history))  # fmt: skip
-    write_json(out_dir / "status.json", status)
-    return status
+    with lock.held(out_dir):  # a directory made here and left empty (a run that cannot start) is removed
+        if (previous := _finished(config, out_dir, status, force, log)) is not None:
+            log(f"{out_dir}: already {previous['status']}")
+            return previous
+        return _train_held(config, out_dir, status, quiet, log, backend)

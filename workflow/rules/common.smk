@@ -10,10 +10,9 @@ import sys
 from pathlib import Path
 
 from pipeline.cli import command_version
-from pipeline.common.errors import SoftlossError
 from pipeline.datasets.registry import REGISTRY as DATASET_REGISTRY
 from pipeline.datasets.registry import get as get_dataset
-from pipeline.plan.jobs import plan, problems
+from pipeline.plan.configcheck import check
 from pipeline.report.archive import archive_name
 from pipeline.studies import STUDIES
 
@@ -47,19 +46,15 @@ RUN_OUTPUTS = ("history.csv", "status.json", "model.npz", "metrics.json")  # the
 def logged(command):
     """A rule's shell command with its output in the rule's log and, if it
     fails, the log's last line (softloss' one-line error) on the terminal."""
-    return f"{command} > {{log}} 2>&1 || (tail -n 1 {{log}} >&2; exit 1)"
+    return f"({command}) > {{log}} 2>&1 || (tail -n 1 {{log}} >&2; exit 1)"
 
 
 # ---------------------------------------------------------------- runs
 # Every training run the config asks for, planned in the package
 # (pipeline/plan/jobs.py): run directory under results/ -> Job (its RunConfig and
 # its resources). STUDY_RUNS: study -> its run directories ("main" is Table I).
-try:
-    JOBS = plan(config, STUDIES)
-except SoftlossError as error:
-    print(f"config error: {error}", file=sys.stderr)
-    raise SystemExit(1)
-_problems = problems(JOBS)
+# The one validation `python -m pipeline check-config` runs too.
+JOBS, _problems = check(config, STUDIES, ROOT / "workflow" / "schemas" / "config.schema.yaml")
 if _problems:  # one line each, no traceback: the config is wrong, not the workflow
     for line in _problems:
         print(f"config error: {line}", file=sys.stderr)
@@ -68,6 +63,7 @@ STUDY_RUNS = {}
 for _run_id, _job in JOBS.items():
     STUDY_RUNS.setdefault(_job.study, []).append(_run_id)
 DATASETS = sorted({job.dataset for job in JOBS.values()})
+FOLDER_DATASETS = config.get("datasets") or {}  # class folders of one's own, by name
 
 
 def run_json(run_id):
@@ -76,10 +72,12 @@ def run_json(run_id):
     return json.dumps(JOBS[run_id].run.to_dict(), sort_keys=True)
 
 
-def job_value(key, of=lambda value: value):
-    """What a rule takes from each run's Job: of(job.key), as one value when
-    every run has the same (a sweep of thousands then plans without a
-    function call per job and value), else a function of the run."""
+def job_value(key, of=None):
+    """A rule's value from each run's Job, of(job.key) (job.key without
+    `of`), as one value when every run has the same (a sweep of thousands
+    then plans without a function call per job and value), else a function
+    of the run."""
+    of = of or (lambda value: value)
     values = {of(getattr(job, key)) for job in JOBS.values()}
     if len(values) == 1:
         return values.pop()
@@ -131,6 +129,7 @@ def study_inputs(input):
 
 wildcard_constraints:
     dataset="|".join(DATASET_REGISTRY),
+    folder_dataset="|".join(FOLDER_DATASETS) or "(?!)",  # (?!): matches nothing
     # Every run id ends in seedN (pipeline/plan/jobs.py); JOBS says which exist.
     # A pattern, not an alternation of every id: that would cost the planning
     # of a large sweep a regular-expression match per id and job.

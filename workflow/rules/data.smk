@@ -38,3 +38,23 @@ rule prepare:
         runtime=30,
     shell:
         logged("python -m pipeline prepare {wildcards.dataset} --raw data/raw/{wildcards.dataset} --out {output}")
+
+
+# A class-folder dataset of one's own, declared under `datasets:` in the config:
+# prepared from its folder or archives (nothing to fetch).
+rule prepare_folder:
+    input:
+        lambda w: FOLDER_DATASETS[w.folder_dataset].get("archives") or FOLDER_DATASETS[w.folder_dataset]["folder"],
+    output:
+        "data/{folder_dataset}.h5",
+    conda:
+        ENV
+    params:
+        code=command_version("prepare"),
+    log:
+        "logs/prepare/{folder_dataset}.log",
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    shell:
+        logged("python -m pipeline prepare {wildcards.folder_dataset} --image-folder --raw {input:q} --out {output}")
