@@ -215,7 +215,8 @@ def _data_commands(commands, names):
     fetch.add_argument("--out", required=True, type=Path, help="directory for the raw files (data/raw/DATASET)")
     fetch.add_argument("--mirror", action="append", default=[], metavar="URL_OR_DIR",
                        help="try this source first (repeatable); then $SOFTLOSS_MIRROR, then the official URLs")
-    fetch.add_argument("--timeout", type=float, default=30.0, help="socket timeout in seconds (default 30)")
+    fetch.add_argument("--timeout", type=float, default=30.0, help="seconds a download may stall before the attempt is retried (default 30); a source "
+                            "that does not answer within 10 s (or this, if shorter) is given up at once")
     fetch.add_argument("--retries", type=int, default=3, help="retries per source for transient failures")
     fetch.add_argument("--quiet", action="store_true", help="no progress bars")
     fetch.add_argument("--only", metavar="FILE", default=None, help="fetch this one file of the dataset")
@@ -260,9 +261,9 @@ def _run_commands(commands, names):
                        help="another optimizer hyperparameter, e.g. decay=1e-6 (repeatable)")
     train.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
                        help="a model option, e.g. hidden=64 for mlp (repeatable)")
-    train.add_argument("--epochs", type=_whole(1))
-    train.add_argument("--batch-size", type=_whole(1))
-    train.add_argument("--seed", type=_whole(0))
+    train.add_argument("--epochs", type=_whole(1), help="epochs to train (a finished run given more resumes)")
+    train.add_argument("--batch-size", type=_whole(1), help="examples per training step")
+    train.add_argument("--seed", type=_whole(0), help="fixes initial weights, batch order, dropout and augmentation")
     train.add_argument("--train-size", type=_whole(1), default=None, help="train on a seeded subset of N examples")
     train.add_argument("--test-size", type=_whole(1), default=None, help="evaluate on the first N test examples")
     train.add_argument("--augment", action="store_true", help="Keras-style shifts and flips (CIFAR)")
@@ -295,33 +296,34 @@ def _report_commands(commands, names):
 
     aggregate = commands.add_parser("aggregate", help="collect run directories into one summary JSON")
     aggregate.add_argument("--runs", nargs="+", required=True, type=Path, help="run directories")
-    aggregate.add_argument("--out", required=True, type=Path)
+    aggregate.add_argument("--out", required=True, type=Path, help="summary JSON to write (results/summary.json)")
     aggregate.set_defaults(run=_aggregate)
 
     report = commands.add_parser("report", help="render the HTML report from a summary JSON")
-    report.add_argument("--summary", required=True, type=Path)
+    report.add_argument("--summary", required=True, type=Path, help="Table I's summary JSON (from aggregate)")
     report.add_argument("--data", nargs="*", default=[], type=Path, help="prepared datasets (for provenance)")
     report.add_argument("--config-json", default=None, help="the configuration used, as JSON")
     report.add_argument("--study", action="append", default=[], type=Path, help="a study's summary JSON (repeatable)")
     report.add_argument("--input", action="append", default=[], metavar="NAME=PATH", type=_named_path,
                         help="a file a study's view reads, e.g. toy=results/studies/knet_softmax/toy_boundaries.json")
-    report.add_argument("--out", required=True, type=Path)
+    report.add_argument("--out", required=True, type=Path, help="HTML file to write (reports/summary.html)")
     report.set_defaults(run=_report)
 
     toy = commands.add_parser("toy", help="2-D toy: linear softmax vs MLP class boundaries, as JSON")
-    toy.add_argument("--out", required=True, type=Path)
+    toy.add_argument("--out", required=True, type=Path, help="JSON file to write")
     toy.set_defaults(run=_toy)
 
     archive = commands.add_parser("archive", help="pack config, versions, checksums, runs and report")
     archive.add_argument("--summary", nargs="+", required=True, type=Path, help="summary JSONs whose runs to pack")
-    archive.add_argument("--report", required=True, type=Path)
+    archive.add_argument("--report", required=True, type=Path, help="the HTML report to pack")
     archive.add_argument("--data", nargs="*", default=[], type=Path, help="prepared datasets (their checksums)")
-    archive.add_argument("--config-json", default=None)
-    archive.add_argument("--out", required=True, type=Path)
+    archive.add_argument("--config-json", default=None, help="the configuration used, as JSON")
+    archive.add_argument("--out", required=True, type=Path,
+                         help="archive to write; its members lie in a folder of its name (without .tar.gz)")
     archive.set_defaults(run=_archive)
 
     verify = commands.add_parser("verify-archive", help="re-check an archive's checksums and Table I")
-    verify.add_argument("archive", type=Path)
+    verify.add_argument("archive", type=Path, help="a softloss archive (.tar.gz)")
     verify.set_defaults(run=_verify_archive)
 
 

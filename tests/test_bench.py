@@ -77,3 +77,10 @@ def test_bench_counts_are_whole_numbers_of_at_least_one(capsys, option):
     with pytest.raises(SystemExit) as exit:
         cli.main(["bench", "--alone", option, "0"])
     assert exit.value.code == 2 and f"argument {option}: must be >= 1, got 0" in capsys.readouterr().err
+
+
+def test_without_a_yardstick_the_bench_says_the_comparison_is_missing(monkeypatch):
+    monkeypatch.setattr(bench_run.yardsticks, "installed", lambda backend, threads: [])
+    said = []
+    bench_run.run(cases=["knet_softmax:4"], steps=1, repeats=1, out=said.append)
+    assert any("none installed" in line and "compared with nothing" in line for line in said)

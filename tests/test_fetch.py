@@ -104,7 +104,7 @@ def test_stalling_server_times_out(server, tmp_path):
     server.routes["/slow/train-images-idx3-ubyte.gz"] = [("stall", 3.0, files["train-images-idx3-ubyte.gz"])]
     spec = idx_spec(payloads, [server.url + "/slow/"])
     start = time.monotonic()
-    with pytest.raises(FetchError, match="timed out"):
+    with pytest.raises(FetchError, match="no answer within 0.3 s"):
         fetch(spec, tmp_path, timeout=0.3, retries=1, backoff=0.01, quiet=True, log=lambda *a: None)
     assert time.monotonic() - start < 2.5
     assert list(tmp_path.iterdir()) == []
@@ -159,3 +159,39 @@ def test_refused_connection_is_not_retried_and_leaves_no_folder(tmp_path):
     assert time.monotonic() - start < 3  # no backoff on an error that cannot recover
     assert "gave up" not in str(caught.value)
     assert not (tmp_path / "raw").exists()
+
+
+def test_a_mirror_that_accepts_and_never_answers_is_given_up_at_once(server, tmp_path):
+    """No retries on a source that cannot answer: one timeout, not one per attempt."""
+    _, payloads, files = make_idx_files()
+    for name, body in files.items():
+        server.routes[f"/silent/{name}"] = [("stall", 5.0, body)]
+        server.routes[f"/good/{name}"] = [("ok", body)]
+    spec = idx_spec(payloads, [server.url + "/silent/", server.url + "/good/"])
+    said, start = [], time.monotonic()
+    fetch(spec, tmp_path, timeout=0.3, retries=5, backoff=0.2, quiet=True, log=said.append)
+    assert time.monotonic() - start < 4 * 0.3 + 1.0  # one 0.3 s wait per file, then the good source
+    assert any("no answer within 0.3 s" in line and "/silent/" in line for line in said)
+
+
+def test_a_stall_mid_body_names_the_bytes_that_came(server, tmp_path):
+    _, payloads, files = make_idx_files()
+    body = files["train-images-idx3-ubyte.gz"]
+    server.routes["/slow/train-images-idx3-ubyte.gz"] = [("stall_after", body, 1000, 3.0)]
+    spec = idx_spec(payloads, [server.url + "/slow/"])
+    with pytest.raises(FetchError, match="connection failed after 1000 bytes"):
+        fetch(spec, tmp_path, timeout=0.3, retries=0, quiet=True, log=lambda *a: None,
+              only="train-images-idx3-ubyte.gz")  # fmt: skip
+
+
+def test_a_corrupt_mirror_that_a_later_source_makes_good_is_named_in_a_warning(server, tmp_path):
+    _, payloads, files = make_idx_files()
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    for name, body in files.items():
+        (mirror / name).write_bytes(body[:-1] + bytes([body[-1] ^ 1]))  # one bit off
+        server.routes[f"/good/{name}"] = [("ok", body)]
+    said = []
+    fetch(idx_spec(payloads, [server.url + "/good/"]), tmp_path / "raw", [str(mirror)], quiet=True, log=said.append)
+    warnings = [line for line in said if "warning" in line]
+    assert len(warnings) == 4 and all(str(mirror) in line for line in warnings)

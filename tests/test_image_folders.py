@@ -230,5 +230,5 @@ def test_any_number_of_classes_trains_a_model_of_that_many_outputs(tmp_path, n_c
     config = RunConfig(data=str(out), model="mlp", loss="nllr_keras", optimizer="sgd", epochs=1, batch_size=16,
                        seed=1, model_options={"hidden": 8})  # fmt: skip
     assert run(config, tmp_path / "run", quiet=True, log=lambda *a: None)["status"] in ("completed", "collapsed")
-    apply, params, _ = load_model(tmp_path / "run")
+    apply, params, _, _ = load_model(tmp_path / "run")
     assert predict(apply, params, images).shape == (len(images), n_classes)

@@ -220,13 +220,14 @@ window.addEventListener("load", function () {
 
 
 def _rewrite_archive(source, target, change):
-    """Copy a tar.gz archive, passing each member's bytes through change(name, data)."""
+    """Copy a tar.gz archive, passing each member's bytes through change(name, data),
+    the name relative to the archive's folder."""
     import io
     import tarfile
 
     with tarfile.open(source) as tar_in, tarfile.open(target, "w:gz") as tar_out:
         for member in tar_in.getmembers():
-            data = change(member.name, tar_in.extractfile(member).read())
+            data = change(member.name.split("/", 1)[1], tar_in.extractfile(member).read())
             member.size = len(data)
             tar_out.addfile(member, io.BytesIO(data))
 
@@ -260,7 +261,7 @@ def test_archive_verifies_and_catches_tampering(finished, tmp_path):
     import tarfile
 
     with tarfile.open(archive) as tar:
-        report = tar.extractfile("reports/summary.html").read()
+        report = tar.extractfile(f"{archive.name.removesuffix('.tar.gz')}/reports/summary.html").read()
     report = re.sub(rb'"mean": [0-9.]+', b'"mean": 99.9', report, count=1)  # the Table I that verify reads
     entry = f"{hashlib.sha256(report).hexdigest()}  {len(report)}  reports/summary.html"
 
@@ -274,7 +275,7 @@ def test_archive_verifies_and_catches_tampering(finished, tmp_path):
 
     edited = tmp_path / "edited.tar.gz"
     _rewrite_archive(archive, edited, edit_report)
-    with pytest.raises(DataError, match="Table I shows 99.9"):
+    with pytest.raises(DataError, match="Table I's data shows 99.9"):
         verify(edited)
 
 
@@ -424,3 +425,23 @@ experiments:
     (run,) = json.loads((workdir / "results" / "summary.json").read_text())["runs"]
     assert run["dataset"] == "shapes" and len(run["confusion_matrix"]) == 12
     assert "shapes" in (workdir / "reports" / "summary.html").read_text()
+
+
+def test_every_command_line_option_says_what_it_is():
+    import argparse
+
+    from pipeline.cli import build_parser
+
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    silent = [(name, action.dest) for name, sub in commands.choices.items() for action in sub._actions if not action.help]
+    assert silent == []
+
+
+def test_the_slurm_profile_without_its_partition_stops_before_any_job(tmp_path):
+    workdir = _workdir(tmp_path)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SOFTLOSS_SLURM_")}
+    result = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
+                             "--configfile", str(workdir / "tiny.yaml"), "--profile", str(REPO / "profiles/slurm"),
+                             "-n", "reports/summary.html"], capture_output=True, text=True, timeout=120, env=env)  # fmt: skip
+    assert result.returncode != 0
+    assert "the environment variable SOFTLOSS_SLURM_PARTITION is not set" in result.stderr

@@ -103,3 +103,37 @@ def test_provenance_names_the_code_behind_each_run(tmp_path):
     assert "the runs come from different code" in mixed
     row = re.search(r"<tr><td class=\"name\">results/mnist/mnist_cnn/ce/seed1</td>.*?</tr>", html).group(0)
     assert row.endswith(f"<code>{'b' * 12} (with uncommitted changes)</code></td></tr>")
+
+
+def test_intervals_say_why_they_are_wide_and_stay_inside_0_to_100():
+    from pipeline.report.tables import interval_text
+
+    assert interval_text({"mean": 64.84, "half": 45.81, "n": 2}) == "95 % interval 19.03-100.00 (t = 12.71 at 2 seeds)"
+    assert interval_text({"mean": 98.9, "half": 0.06, "n": 2}) == "± 0.06 (t = 12.71 at 2 seeds)"
+    assert interval_text({"mean": 5.0, "half": 9.0, "n": 3}) == "95 % interval 0.00-14.00 (t = 4.30 at 3 seeds)"
+    assert interval_text({"mean": 50.0, "half": 1.0, "n": 5}) == "± 1.00"
+    assert interval_text({"mean": 50.0, "half": None, "n": 1}) == "(one seed)"
+
+
+def test_findings_say_no_result_and_that_a_loss_stayed_put():
+    runs = [_run("nllr", 1, 0.11, [-1e10], status="diverged"), _run("nllr_keras", 1, 0.98, [-13.26, -13.26])]
+    text = " ".join(form_findings(form_table(table_rows(runs)), runs))
+    assert "exact form no result (the one run diverged)" in text and "all 1 runs" not in text
+    assert "was -13.26 after the first epoch and stayed there" in text and "went from -13.26 to -13.26" not in text
+
+
+def test_a_loss_that_runs_away_gets_its_own_panel_and_the_rest_a_linear_axis(monkeypatch):
+    from pipeline.report import figures
+
+    drawn = {}
+    monkeypatch.setattr(figures, "png", lambda fig: drawn.setdefault("fig", fig))
+    figures.learning_curves(RUNS, "mnist", "mnist_cnn")
+    axes = drawn["fig"].axes
+    assert len(axes) == 6 and "nllr" in axes[2].get_title() and axes[2].get_yscale() == "symlog"
+    assert axes[0].get_yscale() == "linear"  # CE, BCE, NLLR's Keras form: ticks where their values are
+    low, high = axes[0].get_ylim()
+    assert low < -13.0 and 0.2 < high < 5
+    one_epoch = [dict(run, history=run["history"][:1]) for run in RUNS if run["loss"] == "ce"]
+    drawn.clear()
+    figures.learning_curves(one_epoch, "mnist", "mnist_cnn")
+    assert len(drawn["fig"].axes) == 4 and list(drawn["fig"].axes[2].get_xticks()) == [1]

@@ -484,3 +484,29 @@ def test_nllrs_keras_form_on_its_floor_from_the_first_epoch_is_collapsed():
     reached_later = [{"running_loss": -5.0, "test_classes": 10, "test_accuracy": 0.5}, on_floor[1]]
     assert _collapsed(config, reached_later, 10) is None
     assert _collapsed(RunConfig(**{**config.to_dict(), "loss": "ce"}), on_floor, 10) is None
+
+
+def test_a_full_disk_names_the_file_it_could_not_write(tmp_path):
+    from pipeline.common.errors import SoftlossError
+    from pipeline.common.files import write_atomic
+
+    def full(out):
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(SoftlossError, match=rf"^{tmp_path / 'status.json'}: cannot write it: No space left on device$"):
+        write_atomic(tmp_path / "status.json", full)
+    assert list(tmp_path.iterdir()) == []  # nothing half-written
+
+
+def test_evaluate_on_the_wrong_data_says_the_shapes_differ(mnist_h5, tmp_path, capsys):
+    from tinydata import cifar_spec, make_cifar_archive
+
+    from pipeline.datasets import prepare
+
+    run(_config(mnist_h5, epochs=1, train_size=500), tmp_path / "run", quiet=True, log=lambda *a: None)
+    archive, _ = make_cifar_archive(per_batch=2)
+    (tmp_path / "cifar-10-binary.tar.gz").write_bytes(archive)
+    cifar = prepare.prepare(cifar_spec(archive), tmp_path, tmp_path / "cifar.h5", log=lambda *a: None)
+    code = cli.main(["evaluate", "--run", str(tmp_path / "run"), "--data", str(cifar), "--out", str(tmp_path / "m.json")])
+    err = capsys.readouterr().err
+    assert code == 2 and "its images are (32, 32, 3), but" in err and "(28, 28, 1)" in err and "Traceback" not in err

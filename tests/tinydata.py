@@ -106,6 +106,12 @@ class Server:
                     self.wfile.flush()
                     self.close_connection = True
                     return
+                if kind == "stall_after":  # ("stall_after", body, bytes sent, seconds of silence after them)
+                    self.wfile.write(body[: action[2]])
+                    self.wfile.flush()
+                    time.sleep(action[3])
+                    self.close_connection = True
+                    return
                 self.wfile.write(body[start:])
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)

@@ -140,6 +140,9 @@ def _contenders(comparison, backend, alone, cpu_threads, out):
     found = [] if alone else yardsticks.installed(backend, cpu_threads)
     for name, _, _ in found:
         out(f"yardstick: {name}")
+    if not alone and not found:
+        out("yardstick: none installed, so softloss is timed alone and compared with nothing "
+            "(pip install -e '.[bench]' for PyTorch and JAX)")
     return [("softloss", _nothing, softloss, backend.synchronize)] + [
         (name.split()[0], _nothing, factory, sync) for name, factory, sync in found]
 

@@ -8,19 +8,25 @@ import os
 import tarfile
 from pathlib import Path
 
-from .errors import DataError
+from .errors import DataError, SoftlossError
 
 
 @contextlib.contextmanager
 def atomic_path(target):
     """Yield a temporary path beside `target` (same filesystem, so the rename is
-    atomic); rename it into place if the block succeeds, delete it otherwise."""
+    atomic); rename it into place if the block succeeds, delete it otherwise.
+    An error of the file system that names no file (a full disk, a quota)
+    becomes a SoftlossError naming `target`."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
         yield tmp
         os.replace(tmp, target)
+    except OSError as error:
+        if error.filename is not None or error.strerror is None:
+            raise
+        raise SoftlossError(f"{target}: cannot write it: {error.strerror}") from None
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -46,22 +52,24 @@ def write_json(path, obj):
     write_atomic(path, lambda out: out.write((json.dumps(obj, indent=2, sort_keys=True) + "\n").encode()))
 
 
-def safe_members(archive: tarfile.TarFile, destination="."):
-    """Every member of `archive`, after tarfile's `data` filter has passed it.
+def safe_members(archive: tarfile.TarFile, destination=".", name=None):
+    """Every member of `archive` (called `name` in errors: an archive opened
+    from a stream has none of its own), after tarfile's `data` filter has passed it.
 
     The filter rejects paths escaping the destination ('..'), links pointing
     outside it and device files; it would merely strip a leading '/', so
     absolute paths are refused here, as is anything but a regular file or a
     directory. A hostile archive is refused whole."""
+    where = name or archive.name
     members = []
     for member in archive.getmembers():
         if member.name.startswith(("/", "\\")) or os.path.isabs(member.name):
-            raise DataError(f"{archive.name}: unsafe member {member.name!r} (absolute path); refusing the archive")
+            raise DataError(f"{where}: unsafe member {member.name!r} (absolute path); refusing the archive")
         try:
             tarfile.data_filter(member, destination)
         except tarfile.FilterError as error:
-            raise DataError(f"{archive.name}: unsafe member {member.name!r} ({error}); refusing the archive") from None
+            raise DataError(f"{where}: unsafe member {member.name!r} ({error}); refusing the archive") from None
         if not (member.isfile() or member.isdir()):
-            raise DataError(f"{archive.name}: member {member.name!r} is not a regular file; refusing the archive")
+            raise DataError(f"{where}: member {member.name!r} is not a regular file; refusing the archive")
         members.append(member)
     return members

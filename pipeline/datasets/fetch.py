@@ -41,6 +41,7 @@ MIRROR_ENV = "SOFTLOSS_MIRROR"
 # where the workflow runs); `fetch --vendored DIR` names another place.
 VENDOR_DIR = Path("data") / "raw" / "vendored"
 CHUNK = 1 << 20
+CONNECT_TIMEOUT = 10.0  # seconds to connect and hear the first byte of an answer
 
 
 # ------------------------------------------------------------------ checking
@@ -102,14 +103,26 @@ class _Transient(Exception):
     """This attempt failed but another one might not."""
 
 
+def _silent_after(response, seconds):
+    """Make reading `response` fail after `seconds` without a byte (its socket's
+    timeout); a file:// response has no socket and never stalls."""
+    sock = getattr(getattr(getattr(response, "fp", None), "raw", None), "_sock", None)
+    if sock is not None:
+        sock.settimeout(seconds)
+
+
 def _transfer(url, part, timeout, quiet, label):
-    """One HTTP(S)/file attempt into `part`, resuming from its current size."""
+    """One HTTP(S)/file attempt into `part`, resuming from its current size.
+    A source that does not connect and answer within CONNECT_TIMEOUT (or
+    `timeout`, if shorter) cannot answer: no retry. One that stalls for
+    `timeout` seconds mid-body may: the attempt ends, the caller retries."""
     have = part.stat().st_size if part.exists() else 0
     headers = {"User-Agent": f"softloss/{__version__}"}
     if have and url.startswith(("http://", "https://")):
         headers["Range"] = f"bytes={have}-"
+    answer_within = min(CONNECT_TIMEOUT, timeout)
     try:
-        response = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
+        response = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=answer_within)
     except urllib.error.HTTPError as error:
         if error.code == 416:  # our partial file is no prefix the server knows: start over
             part.unlink(missing_ok=True)
@@ -121,11 +134,14 @@ def _transfer(url, part, timeout, quiet, label):
         reason = getattr(error, "reason", error)
         if isinstance(reason, FileNotFoundError):
             raise _Permanent("not found") from None
+        if isinstance(reason, TimeoutError):  # connected, or tried to, and heard nothing
+            raise _Permanent(f"no answer within {answer_within:g} s") from None
         # Nothing listens there, or the name does not resolve: waiting will not help.
         if isinstance(reason, (ConnectionRefusedError, socket.gaierror)):
             raise _Permanent(f"{type(reason).__name__}: {reason}") from None
         raise _Transient(f"{type(reason).__name__}: {reason}") from None
     with response:
+        _silent_after(response, timeout)
         resumed = have and getattr(response, "status", 200) == 206
         length = response.headers.get("Content-Length")
         expected = int(length) + (have if resumed else 0) if length is not None else None
@@ -135,7 +151,7 @@ def _transfer(url, part, timeout, quiet, label):
                 total=expected, initial=written, unit="B", unit_scale=True, unit_divisor=1024,
                 desc=label, disable=True if quiet else None, leave=False,
             ) as bar:  # fmt: skip
-                while block := response.read(CHUNK):
+                while block := (response.read1(CHUNK) if hasattr(response, "read1") else response.read(CHUNK)):
                     out.write(block)
                     written += len(block)
                     bar.update(len(block))
@@ -225,6 +241,8 @@ def _fetch_all(spec, out_dir, candidates, *, timeout, retries, backoff, quiet, l
                 where = _fetch_one(spec, remote, target, source, timeout=timeout, retries=retries,
                                    backoff=backoff, quiet=quiet)  # fmt: skip
                 log(f"{target}: fetched from {where}, checksum ok")
+                for failure in tried:  # a source that failed first, a corrupt mirror above all, is worth knowing
+                    log(f"{target}: warning: a source failed before it: {failure.strip()[2:]}")
                 break
             except (_Permanent, _Transient) as error:
                 location = source.rstrip("/") + "/" + remote.name if _is_url(source) else str(source)

@@ -3,7 +3,9 @@
 An archive (tar.gz) holds the config used, the exact package versions, the
 data payload checksums, every run's history, metrics and status, the summaries,
 the HTML report, and a MANIFEST with each member's SHA-256 and size.
-`verify` re-checks every checksum and that the report's Table I equals the
+All members lie under one folder named as the archive (`tar xzf` writes
+nothing beside it). `verify` re-checks every checksum and that the report's
+Table I, the numbers a reader sees and the JSON beside them, equals the
 results inside the archive.
 """
 from __future__ import annotations
@@ -15,6 +17,7 @@ import json
 import re
 import tarfile
 import zlib
+from html.parser import HTMLParser
 from pathlib import Path
 
 from ..common.errors import DataError
@@ -32,8 +35,13 @@ def archive_name(day):
     return f"softloss-archive-{day:%Y%m%d}-{commit}.tar.gz"
 
 
-def build(out_path, summaries, report, config, data_files=()):
-    """Write the archive of the runs listed in `summaries` to `out_path`."""
+def folder_name(path):
+    """The folder an archive's members lie in: its file name without .tar.gz."""
+    return Path(path).name.removesuffix(".tar.gz")
+
+
+def _members(summaries, report, config, data_files):
+    """{name inside the archive: bytes}, MANIFEST included."""
     import h5py
 
     members = {
@@ -54,10 +62,15 @@ def build(out_path, summaries, report, config, data_files=()):
     members[Path(report).as_posix()] = Path(report).read_bytes()
     manifest = "".join(f"{hashlib.sha256(data).hexdigest()}  {len(data)}  {name}\n" for name, data in sorted(members.items()))
     members[MANIFEST] = manifest.encode()
+    return members
 
+
+def build(out_path, summaries, report, config, data_files=()):
+    """Write the archive of the runs listed in `summaries` to `out_path`."""
+    top = folder_name(out_path)
     with atomic_path(out_path) as tmp, tarfile.open(tmp, "w:gz") as tar:
-        for name, data in sorted(members.items()):
-            info = tarfile.TarInfo(name)
+        for name, data in sorted(_members(summaries, report, config, data_files).items()):
+            info = tarfile.TarInfo(f"{top}/{name}")
             info.size, info.mode, info.mtime = len(data), 0o644, 0
             tar.addfile(info, io.BytesIO(data))
     return Path(out_path)
@@ -66,10 +79,9 @@ def build(out_path, summaries, report, config, data_files=()):
 _TABLE1 = re.compile(rf'<script type="application/json" id="{TABLE1_JSON_ID}">(.*?)</script>', re.S)
 
 
-def verify(path):
-    """Check every member against the MANIFEST and Table I against the runs;
-    returns the number of members checked. Raises DataError naming the problem."""
-    path = Path(path)
+def _read(path):
+    """{member name: bytes} of an archive, the names relative to its one folder
+    (archives made before there was one have their members at the top)."""
     try:
         # The whole gzip stream first: tarfile stops at the tar end marker and never
         # reaches the gzip trailer, whose CRC and length catch a cut-off tail.
@@ -77,11 +89,19 @@ def verify(path):
             raw = stream.read()
         with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as tar:
             contents = {}
-            for member in safe_members(tar):
+            for member in safe_members(tar, name=path):
                 if member.isfile():
                     contents[member.name] = tar.extractfile(member).read()
     except (tarfile.TarError, EOFError, zlib.error, OSError) as error:
         raise DataError(f"{path}: not a readable archive (truncated or corrupt?): {error}") from None
+    tops = {name.split("/", 1)[0] for name in contents}
+    if MANIFEST not in contents and len(tops) == 1 and f"{next(iter(tops))}/{MANIFEST}" in contents:
+        contents = {name.split("/", 1)[1]: data for name, data in contents.items()}
+    return contents
+
+
+def _check_manifest(path, contents):
+    """Every member against the MANIFEST; returns how many it lists."""
     if MANIFEST not in contents:
         raise DataError(f"{path}: no {MANIFEST}; not a softloss archive")
     listed = {}
@@ -96,24 +116,72 @@ def verify(path):
     extra = sorted(set(contents) - set(listed))
     if extra:
         raise DataError(f"{path}: members not in the MANIFEST: {', '.join(extra)}")
-
-    reports = [name for name in contents if name.endswith(".html")]
-    summary = json.loads(contents["results/summary.json"])["runs"] if "results/summary.json" in contents else None
-    if reports and summary is not None:
-        for run in summary:  # the summary must agree with the per-run files it was built from
-            metrics = json.loads(contents[f"{run['run_dir']}/metrics.json"])
-            if metrics.get("test_accuracy") != run.get("test_accuracy"):
-                raise DataError(f"{path}: {run['run_dir']}/metrics.json disagrees with results/summary.json")
-        expected = {(r["dataset"], r["model"], r["loss"]): r["mean"] for r in table_rows(summary)}
-        embedded = _TABLE1.search(contents[reports[0]].decode())
-        try:
-            shown = {(r["dataset"], r["model"], r["loss"]): r["mean"] for r in json.loads(embedded.group(1))}
-        except (AttributeError, ValueError, KeyError, TypeError):
-            raise DataError(f"{path}: the report holds no readable Table I") from None
-        if set(shown) != set(expected):
-            raise DataError(f"{path}: the report's Table I lists other runs than the results")
-        for key, mean in expected.items():
-            if (mean is None) != (shown[key] is None) or (mean is not None and abs(shown[key] - mean) > 1e-9 * max(1, abs(mean))):
-                raise DataError(f"{path}: Table I shows {'diverged' if shown[key] is None else shown[key]} for "
-                                f"{'/'.join(key)}, the results give {mean}")  # fmt: skip
     return len(listed)
+
+
+class _Cells(HTMLParser):
+    """Table I's measured cells as a reader sees them: {(dataset, model, loss): text}."""
+
+    def __init__(self):
+        super().__init__()
+        self.cells, self._table, self._row, self._cell = {}, None, None, None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "table":
+            self._table = attrs.get("id")
+        elif self._table == "table1" and tag == "tr" and "data-loss" in attrs:
+            self._row = (attrs["data-dataset"], attrs["data-model"])
+        elif self._table == "table1" and tag == "td" and "data-form" in attrs:
+            self._cell = (*self._row, attrs["data-loss"])
+            self.cells[self._cell] = ""
+
+    def handle_endtag(self, tag):
+        if tag == "td":
+            self._cell = None
+        elif tag == "table":
+            self._table = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self.cells[self._cell] += data
+
+
+def _check_table1(path, contents):
+    """The report's Table I, its JSON and the cells a reader sees, against the runs."""
+    reports = [name for name in contents if name.endswith(".html")]
+    if not reports or "results/summary.json" not in contents:
+        return
+    summary = json.loads(contents["results/summary.json"])["runs"]
+    for run in summary:  # the summary must agree with the per-run files it was built from
+        metrics = json.loads(contents[f"{run['run_dir']}/metrics.json"])
+        if metrics.get("test_accuracy") != run.get("test_accuracy"):
+            raise DataError(f"{path}: {run['run_dir']}/metrics.json disagrees with results/summary.json")
+    expected = {(r["dataset"], r["model"], r["loss"]): r["mean"] for r in table_rows(summary)}
+    html = contents[reports[0]].decode()
+    try:
+        shown = {(r["dataset"], r["model"], r["loss"]): r["mean"] for r in json.loads(_TABLE1.search(html).group(1))}
+    except (AttributeError, ValueError, KeyError, TypeError):
+        raise DataError(f"{path}: the report holds no readable Table I") from None
+    if set(shown) != set(expected):
+        raise DataError(f"{path}: the report's Table I lists other runs than the results")
+    cells = _Cells()
+    cells.feed(html)
+    for key, mean in expected.items():
+        if (mean is None) != (shown[key] is None) or (mean is not None and abs(shown[key] - mean) > 1e-9 * max(1, abs(mean))):
+            raise DataError(f"{path}: Table I's data shows {'no result' if shown[key] is None else shown[key]} for "
+                            f"{'/'.join(key)}, the results give {mean}")  # fmt: skip
+        seen = cells.cells.get(key, "").split()
+        if mean is not None and (not seen or seen[0] != f"{mean:.2f}"):
+            raise DataError(f"{path}: Table I shows {' '.join(seen[:1]) or 'nothing'} for {'/'.join(key)}, "
+                            f"the results give {mean:.2f}")  # fmt: skip
+
+
+def verify(path):
+    """Check every member against the MANIFEST and Table I against the runs;
+    returns the number of members checked. Raises DataError naming the problem."""
+    path = Path(path)
+    contents = _read(path)
+    count = _check_manifest(path, contents)
+    _check_table1(path, contents)
+    return count

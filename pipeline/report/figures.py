@@ -54,39 +54,87 @@ def _mean_curve(histories, key):
     return [row["epoch"] for row in histories[0][:length]], np.mean(values, axis=0)
 
 
-def learning_curves(runs, dataset, model):
-    """Figures 1-2 of the paper: train/test loss and accuracy per epoch, one line
-    per loss (mean over seeds; diverged runs end where they diverged)."""
-    import matplotlib.pyplot as plt
+# A loss whose curve leaves [-RUNAWAY, RUNAWAY] (the exact NLLR, unbounded
+# below) gets its own panel on a symmetric-log axis: on one axis with the
+# bounded losses it would flatten them into a line at zero.
+RUNAWAY = 100.0
+
+
+def _curves(by_loss, key, kind):
+    """{loss: (epochs, mean values)} for one panel: the running means where the
+    training set had no full pass every epoch, else `key` itself."""
+    column = key.replace("train_", "running_") if kind == "running" else key
+    return {loss: _mean_curve(histories, column) for loss, histories in by_loss.items()}
+
+
+def _runaway(curves):
+    return {loss for loss, (_, values) in curves.items() if np.nanmax(np.abs(values), initial=0) > RUNAWAY}
+
+
+def _draw(ax, curves, style, by_loss=None, key=None):
+    """One line per loss; with `key`, the full passes over the training set as dots."""
+    for loss, (epochs, values) in curves.items():
+        ax.plot(epochs, values, marker="o" if len(epochs) < 15 else None, label=loss, **style[loss])
+        if key is not None:
+            dots_epochs, dots = _mean_curve(by_loss[loss], key)
+            ax.plot(dots_epochs, dots, linestyle="none", marker="o", markersize=4, color=style[loss]["color"])
+
+
+def _epoch_axis(ax, last_epoch):
+    """Whole epochs on the x axis; a run of one epoch still gets an axis of epochs."""
     from matplotlib.ticker import MaxNLocator
 
-    fig, axes = plt.subplots(2, 2, figsize=(11, 6.5), sharex=True, layout="constrained")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+    if last_epoch <= 2:
+        ax.set_xlim(0.5, last_epoch + 0.5)
+        ax.set_xticks(range(1, last_epoch + 1))
+
+
+def learning_curves(runs, dataset, model):
+    """Figures 1-2 of the paper: train/test loss and accuracy per epoch, one line
+    per loss (mean over seeds; diverged runs end where they diverged). Losses
+    that run away (beyond RUNAWAY) are drawn in a third column of their own."""
+    import matplotlib.pyplot as plt
+
     by_loss = defaultdict(list)
     for run in runs:
         if run["dataset"] == dataset and run["model"] == model and run["history"]:
             by_loss[run["loss"]].append(run["history"])
+    by_loss = {loss: by_loss[loss] for loss in sorted(by_loss, key=loss_order)}
     histories = [h for group in by_loss.values() for h in group]
-    panels = [("train_loss", *_train_panel(histories, "train_loss")), ("test_loss", "full", "test loss"),
-              ("train_accuracy", *_train_panel(histories, "train_accuracy")), ("test_accuracy", "full", "test accuracy")]
     families = sorted({EXACT_OF.get(loss, loss) for loss in by_loss}, key=loss_order)
     colours = {family: f"C{i}" for i, family in enumerate(families)}  # one colour per loss; Keras form dashed
-    for ax, (key, kind, title) in zip(axes.flat, panels):
-        for loss in sorted(by_loss, key=loss_order):
-            style = {"color": colours[EXACT_OF.get(loss, loss)], "linestyle": "--" if loss in EXACT_OF else "-"}
-            epochs, values = _mean_curve(by_loss[loss], key.replace("train_", "running_") if kind == "running" else key)
-            ax.plot(epochs, values, marker="o" if len(epochs) < 15 else None, label=loss, **style)
-            if kind == "running":
-                epochs, values = _mean_curve(by_loss[loss], key)
-                ax.plot(epochs, values, linestyle="none", marker="o", markersize=4, color=style["color"])
-        ax.set_title(title, fontsize=9 if kind == "running" else None)
-        if key.endswith("loss"):
-            _symlog(ax)  # NLLR is unbounded below: its loss runs to large negative values
+    style = {loss: {"color": colours[EXACT_OF.get(loss, loss)], "linestyle": "--" if loss in EXACT_OF else "-"}
+             for loss in by_loss}  # fmt: skip
+    train_kind, train_title = _train_panel(histories, "train_loss")
+    losses = {"train": _curves(by_loss, "train_loss", train_kind), "test": _curves(by_loss, "test_loss", "full")}
+    runaway = _runaway(losses["train"]) | _runaway(losses["test"])
+    columns = 3 if runaway else 2
+    fig, axes = plt.subplots(2, columns, figsize=(5.5 * columns, 6.5), sharex=True, layout="constrained", squeeze=False)
+    for col, (split, title) in enumerate((("train", train_title), ("test", "test loss"))):
+        _draw(axes[0, col], {l: c for l, c in losses[split].items() if l not in runaway}, style, by_loss,
+              "train_loss" if split == "train" and train_kind == "running" else None)  # fmt: skip
+        axes[0, col].set_title(title, fontsize=9 if split == "train" and train_kind == "running" else None)
+        if runaway:
+            _draw(axes[0, 2] if split == "train" else axes[1, 2],
+                  {l: c for l, c in losses[split].items() if l in runaway}, style)  # fmt: skip
+    for col, key in enumerate(("train_accuracy", "test_accuracy")):
+        kind, title = _train_panel(histories, key) if key == "train_accuracy" else ("full", "test accuracy")
+        _draw(axes[1, col], _curves(by_loss, key, kind), style, by_loss, key if kind == "running" else None)
+        axes[1, col].set_title(title, fontsize=9 if kind == "running" else None)
+    if runaway:
+        for row, split in enumerate(("train", "test")):
+            axes[row, 2].set_title(f"{split} loss of {', '.join(sorted(runaway, key=loss_order))} (symmetric log)")
+            _symlog(axes[row, 2])
+    last_epoch = max(len(h) for h in histories)
+    for ax in axes.flat:
         ax.grid(alpha=0.3)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        _epoch_axis(ax, last_epoch)
     for ax in axes[1]:
         ax.set_xlabel("epoch")
     # One legend beside the panels, where no curve runs under it.
-    fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside right upper")
+    handles = {label: handle for ax in axes.flat for handle, label in zip(*ax.get_legend_handles_labels())}
+    fig.legend(handles.values(), handles.keys(), loc="outside right upper")
     fig.suptitle(f"{dataset} / {model}: mean over seeds")
     return png(fig)
 

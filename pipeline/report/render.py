@@ -13,7 +13,16 @@ from . import equal_epochs
 from .aggregate import read_runs
 from .figures import confusion_figure, learning_curves
 from .provenance import provenance
-from .tables import NOT_RESULTS, PAPER_CITATION, TABLE1_JSON_ID, form_findings, form_table, table1_json, table_rows
+from .tables import (
+    NOT_RESULTS,
+    PAPER_CITATION,
+    TABLE1_JSON_ID,
+    form_findings,
+    form_table,
+    interval_text,
+    table1_json,
+    table_rows,
+)
 
 
 def _environment():
@@ -57,7 +66,7 @@ def render(summary_path, data_files, config, out_path, study_paths=(), inputs=No
         paper=PAPER_CITATION, rows=rows, entries=entries, findings=form_findings(entries, runs),
         table1_json=table1_json(rows), table1_json_id=TABLE1_JSON_ID, notes=notes, sections=sections,
         equal_epochs=by_epoch, window=equal_epochs.WINDOW, not_results=[r for r in runs if r["status"] in NOT_RESULTS],
-        n_runs=len(runs), provenance=sources, studies=views,
+        n_runs=len(runs), provenance=sources, studies=views, interval=interval_text,
     )  # fmt: skip
     write_atomic(out_path, lambda out: out.write(html.encode("utf-8")))
     return Path(out_path)

@@ -115,9 +115,9 @@ def _accuracy(row):
     if row["mean"] is None:
         return f"no result (the one run {row['excluded'].split()[1]})" if row["total"] == 1 else \
             f"no result in {row['total']} runs ({row['excluded']})"
-    spread = f" ± {row['half']:.2f}" if row["half"] is not None else ""
-    seeds = f"{row['n']} seeds" if row["n"] != 1 else "one seed"
-    return f"{row['mean']:.2f}{spread} % ({seeds})"
+    if row["half"] is None:
+        return f"{row['mean']:.2f} % (one seed)"
+    return f"{row['mean']:.2f} % {interval_text(row)}"
 
 
 def _keras_minus_exact(exact, keras):
@@ -130,6 +130,29 @@ def _keras_minus_exact(exact, keras):
     if not pairs:
         return None
     return float(np.mean([points for _, points in pairs])), [seed for seed, _ in pairs]
+
+
+def _keras_nllr_sentence(first, keras):
+    """Where NLLR's Keras form's training loss went, against its floor."""
+    when = "the first epoch" if all(row["epoch"] == 1 for row in first) else \
+        "epoch " + "/".join(sorted({f"{row['epoch']:.0f}" for row in first}))
+    start, end, floor = np.mean([row["train_loss"] for row in first]), keras["final_train_loss"], keras["floor"]
+    last = max(row["epoch"] for row in first)
+    moved = (f"went from {start:.2f} after {when} to {end:.2f}" if f"{start:.2f}" != f"{end:.2f}"
+             else f"was {end:.2f} after {when}" + ("" if keras["epochs"] == [last] else " and stayed there"))  # fmt: skip
+    return (f" The Keras form's training loss {moved}, {end - floor:.2f} above its floor of {floor:.2f} "
+            "(where an example's gradient is exactly zero).")
+
+
+def interval_text(row):
+    """A mean's 95 % interval as the report shows it: ± its half-width, or
+    (where that would pass 0 or 100 %) the interval itself, clipped; saying
+    why it is wide when it rests on two or three seeds (t = 12.71, 4.30)."""
+    if row["half"] is None:
+        return "(one seed)"
+    low, high = row["mean"] - row["half"], row["mean"] + row["half"]
+    shown = f"± {row['half']:.2f}" if 0 <= low and high <= 100 else f"95 % interval {max(low, 0):.2f}-{min(high, 100):.2f}"
+    return shown + (f" (t = {T95[row['n'] - 2]:.2f} at {row['n']} seeds)" if row["n"] <= 3 else "")
 
 
 def form_findings(entries, runs):
@@ -165,11 +188,6 @@ def form_findings(entries, runs):
                 first = [next(row for row in r["history"] if row.get("train_loss") is not None) for r in runs
                          if r["status"] == "completed"
                          and (r["dataset"], r["model"], r["loss"]) == (entry["dataset"], entry["model"], "nllr_keras")]  # fmt: skip
-                when = "the first epoch" if all(row["epoch"] == 1 for row in first) else \
-                    "epoch " + "/".join(sorted({f"{row['epoch']:.0f}" for row in first}))
-                text += (f" The Keras form's training loss went from {np.mean([row['train_loss'] for row in first]):.2f} "
-                         f"after {when} to "
-                         f"{keras['final_train_loss']:.2f}, {keras['final_train_loss'] - keras['floor']:.2f} above its "
-                         f"floor of {keras['floor']:.2f} (where an example's gradient is exactly zero).")  # fmt: skip
+                text += _keras_nllr_sentence(first, keras)
         findings.append(text)
     return findings

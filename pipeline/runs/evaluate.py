@@ -62,8 +62,11 @@ def evaluate(run_dir, data_path, out_path):
     result["blas"] = status.get("blas")  # and with which BLAS kernels (pipeline.common.machine.blas_kernel)
     result["commit"] = status.get("commit")  # the code that trained it (pipeline.common.versions.code_commit)
     if status["status"] in ("completed", "collapsed"):  # a model trained to its last epoch
-        apply, params, config = load_model(run_dir)
+        apply, params, config, input_shape = load_model(run_dir)
         images, labels = hdf5.load(data_path, "test")
+        if images.shape[1:] != input_shape:
+            raise SoftlossError(f"{data_path}: its images are {images.shape[1:]}, but {run_dir} was trained on "
+                                f"{input_shape} ({config.data}); pass the dataset it was trained on")  # fmt: skip
         if config.test_size is not None:
             images, labels = images[: config.test_size], labels[: config.test_size]
         logits = predict(apply, params, images)

@@ -40,7 +40,7 @@ def metrics_from_logits(logits, labels, loss_name):
 
 
 def load_model(run_dir):
-    """(apply, params, config) of a run directory's model.npz."""
+    """(apply, params, config, input_shape) of a run directory's model.npz."""
     path = Path(run_dir) / "model.npz"
     try:
         arrays, meta = load_arrays(path, what="model file")
@@ -54,4 +54,4 @@ def load_model(run_dir):
     if [a.shape for a in arrays] != [p.shape for p in tree.leaves(like)]:
         raise SoftlossError(f"{path}: its arrays do not fit the model {config.model} of this code (written by other "
                             f"code?); train the run again: snakemake --cores 1 --force {path}")  # fmt: skip
-    return apply, tree.rebuild(like, arrays), config
+    return apply, tree.rebuild(like, arrays), config, tuple(meta["input_shape"])

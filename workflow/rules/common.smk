@@ -49,6 +49,17 @@ def logged(command):
     return f"({command}) > {{log}} 2>&1 || (tail -n 1 {{log}} >&2; exit 1)"
 
 
+# A profile's `$NAME` reaches the job's submission as it is, for its shell to
+# expand (profiles/slurm reads the partition and account so): unset, a job
+# would ask SLURM for a partition of no name. Say so before any job.
+for _name, _resource in (workflow.resource_settings.default_resources or {}).items():
+    _unset = re.fullmatch(r"\$\{?(\w+)\}?", _resource.raw.strip()) if isinstance(_resource.raw, str) else None
+    if _unset and _unset.group(1) not in os.environ:
+        print(f"config error: default resource {_name} is {_resource.raw}, but the environment variable "
+              f"{_unset.group(1)} is not set: export it, or pass --default-resources {_name}=...", file=sys.stderr)
+        raise SystemExit(1)
+
+
 # ---------------------------------------------------------------- runs
 # Every training run the config asks for, planned in the package
 # (pipeline/plan/jobs.py): run directory under results/ -> Job (its RunConfig and
