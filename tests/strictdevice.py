@@ -12,17 +12,32 @@ where autograd and NumPy-minded code trip over CuPy:
   autograd's boxes); reductions return 0-d arrays, not scalars;
 * its module has CuPy's names for what NumPy cannot dispatch: creation
   (`zeros`, `asarray`, ...), `asnumpy`, `lib.stride_tricks.as_strided` and
-  `random.default_rng` (with CuPy's `dtype=` argument).
+  `random.default_rng` (with CuPy's `dtype=` argument);
+* and nothing CuPy lacks: a module function or constant, an array attribute
+  or method, a ufunc method, a random generator's method, or a NumPy function
+  dispatched to it, that CuPy as published does not have (its names are in
+  tests/cupy_names.json, read from the real package by tests/cupy_names.py)
+  is refused as CuPy refuses it.
 
 Code that computes right on it holds no NumPy-only path; what it cannot show
 is CuPy's own kernels, which only a GPU run tests (tests/test_backend.py).
 """
 from __future__ import annotations
 
+import json
 import numbers
 import types
+from pathlib import Path
 
 import numpy as np
+
+CUPY = {key: set(names) if isinstance(names, list) else names
+        for key, names in json.loads(Path(__file__).with_name("cupy_names.json").read_text()).items()}  # fmt: skip
+
+
+def _cupy_has(namespace, name):
+    if name not in CUPY[namespace]:
+        raise AttributeError(f"strictdevice: {namespace} has no attribute {name!r} (CuPy {CUPY['version']})")
 
 
 def _wrap(value):
@@ -68,6 +83,9 @@ class ndarray(np.lib.mixins.NDArrayOperatorsMixin):  # noqa: N801 (CuPy's name)
         return self._array.copy()
 
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        _cupy_has("cupy", ufunc.__name__)
+        if method != "__call__":
+            _cupy_has("cupy.ufunc", method)
         out = kwargs.get("out", ())
         if method == "at":  # ufunc.at(a, indices, b): indices are checked like an index
             a, index, *rest = inputs
@@ -85,6 +103,9 @@ class ndarray(np.lib.mixins.NDArrayOperatorsMixin):  # noqa: N801 (CuPy's name)
     def __array_function__(self, func, types_, args, kwargs):
         if not all(issubclass(t, ndarray) for t in types_):
             return NotImplemented
+        namespace = {"numpy": "cupy", "numpy.linalg": "cupy.linalg"}.get(func.__module__)
+        if namespace is None or func.__name__ not in CUPY[namespace]:
+            return NotImplemented  # CuPy dispatches a NumPy function only to its own of the same name
         return _wrap(func(*_unwrap(args), **_unwrap(kwargs)))
 
     shape = property(lambda self: self._array.shape)
@@ -120,6 +141,7 @@ class ndarray(np.lib.mixins.NDArrayOperatorsMixin):  # noqa: N801 (CuPy's name)
     def __getattr__(self, name):  # array methods: reshape, sum, astype, argmax, ...
         if name.startswith("__"):  # no __array_interface__ & co: NumPy must not see the data
             raise AttributeError(name)
+        _cupy_has("cupy.ndarray", name)
         attribute = getattr(self._array, name)
         if not callable(attribute):
             return _wrap(attribute)
@@ -155,8 +177,13 @@ class _Generator:
     def random(self, size=None, dtype=np.float64):
         return ndarray(np.asarray(self._rng.random(size, dtype=dtype)))
 
+    def __getattr__(self, name):
+        _cupy_has("cupy.random.Generator", name)
+        raise AttributeError(f"strictdevice: the stand-in's Generator does not draw {name!r} yet")
 
-def __getattr__(name):  # ufuncs, dispatching functions, dtypes, constants: NumPy's own
+
+def __getattr__(name):  # ufuncs, dispatching functions, dtypes, constants: NumPy's own, where CuPy has them
+    _cupy_has("cupy", name)
     return getattr(np, name)
 
 

@@ -16,11 +16,13 @@ on them. `enable(xp)` fixes the rest, once per array type:
   std), `dot` (as the tensordot it is), `where`, indexing (`untake`),
   `concatenate` and the ones tensor of the `einsum` VJP.
 
-Each replacement computes the same gradient as autograd's own on NumPy arrays
-(tests/test_backend.py checks them against finite differences and across
-backends). Three are also fixes for NumPy: the mean's count is a Python int,
-and `where`'s zeros and einsum's ones take the operand's dtype, so float32
-gradients no longer turn float64 there.
+Each replacement serves device arrays only: on NumPy arrays autograd's own
+VJP runs, so a process that enabled a device keeps every derivative autograd
+has, forward mode (JVPs) and higher orders included (CI runs autograd's own
+test suite with the replacements installed). On the device they compute the
+gradient autograd computes on NumPy (tests/test_backend.py checks them against
+finite differences and across backends), keeping float32: the mean's count is
+a Python int, and `where`'s zeros and einsum's ones take the operand's dtype.
 
 Not patched: `autograd.scipy.special.logsumexp` wraps SciPy's NumPy-only
 function; softloss has its own logsumexp primitive (`pipeline.core.primitives`).
@@ -32,9 +34,9 @@ import math
 
 import autograd.numpy as anp
 import numpy as onp
-from autograd.core import SparseObject, VSpace
-from autograd.extend import defvjp, defvjp_argnum, primitive
-from autograd.numpy import numpy_vjps, numpy_wrapper
+from autograd.core import SparseObject, VSpace, primitive_vjps
+from autograd.extend import defjvp, defjvp_argnum, defvjp, defvjp_argnum, defvjp_argnums, primitive
+from autograd.numpy import numpy_jvps, numpy_vjps, numpy_wrapper
 from autograd.numpy.numpy_boxes import ArrayBox
 from autograd.numpy.numpy_vspaces import ArrayVSpace
 from autograd.tracer import getval
@@ -145,6 +147,7 @@ def _untake(x, index, vs):
 
 
 defvjp(_untake, lambda ans, x, index, _: lambda g: g[index])
+defjvp(_untake, "same")  # linear in x: forward mode (Hessian-vector products) as autograd has it
 
 
 @primitive
@@ -154,6 +157,7 @@ def _concatenate_args(axis, *args):
 
 
 defvjp_argnum(_concatenate_args, numpy_vjps.grad_concatenate_args)
+defjvp_argnum(_concatenate_args, numpy_jvps.fwd_grad_concatenate_args)
 
 
 def _grad_einsum(argnum, ans, operands, kwargs):
@@ -187,21 +191,40 @@ def _grad_einsum(argnum, ans, operands, kwargs):
     return lambda g: numpy_vjps.unbroadcast(vjp(g), meta)
 
 
+def _on_device(values):
+    return any(module_of(value) is not onp for value in values)
+
+
+def _for_devices(fun, *device_vjpmakers, argnum=False):
+    """Give `fun` the VJPs `device_vjpmakers` (as autograd's defvjp takes them,
+    or one defvjp_argnum maker with `argnum`) for device arrays, keeping
+    autograd's own for NumPy arrays."""
+    numpy_vjps_of_fun = primitive_vjps[fun]
+    (defvjp_argnum if argnum else defvjp)(fun, *device_vjpmakers)
+    device_vjps = primitive_vjps[fun]
+
+    def vjp_argnums(argnums, ans, args, kwargs):
+        chosen = device_vjps if _on_device(args) else numpy_vjps_of_fun
+        return chosen(argnums, ans, args, kwargs)
+
+    defvjp_argnums(fun, vjp_argnums)
+
+
 def _install_vjps():
     global _PATCHED
     if _PATCHED:
         return
-    numpy_vjps.repeat_to_match_shape = _repeat_to_match_shape
-    defvjp(anp.dot, _dot_vjp(0), _dot_vjp(1))
-    defvjp(
-        _WHERE,
-        None,
-        lambda ans, c, x=None, y=None: lambda g: anp.where(c, g, 0),
-        lambda ans, c, x=None, y=None: lambda g: anp.where(c, 0, g),
-    )
-    numpy_vjps.untake = _untake
-    numpy_wrapper.concatenate_args = anp.concatenate_args = _concatenate_args
-    defvjp_argnum(anp.einsum, _grad_einsum)
+    repeat, untake, concatenate_args = (numpy_vjps.repeat_to_match_shape, numpy_vjps.untake,
+                                        numpy_wrapper.concatenate_args)  # fmt: skip
+    numpy_vjps.repeat_to_match_shape = lambda g, *args: (
+        _repeat_to_match_shape if _on_device([g]) else repeat)(g, *args)  # fmt: skip
+    numpy_vjps.untake = lambda x, index, vs: (_untake if _on_device([x]) else untake)(x, index, vs)
+    numpy_wrapper.concatenate_args = anp.concatenate_args = lambda axis, *args: (
+        _concatenate_args if _on_device(args) else concatenate_args)(axis, *args)  # fmt: skip
+    _for_devices(anp.dot, _dot_vjp(0), _dot_vjp(1))
+    _for_devices(_WHERE, None, lambda ans, c, x=None, y=None: lambda g: anp.where(c, g, 0),
+                 lambda ans, c, x=None, y=None: lambda g: anp.where(c, 0, g))  # fmt: skip
+    _for_devices(anp.einsum, _grad_einsum, argnum=True)
     _PATCHED = True
 
 
