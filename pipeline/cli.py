@@ -80,7 +80,7 @@ def _prepare(args):
 RUN_FLAGS = ("model", "loss", "optimizer", "epochs", "batch_size", "seed")  # required without --run-config
 # Flags that describe the run too, so --run-config refuses them (defaults: None or empty).
 OPTIONAL_RUN_FLAGS = ("lr", "hyper", "model_option", "train_size", "test_size", "augment", "train_eval_every",
-                      "feedback_fraction")
+                      "feedback_fraction", "loss_option", "loss_file")
 
 
 def _terminated(signum, frame):
@@ -89,10 +89,35 @@ def _terminated(signum, frame):
     raise KeyboardInterrupt("terminated by SIGTERM")
 
 
+def _run_config_from_flags(args):
+    """The RunConfig the train command's flags describe."""
+    from .runs import user_loss
+    from .runs.config import RunConfig, parse_hyperparameter
+
+    missing = [f"--{name.replace('_', '-')}" for name in ("data", *RUN_FLAGS) if getattr(args, name) is None]
+    if missing:
+        raise SoftlossError(f"train needs {', '.join(missing)} (or --run-config FILE)")
+    hyper = dict(parse_hyperparameter(h) for h in args.hyper)
+    if args.lr is not None:
+        hyper["lr"] = args.lr
+    options = dict(parse_hyperparameter(h, kind="model option") for h in args.model_option)
+    options = {k: int(v) if isinstance(v, float) and v.is_integer() else v for k, v in options.items()}
+    return RunConfig(
+        data=str(args.data), model=args.model, loss=args.loss, optimizer=args.optimizer, epochs=args.epochs,
+        batch_size=args.batch_size, seed=args.seed, hyperparameters=hyper, model_options=options,
+        train_size=args.train_size, test_size=args.test_size, augment=args.augment,
+        train_eval_every=args.train_eval_every or 1, feedback=None if args.feedback_fraction is None else {
+            "fraction": args.feedback_fraction, "wrong_label": args.feedback_label,
+            "treatment": args.feedback_treatment},
+        loss_options=dict(parse_hyperparameter(h, kind="loss option") for h in args.loss_option),
+        loss_source=user_loss.source(args.loss_file, args.loss) if args.loss_file else None,
+    )  # fmt: skip
+
+
 def _train(args):
     import signal
 
-    from .runs.config import RunConfig, parse_hyperparameter
+    from .runs.config import RunConfig
     from .runs.train import run
 
     signal.signal(signal.SIGTERM, _terminated)
@@ -103,22 +128,7 @@ def _train(args):
             raise SoftlossError(f"--run-config holds the whole run: drop {', '.join(given)}")
         config = RunConfig.read(args.run_config)
     else:
-        missing = [f"--{name.replace('_', '-')}" for name in ("data", *RUN_FLAGS) if getattr(args, name) is None]
-        if missing:
-            raise SoftlossError(f"train needs {', '.join(missing)} (or --run-config FILE)")
-        hyper = dict(parse_hyperparameter(h) for h in args.hyper)
-        if args.lr is not None:
-            hyper["lr"] = args.lr
-        options = dict(parse_hyperparameter(h, kind="model option") for h in args.model_option)
-        options = {k: int(v) if isinstance(v, float) and v.is_integer() else v for k, v in options.items()}
-        config = RunConfig(
-            data=str(args.data), model=args.model, loss=args.loss, optimizer=args.optimizer, epochs=args.epochs,
-            batch_size=args.batch_size, seed=args.seed, hyperparameters=hyper, model_options=options,
-            train_size=args.train_size, test_size=args.test_size, augment=args.augment,
-            train_eval_every=args.train_eval_every or 1, feedback=None if args.feedback_fraction is None else {
-                "fraction": args.feedback_fraction, "wrong_label": args.feedback_label,
-                "treatment": args.feedback_treatment},
-        )  # fmt: skip
+        config = _run_config_from_flags(args)
     if args.data is not None and args.run_config:
         config = dataclasses.replace(config, data=str(args.data))
     status = run(config, args.out, quiet=args.quiet, backend=args.backend, force=args.force)
@@ -255,6 +265,10 @@ def _run_commands(commands, names):
     train.add_argument("--data", type=Path, help="prepared HDF5 dataset")
     train.add_argument("--model", help=names(MODELS))
     train.add_argument("--loss", help=names(LOSSES))
+    train.add_argument("--loss-option", action="append", default=[], metavar="KEY=VALUE",
+                       help="a loss option, e.g. gamma=2 for focal (repeatable)")
+    train.add_argument("--loss-file", type=Path, default=None, metavar="PY",
+                       help="a loss of your own: the function --loss names in this Python file")
     train.add_argument("--optimizer", help=names(OPTIMIZERS))
     train.add_argument("--lr", type=float, default=None, help="learning rate (default: the optimizer's)")
     train.add_argument("--hyper", action="append", default=[], metavar="KEY=VALUE",

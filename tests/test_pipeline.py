@@ -445,3 +445,56 @@ def test_the_slurm_profile_without_its_partition_stops_before_any_job(tmp_path):
                              "-n", "reports/summary.html"], capture_output=True, text=True, timeout=120, env=env)  # fmt: skip
     assert result.returncode != 0
     assert "the environment variable SOFTLOSS_SLURM_PARTITION is not set" in result.stderr
+
+
+USER_LOSS = '''"""A loss of one's own: Poly-2."""
+import autograd.numpy as np
+
+
+def poly2(logits, labels, eps=1.0):
+    z = logits - np.max(logits, axis=1, keepdims=True)
+    log_p = z - np.log(np.sum(np.exp(z), axis=1, keepdims=True))
+    log_p_c = log_p[np.arange(len(labels)), labels]
+    return np.mean(-log_p_c + eps * (1 - np.exp(log_p_c)) ** 2)
+'''
+
+
+def _user_loss_workdir(path, loss_text):
+    config = TINY.replace("losses: {ce: {}, nllr: {lr: 0.05}}", "losses: {ce: {}, poly2: {options: {eps: 2.0}}}")
+    workdir = _workdir(path, config + "user_losses:\n  poly2: {file: poly2.py}\n")
+    (workdir / "poly2.py").write_text(loss_text)
+    return workdir
+
+
+def test_a_loss_of_ones_own_runs_beside_the_built_in_ones(tmp_path):
+    """No change to the package: a file and two config lines. Editing what the
+    function does reruns its runs alone; a comment reruns nothing."""
+    workdir = _user_loss_workdir(tmp_path, USER_LOSS)
+    result = snakemake(workdir, "--cores", "2", "reports/summary.html")
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = json.loads((workdir / "results" / "summary.json").read_text())["runs"]
+    assert sorted((r["loss"], r["status"]) for r in runs) == [("ce", "completed")] * 2 + [("poly2", "completed")] * 2
+    assert all(r["config"]["loss_options"] == {"eps": 2.0} for r in runs if r["loss"] == "poly2")
+    assert 'data-loss="poly2"' in (workdir / "reports" / "summary.html").read_text()
+    (workdir / "poly2.py").write_text(USER_LOSS + "# a note\n")
+    assert "Nothing to be done" in snakemake(workdir, "-n", "reports/summary.html").stdout
+    (workdir / "poly2.py").write_text(USER_LOSS.replace("** 2", "** 3"))
+    changed = snakemake(workdir, "-n", "reports/summary.html")
+    assert _jobs(changed.stdout) == {"train": 2, "aggregate": 1, "report": 1}
+    assert all("/poly2/" in w for w in re.findall(r"rule train:.*?wildcards: ([^\n]+)", changed.stdout, re.S))
+
+
+@pytest.mark.parametrize("broken, message", [
+    (USER_LOSS.replace("return np.mean(", "return ("), "returns shape (16,), not a scalar"),
+    (USER_LOSS.replace("np.mean(", "np.log(-1.0) + np.mean("), "returns nan on a probe batch"),
+    (USER_LOSS.replace("def poly2(", "def poly(2"), "poly2.py: not Python (invalid decimal literal, line 5)"),
+    (USER_LOSS.replace("import autograd.numpy as np", "import autograd.numpy as np\nimport no_such_module"),
+     "poly2.py: cannot import it (ModuleNotFoundError"),
+    (USER_LOSS.replace("def poly2(", "def poly3("), "poly2.py: defines no function 'poly2'"),
+])  # fmt: skip
+def test_a_broken_loss_of_ones_own_is_one_line_before_any_job(tmp_path, broken, message):
+    workdir = _user_loss_workdir(tmp_path, broken)
+    result = snakemake(workdir, "-n", "reports/summary.html")
+    errors = [line for line in result.stderr.splitlines() if line.startswith("config error:")]
+    assert result.returncode != 0 and len(errors) == 1 and message in errors[0] and "poly2.py" in errors[0], errors
+    assert "Traceback" not in result.stderr

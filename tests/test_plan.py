@@ -83,7 +83,8 @@ def test_run_config_round_trips_through_json_with_its_types():
 
 
 @pytest.mark.parametrize("bad,message", [
-    ({"fraction": 1.0, "wrong_label": "random", "treatment": "drop"}, "fraction must be in"),
+    ({"fraction": 1.5, "wrong_label": "random", "treatment": "complement"}, "fraction must be in \\[0, 1\\]"),
+    ({"fraction": 1.0, "wrong_label": "random", "treatment": "drop"}, "leaves no example to train on"),
     ({"fraction": 0.5, "wrong_label": "oracle", "treatment": "drop"}, "wrong_label must be one of random, model"),
     ({"fraction": 0.5, "wrong_label": "random", "treatment": "ignore"}, "treatment must be one of"),
     ({"fraction": 0.5}, "needs fraction, wrong_label and treatment"),

@@ -74,14 +74,19 @@ def _what_it_does(relative):
     """The bytes that stand for a file's behaviour: for Python, its syntax tree
     without docstrings (comments and layout are not in it), so that a comment
     or a reflowed line reruns nothing; for anything else (templates), the file."""
-    path = PACKAGE / relative
-    stat = path.stat()
+    return behaviour(PACKAGE / relative)
+
+
+def behaviour(path):
+    """What the file at `path` does, as `_what_it_does` reads a package file:
+    for Python, its syntax tree without docstrings."""
+    stat = Path(path).stat()
     return _behaviour(str(path), stat.st_mtime_ns, stat.st_size)
 
 
 @lru_cache(maxsize=None)
 def _behaviour(path, mtime_ns, size):
-    """`_what_it_does` of the file at `path` as it is at (mtime_ns, size)."""
+    """`behaviour` of the file at `path` as it is at (mtime_ns, size)."""
     path = Path(path)
     if path.suffix != ".py":
         return path.read_bytes()

@@ -13,6 +13,8 @@ from pathlib import Path
 
 from ..common.errors import SoftlossError
 from ..datasets.registry import REGISTRY
+from ..core.losses import LOSSES
+from ..runs import user_loss
 from ..runs.config import RunConfig
 
 DEFAULT_MEM_MB, DEFAULT_RUNTIME = 2000, 60
@@ -32,7 +34,8 @@ class Job:
         return self.run.data.removeprefix("data/").removesuffix(".h5")
 
 
-def job(study, entry, backend, *, loss="ce", seed, epochs=None, hyperparameters=None, feedback=None):
+def job(study, entry, backend, *, loss="ce", seed, epochs=None, hyperparameters=None, feedback=None,
+        loss_options=None, loss_source=None):  # fmt: skip
     """The Job of one run of a config `entry` (an experiment, or a study's block)."""
     # GPU jobs (gpu: true) hold a GPU and compute with the configured backend;
     # every other job computes with NumPy on its CPU cores.
@@ -43,10 +46,21 @@ def job(study, entry, backend, *, loss="ce", seed, epochs=None, hyperparameters=
         hyperparameters=dict(entry.get("hyperparameters", {}) if hyperparameters is None else hyperparameters),
         model_options=dict(entry.get("model_options") or {}), train_size=entry.get("train_size"),
         test_size=entry.get("test_size"), augment=entry.get("augment", False),
-        train_eval_every=entry.get("train_eval_every", 1), feedback=feedback,
+        train_eval_every=entry.get("train_eval_every", 1), feedback=feedback, loss_options=dict(loss_options or {}),
+        loss_source=loss_source,
     )  # fmt: skip
     return Job(study, run, backend if on_gpu else "numpy", on_gpu, entry.get("mem_mb", DEFAULT_MEM_MB),
                entry.get("runtime", DEFAULT_RUNTIME))  # fmt: skip
+
+
+def _user_loss(config, loss):
+    """The loss_source of a loss declared under `user_losses:`, or None for a built-in one."""
+    declared = (config.get("user_losses") or {}).get(loss)
+    if declared is None:
+        return None
+    if loss in LOSSES:
+        raise SoftlossError(f"user_losses/{loss}: {loss} is a built-in loss; declare your own under another name")
+    return user_loss.source(declared["file"], declared.get("function", loss))
 
 
 def _main(config, backend):
@@ -54,10 +68,11 @@ def _main(config, backend):
         for loss, override in entry["losses"].items():
             override = dict(override or {})
             epochs = override.pop("epochs", entry["epochs"])
+            options, source = override.pop("options", {}), _user_loss(config, loss)
             for seed in entry["seeds"]:
                 yield f"{entry['dataset']}/{entry['model']}/{loss}/seed{seed}", job(
-                    "main", entry, backend, loss=loss, seed=seed, epochs=epochs,
-                    hyperparameters={**entry.get("hyperparameters", {}), **override})  # fmt: skip
+                    "main", entry, backend, loss=loss, seed=seed, epochs=epochs, loss_options=options,
+                    loss_source=source, hyperparameters={**entry.get("hyperparameters", {}), **override})  # fmt: skip
 
 
 def plan(config, studies):

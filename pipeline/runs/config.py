@@ -2,6 +2,7 @@
 pipeline writes it to a run directory's run.json), and its fingerprint."""
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -10,8 +11,20 @@ from pathlib import Path
 
 from ..common.errors import SoftlossError
 from ..core import models, optim
-from ..core.losses import LOSSES
-from . import feedback
+from ..core import losses
+from . import feedback, user_loss
+
+
+@functools.lru_cache(maxsize=None)
+def _probed(key):
+    """`user_loss.problem` of the user loss `key` names ([name, source, options] as JSON)."""
+    name, source, options = json.loads(key)
+    try:
+        loss = user_loss.load(source)
+    except SoftlossError as error:
+        return str(error)
+    loss = functools.partial(loss, **options) if options else loss
+    return user_loss.problem(loss, f"{source['file']}: loss {name!r}")
 
 
 @dataclass(frozen=True)
@@ -34,6 +47,9 @@ class RunConfig:
     train_eval_every: int = 1
     # Negative-feedback study (pipeline.runs.feedback); a dict of its fields is taken too.
     feedback: feedback.Feedback | None = None
+    loss_options: dict = field(default_factory=dict)  # the loss's settings (eps, gamma, ...)
+    # A loss of one's own (pipeline.runs.user_loss.source): {file, function, digest}.
+    loss_source: dict | None = None
 
     def __post_init__(self):
         if isinstance(self.feedback, dict):
@@ -66,9 +82,22 @@ class RunConfig:
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise SoftlossError(f"{name} must be >= 1, got {getattr(self, name)}")
 
+    def build_loss(self):
+        """This run's loss as a function of (logits, labels), its options bound."""
+        if self.loss_source is None:
+            return losses.build(self.loss, **self.loss_options)
+        loss = user_loss.load(self.loss_source)
+        return functools.partial(loss, **self.loss_options) if self.loss_options else loss
+
     def _check_loss(self):
-        if self.loss not in LOSSES:
-            raise SoftlossError(f"unknown loss {self.loss!r}; choose one of {sorted(LOSSES)}")
+        if self.loss_source is None and self.loss not in losses.LOSSES:
+            raise SoftlossError(f"unknown loss {self.loss!r}; choose one of {', '.join(losses.LOSSES)}, or declare "
+                                "your own under user_losses:")  # fmt: skip
+        if self.loss_source is not None:  # a loss of one's own: tried on a probe batch, once per file and options
+            if trouble := _probed(json.dumps([self.loss, self.loss_source, self.loss_options], sort_keys=True)):
+                raise SoftlossError(trouble)
+        else:
+            self.build_loss()  # an unknown option is refused here
         if self.feedback is not None and self.loss != "ce":
             raise SoftlossError("feedback runs train the examples with known labels with ce: use --loss ce")
 

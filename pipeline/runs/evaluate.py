@@ -9,7 +9,7 @@ import numpy as np
 
 from ..common.errors import SoftlossError
 from ..common.files import write_json
-from ..core.losses import LOSSES
+from ..core.losses import ce
 from ..datasets import hdf5
 from .inference import load_model, metrics_from_logits, predict
 
@@ -32,16 +32,16 @@ def expected_calibration_error(probs, labels, bins=15):
     return float(ece)
 
 
-def metrics(logits, labels, loss_name, n_classes):
+def metrics(logits, labels, loss_fn, n_classes):
     labels = labels.astype(np.int64)
     predicted = logits.argmax(axis=1)
     confusion = np.bincount(labels * n_classes + predicted, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
     per_class = confusion.diagonal() / np.maximum(confusion.sum(axis=1), 1)
-    summary = metrics_from_logits(logits, labels, loss_name)
+    summary = metrics_from_logits(logits, labels, loss_fn)
     return {
         "test_accuracy": summary["accuracy"],
         "test_loss": summary["loss"],
-        "test_cross_entropy": float(LOSSES["ce"](logits, labels)),
+        "test_cross_entropy": float(ce(logits, labels)),
         "per_class_accuracy": per_class.tolist(),
         "confusion_matrix": confusion.tolist(),
         "ece": expected_calibration_error(softmax(logits.astype(np.float64)), labels),
@@ -70,6 +70,6 @@ def evaluate(run_dir, data_path, out_path):
         if config.test_size is not None:
             images, labels = images[: config.test_size], labels[: config.test_size]
         logits = predict(apply, params, images)
-        result.update(metrics(logits, labels, config.loss, logits.shape[1]))
+        result.update(metrics(logits, labels, config.build_loss(), logits.shape[1]))
     write_json(out_path, result)
     return result

@@ -21,26 +21,30 @@ import numpy as np
 from ..common.errors import SoftlossError
 from ..core import models, optim
 from ..core.autodiff import value_and_grad
+from ..common.lossnames import NEGATIVE_LOSSES
 from ..core.losses import ce
 from ..datasets.batches import batches
 
 WRONG_LABELS = ("random", "model")
-TREATMENTS = ("drop", "complement", "negated_ce")
+TREATMENTS = ("drop", *NEGATIVE_LOSSES)  # drop the examples, or train them with a wrong-label loss
 
 
 @dataclass(frozen=True)
 class Feedback:
-    """A run's negative feedback: a `fraction` q in [0, 1) of the training
+    """A run's negative feedback: a `fraction` q in [0, 1] of the training
     examples keeps only a wrong label chosen by `wrong_label`, and is trained
-    by `treatment`. Checked here, once, when it is made."""
+    by `treatment` (at q = 1, with nothing left to drop, not by dropping).
+    Checked here, once, when it is made."""
 
     fraction: float
     wrong_label: str = "random"
     treatment: str = "complement"
 
     def __post_init__(self):
-        if not 0 <= self.fraction < 1:
-            raise SoftlossError(f"feedback fraction must be in [0, 1), got {self.fraction}")
+        if not 0 <= self.fraction <= 1:
+            raise SoftlossError(f"feedback fraction must be in [0, 1], got {self.fraction}")
+        if self.fraction == 1 and self.treatment == "drop":
+            raise SoftlossError("feedback fraction 1 with treatment drop leaves no example to train on")
         if self.wrong_label not in WRONG_LABELS:
             raise SoftlossError(f"feedback wrong_label must be one of {', '.join(WRONG_LABELS)}, got {self.wrong_label!r}")
         if self.treatment not in TREATMENTS:

@@ -9,7 +9,6 @@ import numpy as np
 from ..common.errors import SoftlossError
 from ..core import tree
 from ..core.backend import NUMPY
-from ..core.losses import LOSSES
 from .config import RunConfig
 from .rundir import UnreadableFile, load_arrays
 
@@ -33,8 +32,9 @@ def predict(apply, params, images, batch_size=None, backend=NUMPY):
     return np.concatenate(out)
 
 
-def metrics_from_logits(logits, labels, loss_name):
-    loss = float(LOSSES[loss_name](logits, labels.astype(np.int64)))
+def metrics_from_logits(logits, labels, loss_fn):
+    """{loss, accuracy, error} of `logits` for `labels`, the loss by `loss_fn` (RunConfig.build_loss)."""
+    loss = float(loss_fn(logits, labels.astype(np.int64)))
     accuracy = float(np.mean(logits.argmax(axis=1) == labels))
     return {"loss": loss, "accuracy": accuracy, "error": 1.0 - accuracy}
 

@@ -32,7 +32,7 @@ from ..common.versions import code_commit, code_version
 from ..core import optim, tree
 from ..core.autodiff import value_and_grad
 from ..core.backend import resolve
-from ..core.losses import LOSSES, mixed_feedback
+from ..core.losses import mixed_feedback
 from ..datasets import hdf5
 from ..datasets.batches import batches
 from . import checkpoint, feedback, lock
@@ -99,12 +99,11 @@ def _finished(config, out_dir, status, force, log):
     return previous if done and (out_dir / "model.npz").exists() else None
 
 
-def _fit_set(config, images, labels):
+def _fit_set(config, loss, images, labels):
     """(images, targets, objective) the optimiser sees. targets: per-example
     arrays, {"labels"} and, for negative feedback, "negative" (the label is one
     known to be wrong); objective(logits, targets) -> the batch's loss."""
     fb = config.feedback
-    loss = LOSSES[config.loss]
     if fb is None or fb.fraction == 0:
         return images, {"labels": labels}, lambda logits, t: loss(logits, t["labels"])
     seen, negative = feedback.assign(images, labels, fb.fraction, fb.wrong_label, config.seed)
@@ -174,14 +173,14 @@ def _epoch(config, epoch, params, state, opt, step_fn, images, targets, rng, bac
     return params, state, running.means(), None
 
 
-def _measure(apply, params, splits, loss_name, backend):
+def _measure(apply, params, splits, loss_fn, backend):
     """{train_loss, train_accuracy, ..., test_error} of `params` on each (images, labels) split;
     a split left out is recorded as not measured (None)."""
     row = {f"{name}_{key}": None for name in ("train", "test") for key in ("loss", "accuracy", "error")}
     with np.errstate(over="ignore", invalid="ignore"):  # huge but finite logits are still measured
         for name, (images, labels) in splits.items():
             logits = predict(apply, params, images, backend=backend)
-            row.update({f"{name}_{key}": value for key, value in metrics_from_logits(logits, labels, loss_name).items()})
+            row.update({f"{name}_{key}": value for key, value in metrics_from_logits(logits, labels, loss_fn).items()})
             if name == "test":  # how many classes the model predicts at all: one means it collapsed
                 row["test_classes"] = int(np.unique(logits.argmax(axis=1)).size)
     return row
@@ -193,7 +192,8 @@ class _Setup:
 
     apply: Callable
     opt: optim.Optimizer
-    objective: Callable
+    loss: Callable  # the run's loss of (logits, labels), measured after each epoch
+    objective: Callable  # what the optimiser minimises: the loss, or negative feedback's mix
     splits: dict  # {"train", "test": (images, labels)}, measured after each epoch
     fit_images: Any  # what the optimiser sees, on the backend's device where it fits
     targets: dict
@@ -210,7 +210,8 @@ def _set_up(config, backend, checkpoint_path, code, log):
     belongs to this config and training `code`; arrays on `backend`."""
     train_images, train_labels, test_images, test_labels = _datasets(config)
     splits = {"train": (train_images, train_labels), "test": (test_images, test_labels)}
-    fit_images, targets, objective = _fit_set(config, train_images, train_labels.astype(np.int64))
+    loss = config.build_loss()
+    fit_images, targets, objective = _fit_set(config, loss, train_images, train_labels.astype(np.int64))
     n_classes = len(hdf5.classes(config.data))
     init, apply = config.build_model(n_classes)
     opt = optim.build(config.optimizer, **config.hyperparameters)
@@ -225,7 +226,7 @@ def _set_up(config, backend, checkpoint_path, code, log):
         # Keep the (uint8) training set on the device: a batch, augmented or
         # not, is then made there, not on the host and transferred.
         fit_images, targets = backend.to_device(fit_images), {k: backend.to_device(a) for k, a in targets.items()}
-    return _Setup(apply, opt, objective, splits, fit_images, targets, params, state, rng, history,
+    return _Setup(apply, opt, loss, objective, splits, fit_images, targets, params, state, rng, history,
                   train_images.shape[1:], n_classes)  # fmt: skip
 
 
@@ -252,7 +253,7 @@ def _train_epochs(config, setup, backend, out_dir, status, quiet, log):
         evaluated = time.perf_counter()
         full_pass = epoch % config.train_eval_every == 0 or epoch == config.epochs
         measured = setup.splits if full_pass else {"test": setup.splits["test"]}
-        row = _measure(setup.apply, params, measured, config.loss, backend)
+        row = _measure(setup.apply, params, measured, setup.loss, backend)
         now = time.perf_counter()
         history.append({"epoch": epoch, **row, **running, "seconds": now - started, "eval_seconds": now - evaluated})
         checkpoint.save(out_dir / "checkpoint.npz", config, status["code"], backend.to_host(params),

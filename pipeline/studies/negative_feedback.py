@@ -10,7 +10,7 @@ import numpy as np
 from ..report.figures import png
 
 NAME = "negative_feedback"
-TREATMENT_ORDER = ("drop", "complement", "negated_ce")
+TREATMENT_ORDER = ("drop", "complement", "scl_exp", "pc", "negated_ce")
 INPUTS = {}  # files the view needs beside the runs
 
 
@@ -22,7 +22,7 @@ def runs(s):
                 yield f"{base}/none/q0/none/seed{seed}", s, {"seed": seed}
                 continue
             for how in s["wrong_labels"]:
-                for treatment in s["treatments"]:
+                for treatment in (t for t in s["treatments"] if not (q == 1 and t == "drop")):  # none left to drop
                     yield f"{base}/{how}/q{q}/{treatment}/seed{seed}", s, {
                         "seed": seed, "feedback": {"fraction": q, "wrong_label": how, "treatment": treatment}}
 
