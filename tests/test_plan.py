@@ -129,3 +129,13 @@ def test_a_stage_cuts_the_study_to_its_seeds_and_epochs():
     # Only epochs differ, which a checkpoint's fingerprint leaves out: the run resumes.
     assert replace(second[changed[0]].run, epochs=100) == first[changed[0]].run
     assert plan({**config, "stage": None}) == plan(config)
+
+
+def test_literature_config_plans_every_baseline_on_both_rows():
+    jobs = plan(_config("config/literature.yaml"))
+    losses = ("ce", "nllr_keras", "label_smoothing", "focal", "poly1", "crl", "squared_hinge", "square_logits")
+    assert sorted(jobs) == sorted(f"{row}/{loss}/seed1" for row in ("mnist/mnist_cnn", "cifar10_jpeg/cifar_cnn")
+                                  for loss in losses)  # fmt: skip
+    assert {jobs[f"mnist/mnist_cnn/{loss}/seed1"].run.epochs for loss in losses} == {12}
+    assert {jobs[f"cifar10_jpeg/cifar_cnn/{loss}/seed1"].run.epochs for loss in losses} == {25}
+    assert problems(jobs) == []

@@ -137,3 +137,18 @@ def test_a_loss_that_runs_away_gets_its_own_panel_and_the_rest_a_linear_axis(mon
     drawn.clear()
     figures.learning_curves(one_epoch, "mnist", "mnist_cnn")
     assert len(drawn["fig"].axes) == 4 and list(drawn["fig"].axes[2].get_xticks()) == [1]
+
+
+def test_beyond_the_paper_ranks_every_loss_and_says_where_nllr_stands(tmp_path):
+    from pipeline.report.tables import rankings
+
+    runs = [_run("ce", 1, 0.90, [0.3]), _run("nllr_keras", 1, 0.85, [-13.0]), _run("focal", 1, 0.92, [0.1]),
+            _run("poly1", 1, 0.91, [0.2]), _run("nllr", 1, 0.2, [-1e10], status="diverged")]  # fmt: skip
+    (ranking,) = rankings(table_rows(runs))
+    assert [r["loss"] for r in ranking["rows"]] == ["focal", "poly1", "ce", "nllr_keras", "nllr"]
+    assert ranking["finding"] == ("NLLR's Keras form ranks 4 of 4 at 85.00 %, 7.00 points behind the best (focal, "
+                                  "92.00 %), -5.00 points against CE; Exact NLLR has no result (1 diverged).")  # fmt: skip
+    assert rankings(table_rows(RUNS)) == []  # the paper's losses alone: no such table
+    (tmp_path / "summary.json").write_text(json.dumps({"runs": runs}))
+    html = render(tmp_path / "summary.json", [], {"experiments": []}, tmp_path / "summary.html").read_text()
+    assert "Beyond the paper: mnist / mnist_cnn" in html and "ranks 4 of 4" in html

@@ -90,3 +90,11 @@ def test_nested_command_line_values_get_yamls_types():
     config = {"stage": {"max_epochs": "100", "seeds": ["1"]}, "train_threads": 2, "mirrors": ["/m"]}
     typed = command_line_types(config, {"stage": {"max_epochs": "100", "seeds": ["1"]}, "train_threads": 2})
     assert typed == {"stage": {"max_epochs": 100, "seeds": [1]}, "train_threads": 2, "mirrors": ["/m"]}
+
+
+def test_the_loss_name_tables_are_the_registries():
+    from pipeline.core import baselines
+
+    assert lossnames.LITERATURE == tuple(baselines.BASELINES)
+    assert lossnames.NEGATIVE_LOSSES == tuple(losses.WRONG_LABEL_LOSSES)
+    assert set(lossnames.LOSS_ORDER) == set(losses.LOSSES)

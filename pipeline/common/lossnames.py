@@ -10,9 +10,10 @@ KERAS_FORMS = {"ce": "ce_keras", "bce": "bce_keras", "nllr": "nllr_keras"}
 EXACT_OF = {keras: exact for exact, keras in KERAS_FORMS.items()}  # Keras form -> the loss it computes
 # Losses of an example whose label is known to be wrong (negative feedback).
 NEGATIVE_LOSSES = ("complement", "negated_ce", "scl_exp", "pc")
-# The paper's losses, then the literature's baselines, then negative feedback's.
-LOSS_ORDER = ("ce", "ce_keras", "bce", "bce_keras", "nllr", "nllr_keras", "mse", "label_smoothing", "focal", "poly1",
-              "crl", "squared_hinge", "square_logits", *NEGATIVE_LOSSES)
+# The classification losses researchers compare against today (pipeline.core.baselines).
+LITERATURE = ("label_smoothing", "focal", "poly1", "crl", "squared_hinge", "square_logits")
+# The paper's losses, then the literature's, then negative feedback's.
+LOSS_ORDER = ("ce", "ce_keras", "bce", "bce_keras", "nllr", "nllr_keras", "mse", *LITERATURE, *NEGATIVE_LOSSES)
 KERAS_EPSILON = 1e-7  # K.epsilon() of Keras 2.1: the Keras forms clip probabilities to [eps, 1 - eps]
 
 

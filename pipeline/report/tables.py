@@ -11,7 +11,7 @@ from collections import Counter, defaultdict
 
 import numpy as np
 
-from ..common.lossnames import EXACT_OF, KERAS_FORMS, loss_order, nllr_keras_floor
+from ..common.lossnames import EXACT_OF, KERAS_FORMS, LITERATURE, LOSS_ORDER, loss_order, nllr_keras_floor
 
 PAPER_CITATION = {
     "title": "Negative Log Likelihood Ratio Loss for Deep Neural Network Classification",
@@ -142,6 +142,48 @@ def _keras_nllr_sentence(first, keras):
              else f"was {end:.2f} after {when}" + ("" if keras["epochs"] == [last] else " and stayed there"))  # fmt: skip
     return (f" The Keras form's training loss {moved}, {end - floor:.2f} above its floor of {floor:.2f} "
             "(where an example's gradient is exactly zero).")
+
+
+def rankings(rows):
+    """"Beyond the paper": per (dataset, model) whose runs include a loss from
+    beyond the paper (the literature's, or one's own), every loss ranked by
+    mean test accuracy, the runs with no result last, and a sentence saying
+    where NLLR stands."""
+    groups = defaultdict(list)
+    for row in rows:
+        groups[(row["dataset"], row["model"])].append(row)
+    found = []
+    for (dataset, model), members in sorted(groups.items()):
+        if not any(r["loss"] in LITERATURE or r["loss"] not in LOSS_ORDER for r in members):
+            continue
+        ranked = sorted(members, key=lambda r: (r["mean"] is None, -(r["mean"] or 0), loss_order(r["loss"])))
+        found.append({"dataset": dataset, "model": model, "rows": ranked, "finding": _nllr_standing(ranked)})
+    return found
+
+
+def _nllr_standing(ranked):
+    """Where each form of NLLR ranks among the losses, against the best and CE."""
+    scored = [r for r in ranked if r["mean"] is not None]
+    if not scored:
+        return None
+    best = scored[0]
+    ce = next((r for r in scored if r["loss"] == "ce"), None)
+    parts = []
+    for loss in ("nllr_keras", "nllr"):
+        row = next((r for r in ranked if r["loss"] == loss), None)
+        if row is None:
+            continue
+        name = "NLLR's Keras form" if loss == "nllr_keras" else "Exact NLLR"
+        if row["mean"] is None:
+            parts.append(f"{name} has no result ({row['excluded']})")
+            continue
+        place = f"{name} ranks {scored.index(row) + 1} of {len(scored)} at {row['mean']:.2f} %"
+        if row is not best:
+            place += f", {best['mean'] - row['mean']:.2f} points behind the best ({best['loss']}, {best['mean']:.2f} %)"
+        if ce is not None and ce is not row:
+            place += f", {row['mean'] - ce['mean']:+.2f} points against CE"
+        parts.append(place)
+    return "; ".join(parts) + "." if parts else None
 
 
 def interval_text(row):
