@@ -2,6 +2,8 @@
 name, its L2 cache and the block size that follows, the BLAS kernels."""
 
 
+import pytest
+
 from pipeline.common import machine
 from pipeline.core import backend
 from pipeline.core.settings import SETTINGS
@@ -34,3 +36,14 @@ def test_the_cpu_backend_names_its_cpu_and_whether_it_has_avx512(tmp_path):
     assert machine.cpu_name(cpuinfo) == "AMD EPYC 7B12, no AVX-512"
     assert machine.cpu_name(tmp_path / "absent")  # the platform's name for it instead
     assert backend.NUMPY.device == f"CPU ({machine.cpu_name()})"
+
+
+def test_the_blas_named_is_numpys_even_beside_scipys():
+    scipy_linalg = pytest.importorskip("scipy.linalg")  # loads SciPy's own OpenBLAS beside NumPy's
+    from threadpoolctl import threadpool_info
+
+    assert scipy_linalg is not None
+    named = machine.blas_kernel()
+    blas = [lib for lib in threadpool_info() if lib["user_api"] == "blas"]
+    ours = [lib for lib in blas if "numpy" in lib["filepath"]]
+    assert ";" not in named and named.startswith(f"{ours[0]['internal_api']} {ours[0]['version']}")

@@ -30,9 +30,9 @@ def plan(config):
 def test_default_config_plans_every_run_once():
     jobs = plan(_config())
     studies = Counter(job.study for job in jobs.values())
-    # knet_softmax: 7 losses x 3 seeds; mnist_cnn: 7 x 2; negative feedback: q=0 once, 3 q x 2 x 3;
-    # log loss: 2 models x 3 rates x 2 losses; Knet's softmax: 1.
-    assert studies == {"main": 21 + 14, "negative_feedback": 1 + 18, "log_loss": 12, "knet_softmax": 1}
+    # knet_softmax: 7 losses x 3 seeds; mnist_cnn: 7 x 2; negative feedback: q=0 once, 3 q x 2 ways x 5
+    # treatments, q=1 x 2 ways x 4 (nothing to drop); log loss: 2 models x 3 rates x 3 losses; Knet's softmax: 1.
+    assert studies == {"main": 21 + 14, "negative_feedback": 1 + 30 + 8, "log_loss": 18, "knet_softmax": 1}
     mse = jobs["mnist/knet_softmax/mse/seed2"].run
     assert mse.hyperparameters == {"lr": 1.0} and mse.loss == "mse" and mse.data == "data/mnist.h5"
     assert jobs["mnist/mnist_cnn/nllr_keras/seed1"].run.train_size == 6000

@@ -34,9 +34,9 @@ studies:
     model_options: {hidden: 32}
     optimizer: sgd
     hyperparameters: {lr: 0.5}
-    fractions: [0, 0.75]
+    fractions: [0, 0.75, 1]
     wrong_labels: [random]
-    treatments: [drop, complement, negated_ce]
+    treatments: [drop, complement, scl_exp, pc, negated_ce]
     epochs: 3
     batch_size: 10
     seeds: [1]
@@ -46,7 +46,7 @@ studies:
     dataset: mnist
     models:
       knet_softmax: {optimizer: sgd, learning_rates: [0.1, 1.0]}
-    losses: [ce, mse]
+    losses: [ce, mse, square_logits]
     target_accuracy: 0.8
     epochs: 2
     batch_size: 100
@@ -133,8 +133,10 @@ def test_negative_feedback_report_matches_files_and_shows_divergence(studies_run
     parser.feed(html)
     assert {"negative-feedback", "log-loss", "knet-softmax"} <= parser.ids
     base = studies_run / "results/studies/negative_feedback/mnist/mlp"
-    by_treatment = {t: (acc, cls) for t, acc, cls in parser.cells[3:]}  # the q = 0.75 row
-    for treatment in ("drop", "complement"):
+    rows = [parser.cells[i : i + 5] for i in range(0, len(parser.cells), 5)]  # q = 0, 0.75, 1; five treatments each
+    assert len(rows) == 3
+    by_treatment = {t: (acc, cls) for t, acc, cls in rows[1]}  # q = 0.75
+    for treatment in ("drop", "complement", "scl_exp", "pc"):
         metrics = json.loads((base / f"random/q0.75/{treatment}/seed1/metrics.json").read_text())
         assert float(by_treatment[treatment][0]) == pytest.approx(metrics["test_accuracy"], rel=1e-12)
     status = json.loads((base / "random/q0.75/negated_ce/seed1/status.json").read_text())
@@ -142,7 +144,11 @@ def test_negative_feedback_report_matches_files_and_shows_divergence(studies_run
     assert by_treatment["negated_ce"] == ("", "diverged")
     assert f"diverged (epoch {status['epoch']})" in html
     q0 = json.loads((base / "none/q0/none/seed1/metrics.json").read_text())["test_accuracy"]
-    assert all(float(acc) == pytest.approx(q0, rel=1e-12) for _, acc, _ in parser.cells[:3])
+    assert all(float(acc) == pytest.approx(q0, rel=1e-12) for _, acc, _ in rows[0])
+    # q = 1: every example has only a wrong label; nothing is left to drop.
+    assert not (base / "random/q1/drop").exists() and dict((t, a) for t, a, _ in rows[2])["drop"] == ""
+    every_wrong = json.loads((base / "random/q1/complement/seed1/metrics.json").read_text())["test_accuracy"]
+    assert float(dict((t, a) for t, a, _ in rows[2])["complement"]) == pytest.approx(every_wrong, rel=1e-12)
 
 
 def test_log_loss_and_knet_tables_match_histories(studies_run):
@@ -152,7 +158,8 @@ def test_log_loss_and_knet_tables_match_histories(studies_run):
                (studies_run / "results/studies/log_loss/mnist/knet_softmax/lr0.1/ce/seed1/history.csv").read_text().split()[1:]]  # fmt: skip
     final = float(history[-1][2])
     assert f"{final:.4f}" in table
-    assert re.search(r"Cross-entropy got there first in\s+\d+ of 2 settings", html)
+    assert re.search(r"against it, cross-entropy got there first in\s+\d+ of 2 settings", html)
+    assert "The square loss on <b>logits</b>" in html and 'data-loss="square_logits"' in table
     knet = html.split('id="knet-table"')[1].split("</table>")[0]
     rows = (studies_run / "results/studies/knet_softmax/mnist/knet_softmax/ce/seed1/history.csv").read_text().split()
     epoch1 = rows[1].split(",")

@@ -38,13 +38,17 @@ def cpu_name(cpuinfo=Path("/proc/cpuinfo")):
 def blas_kernel():
     """The BLAS NumPy runs and the kernels it chose for this CPU, as threadpoolctl
     reports them ("openblas 0.3.31, Haswell kernels"): OPENBLAS_CORETYPE can force
-    older kernels than the CPU has, and they set the speed (and a float's last bits)."""
-    import numpy  # noqa: F401  (loads the BLAS)
+    older kernels than the CPU has, and they set the speed (and a float's last bits).
+    NumPy's own where another package (SciPy) has loaded a BLAS of its own too."""
+    import numpy
     from threadpoolctl import threadpool_info
 
-    found = [f"{lib['internal_api']} {lib['version']}" + (f", {lib['architecture']} kernels" if lib.get("architecture") else "")
-             for lib in threadpool_info() if lib["user_api"] == "blas"]  # fmt: skip
-    return "; ".join(found) or "unknown"
+    found = [lib for lib in threadpool_info() if lib["user_api"] == "blas"]
+    home = Path(numpy.__file__).parent
+    numpys = [lib for lib in found if Path(lib["filepath"]).parent.name == f"{home.name}.libs"
+              or Path(lib["filepath"]).is_relative_to(home)]  # fmt: skip
+    return "; ".join(f"{lib['internal_api']} {lib['version']}" + (f", {lib['architecture']} kernels"
+                     if lib.get("architecture") else "") for lib in numpys or found) or "unknown"  # fmt: skip
 
 
 def reuse_freed_memory():

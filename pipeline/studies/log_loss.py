@@ -6,6 +6,7 @@ from collections import defaultdict
 
 import numpy as np
 
+from ..common.lossnames import loss_order
 from ..report.figures import png
 
 NAME = "log_loss"
@@ -22,43 +23,48 @@ def runs(s):
                         "loss": loss, "seed": seed, "hyperparameters": {**m.get("hyperparameters", {}), "lr": lr}}
 
 
+def _row(groups, model, lr, losses, target):
+    """One setting's cells: per loss the epochs to `target` training accuracy
+    (mean over seeds; None if a seed never got there) and the final accuracy,
+    and which loss got there first."""
+    cells = {}
+    for loss in losses:
+        members = groups.get((model, lr, loss), [])
+        reached = [next((r["epoch"] for r in run["history"] if (r["train_accuracy"] or 0) >= target), None)
+                   for run in members]  # fmt: skip
+        finals = [run["history"][-1]["train_accuracy"] for run in members if run["history"]]
+        epochs = [e for e in reached if e is not None]
+        cells[loss] = {"epochs": float(np.mean(epochs)) if epochs and len(epochs) == len(reached) else None,
+                       "final": float(np.mean(finals)) if finals else None}  # fmt: skip
+    times = {loss: cell["epochs"] for loss, cell in cells.items() if cell["epochs"] is not None}
+    fastest = [loss for loss, t in times.items() if t == min(times.values())] if times else []
+    winner = "neither" if not fastest else fastest[0] if len(fastest) == 1 else "tie"
+    return {"model": model, "lr": lr, "cells": cells, "winner": winner}
+
+
 def view(runs, settings, inputs):
-    """Epochs to a fixed training accuracy, CE vs MSE, per model and learning rate."""
-    target = settings.get("target_accuracy", 0.9)
+    """Epochs to a fixed training accuracy, per model and learning rate, for
+    cross-entropy, squared error on probabilities (mse) and, where run, the
+    square loss on logits (square_logits)."""
     import matplotlib.pyplot as plt
 
-
+    target = settings.get("target_accuracy", 0.9)
     groups = defaultdict(list)  # (model, lr, loss) -> runs
     for run in runs:
         groups[(run["model"], run["config"]["hyperparameters"]["lr"], run["loss"])].append(run)
-    settings = sorted({(m, lr) for m, lr, _ in groups})
-    rows, wins = [], defaultdict(int)
-    for model, lr in settings:
-        row = {"model": model, "lr": lr, "cells": {}}
-        for loss in ("ce", "mse"):
-            reached = []
-            for run in groups.get((model, lr, loss), []):
-                hit = next((r["epoch"] for r in run["history"] if r["train_accuracy"] >= target), None)
-                reached.append(hit)
-            finals = [r["history"][-1]["train_accuracy"] for r in groups.get((model, lr, loss), []) if r["history"]]
-            epochs = [e for e in reached if e is not None]
-            row["cells"][loss] = {"epochs": float(np.mean(epochs)) if len(epochs) == len(reached) and epochs else None,
-                                  "final": float(np.mean(finals)) if finals else None}  # fmt: skip
-        ce_e, mse_e = row["cells"]["ce"]["epochs"], row["cells"]["mse"]["epochs"]
-        winner = ("ce" if mse_e is None or (ce_e is not None and ce_e < mse_e) else
-                  "mse" if ce_e is None or mse_e < ce_e else "tie") if (ce_e or mse_e) else "neither"  # fmt: skip
-        row["winner"] = winner
-        wins[winner] += 1
-        rows.append(row)
-
-    fig, axes = plt.subplots(2, len(settings), figsize=(3.2 * len(settings), 5.5), squeeze=False)
-    for col, (model, lr) in enumerate(settings):
-        for loss in ("ce", "mse"):
-            for run in groups.get((model, lr, loss), [])[:1]:
+    losses = sorted({loss for _, _, loss in groups}, key=loss_order)
+    rows = [_row(groups, model, lr, losses, target) for model, lr in sorted({(m, lr) for m, lr, _ in groups})]
+    wins = defaultdict(int)
+    for row in rows:
+        wins[row["winner"]] += 1
+    fig, axes = plt.subplots(2, len(rows), figsize=(3.2 * len(rows), 5.5), squeeze=False)
+    for col, row in enumerate(rows):
+        for loss in losses:
+            for run in groups.get((row["model"], row["lr"], loss), [])[:1]:
                 epochs = [r["epoch"] for r in run["history"]]
                 axes[0][col].plot(epochs, [r["train_loss"] for r in run["history"]], marker=".", label=loss)
                 axes[1][col].plot(epochs, [100 * r["train_accuracy"] for r in run["history"]], marker=".", label=loss)
-        axes[0][col].set_title(f"{model}\nlr {lr}", fontsize=9)
+        axes[0][col].set_title(f"{row['model']}\nlr {row['lr']}", fontsize=9)
         axes[0][col].set_yscale("log")
         axes[1][col].axhline(100 * target, color="grey", linestyle=":")
         axes[1][col].set_xlabel("epoch")
@@ -67,6 +73,16 @@ def view(runs, settings, inputs):
     axes[0][0].set_ylabel("train loss")
     axes[1][0].set_ylabel("train accuracy (%)")
     axes[0][0].legend()
-    return {"rows": rows, "target": target, "wins": dict(wins), "n": len(rows), "figure": png(fig)}
+    return {"rows": rows, "losses": losses, "target": target, "wins": dict(wins), "n": len(rows), "figure": png(fig),
+            "pairwise": {loss: _first(rows, "ce", loss) for loss in losses if loss != "ce"}}
 
 
+def _first(rows, a, b):
+    """(settings where `a` reached the target before `b`, where `b` before `a`,
+    where they tied, where neither did): the paragraph's comparison."""
+    counts = defaultdict(int)
+    for row in rows:
+        ta, tb = row["cells"][a]["epochs"], row["cells"][b]["epochs"]
+        counts["neither" if ta is None and tb is None else a if tb is None or (ta is not None and ta < tb)
+               else b if ta is None or tb < ta else "tie"] += 1  # fmt: skip
+    return dict(counts)
