@@ -148,8 +148,9 @@ def _evaluate(args):
 def _aggregate(args):
     from .report.aggregate import aggregate
 
-    runs = aggregate(args.runs, args.out)
-    print(f"{args.out}: {len(runs)} runs")
+    runs = aggregate(args.runs, args.out, in_progress=args.in_progress)
+    running = sum(run["status"] == "running" for run in runs)
+    print(f"{args.out}: {len(runs)} runs" + (f", {running} still training" if running else ""))
 
 
 def _report(args):
@@ -311,6 +312,8 @@ def _report_commands(commands, names):
     aggregate = commands.add_parser("aggregate", help="collect run directories into one summary JSON")
     aggregate.add_argument("--runs", nargs="+", required=True, type=Path, help="run directories")
     aggregate.add_argument("--out", required=True, type=Path, help="summary JSON to write (results/summary.json)")
+    aggregate.add_argument("--in-progress", action="store_true",
+                           help="take runs still training as they stand (their history so far; no test metrics): a snapshot to report and archive")
     aggregate.set_defaults(run=_aggregate)
 
     report = commands.add_parser("report", help="render the HTML report from a summary JSON")

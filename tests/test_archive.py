@@ -3,6 +3,7 @@ catching a changed member or a Table I that no longer matches its runs."""
 import json
 import os
 
+import numpy as np
 import pytest
 from test_report import RUNS, rendered  # noqa: F401 (rendered: the report fixture)
 
@@ -78,3 +79,55 @@ def test_an_unsafe_member_names_the_archive(tmp_path):
         tar.addfile(info, io.BytesIO(b"x"))
     with pytest.raises(DataError, match=rf"^{hostile}: unsafe member '../escape.txt'"):
         verify(hostile)
+
+
+def _run_dir(root, loss, status, epochs, reached, accuracy=0.9):
+    """A run directory as train and evaluate leave it: `reached` epochs of history."""
+    from pipeline.common.files import write_json
+    from pipeline.runs.rundir import write_history
+
+    config = {"data": "data/mnist.h5", "model": "mnist_cnn", "loss": loss, "seed": 1, "epochs": epochs}
+    run_dir = root / "results" / "mnist" / "mnist_cnn" / loss / "seed1"
+    run_dir.mkdir(parents=True)
+    write_history(run_dir / "history.csv", [{"epoch": e, "train_loss": 1.0 / e, "test_loss": 1.0 / e, "test_accuracy": accuracy,
+                                             "seconds": 1.0} for e in range(1, reached + 1)])  # fmt: skip
+    state = {"status": status, "epoch": reached, "config": config, "wall_seconds": float(reached), "commit": "abc"}
+    write_json(run_dir / "status.json", state)
+    if status != "running":
+        write_json(run_dir / "metrics.json", {**state, "test_accuracy": accuracy, "ece": 0.01,
+                                              "confusion_matrix": (np.eye(10, dtype=int) * 10).tolist()})  # fmt: skip
+    return run_dir.relative_to(root)
+
+
+def test_a_snapshot_of_a_study_in_progress_reports_and_archives_its_running_runs(tmp_path):
+    import tarfile
+
+    from pipeline.common.errors import SoftlossError
+    from pipeline.report.aggregate import aggregate
+    from pipeline.report.render import render
+
+    done, running = _run_dir(tmp_path, "ce", "completed", 3, 3, 0.95), _run_dir(tmp_path, "nllr_keras", "running", 5, 2)
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        with pytest.raises(SoftlossError, match=rf"^{running}: still training: epoch 2 of 5 \(aggregate --in-progress"):
+            aggregate([done, running], "results/summary.json")
+        assert not os.path.exists("results/summary.json")
+        runs = aggregate([done, running], "results/summary.json", in_progress=True)
+        assert [r["status"] for r in runs] == ["completed", "running"] and len(runs[1]["history"]) == 2
+        html = render("results/summary.json", [], {}, "summary.html").read_text()
+        assert "A snapshot of a study in progress: 1 of the 2 runs are" in html
+        assert ">no result (1 still training, at epoch 2 of 5)</td>" in html
+        archive = build(tmp_path / "snapshot.tar.gz", ["results/summary.json"], "summary.html", {})
+        assert verify(archive) > 0
+        with tarfile.open(archive) as tar:
+            names = {name.split("/", 1)[1] for name in tar.getnames()}
+        assert f"{running}/history.csv" in names and f"{running}/metrics.json" not in names
+        assert f"{done}/metrics.json" in names
+        # A summary that calls a run running while its status.json says otherwise is caught.
+        state = json.loads((tmp_path / running / "status.json").read_text())
+        (tmp_path / running / "status.json").write_text(json.dumps({**state, "status": "completed"}))
+        with pytest.raises(DataError, match=f"results/summary.json says {running} is running, its status.json does not"):
+            verify(build(tmp_path / "lying.tar.gz", ["results/summary.json"], "summary.html", {}))
+    finally:
+        os.chdir(cwd)

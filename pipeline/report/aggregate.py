@@ -9,14 +9,33 @@ from ..common.errors import SoftlossError
 from ..common.files import write_json
 from ..runs.rundir import read_history
 
+RUNNING = "running"
 
-def aggregate(run_dirs, out_path):
+
+def _results(run_dir, in_progress):
+    """(metrics, history) of a run: its metrics.json, or, with `in_progress`, for a
+    run still training, its status.json with the epoch it reached as the reason."""
+    history = read_history(run_dir / "history.csv")
+    try:
+        return json.loads((run_dir / "metrics.json").read_text()), history
+    except FileNotFoundError:
+        status = json.loads((run_dir / "status.json").read_text())
+    if status.get("status") != RUNNING:
+        raise SoftlossError(f"{run_dir}: no metrics.json, and status.json says {status.get('status')!r}, not running")
+    status["reason"] = f"still training: epoch {len(history)} of {status['config']['epochs']}"
+    if not in_progress:
+        raise SoftlossError(f"{run_dir}: {status['reason']} (aggregate --in-progress takes it as it stands)")
+    return status, history
+
+
+def aggregate(run_dirs, out_path, in_progress=False):
+    """With `in_progress`, runs still training are taken as they stand (status
+    "running", their history so far, no test metrics): a snapshot of a study."""
     runs = []
     for run_dir in map(Path, run_dirs):
         try:
-            metrics = json.loads((run_dir / "metrics.json").read_text())
-            history = read_history(run_dir / "history.csv")
-        except (OSError, ValueError) as error:
+            metrics, history = _results(run_dir, in_progress)
+        except (OSError, ValueError, KeyError) as error:
             raise SoftlossError(f"{run_dir}: missing or unreadable results ({error})") from None
         config = metrics["config"]
         runs.append({

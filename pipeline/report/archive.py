@@ -1,7 +1,8 @@
 """Reproducible archives of a study's results, and their verification.
 
 An archive (tar.gz) holds the config used, the exact package versions, the
-data payload checksums, every run's history, metrics and status, the summaries,
+data payload checksums, every run's history, metrics and status (no metrics for a
+run still training, in a snapshot of a study in progress), the summaries,
 the HTML report, and a MANIFEST with each member's SHA-256 and size.
 All members lie under one folder named as the archive (`tar xzf` writes
 nothing beside it). `verify` re-checks every checksum and that the report's
@@ -57,6 +58,8 @@ def _members(summaries, report, config, data_files):
         members[summary.as_posix()] = summary.read_bytes()
         for run in json.loads(summary.read_text())["runs"]:
             for name in RUN_FILES:
+                if name == "metrics.json" and run["status"] == "running":
+                    continue  # a snapshot of a run still training has none yet
                 path = Path(run["run_dir"]) / name
                 members[path.as_posix()] = path.read_bytes()
     members[Path(report).as_posix()] = Path(report).read_bytes()
@@ -76,10 +79,10 @@ def build(out_path, summaries, report, config, data_files=()):
     return Path(out_path)
 
 
-_TABLE1 = re.compile(rf'<script type="application/json" id="{TABLE1_JSON_ID}">(.*?)</script>', re.S)
+_TABLE1 = re.compile(rf'<script type="application/json" id="{TABLE1_JSON_ID}">(.*?)</script>', re.DOTALL)
 
 
-def _read(path):
+def read(path):
     """{member name: bytes} of an archive, the names relative to its one folder
     (archives made before there was one have their members at the top)."""
     try:
@@ -154,6 +157,10 @@ def _check_table1(path, contents):
         return
     summary = json.loads(contents["results/summary.json"])["runs"]
     for run in summary:  # the summary must agree with the per-run files it was built from
+        if run["status"] == "running":  # then its status.json must say so, and there are no metrics to agree
+            if json.loads(contents[f"{run['run_dir']}/status.json"]).get("status") != "running":
+                raise DataError(f"{path}: results/summary.json says {run['run_dir']} is running, its status.json does not")
+            continue
         metrics = json.loads(contents[f"{run['run_dir']}/metrics.json"])
         if metrics.get("test_accuracy") != run.get("test_accuracy"):
             raise DataError(f"{path}: {run['run_dir']}/metrics.json disagrees with results/summary.json")
@@ -181,7 +188,7 @@ def verify(path):
     """Check every member against the MANIFEST and Table I against the runs;
     returns the number of members checked. Raises DataError naming the problem."""
     path = Path(path)
-    contents = _read(path)
+    contents = read(path)
     count = _check_manifest(path, contents)
     _check_table1(path, contents)
     return count

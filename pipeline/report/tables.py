@@ -49,9 +49,10 @@ def paper_value(dataset, model, loss, variants=None):
     return PAPER.get((base, model), {}).get(EXACT_OF.get(loss, loss))
 
 
-# A run that ended without a model worth measuring: its loss became non-finite
-# (diverged), its model predicts one class (collapsed), or it stopped on an error.
-NOT_RESULTS = ("diverged", "collapsed", "failed")
+# A run without a model worth measuring: its loss became non-finite (diverged),
+# its model predicts one class (collapsed), it stopped on an error (failed), or
+# it is still training (running: a snapshot of a study in progress).
+NOT_RESULTS = ("diverged", "collapsed", "failed", "running")
 
 
 def _n_classes(runs):
@@ -59,9 +60,15 @@ def _n_classes(runs):
 
 
 def _excluded_text(runs):
-    """'1 diverged, 2 collapsed' of the runs that are not results."""
+    """'1 diverged, 2 still training, at epoch 37/40 of 100' of the runs that are not results."""
     counts = Counter(r["status"] for r in runs)
-    return ", ".join(f"{counts[status]} {status}" for status in NOT_RESULTS if counts[status])
+    parts = [f"{counts[status]} {status}" for status in NOT_RESULTS if counts[status] and status != "running"]
+    running = [r for r in runs if r["status"] == "running"]
+    if running:
+        reached = "/".join(str(len(r["history"])) for r in running)
+        of = "/".join(str(e) for e in sorted({r["config"]["epochs"] for r in running}))
+        parts.append(f"{len(running)} still training, at epoch {reached} of {of}")
+    return ", ".join(parts)
 
 
 def table_rows(runs, variants=None):
@@ -113,7 +120,7 @@ def _accuracy(row):
     if row is None:
         return None
     if row["mean"] is None:
-        return f"no result (the one run {row['excluded'].split()[1]})" if row["total"] == 1 else \
+        return f"no result (the one run {row['excluded'].split(' ', 1)[1]})" if row["total"] == 1 else \
             f"no result in {row['total']} runs ({row['excluded']})"
     if row["half"] is None:
         return f"{row['mean']:.2f} % (one seed)"
