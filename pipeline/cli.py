@@ -184,6 +184,17 @@ def _archive(args):
     print(build(args.out, args.summary, args.report, config, args.data))
 
 
+def _snapshot(args):
+    import json
+
+    from .report.snapshot import snapshot
+
+    config = json.loads(args.config_json) if args.config_json else {}
+    runs, waiting = snapshot(args.runs, args.data, config, args.out)
+    running = sum(run["status"] == "running" for run in runs)
+    print(f"{args.out}: {len(runs)} runs ({running} still training)" + (f", {waiting} not started" if waiting else ""))
+
+
 def _verify_archive(args):
     from .report.archive import verify
 
@@ -203,6 +214,7 @@ COMMAND_CODE = {
     "aggregate": (("report.aggregate",), ()),
     "report": (("report.render", "studies"), ("report/templates/*.j2", "studies/templates/*.j2")),
     "archive": (("report.archive",), ()),
+    "snapshot": (("report.snapshot",), ("report/templates/*.j2",)),
 }
 
 
@@ -307,7 +319,7 @@ def _run_commands(commands, names):
 
 
 def _report_commands(commands, names):
-    """aggregate, report, toy, archive, verify-archive."""
+    """aggregate, report, toy, archive, snapshot, verify-archive."""
 
     aggregate = commands.add_parser("aggregate", help="collect run directories into one summary JSON")
     aggregate.add_argument("--runs", nargs="+", required=True, type=Path, help="run directories")
@@ -338,6 +350,14 @@ def _report_commands(commands, names):
     archive.add_argument("--out", required=True, type=Path,
                          help="archive to write; its members lie in a folder of its name (without .tar.gz)")
     archive.set_defaults(run=_archive)
+
+    snapshot = commands.add_parser("snapshot", help="archive a study still training: its runs as they stand")
+    snapshot.add_argument("--runs", nargs="+", required=True, type=Path,
+                          help="the study's run directories (those not started yet are left out)")
+    snapshot.add_argument("--data", nargs="*", default=[], type=Path, help="prepared datasets (their checksums)")
+    snapshot.add_argument("--config-json", default=None, help="the configuration used, as JSON")
+    snapshot.add_argument("--out", required=True, type=Path, help="archive to write (the study's files are untouched)")
+    snapshot.set_defaults(run=_snapshot)
 
     verify = commands.add_parser("verify-archive", help="re-check an archive's checksums and Table I")
     verify.add_argument("archive", type=Path, help="a softloss archive (.tar.gz)")

@@ -131,3 +131,30 @@ def test_a_snapshot_of_a_study_in_progress_reports_and_archives_its_running_runs
             verify(build(tmp_path / "lying.tar.gz", ["results/summary.json"], "summary.html", {}))
     finally:
         os.chdir(cwd)
+
+
+def test_a_snapshot_archives_a_study_as_it_stands_and_leaves_its_files_alone(tmp_path, capsys):
+    import tarfile
+
+    from pipeline.cli import main
+
+    done, running = _run_dir(tmp_path, "ce", "completed", 3, 3, 0.95), _run_dir(tmp_path, "nllr_keras", "running", 5, 2)
+    waiting = "results/mnist/mnist_cnn/bce/seed1"  # planned, not started
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        assert main(["snapshot", "--runs", waiting, "--out", "none.tar.gz"]) == 2
+        assert "none of the 1 runs has started" in capsys.readouterr().err and not os.path.exists("none.tar.gz")
+        before = sorted(p for p in tmp_path.rglob("*"))
+        out = tmp_path / "snap.tar.gz"
+        assert main(["snapshot", "--runs", str(done), str(running), waiting, "--config-json", '{"seed": 1}',
+                     "--out", str(out)]) == 0  # fmt: skip
+        assert capsys.readouterr().out.strip() == f"{out}: 2 runs (1 still training), 1 not started"
+        assert sorted(p for p in tmp_path.rglob("*") if p != out) == before  # no summary, no report written
+        assert verify(out) > 0
+        with tarfile.open(out) as tar:
+            names = {name.split("/", 1)[1] for name in tar.getnames()}
+        assert {"results/summary.json", "reports/summary.html", f"{running}/history.csv", f"{done}/metrics.json"} <= names
+        assert f"{running}/metrics.json" not in names and not any(waiting in name for name in names)
+    finally:
+        os.chdir(cwd)

@@ -405,6 +405,27 @@ def test_a_plain_rerun_trains_again_a_run_whose_directory_was_deleted(finished, 
     assert "Nothing to be done" in third.stdout + third.stderr
 
 
+def test_a_study_still_training_is_archived_as_it_stands_by_the_snapshot_rule(finished, tmp_path):
+    """`snakemake --nolock snapshot` beside a study's own snakemake: the runs as
+    they stand, one still training, nothing trained and none of the study's files touched."""
+    from pipeline.report.archive import read
+
+    source, _ = finished
+    workdir = tmp_path / "copy"
+    shutil.copytree(source, workdir, symlinks=True)
+    run = workdir / "results" / "mnist" / "mlp" / "ce" / "seed1"
+    (run / "metrics.json").unlink()
+    (run / "status.json").write_text(json.dumps({**json.loads((run / "status.json").read_text()), "status": "running"}))
+    summary = (workdir / "results" / "summary.json").read_bytes()
+    result = snakemake(workdir, "--cores", "1", "--nolock", "snapshot")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "rule train:" not in result.stdout + result.stderr
+    (snapshot,) = (workdir / "reports" / "snapshots").glob("softloss-snapshot-*.tar.gz")
+    assert verify(snapshot) > 0 and (workdir / "results" / "summary.json").read_bytes() == summary
+    runs = json.loads(read(snapshot)["results/summary.json"])["runs"]
+    assert sorted(r["status"] for r in runs) == ["completed"] * (len(runs) - 1) + ["running"]
+
+
 def test_a_class_folder_dataset_of_ones_own_runs_through_the_pipeline(tmp_path):
     """Declared under `datasets:` (the README's three lines), a folder of 12
     classes is prepared, trained with a 12-way model, and reported."""

@@ -32,8 +32,16 @@ RUN_FILES = ("history.csv", "metrics.json", "status.json")
 
 
 def archive_name(day):
-    commit = (git("rev-parse", "--short=12", "HEAD") or "nogit")
-    return f"softloss-archive-{day:%Y%m%d}-{commit}.tar.gz"
+    return f"softloss-archive-{day:%Y%m%d}-{_commit()}.tar.gz"
+
+
+def snapshot_name(moment):
+    """A snapshot's name, to the minute: a study in progress is archived more than once a day."""
+    return f"softloss-snapshot-{moment:%Y%m%d-%H%M}-{_commit()}.tar.gz"
+
+
+def _commit():
+    return git("rev-parse", "--short=12", "HEAD") or "nogit"
 
 
 def folder_name(path):
@@ -41,7 +49,7 @@ def folder_name(path):
     return Path(path).name.removesuffix(".tar.gz")
 
 
-def _members(summaries, report, config, data_files):
+def _members(summaries, report, config, data_files, names):
     """{name inside the archive: bytes}, MANIFEST included."""
     import h5py
 
@@ -54,25 +62,28 @@ def _members(summaries, report, config, data_files):
         with h5py.File(path, "r") as h5:
             checksums[str(path)] = dict(zip(h5.attrs["source_files"], h5.attrs["source_sha256"]))
     members["data_checksums.json"] = json.dumps(checksums, indent=2, sort_keys=True).encode()
+    names = {Path(path): name for path, name in names.items()}
     for summary in map(Path, summaries):
-        members[summary.as_posix()] = summary.read_bytes()
+        members[names.get(summary, summary.as_posix())] = summary.read_bytes()
         for run in json.loads(summary.read_text())["runs"]:
             for name in RUN_FILES:
                 if name == "metrics.json" and run["status"] == "running":
                     continue  # a snapshot of a run still training has none yet
                 path = Path(run["run_dir"]) / name
                 members[path.as_posix()] = path.read_bytes()
-    members[Path(report).as_posix()] = Path(report).read_bytes()
+    members[names.get(Path(report), Path(report).as_posix())] = Path(report).read_bytes()
     manifest = "".join(f"{hashlib.sha256(data).hexdigest()}  {len(data)}  {name}\n" for name, data in sorted(members.items()))
     members[MANIFEST] = manifest.encode()
     return members
 
 
-def build(out_path, summaries, report, config, data_files=()):
-    """Write the archive of the runs listed in `summaries` to `out_path`."""
+def build(out_path, summaries, report, config, data_files=(), names=None):
+    """Write the archive of the runs listed in `summaries` to `out_path`; the
+    summaries and the report are named by their paths, or by `names` ({path:
+    name in the archive}) where they were written elsewhere."""
     top = folder_name(out_path)
     with atomic_path(out_path) as tmp, tarfile.open(tmp, "w:gz") as tar:
-        for name, data in sorted(_members(summaries, report, config, data_files).items()):
+        for name, data in sorted(_members(summaries, report, config, data_files, names or {}).items()):
             info = tarfile.TarInfo(f"{top}/{name}")
             info.size, info.mode, info.mtime = len(data), 0o644, 0
             tar.addfile(info, io.BytesIO(data))

@@ -13,7 +13,7 @@ from pipeline.cli import command_version
 from pipeline.datasets.registry import REGISTRY as DATASET_REGISTRY
 from pipeline.datasets.registry import get as get_dataset
 from pipeline.plan.configcheck import check
-from pipeline.report.archive import archive_name
+from pipeline.report.archive import archive_name, snapshot_name
 from pipeline.studies import STUDIES
 
 ROOT = Path(workflow.basedir)

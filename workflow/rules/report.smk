@@ -102,3 +102,37 @@ rule archive:
     input:
         ARCHIVE,
     localrule: True
+
+
+# `snakemake --cores 1 --nolock snapshot`: while a long study trains (its own
+# snakemake holds the lock), an archive of its Table I runs as they stand, in
+# reports/snapshots/: runs still training at the epoch they reached, runs not
+# started left out, the study's own files untouched. A new one each time.
+SNAPSHOT = f"reports/snapshots/{snapshot_name(datetime.datetime.now())}"
+
+
+rule make_snapshot:
+    input:
+        data=lambda w: sorted({f"data/{JOBS[r].dataset}.h5" for r in STUDY_RUNS.get("main", [])}),
+    output:
+        SNAPSHOT,
+    conda:
+        ENV
+    params:
+        run_dirs=lambda w: " ".join(f"results/{r}" for r in STUDY_RUNS.get("main", [])),
+        config=lambda w: json.dumps(config, sort_keys=True),
+        code=command_version("snapshot"),
+    log:
+        "logs/snapshot.log",
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    shell:
+        logged("python -m pipeline snapshot --runs {params.run_dirs} --data {input.data} "
+               "--config-json {params.config:q} --out {output}")
+
+
+rule snapshot:
+    input:
+        SNAPSHOT,
+    localrule: True
