@@ -153,16 +153,21 @@ def _aggregate(args):
     print(f"{args.out}: {len(runs)} runs" + (f", {running} still training" if running else ""))
 
 
-def _report(args):
+def _config(args):
+    """The configuration a report or an archive records (--config-json)."""
     import json
 
+    try:
+        return json.loads(args.config_json) if args.config_json else {}
+    except ValueError as error:
+        raise ValueError(f"--config-json is not JSON: {error}") from None
+
+
+def _report(args):
     from .report.render import render
     from .studies import STUDIES
 
-    try:
-        config = json.loads(args.config_json) if args.config_json else {}
-    except ValueError as error:
-        raise ValueError(f"--config-json is not JSON: {error}") from None
+    config = _config(args)
     inputs = dict(item.split("=", 1) for item in args.input)
     print(render(args.summary, args.data, config, args.out, study_paths=args.study, inputs=inputs,
                  studies=STUDIES))
@@ -176,20 +181,16 @@ def _toy(args):
 
 
 def _archive(args):
-    import json
-
     from .report.archive import build
 
-    config = json.loads(args.config_json) if args.config_json else {}
+    config = _config(args)
     print(build(args.out, args.summary, args.report, config, args.data))
 
 
 def _snapshot(args):
-    import json
-
     from .report.snapshot import snapshot
 
-    config = json.loads(args.config_json) if args.config_json else {}
+    config = _config(args)
     runs, waiting = snapshot(args.runs, args.data, config, args.out)
     running = sum(run["status"] == "running" for run in runs)
     print(f"{args.out}: {len(runs)} runs ({running} still training)" + (f", {waiting} not started" if waiting else ""))
