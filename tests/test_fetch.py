@@ -195,3 +195,23 @@ def test_a_corrupt_mirror_that_a_later_source_makes_good_is_named_in_a_warning(s
     fetch(idx_spec(payloads, [server.url + "/good/"]), tmp_path / "raw", [str(mirror)], quiet=True, log=said.append)
     warnings = [line for line in said if "warning" in line]
     assert len(warnings) == 4 and all(str(mirror) in line for line in warnings)
+
+
+def test_the_test_server_ends_its_stalled_requests_on_close_and_prints_nothing(capfd):
+    """A stalled request whose client gave up must not outlive its test: its
+    thread, writing to the closed socket later, printed a traceback beside
+    the next tests (and Python 3.11's traceback printer parses source, which
+    raced test_layout's own parse into a SystemError)."""
+    import threading
+    import urllib.error
+    import urllib.request
+
+    server = Server()
+    server.routes["/slow"] = [("stall", 30.0, b"x" * 100_000)]
+    with pytest.raises((TimeoutError, urllib.error.URLError)):
+        urllib.request.urlopen(server.url + "/slow", timeout=0.2)
+    began = time.monotonic()
+    server.close()
+    assert time.monotonic() - began < 5
+    assert not [t for t in threading.enumerate() if "process_request" in t.name]
+    assert "Traceback" not in capfd.readouterr().err
