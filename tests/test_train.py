@@ -422,6 +422,26 @@ def test_a_run_stopped_by_sigterm_says_failed_and_why_and_resumes(mnist_h5, tmp_
     assert resumed.returncode == 0 and "resuming after epoch" in resumed.stdout + resumed.stderr
 
 
+def test_the_time_a_run_was_stopped_is_not_counted_as_training(mnist_h5, tmp_path):
+    """A study paused with SIGSTOP while a benchmark has the cores: its epochs'
+    seconds and its wall time leave the pause out (pipeline.common.clock)."""
+    out = tmp_path / "run"
+    began = time.perf_counter()
+    process = subprocess.Popen(_train_command(mnist_h5, out, "--epochs", "4", "--train-size", "60000"), cwd=REPO)
+    _started(process, out)
+    while not (out / "history.csv").exists():
+        time.sleep(0.01)
+    time.sleep(0.1)
+    process.send_signal(signal.SIGSTOP)  # inside epoch 2
+    time.sleep(2.5)
+    process.send_signal(signal.SIGCONT)
+    assert process.wait(timeout=120) == 0
+    wall = time.perf_counter() - began
+    seconds = [row["seconds"] for row in read_history(out / "history.csv")]
+    status = json.loads((out / "status.json").read_text())
+    assert len(seconds) == 4 and max(seconds) - min(seconds) < 2.0 and status["wall_seconds"] < wall - 2.2, (seconds, wall)
+
+
 def test_a_run_that_fails_mid_training_says_so_and_the_report_lists_it(mnist_h5, tmp_path, monkeypatch):
     from pipeline.report.aggregate import aggregate
     from pipeline.report.render import render

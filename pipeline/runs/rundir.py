@@ -9,7 +9,8 @@
                      one: RunConfig.train_eval_every); running_loss and running_accuracy, the
                      means over the epoch's training batches (Keras' training metrics);
                      test_classes, how many classes the model predicts for the test images;
-                     seconds, the epoch's wall time, eval_seconds of it spent evaluating
+                     seconds, the epoch's wall time less any spell the process was stopped
+                     (pipeline.common.clock), eval_seconds of it spent evaluating
     checkpoint.npz   parameters, optimizer state, RNG state and history after the last epoch
                      (checkpoint.previous.npz: the epoch before; an unreadable checkpoint is
                      set aside as *.unreadable-N and the run resumes from the previous one;

@@ -15,7 +15,6 @@ A NaN or inf in the loss or the weights stops the run with status `diverged`
 """
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -24,6 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .. import __version__
+from ..common.clock import RunningClock
 from ..common.errors import SoftlossError
 from ..common.files import remove_stale_temporaries, write_json
 from ..common.lossnames import nllr_keras_floor
@@ -230,14 +230,16 @@ def _set_up(config, backend, checkpoint_path, code, log):
                   train_images.shape[1:], n_classes)  # fmt: skip
 
 
-def _train_epochs(config, setup, backend, out_dir, status, quiet, log):
+def _train_epochs(config, setup, backend, out_dir, status, quiet, log, clock):
     """Train `setup` on from its last epoch to `config.epochs`, writing the
-    status, history and a checkpoint after each; returns why it diverged, or None."""
+    status, history and a checkpoint after each; returns why it diverged, or None.
+    Its seconds come from `clock`, which leaves out the spells the process was
+    stopped (pipeline.common.clock)."""
     history = setup.history
     for epoch in range(len(history) + 1, config.epochs + 1):
         elapsed = sum(row["seconds"] for row in history)
         write_json(out_dir / "status.json", {**status, "status": "running", "epoch": epoch - 1, "wall_seconds": elapsed})
-        started = time.perf_counter()
+        started = clock.now()
         # Dropout masks: drawn on the device from a generator seeded per epoch
         # there (its state cannot be checkpointed); from `rng` on the CPU.
         noise = backend.noise_rng(config.seed, epoch) if backend.on_device else setup.rng
@@ -246,15 +248,15 @@ def _train_epochs(config, setup, backend, out_dir, status, quiet, log):
                                                 setup.fit_images, setup.targets, setup.rng, backend, quiet)  # fmt: skip
         if reason is not None:  # keep the last finite parameters
             status.update(status="diverged", epoch=epoch, reason=reason,
-                          wall_seconds=elapsed + time.perf_counter() - started)  # fmt: skip
+                          wall_seconds=elapsed + clock.now() - started)  # fmt: skip
             log(f"{out_dir}: diverged: {reason}")
             return reason
         setup.params, setup.state = params, state
-        evaluated = time.perf_counter()
+        evaluated = clock.now()
         full_pass = epoch % config.train_eval_every == 0 or epoch == config.epochs
         measured = setup.splits if full_pass else {"test": setup.splits["test"]}
         row = _measure(setup.apply, params, measured, setup.loss, backend)
-        now = time.perf_counter()
+        now = clock.now()
         history.append({"epoch": epoch, **row, **running, "seconds": now - started, "eval_seconds": now - evaluated})
         checkpoint.save(out_dir / "checkpoint.npz", config, status["code"], backend.to_host(params),
                         state._replace(slots=backend.to_host(state.slots)), setup.rng, history)  # fmt: skip
@@ -296,7 +298,8 @@ def _train_held(config, out_dir, status, quiet, log, backend):
         if not backend.on_device:
             status["blas"] = blas_kernel()
         setup = _set_up(config, backend, out_dir / "checkpoint.npz", status["code"], log)
-        reason = _train_epochs(config, setup, backend, out_dir, status, quiet, log)
+        with RunningClock() as clock:
+            reason = _train_epochs(config, setup, backend, out_dir, status, quiet, log, clock)
     except BaseException as error:
         if (out_dir / "status.json").exists():
             write_json(out_dir / "status.json", {**status, "status": "failed", "reason": _failure(error)})
