@@ -22,7 +22,6 @@ class RunningClock:
     def __init__(self, tick: float = 0.1, stop_after: float = 1.0):
         self.tick, self.stop_after = tick, stop_after
         self.stopped = 0.0
-        self._lock = threading.Lock()
         self._done = threading.Event()
         self._watcher = threading.Thread(target=self._watch, name="softloss-clock", daemon=True)
 
@@ -35,8 +34,7 @@ class RunningClock:
         self._watcher.join()
 
     def now(self) -> float:
-        with self._lock:
-            return time.perf_counter() - self.stopped
+        return time.perf_counter() - self.stopped  # one writer, the watcher
 
     def _watch(self):
         wall, cpu = time.perf_counter(), time.process_time()
@@ -44,6 +42,5 @@ class RunningClock:
             wall_now, cpu_now = time.perf_counter(), time.process_time()
             late = wall_now - wall - self.tick
             if late > self.stop_after:
-                with self._lock:
-                    self.stopped += max(0.0, late - (cpu_now - cpu))
+                self.stopped += max(0.0, late - (cpu_now - cpu))
             wall, cpu = wall_now, cpu_now
