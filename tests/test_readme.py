@@ -55,18 +55,26 @@ def _table_one_rows_checked(section, runs, variants):
 
 def _ranking_cells_checked(section, runs, variants):
     """A ranking of losses, losses as columns (`` `ce` ``) and models as rows
-    (`` `mnist_cnn`, 12 epochs ``), or losses as rows where the archive has
-    one model: every cell quotes the mean test accuracy of that loss."""
+    (`` `mnist_cnn`, 12 epochs ``), or losses as rows under a header naming
+    each model's column (or none, where the archive has one model): every
+    cell quotes the mean test accuracy of that loss."""
     means = {(row["model"], row["loss"]): row["mean"] for row in table_rows(runs, variants)}
     models = {model for model, _ in means}
-    checked, header = 0, None
+    checked, header, columns = 0, None, {}
     for line in section.splitlines():
         if not line.startswith("|"):
-            header = None
+            header, columns = None, {}
             continue
         cells = _cells(line)
         losses = [cell.strip("`") for cell in cells[1:]]
-        if all(any((m, loss) in means for m in models) for loss in losses) and all(c.startswith("`") for c in cells[1:]):
+        named = {i: cell.split("`")[1] for i, cell in enumerate(cells) if cell.startswith("`") and cell.split("`")[1] in models}
+        if not cells[0].startswith("`") and named:
+            columns = named
+        elif columns and cells[0].startswith("`"):
+            for i, model in columns.items():
+                assert cells[i] == f"{means[(model, cells[0].strip('`'))]:.2f}", (model, line)
+                checked += 1
+        elif all(any((m, loss) in means for m in models) for loss in losses) and all(c.startswith("`") for c in cells[1:]):
             header = losses
         elif header and cells[0].startswith("`") and cells[0].split("`")[1] in models:
             model = cells[0].split("`")[1]
