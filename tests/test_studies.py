@@ -96,11 +96,11 @@ def test_toy_linear_boundaries_fail_where_mlp_succeeds(tmp_path):
 
 
 class _Cells(HTMLParser):
-    """data-accuracy cells of the negative-feedback table and section ids."""
+    """data-accuracy cells of the negative-feedback table (and their text) and section ids."""
 
     def __init__(self):
         super().__init__()
-        self.cells, self.ids, self._q, self._in_table = [], set(), None, False
+        self.cells, self.texts, self.ids, self._q, self._in_table, self._in_cell = [], [], set(), None, False, False
 
     def handle_starttag(self, tag, attrs):
         attrs = dict(attrs)
@@ -110,6 +110,15 @@ class _Cells(HTMLParser):
             self._in_table = attrs.get("id") == "negative-feedback-table"
         if self._in_table and tag == "td" and "data-treatment" in attrs:
             self.cells.append((attrs["data-treatment"], attrs["data-accuracy"], attrs.get("class", "")))
+            self.texts.append("")
+            self._in_cell = True
+
+    def handle_endtag(self, tag):
+        self._in_cell = self._in_cell and tag != "td"
+
+    def handle_data(self, data):
+        if self._in_cell and data.strip():
+            self.texts[-1] = " ".join(filter(None, (self.texts[-1], data.strip())))
 
 
 @pytest.fixture(scope="module")
@@ -147,6 +156,7 @@ def test_negative_feedback_report_matches_files_and_shows_divergence(studies_run
     assert all(float(acc) == pytest.approx(q0, rel=1e-12) for _, acc, _ in rows[0])
     # q = 1: every example has only a wrong label; nothing is left to drop.
     assert not (base / "random/q1/drop").exists() and dict((t, a) for t, a, _ in rows[2])["drop"] == ""
+    assert parser.texts[10] == "nothing left to drop" and rows[2][0][0] == "drop"
     every_wrong = json.loads((base / "random/q1/complement/seed1/metrics.json").read_text())["test_accuracy"]
     assert float(dict((t, a) for t, a, _ in rows[2])["complement"]) == pytest.approx(every_wrong, rel=1e-12)
 

@@ -50,7 +50,8 @@ def view(runs, settings, inputs):
                 done = [r["test_accuracy"] for r in members if r["status"] == "completed"]
                 diverged = [r["epoch"] for r in members if r["status"] == "diverged"]
                 row["cells"].append({"treatment": treatment, "accuracy": float(np.mean(done)) if done else None,
-                                     "diverged": diverged, "n": len(members)})  # fmt: skip
+                                     "diverged": diverged, "n": len(members),
+                                     "note": None if done or diverged else _why_empty(treatment, q, members)})  # fmt: skip
             rows.append(row)
 
     def against_q(ax, how):
@@ -82,6 +83,13 @@ def view(runs, settings, inputs):
                             "final test accuracy (%)")  # fmt: skip
     per_epoch = _panels(hows, per_epoch_at_q_mid, f"q = {q_mid}, wrong label: {{how}}", "epoch", "test accuracy (%)")
     return {"rows": rows, "treatments": treatments, "accuracy_vs_q": accuracy_vs_q, "per_epoch": per_epoch, "q_mid": q_mid}
+
+
+def _why_empty(treatment, q, members):
+    """What a cell with no accuracy and no divergence says instead."""
+    if not members:
+        return "nothing left to drop" if treatment == "drop" and q == 1 else "not run"
+    return ", ".join(sorted({r["status"] for r in members}))
 
 
 def _panels(hows, draw, title, xlabel, ylabel):
