@@ -45,7 +45,7 @@ studies:
   log_loss:
     dataset: mnist
     models:
-      knet_softmax: {optimizer: sgd, learning_rates: [0.1, 1.0]}
+      knet_softmax: {optimizer: sgd, learning_rates: [0.1, 1.0, 30.0]}
     losses: [ce, mse, square_logits]
     target_accuracy: 0.8
     epochs: 2
@@ -168,8 +168,14 @@ def test_log_loss_and_knet_tables_match_histories(studies_run):
                (studies_run / "results/studies/log_loss/mnist/knet_softmax/lr0.1/ce/seed1/history.csv").read_text().split()[1:]]  # fmt: skip
     final = float(history[-1][2])
     assert f"{final:.4f}" in table
-    assert re.search(r"against it, cross-entropy got there first in\s+\d+ of 2 settings", html)
+    assert re.search(r"against it, cross-entropy got there first in\s+\d+ of 3 settings", html)
     assert "The square loss on <b>logits</b>" in html and 'data-loss="square_logits"' in table
+    # a run that diverged says so where its final accuracy would be (lr 30 makes square_logits diverge)
+    statuses = [json.loads(p.read_text()) for p in (studies_run / "results/studies/log_loss").rglob("status.json")]
+    diverged = [s for s in statuses if s["status"] == "diverged"]
+    assert diverged and all(s["config"]["hyperparameters"]["lr"] == 30.0 for s in diverged)
+    cells = re.findall(r'<td class="diverged">([^<]*)</td>', table)
+    assert sorted(cells) == sorted(f"diverged (epoch {s['epoch']})" for s in diverged)
     knet = html.split('id="knet-table"')[1].split("</table>")[0]
     rows = (studies_run / "results/studies/knet_softmax/mnist/knet_softmax/ce/seed1/history.csv").read_text().split()
     epoch1 = rows[1].split(",")

@@ -32,10 +32,12 @@ def _row(groups, model, lr, losses, target):
         members = groups.get((model, lr, loss), [])
         reached = [next((r["epoch"] for r in run["history"] if (r["train_accuracy"] or 0) >= target), None)
                    for run in members]  # fmt: skip
-        finals = [run["history"][-1]["train_accuracy"] for run in members if run["history"]]
+        # a diverged run's last good epoch is not where it ended: it is named, not averaged
+        finals = [run["history"][-1]["train_accuracy"] for run in members if run["history"] and run["status"] != "diverged"]
         epochs = [e for e in reached if e is not None]
         cells[loss] = {"epochs": float(np.mean(epochs)) if epochs and len(epochs) == len(reached) else None,
-                       "final": float(np.mean(finals)) if finals else None}  # fmt: skip
+                       "final": float(np.mean(finals)) if finals else None,
+                       "diverged": [run["epoch"] for run in members if run["status"] == "diverged"]}  # fmt: skip
     times = {loss: cell["epochs"] for loss, cell in cells.items() if cell["epochs"] is not None}
     fastest = [loss for loss, t in times.items() if t == min(times.values())] if times else []
     winner = "neither" if not fastest else fastest[0] if len(fastest) == 1 else "tie"
