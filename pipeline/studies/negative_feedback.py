@@ -14,6 +14,11 @@ TREATMENT_ORDER = ("drop", "complement", "scl_exp", "pc", "negated_ce")
 INPUTS = {}  # files the view needs beside the runs
 
 
+def _not_run(treatment, q):
+    """Why a setting has no run: at q = 1 no example keeps a true label, so none is left to drop."""
+    return "nothing left to drop" if q == 1 and treatment == "drop" else None
+
+
 def runs(s):
     base = f"studies/negative_feedback/{s['dataset']}/{s['model']}"
     for seed in s["seeds"]:
@@ -22,7 +27,7 @@ def runs(s):
                 yield f"{base}/none/q0/none/seed{seed}", s, {"seed": seed}
                 continue
             for how in s["wrong_labels"]:
-                for treatment in (t for t in s["treatments"] if not (q == 1 and t == "drop")):  # none left to drop
+                for treatment in (t for t in s["treatments"] if not _not_run(t, q)):
                     yield f"{base}/{how}/q{q}/{treatment}/seed{seed}", s, {
                         "seed": seed, "feedback": {"fraction": q, "wrong_label": how, "treatment": treatment}}
 
@@ -88,7 +93,7 @@ def view(runs, settings, inputs):
 def _why_empty(treatment, q, members):
     """What a cell with no accuracy and no divergence says instead."""
     if not members:
-        return "nothing left to drop" if treatment == "drop" and q == 1 else "not run"
+        return _not_run(treatment, q) or "not run"
     return ", ".join(sorted({r["status"] for r in members}))
 
 
