@@ -100,7 +100,7 @@ class _Cells(HTMLParser):
 
     def __init__(self):
         super().__init__()
-        self.cells, self.texts, self.ids, self._q, self._in_table, self._in_cell = [], [], set(), None, False, False
+        self.cells, self.texts, self.ids, self._in_table, self._in_cell = [], [], set(), False, False
 
     def handle_starttag(self, tag, attrs):
         attrs = dict(attrs)

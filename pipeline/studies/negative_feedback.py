@@ -55,7 +55,7 @@ def view(runs, settings, inputs):
                 done = [r["test_accuracy"] for r in members if r["status"] == "completed"]
                 diverged = [r["epoch"] for r in members if r["status"] == "diverged"]
                 row["cells"].append({"treatment": treatment, "accuracy": float(np.mean(done)) if done else None,
-                                     "diverged": diverged, "n": len(members),
+                                     "diverged": diverged,
                                      "note": None if done or diverged else _why_empty(treatment, q, members)})  # fmt: skip
             rows.append(row)
 
