@@ -110,9 +110,21 @@ def test_cifar10_jpeg_cpu_config_plans_every_loss_with_two_seeds():
 def test_cifar10_jpeg_long_config_plans_table_1_at_the_papers_length():
     jobs = plan(_config("config/cifar10_jpeg_long.yaml"))
     epochs = {run_id.removeprefix("cifar10_jpeg/cifar_cnn/"): job.run.epochs for run_id, job in jobs.items()}
-    assert epochs == {"ce/seed1": 100, "bce/seed1": 100, "nllr/seed1": 100, "nllr_keras/seed1": 500,
-                      "ce/seed2": 100, "nllr_keras/seed2": 100}  # fmt: skip
+    paper = {"ce": 100, "bce": 100, "nllr": 100, "nllr_keras": 500}
+    expected = {f"{loss}/seed{seed}": n for loss, n in paper.items() for seed in (1, 2)}
+    assert epochs == {**expected, "ce_keras/seed1": 100, "bce_keras/seed1": 100}
     assert all(job.run.train_eval_every == 10 and job.run.augment and not job.gpu for job in jobs.values())
+    assert problems(jobs) == []
+
+
+def test_mnist_long_config_plans_the_mnist_row_at_the_papers_length():
+    jobs = plan(_config("config/mnist_long.yaml"))
+    epochs = {run_id.removeprefix("mnist/mnist_cnn/"): job.run.epochs for run_id, job in jobs.items()}
+    paper = {"ce": 100, "bce": 100, "nllr": 100, "nllr_keras": 500}
+    assert epochs == {f"{loss}/seed{seed}": n for loss, n in paper.items() for seed in (1, 2)}
+    reference = plan(_config("config/reference.yaml"))["mnist/mnist_cnn/ce/seed1"].run
+    # The reference run's protocol, only longer.
+    assert replace(jobs["mnist/mnist_cnn/ce/seed1"].run, epochs=12, train_eval_every=1) == reference
     assert problems(jobs) == []
 
 
@@ -121,7 +133,8 @@ def test_a_stage_cuts_the_study_to_its_seeds_and_epochs():
     cap changes only the capped runs' epochs (so only they resume)."""
     config = _config("config/cifar10_jpeg_long.yaml")
     first = plan({**config, "stage": {"max_epochs": 100, "seeds": [1]}})
-    assert sorted(first) == [f"cifar10_jpeg/cifar_cnn/{loss}/seed1" for loss in ("bce", "ce", "nllr", "nllr_keras")]
+    losses = ("bce", "bce_keras", "ce", "ce_keras", "nllr", "nllr_keras")
+    assert sorted(first) == [f"cifar10_jpeg/cifar_cnn/{loss}/seed1" for loss in losses]
     assert {job.run.epochs for job in first.values()} == {100}
     second = plan({**config, "stage": {"max_epochs": 200}})
     changed = sorted(r for r in first if first[r].run != second[r].run)
