@@ -12,9 +12,12 @@ from collections import defaultdict
 
 import numpy as np
 
+from .tables import mean_interval
+
 MILESTONES = (10, 25, 50, 75, 100, 200, 300, 400, 500)
 BASELINE = "ce"
-WINDOW = 10  # epochs a trend is averaged over
+WINDOW = 10  # epochs averaged at each end of a trend: one epoch's accuracy swings by points
+SPAN = 50  # epochs a trend looks back over (fewer in a shorter run)
 FLAT = 0.3  # points: a smaller change of the windowed mean is no trend
 
 
@@ -24,13 +27,40 @@ def accuracy_at(history, epoch):
     return None if row is None else 100 * row["test_accuracy"]
 
 
-def trend(history, window=WINDOW):
-    """Mean test accuracy (%) of the last `window` epochs minus that of the
-    `window` before them, or None for a run shorter than two windows."""
+def trend(history, window=WINDOW, span=SPAN):
+    """(change, span): the mean test accuracy (%) of the last `window` epochs
+    minus that of the `window` epochs ending `span` epochs earlier (`span` cut
+    to what the run has), or None for a run shorter than two windows."""
     if len(history) < 2 * window:
         return None
+    span = min(span, len(history) - window)
     accuracy = [100 * row["test_accuracy"] for row in history]
-    return float(np.mean(accuracy[-window:]) - np.mean(accuracy[-2 * window : -window]))
+    before = accuracy[len(accuracy) - span - window : len(accuracy) - span]
+    return float(np.mean(accuracy[-window:]) - np.mean(before)), span
+
+
+def best(history):
+    """(test accuracy (%), epoch) of the run's best epoch, the earliest of equals."""
+    row = max(history, key=lambda row: (row["test_accuracy"], -row["epoch"]))
+    return 100 * row["test_accuracy"], row["epoch"]
+
+
+def _paired_means(gaps):
+    """Per loss with gaps on two seeds or more: the mean gap over the seeds at
+    each epoch, with its 95 % interval's half-width, and the seeds' count."""
+    by_loss = defaultdict(list)
+    for gap in gaps:
+        by_loss[gap["loss"]].append(gap["values"])
+    means = []
+    for loss, rows in by_loss.items():
+        if len(rows) < 2:
+            continue
+        cells = []
+        for column in zip(*rows):
+            values = [v for v in column if v is not None]
+            cells.append(mean_interval(values) + (len(values),) if len(values) >= 2 else None)
+        means.append({"loss": loss, "cells": cells})
+    return means
 
 
 def _group(runs):
@@ -56,7 +86,8 @@ def tables(runs, order=sorted):
         baseline = {run["seed"]: run for run in members if run["loss"] == BASELINE}
         rows = [{"loss": run["loss"], "seed": run["seed"], "status": run["status"],
                  "values": [accuracy_at(run["history"], e) for e in epochs], "last": len(run["history"]),
-                 "last_accuracy": 100 * run["history"][-1]["test_accuracy"], "trend": trend(run["history"])}
+                 "last_accuracy": 100 * run["history"][-1]["test_accuracy"], "trend": trend(run["history"]),
+                 "best": best(run["history"])}
                 for run in members]  # fmt: skip
         gaps = []
         for row in rows:
@@ -64,7 +95,8 @@ def tables(runs, order=sorted):
                 ce = [accuracy_at(baseline[row["seed"]]["history"], e) for e in epochs]
                 gaps.append({"loss": row["loss"], "seed": row["seed"],
                              "values": [None if a is None or b is None else a - b for a, b in zip(row["values"], ce)]})  # fmt: skip
-        found.append({"dataset": dataset, "model": model, "epochs": epochs, "rows": rows, "gaps": gaps})
+        found.append({"dataset": dataset, "model": model, "epochs": epochs, "rows": rows, "gaps": gaps,
+                      "paired": _paired_means(gaps)})
     return found
 
 
@@ -82,16 +114,30 @@ def _gap_sentence(table, loss):
     return f"{loss} minus {BASELINE} at equal epochs, in points: {'; '.join(parts)}." if parts else None
 
 
+def trend_state(change):
+    return "still rising" if change >= FLAT else "falling" if change <= -FLAT else "flat"
+
+
 def _trend_words(rows):
-    trends = [(row["seed"], row["trend"], row["last"]) for row in rows if row["trend"] is not None]
-    if not trends:
-        return None
     words = []
-    for seed, change, last in trends:
-        state = "still rising" if change >= FLAT else "falling" if change <= -FLAT else "flat"
-        words.append(f"{state} on seed {seed} ({_points(change)} points, epochs {last - WINDOW + 1}-{last} "
-                     f"against the {WINDOW} before)")  # fmt: skip
-    return "; ".join(words)
+    for row in rows:
+        if row["trend"] is None:
+            continue
+        (change, span), last = row["trend"], row["last"]
+        words.append(f"{trend_state(change)} on seed {row['seed']} ({_points(change)} points, epochs "
+                     f"{last - WINDOW + 1}-{last} against {last - span - WINDOW + 1}-{last - span}; "
+                     f"best {row['best'][0]:.2f} % at epoch {row['best'][1]})")
+    return "; ".join(words) or None
+
+
+def _paired_sentence(table, loss):
+    """'{loss} minus CE, the mean of 2 seeds: -5.00 ± 0.00 at 10, ...'."""
+    mean = next((m for m in table["paired"] if m["loss"] == loss), None)
+    if mean is None:
+        return None
+    parts = [f"{_points(cell[0])} ± {cell[1]:.2f} at {e} ({cell[2]} seeds)"
+             for e, cell in zip(table["epochs"], mean["cells"]) if cell is not None]
+    return f"{loss} minus {BASELINE}, the mean over seeds with its 95 % interval: {', '.join(parts)}." if parts else None
 
 
 def findings(table):
@@ -103,8 +149,8 @@ def findings(table):
     for row in table["rows"]:
         by_loss[row["loss"]].append(row)
     for loss in by_loss:
-        if loss != BASELINE and (sentence := _gap_sentence(table, loss)):
-            sentences.append(sentence)
+        if loss != BASELINE:
+            sentences += [s for s in (_gap_sentence(table, loss), _paired_sentence(table, loss)) if s]
     ce = by_loss[BASELINE]
     ce_last = ", ".join(f"{row['last_accuracy']:.2f} % after {row['last']} (seed {row['seed']})" for row in ce)
     for loss, rows in by_loss.items():
@@ -117,5 +163,6 @@ def findings(table):
                              f"{longest['seed']}) against {ce_last}.")  # fmt: skip
     for loss, rows in by_loss.items():
         if words := _trend_words(rows):
-            sentences.append(f"{loss}'s test accuracy over its last {WINDOW} epochs: {words}.")
+            sentences.append(f"{loss}'s test accuracy, the mean of its last {WINDOW} epochs against {WINDOW} "
+                             f"epochs up to {SPAN} before: {words}.")
     return sentences

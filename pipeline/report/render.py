@@ -66,7 +66,8 @@ def render(summary_path, data_files, config, out_path, study_paths=(), inputs=No
     html = _environment().get_template("summary.html.j2").render(
         paper=PAPER_CITATION, rows=rows, entries=entries, findings=form_findings(entries, runs),
         table1_json=table1_json(rows), table1_json_id=TABLE1_JSON_ID, notes=notes, sections=sections,
-        equal_epochs=by_epoch, window=equal_epochs.WINDOW, not_results=[r for r in runs if r["status"] in NOT_RESULTS],
+        equal_epochs=by_epoch, window=equal_epochs.WINDOW, span=equal_epochs.SPAN, flat=equal_epochs.FLAT,
+        trend_state=equal_epochs.trend_state, not_results=[r for r in runs if r["status"] in NOT_RESULTS],
         n_runs=len(runs), running=sum(r["status"] == "running" for r in runs), provenance=sources, studies=views, interval=interval_text, rankings=rankings(rows),
     )  # fmt: skip
     write_atomic(out_path, lambda out: out.write(html.encode("utf-8")))
