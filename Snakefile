@@ -11,9 +11,14 @@ min_version("8.20")
 configfile: "config/config.yaml"
 
 
+from pipeline.common.errors import SoftlossError
 from pipeline.plan.configcheck import command_line_types
 
-config.update(command_line_types(config, workflow.config_settings.overwrite_config))
+try:  # --config's own values; a config file's reach the jobs exactly as written
+    config.update(command_line_types(config, workflow.config_settings.config))
+except SoftlossError as error:
+    print(f"config error: {error}", file=sys.stderr)
+    raise SystemExit(1)
 
 
 try:

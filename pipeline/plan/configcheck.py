@@ -47,19 +47,25 @@ def merge(base, update):
 
 
 def command_line_types(config, overrides):
-    """`config` with the nested values of Snakemake's --config `overrides` given
-    YAML's types: Snakemake reads `--config 'stage={max_epochs: 100}'` with YAML's
-    base loader, which leaves every nested scalar a string ('100')."""
+    """`config` with the nested values of Snakemake's --config `overrides` (those
+    of the command line alone, never a config file's) given YAML's types:
+    Snakemake reads `--config 'stage={max_epochs: 100}'` with YAML's base loader,
+    which leaves every nested scalar a string ('100')."""
     import yaml
 
-    def typed(value):
+    def typed(key, value):
         if isinstance(value, dict):
-            return {key: typed(item) for key, item in value.items()}
+            return {k: typed(f"{key}/{k}", item) for k, item in value.items()}
         if isinstance(value, list):
-            return [typed(item) for item in value]
-        return yaml.safe_load(value) if isinstance(value, str) else value
+            return [typed(f"{key}/{i}", item) for i, item in enumerate(value)]
+        if not isinstance(value, str):
+            return value
+        try:
+            return yaml.safe_load(value)
+        except yaml.YAMLError as error:
+            raise SoftlossError(f"--config {key}: {value!r} is not a YAML value ({str(error).splitlines()[0]})") from None
 
-    nested = {key: typed(value) for key, value in overrides.items() if isinstance(value, (dict, list))}
+    nested = {key: typed(key, value) for key, value in overrides.items() if isinstance(value, (dict, list))}
     return merge(config, nested)
 
 

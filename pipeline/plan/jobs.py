@@ -97,6 +97,10 @@ def _staged(planned, stage):
     """The (run_id, Job)s of `planned` in the cut `stage` asks for: only its
     seeds, epochs capped at its max_epochs (the config's `stage`)."""
     stage = stage or {}
+    seeds = {planned_job.run.seed for _, planned_job in planned}
+    if missing := sorted(set(stage.get("seeds", ())) - seeds):
+        raise SoftlossError(f"stage/seeds: no run of this config has seed {', '.join(map(str, missing))} "
+                            f"(its seeds: {', '.join(map(str, sorted(seeds)))})")
     for run_id, planned_job in planned:
         if "seeds" in stage and planned_job.run.seed not in stage["seeds"]:
             continue

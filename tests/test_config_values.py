@@ -1,0 +1,87 @@
+"""A config's values reach the jobs as written, and check-config and the
+workflow accept and refuse the same configs (one validation, one reading)."""
+import json
+import shlex
+import subprocess
+import sys
+
+import pytest
+import yaml
+from repo import REPO
+
+# Strings YAML would read otherwise if a value were parsed a second time.
+TRICKY = ["/m #x", "a: b", "'q'", '"dq"', "yes", "1", "ü ☃", "null", "[1, 2]", "{a: 1}", "0x10", "1e3", "~", "on",
+          "- x", "&a", "*b", "!!str x", "%x", "2026-12-07"]  # fmt: skip
+
+BASE = {"studies": None, "experiments": [{"dataset": "mnist", "model": "mlp", "optimizer": "sgd", "losses": {"ce": {}},
+                                          "epochs": 1, "batch_size": 50, "seeds": [1]}]}  # fmt: skip
+
+
+def _dry_run(workdir, config_path, *args):
+    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--configfile",
+               str(config_path), "-n", "-p", *args, "--", "reports/summary.html"]  # fmt: skip
+    return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+
+def _check_config(config_path):
+    command = [sys.executable, "-m", "pipeline", "check-config", str(config_path)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=REPO)
+
+
+def _jobs_config(stdout):
+    """The config the report job is given (its --config-json), from a dry run's commands."""
+    command = next(line for line in stdout.splitlines() if "pipeline report" in line)
+    words = shlex.split(command)
+    return json.loads(words[words.index("--config-json") + 1])
+
+
+def test_tricky_strings_reach_the_jobs_as_written(tmp_path):
+    folder = tmp_path / "shapes #v2: x"
+    (folder / "train" / "a").mkdir(parents=True)
+    config = {**BASE, "mirrors": TRICKY, "datasets": {"shapes": {"folder": str(folder)}}}
+    path = tmp_path / "tricky.yaml"
+    path.write_text(yaml.safe_dump(config, allow_unicode=True))
+    checked = _check_config(path)
+    assert checked.returncode == 0, checked.stderr
+    result = _dry_run(tmp_path, path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    jobs = _jobs_config(result.stdout)
+    assert jobs["mirrors"] == TRICKY and jobs["datasets"] == {"shapes": {"folder": str(folder)}}
+
+
+@pytest.mark.parametrize(
+    "change, refused",
+    [
+        ({"seeds": ["1"]}, True),  # a number as a string
+        ({"epochs": "12"}, True),
+        ({"batch_size": "yes"}, True),
+        ({"augment": "yes"}, True),  # the string, not YAML 1.1's boolean
+        ({"augment": True}, False),
+        ({"train_size": "1e3"}, True),
+    ],
+)
+def test_check_config_and_the_workflow_refuse_the_same_values(tmp_path, change, refused):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({**BASE, "experiments": [{**BASE["experiments"][0], **change}]}))
+    checked, dry = _check_config(path), _dry_run(tmp_path, path)
+    assert (checked.returncode != 0, dry.returncode != 0) == (refused, refused), (checked.stderr, dry.stderr[-2000:])
+    if refused:
+        key = next(iter(change))
+        assert f"experiments/0/{key}" in checked.stderr and f"experiments/0/{key}" in dry.stderr
+        assert "Traceback" not in dry.stderr
+
+
+def test_a_bad_command_line_value_is_one_line(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(BASE))
+    result = _dry_run(tmp_path, path, "--config", "stage={max_epochs: [1}")
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "config error: stage" in result.stderr
+
+
+def test_a_stage_of_seeds_the_config_lacks_is_refused_before_any_job(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({**BASE, "stage": {"seeds": [3]}}))
+    for result in (_check_config(path), _dry_run(tmp_path, path)):
+        assert result.returncode != 0 and "Traceback" not in result.stderr
+        assert "stage/seeds: no run of this config has seed 3 (its seeds: 1)" in result.stderr
