@@ -48,7 +48,7 @@ def _fetch(args):
 
 
 def _check_config(args):
-    from .plan.configcheck import check_files
+    from .plan.configcheck import DEFAULT, check_files
     from .studies import STUDIES
 
     problems = check_files(args.files, STUDIES)
@@ -56,7 +56,7 @@ def _check_config(args):
         print(f"config error: {line}", file=sys.stderr)
     if problems:
         return 2
-    print(f"{', '.join(map(str, args.files))}: ok (merged into {Path('config/config.yaml')}, checked against the schema)")
+    print(f"{', '.join(map(str, args.files))}: ok (merged into {DEFAULT}, checked against the schema)")
 
 
 def _prepare(args):

@@ -85,3 +85,17 @@ def test_a_stage_of_seeds_the_config_lacks_is_refused_before_any_job(tmp_path):
     for result in (_check_config(path), _dry_run(tmp_path, path)):
         assert result.returncode != 0 and "Traceback" not in result.stderr
         assert "stage/seeds: no run of this config has seed 3 (its seeds: 1)" in result.stderr
+
+
+def test_check_config_and_fetch_work_from_any_directory(tmp_path):
+    """The checkout's default config, schema and vendored MNIST are found from the package, not the working directory."""
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(BASE))
+    checked = subprocess.run([sys.executable, "-m", "pipeline", "check-config", str(path)], cwd=tmp_path,
+                             capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert checked.returncode == 0, checked.stderr
+    fetched = subprocess.run([sys.executable, "-m", "pipeline", "fetch", "mnist", "--out", "raw", "--quiet"], cwd=tmp_path,
+                             capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert fetched.returncode == 0, fetched.stderr  # no network: only the vendored copy can serve it
+    vendored = sorted(p.name for p in (REPO / "data/raw/vendored/mnist").glob("*.gz"))
+    assert sorted(p.name for p in (tmp_path / "raw").iterdir()) == vendored

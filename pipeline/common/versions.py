@@ -18,6 +18,14 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1]
 
 
+def checkout_path(relative):
+    """A file of the checkout (`config/config.yaml`, the vendored data): beside
+    the package when it is installed from a checkout, whatever the working
+    directory; else relative to the working directory."""
+    beside = PACKAGE.parent / relative
+    return beside if (PACKAGE.parent / "Snakefile").is_file() else Path(relative)
+
+
 def _file(dotted):
     """The file of package module `dotted` ("runs.train", "studies.log_loss", "" for
     the package itself), relative to the package, or None if there is none."""

@@ -33,13 +33,14 @@ from tqdm import tqdm
 
 from .. import __version__
 from ..common.errors import DataError, FetchError
+from ..common.versions import checkout_path
 from .registry import DatasetSpec, RemoteFile
 from .registry import get as get_dataset
 
 MIRROR_ENV = "SOFTLOSS_MIRROR"
-# The project's own copies, found from the working directory (a checkout's root,
-# where the workflow runs); `fetch --vendored DIR` names another place.
-VENDOR_DIR = Path("data") / "raw" / "vendored"
+# The project's own copies, in the checkout (wherever the command runs);
+# `fetch --vendored DIR` names another place.
+VENDOR_DIR = checkout_path("data/raw/vendored")
 CHUNK = 1 << 20
 CONNECT_TIMEOUT = 10.0  # seconds to connect and hear the first byte of an answer
 

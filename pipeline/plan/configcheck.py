@@ -12,11 +12,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..common.errors import SoftlossError
+from ..common.versions import checkout_path
 
-# A checkout's files, found from the working directory (its root, where the
-# workflow runs); the functions take others.
-SCHEMA = Path("workflow") / "schemas" / "config.schema.yaml"
-DEFAULT = Path("config") / "config.yaml"
+# The checkout's files (wherever the command runs); the functions take others.
+SCHEMA = checkout_path("workflow/schemas/config.schema.yaml")
+DEFAULT = checkout_path("config/config.yaml")
 
 
 def load_yaml(path):
