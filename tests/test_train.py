@@ -249,7 +249,7 @@ def test_only_the_training_code_that_wrote_a_run_resumes_or_keeps_it(mnist_h5, t
     lines = []
     status = run(config, out, quiet=False, log=lines.append)  # finished, but by other code: trained again
     assert not any("already" in line for line in lines)
-    assert any("written by other training code; starting afresh" in line for line in lines)
+    assert any("written for other training code; starting afresh" in line for line in lines)
     assert [line.split(":")[0] for line in lines if line.startswith("epoch ")] == ["epoch 1", "epoch 2"]
     assert status["code"] == "0123456789ab" and json.loads((out / "status.json").read_text())["code"] == "0123456789ab"
     assert _metrics(read_history(out / "history.csv")) == reference

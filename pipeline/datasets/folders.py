@@ -133,6 +133,19 @@ def _decoded(spec, raw_dir, files, sources):
     return splits, sources, classes
 
 
+def listing_digest(paths):
+    """A digest of the name, size and modification time of every file under
+    `paths` (folders or archives): it changes when a file inside a folder is
+    added, removed or edited, which the folder's own time does not show."""
+    hasher = hashlib.sha256()
+    for path in map(Path, paths):
+        found = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        for file in found:
+            stat = file.stat()
+            hasher.update(f"{file.relative_to(path) if path.is_dir() else file}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return hasher.hexdigest()[:16]
+
+
 def folder_spec(name, raw_dir):
     """A DatasetSpec for a class-folder dataset of one's own (a folder, or a
     list of archives): classes in sorted folder order, image size and mode from

@@ -6,7 +6,8 @@
 labels in the smallest unsigned type that holds the class count (`label_dtype`),
 
 chunked and gzip-compressed, with attributes naming the dataset, its classes,
-the source files and the SHA-256 of each payload, and the softloss version.
+the source files and the SHA-256 of each payload, the SHA-256 of its content
+(classes, images and labels: what a run trains on) and the softloss version.
 `write` goes to a temporary file beside the target and renames it into place,
 so an interrupted write never leaves a half-written dataset under its name;
 `load` validates such a file.
@@ -14,6 +15,9 @@ so an interrupted write never leaves a half-written dataset under its name;
 from __future__ import annotations
 
 from pathlib import Path
+
+import hashlib
+import json
 
 import h5py
 import numpy as np
@@ -31,6 +35,19 @@ def label_dtype(n_classes):
     return next(t for t in (np.uint8, np.uint16, np.uint32) if n_classes <= np.iinfo(t).max + 1)
 
 
+def content_digest(splits, classes):
+    """SHA-256 of what a run trains and is measured on: the class names, and
+    each split's images and labels (their shapes and values, whatever the
+    labels' integer type)."""
+    hasher = hashlib.sha256(json.dumps([str(c) for c in classes]).encode())
+    for split in SPLITS:
+        images, labels = splits[split]
+        hasher.update(f"{split} {list(images.shape)}".encode())
+        hasher.update(np.ascontiguousarray(images, np.uint8).tobytes())
+        hasher.update(np.ascontiguousarray(labels, "<i8").tobytes())
+    return hasher.hexdigest()
+
+
 def write(out_path, spec, splits, sources):
     """`splits` ({split: (images, labels)}) of the dataset `spec` into `out_path`,
     with `sources` ({source file: SHA-256}) as provenance."""
@@ -44,6 +61,7 @@ def write(out_path, spec, splits, sources):
                 "variant_of": spec.variant_of or "",
                 "source_files": list(sources),
                 "source_sha256": [sources[name] for name in sources],
+                "content_sha256": content_digest(splits, spec.classes),
                 "softloss_version": __version__,
                 "format_version": FORMAT_VERSION,
             })  # fmt: skip
@@ -63,6 +81,20 @@ def classes(path):
             return [str(name) for name in h5.attrs["classes"]]
     except (OSError, KeyError) as error:
         raise DataError(f"{path}: cannot read its classes (not a prepared dataset?): {error}") from None
+
+
+def recorded_digest(path):
+    """The content SHA-256 a prepared file records (`content_digest`), computed
+    from its contents for a file written before it was recorded."""
+    if not Path(path).is_file():
+        raise DataError(f"{path}: no such dataset file; run `python -m pipeline prepare` first")
+    try:
+        with h5py.File(path, "r") as h5:
+            if "content_sha256" in h5.attrs:
+                return str(h5.attrs["content_sha256"])
+    except OSError as error:
+        raise DataError(f"{path}: cannot read it as a prepared HDF5 dataset (truncated or corrupt?): {error}") from None
+    return content_digest({split: load(path, split) for split in SPLITS}, classes(path))
 
 
 def load(path, split):

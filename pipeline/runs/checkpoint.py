@@ -1,7 +1,8 @@
 """A run's checkpoints: parameters, optimizer state, RNG state and history
 after each epoch (checkpoint.npz, and checkpoint.previous.npz of the epoch
-before), resumed only under the same configuration and training code. A
-damaged file is set aside (renamed, never deleted) with one line naming it."""
+before), resumed only under the same identity: configuration, training code
+and data. A damaged file is set aside (renamed, never deleted) with one line
+naming it."""
 from __future__ import annotations
 
 import json
@@ -38,20 +39,27 @@ def _readable_checkpoint(checkpoint, log):
     return None
 
 
-def restore(checkpoint, config, code, params, state, rng, log):
-    """(params, state, history) from the newest readable checkpoint if it belongs
-    to this config and training `code`, else None (start afresh). Host arrays in
-    and out: the caller moves them to its backend."""
+# What a run is, as its status.json records it: a checkpoint of another is never resumed.
+IDENTITY = {"fingerprint": "a different configuration", "code": "other training code",
+            "data_sha256": "other data (the dataset's content changed)"}  # fmt: skip
+
+
+def identity(status):
+    return {key: status.get(key) for key in IDENTITY}
+
+
+def restore(checkpoint, run_identity, params, state, rng, log):
+    """(params, state, history) from the newest readable checkpoint if it has
+    `run_identity` (`identity` of the run's status), else None (start afresh).
+    Host arrays in and out: the caller moves them to its backend."""
     found = _readable_checkpoint(checkpoint, log)
     if found is None:
         return None
     arrays, meta = found
-    if meta.get("fingerprint") != config.fingerprint():
-        log(f"{checkpoint}: from a different configuration; starting afresh")
-        return None
-    if meta.get("code") != code:
-        log(f"{checkpoint}: written by other training code; starting afresh")
-        return None
+    for key, differs in IDENTITY.items():
+        if meta.get(key) != run_identity[key]:
+            log(f"{checkpoint}: written for {differs}; starting afresh")
+            return None
     n = len(tree.leaves(params))
     slots = iter(arrays[n:])
     state = optim.OptState(meta["step"], tuple(tuple(next(slots) for _ in s) for s in state.slots))
@@ -60,9 +68,8 @@ def restore(checkpoint, config, code, params, state, rng, log):
     return tree.rebuild(params, arrays[:n]), state, meta["history"]
 
 
-def save(path, config, code, params, state, rng, history):
-    meta = {"fingerprint": config.fingerprint(), "code": code, "step": state.step, "rng": rng.bit_generator.state,
-            "history": history}  # fmt: skip
+def save(path, run_identity, params, state, rng, history):
+    meta = {**run_identity, "step": state.step, "rng": rng.bit_generator.state, "history": history}
     if path.exists():  # kept: a run whose newest checkpoint is damaged resumes from this one
         os.replace(path, _previous(path))
     save_arrays(path, [*tree.leaves(params), *(a for s in state.slots for a in s)], meta)

@@ -138,8 +138,9 @@ class RunConfig:
         """Identifies what the run computes: a checkpoint resumes only under the same one.
         `epochs` is left out so that a finished run can be extended; `data`, a
         path, so that the same dataset under another path (a moved checkout, a
-        node's scratch copy) still resumes: its content is pinned by the
-        checksums `prepare` checked and recorded, not by where it lies."""
+        node's scratch copy) still resumes: what identifies the data is its
+        content's digest, beside this in the run's identity
+        (pipeline.runs.checkpoint.IDENTITY), not where it lies."""
         fields = {k: v for k, v in asdict(self).items() if k not in ("epochs", "data")}
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
 

@@ -93,6 +93,9 @@ def _finished(config, out_dir, status, force, log):
                                 f"fingerprint {previous.get('fingerprint')}): choose another --out, or pass --force "
                                 "to replace it")  # fmt: skip
         return None
+    if previous.get("data_sha256") != status["data_sha256"]:
+        log(f"{out_dir}: trained on other data (the dataset's content changed); training afresh")
+        return None
     # a diverged run stays diverged; a finished one stays finished, under the same training code
     done = previous.get("code") == status["code"] and (previous.get("status") == "diverged" or (
         previous.get("status") in ("completed", "collapsed") and previous.get("epoch") == config.epochs))
@@ -205,9 +208,9 @@ class _Setup:
     n_classes: int
 
 
-def _set_up(config, backend, checkpoint_path, code, log):
+def _set_up(config, backend, checkpoint_path, run_identity, log):
     """The run's data, model and optimiser, restored from `checkpoint_path` if it
-    belongs to this config and training `code`; arrays on `backend`."""
+    has `run_identity` (configuration, training code, data); arrays on `backend`."""
     train_images, train_labels, test_images, test_labels = _datasets(config)
     splits = {"train": (train_images, train_labels), "test": (test_images, test_labels)}
     loss = config.build_loss()
@@ -219,7 +222,7 @@ def _set_up(config, backend, checkpoint_path, code, log):
     state = opt.init(params)
     rng = np.random.default_rng([config.seed, 1])
     history = []
-    if restored := checkpoint.restore(checkpoint_path, config, code, params, state, rng, log):
+    if restored := checkpoint.restore(checkpoint_path, run_identity, params, state, rng, log):
         params, state, history = restored
     params, state = backend.to_device(params), state._replace(slots=backend.to_device(state.slots))
     if backend.on_device and backend.fits(fit_images.nbytes):
@@ -258,7 +261,7 @@ def _train_epochs(config, setup, backend, out_dir, status, quiet, log, clock):
         row = _measure(setup.apply, params, measured, setup.loss, backend)
         now = clock.now()
         history.append({"epoch": epoch, **row, **running, "seconds": now - started, "eval_seconds": now - evaluated})
-        checkpoint.save(out_dir / "checkpoint.npz", config, status["code"], backend.to_host(params),
+        checkpoint.save(out_dir / "checkpoint.npz", checkpoint.identity(status), backend.to_host(params),
                         state._replace(slots=backend.to_host(state.slots)), setup.rng, history)  # fmt: skip
         write_history(out_dir / "history.csv", history)
         if not quiet:
@@ -297,7 +300,7 @@ def _train_held(config, out_dir, status, quiet, log, backend):
         status.update(backend=backend.name, device=backend.device)
         if not backend.on_device:
             status["blas"] = blas_kernel()
-        setup = _set_up(config, backend, out_dir / "checkpoint.npz", status["code"], log)
+        setup = _set_up(config, backend, out_dir / "checkpoint.npz", checkpoint.identity(status), log)
         with RunningClock() as clock:
             reason = _train_epochs(config, setup, backend, out_dir, status, quiet, log, clock)
     except BaseException as error:
@@ -325,7 +328,8 @@ def run(config: RunConfig, out_dir, *, quiet=False, log=print, backend="auto", f
     config.validate()
     out_dir = Path(out_dir)
     status = {"config": asdict(config), "fingerprint": config.fingerprint(), "softloss_version": __version__,
-              "code": code_version("runs.train"), "commit": code_commit()}  # the checkout of the latest epochs
+              "code": code_version("runs.train"), "commit": code_commit(),  # the checkout of the latest epochs
+              "data_sha256": hdf5.recorded_digest(config.data)}  # fmt: skip
     with lock.held(out_dir):  # a directory made here and left empty (a run that cannot start) is removed
         if (previous := _finished(config, out_dir, status, force, log)) is not None:
             log(f"{out_dir}: already {previous['status']}")

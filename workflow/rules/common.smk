@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from pipeline.cli import command_version
+from pipeline.datasets.folders import listing_digest
 from pipeline.datasets.registry import REGISTRY as DATASET_REGISTRY
 from pipeline.datasets.registry import get as get_dataset
 from pipeline.plan.configcheck import check
@@ -93,6 +94,12 @@ def job_value(key, of=None):
     if len(values) == 1:
         return values.pop()
     return lambda wildcards: of(getattr(JOBS[wildcards.run], key))
+
+
+def folder_paths(name):
+    """The folder, or the archives, a class-folder dataset of one's own is prepared from."""
+    declared = FOLDER_DATASETS[name]
+    return declared.get("archives") or [declared["folder"]]
 
 
 def raw_files(wildcards):

@@ -41,16 +41,18 @@ rule prepare:
 
 
 # A class-folder dataset of one's own, declared under `datasets:` in the config:
-# prepared from its folder or archives (nothing to fetch).
+# prepared from its folder or archives (nothing to fetch), and again whenever a
+# file in them is added, removed or edited (`files`).
 rule prepare_folder:
     input:
-        lambda w: FOLDER_DATASETS[w.folder_dataset].get("archives") or FOLDER_DATASETS[w.folder_dataset]["folder"],
+        lambda w: folder_paths(w.folder_dataset),
     output:
         "data/{folder_dataset}.h5",
     conda:
         ENV
     params:
         code=command_version("prepare"),
+        files=lambda w: listing_digest(folder_paths(w.folder_dataset)),
     log:
         "logs/prepare/{folder_dataset}.log",
     resources:

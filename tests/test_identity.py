@@ -1,0 +1,123 @@
+"""A result belongs to exactly the data it trained on: changed data retrains,
+through the trainer and through the workflow."""
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+from repo import REPO
+
+from pipeline.datasets import hdf5, registry
+from pipeline.runs.config import RunConfig
+from pipeline.runs.rundir import read_history
+from pipeline.runs.train import run
+
+CLASSES = ("ring", "stripe", "dot")
+
+
+def _folder(root, seed):
+    """Three classes of 8x8 grayscale PNGs, 6 training and 3 test images each."""
+    rng = np.random.default_rng(seed)
+    for split, n in (("train", 6), ("test", 3)):
+        for c, name in enumerate(CLASSES):
+            (root / split / name).mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                pixels = np.clip(rng.normal(60 + 70 * c, 20, (8, 8)), 0, 255).astype(np.uint8)
+                Image.fromarray(pixels).save(root / split / name / f"{i}.png")
+    return root
+
+
+def _config(folder):
+    return {"studies": None, "datasets": {"shapes": {"folder": str(folder)}},
+            "experiments": [{"dataset": "shapes", "model": "mlp", "model_options": {"hidden": 8}, "optimizer": "sgd",
+                             "hyperparameters": {"lr": 0.1}, "losses": {"ce": {}}, "epochs": 2, "batch_size": 6,
+                             "seeds": [1]}]}  # fmt: skip
+
+
+def _snakemake(workdir, config):
+    (workdir / "c.yaml").write_text(yaml.safe_dump(config))
+    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--configfile",
+               str(workdir / "c.yaml"), "--cores", "1", "--", "reports/summary.html"]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def _run_dir(workdir):
+    (status,) = workdir.glob("results/**/shapes/mlp/ce/seed1/status.json")
+    return status.parent
+
+
+def _metrics(run_dir):
+    """Every epoch's numbers but its seconds."""
+    return [{k: v for k, v in row.items() if "seconds" not in k} for row in read_history(run_dir / "history.csv")]
+
+
+def _train_log(workdir):
+    (log,) = workdir.glob("logs/**/train/**/shapes/mlp/ce/seed1.log")
+    return log.read_text()
+
+
+def test_a_folder_edited_or_swapped_retrains_its_runs_from_scratch(tmp_path):
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    first = _folder(tmp_path / "first", seed=0)
+    _snakemake(workdir, _config(first))
+    trained = json.loads((_run_dir(workdir) / "status.json").read_text())
+
+    # An image edited inside the folder: the folder's own time does not change.
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(first / "train" / "dot" / "0.png")
+    _snakemake(workdir, _config(first))
+    edited = json.loads((_run_dir(workdir) / "status.json").read_text())
+    assert edited["data_sha256"] != trained["data_sha256"]
+    assert "starting afresh" in _train_log(workdir) and "resuming" not in _train_log(workdir)
+    assert edited["data_sha256"] == hdf5.recorded_digest(workdir / "data" / "shapes.h5")
+
+    # The config pointed at another folder: retrained too, and equal to a run made there from scratch.
+    second = _folder(tmp_path / "second", seed=1)
+    _snakemake(workdir, _config(second))
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    _snakemake(fresh, _config(second))
+    assert _metrics(_run_dir(workdir)) == _metrics(_run_dir(fresh))
+
+
+def test_the_trainer_never_resumes_or_keeps_a_run_of_other_data(mnist_h5, tmp_path):
+    data = tmp_path / "mnist.h5"
+    shutil.copy(mnist_h5, data)
+    config = RunConfig(data=str(data), model="knet_softmax", loss="ce", optimizer="sgd", epochs=1, batch_size=500,
+                       seed=1, hyperparameters={"lr": 0.1}, train_size=1000, test_size=200)  # fmt: skip
+    out = tmp_path / "run"
+    before = run(config, out, quiet=True, log=lambda *a: None)
+    splits = {split: hdf5.load(data, split) for split in hdf5.SPLITS}
+    splits["train"][1][:500] = (splits["train"][1][:500] + 1) % 10  # other labels, the same file name
+    hdf5.write(data, registry.get("mnist"), splits, {"made here": "-"})
+    lines = []
+    after = run(config, out, quiet=True, log=lines.append)  # a finished run of other data: trained again
+    assert any("trained on other data" in line for line in lines)
+    assert after["data_sha256"] != before["data_sha256"] and after["status"] == "completed"
+    (out / "status.json").unlink()  # as Snakemake reruns a job: only the checkpoint is left
+    lines = []
+    hdf5.write(data, registry.get("mnist"), {s: hdf5.load(mnist_h5, s) for s in hdf5.SPLITS}, {"made here": "-"})
+    run(config, out, quiet=True, log=lines.append)
+    assert any("written for other data" in line for line in lines)
+
+
+@pytest.mark.parametrize("changed", ["images", "labels", "classes"])
+def test_the_content_digest_sees_every_part_of_the_data(changed):
+    rng = np.random.default_rng(0)
+    splits = {s: (rng.integers(0, 256, (4, 2, 2, 1), dtype=np.uint8), np.arange(4) % 2) for s in hdf5.SPLITS}
+    digest = hdf5.content_digest(splits, ["a", "b"])
+    images, labels = splits["test"]
+    if changed == "images":
+        splits["test"] = (images ^ np.uint8(1), labels)
+    elif changed == "labels":
+        splits["test"] = (images, 1 - labels)
+    assert hdf5.content_digest(splits, ["a", "c"] if changed == "classes" else ["a", "b"]) != digest
+    assert hdf5.content_digest(splits, ["a", "b"]) == hdf5.content_digest(
+        {s: (i, l.astype(np.uint16)) for s, (i, l) in splits.items()}, ["a", "b"]
+    )  # the labels' integer type is not content
