@@ -51,12 +51,24 @@ def _check_config(args):
     from .plan.configcheck import DEFAULT, check_files
     from .studies import STUDIES
 
-    problems = check_files(args.files, STUDIES)
+    name, _, problems = check_files(args.files, STUDIES)
     for line in problems:
         print(f"config error: {line}", file=sys.stderr)
     if problems:
         return 2
-    print(f"{', '.join(map(str, args.files))}: ok (merged into {DEFAULT}, checked against the schema)")
+    print(f"{', '.join(map(str, args.files))}: ok (merged into {DEFAULT}, checked against the schema); "
+          f"its runs: results/{name}/")
+
+
+def _move_results(args):
+    from .plan.configcheck import check_files
+    from .plan.layout import move_old_layout
+    from .studies import STUDIES
+
+    name, jobs, problems = check_files(args.files, STUDIES)
+    if problems:
+        raise SoftlossError(f"{', '.join(map(str, args.files)) or 'the default config'}: {problems[0]}")
+    move_old_layout(jobs, name, args.results)
 
 
 def _prepare(args):
@@ -199,7 +211,14 @@ def _snapshot(args):
 def _verify_archive(args):
     from .report.archive import verify
 
-    print(f"{args.archive}: {verify(args.archive)} members match the MANIFEST; Table I matches the results")
+    failed = 0
+    for archive in args.archives:
+        try:
+            print(f"{archive}: {verify(archive)} members match the MANIFEST; Table I matches the results")
+        except SoftlossError as error:
+            print(f"error: {error}", file=sys.stderr)
+            failed += 1
+    return 2 if failed else None
 
 
 # The package code each command runs: its modules and what they import
@@ -262,6 +281,13 @@ def _data_commands(commands, names):
     check = commands.add_parser("check-config", help="check config files (YAML syntax and schema), one line per problem")
     check.add_argument("files", nargs="+", type=Path, help="config files, merged into config/config.yaml in order")
     check.set_defaults(run=_check_config)
+
+    move = commands.add_parser("move-results", help="move a config's runs from results/RUN (the layout before each "
+                                                    "config had its folder) to results/NAME/RUN")  # fmt: skip
+    move.add_argument("files", nargs="*", type=Path, help="the config files the runs were made with, as --configfile "
+                                                          "gave them (none: the default config)")  # fmt: skip
+    move.add_argument("--results", type=Path, default=Path("results"), help="the results folder (default results)")
+    move.set_defaults(run=_move_results)
 
 
 def _run_commands(commands, names):
@@ -360,8 +386,8 @@ def _report_commands(commands, names):
     snapshot.add_argument("--out", required=True, type=Path, help="archive to write (the study's files are untouched)")
     snapshot.set_defaults(run=_snapshot)
 
-    verify = commands.add_parser("verify-archive", help="re-check an archive's checksums and Table I")
-    verify.add_argument("archive", type=Path, help="a softloss archive (.tar.gz)")
+    verify = commands.add_parser("verify-archive", help="re-check archives' checksums and Table I")
+    verify.add_argument("archives", nargs="+", type=Path, help="softloss archives (.tar.gz), each checked")
     verify.set_defaults(run=_verify_archive)
 
 

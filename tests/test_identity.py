@@ -1,5 +1,6 @@
-"""A result belongs to exactly the data it trained on: changed data retrains,
-through the trainer and through the workflow."""
+"""A result belongs to exactly the data and the config that made it: changed
+data retrains, through the trainer and through the workflow, and configs run in
+one checkout never touch each other's runs."""
 import json
 import shutil
 import subprocess
@@ -121,3 +122,53 @@ def test_the_content_digest_sees_every_part_of_the_data(changed):
     assert hdf5.content_digest(splits, ["a", "b"]) == hdf5.content_digest(
         {s: (i, l.astype(np.uint16)) for s, (i, l) in splits.items()}, ["a", "b"]
     )  # the labels' integer type is not content
+
+
+TINY = (REPO / ".test" / "config" / "config.yaml").read_text()
+
+
+def _run_config(workdir, config_file, *targets):
+    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--configfile",
+               str(config_file), "--cores", "2", "--", *(targets or ["reports/summary.html"])]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout + result.stderr
+
+
+def _runs(workdir):
+    return {p.parent.relative_to(workdir / "results").as_posix(): p.read_bytes()
+            for p in (workdir / "results").rglob("metrics.json")}  # fmt: skip
+
+
+def test_two_configs_in_one_checkout_keep_their_own_runs(tmp_path):
+    """The test config, another config whose runs have the same datasets, models,
+    losses and seeds, then the test config again: it trains nothing."""
+    other = tmp_path / "other.yaml"  # named by its file: results/other/
+    other.write_text(TINY.replace("name: test", "").replace("lr: 0.1", "lr: 0.05"))
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    _run_config(workdir, REPO / ".test" / "config" / "config.yaml")
+    _run_config(workdir, other)
+    both = _runs(workdir)
+    assert sorted({run.split("/")[0] for run in both}) == ["other", "test"] and len(both) == 8
+    third = _run_config(workdir, REPO / ".test" / "config" / "config.yaml")
+    assert "rule train:" not in third and _runs(workdir) == both
+    assert "test/mnist/mlp/ce/seed1" in (workdir / "reports" / "summary.html").read_text()  # the last config's report
+    assert "other/mnist" in (workdir / "reports" / "other" / "summary.html").read_text()
+
+
+def test_runs_of_the_old_layout_move_into_their_configs_folder_with_one_command(tmp_path):
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    config = REPO / ".test" / "config" / "config.yaml"
+    _run_config(workdir, config)
+    before = _runs(workdir)
+    # The layout before each config had its folder: results/RUN and results/summary.json.
+    for path in sorted((workdir / "results" / "test").iterdir()):
+        path.rename(workdir / "results" / path.name)
+    (workdir / "results" / "test").rmdir()
+    moved = subprocess.run([sys.executable, "-m", "pipeline", "move-results", str(config)], cwd=workdir,
+                           capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert moved.returncode == 0 and "4 run(s) moved to results/test/" in moved.stdout, moved.stderr
+    assert _runs(workdir) == before and sorted(p.name for p in (workdir / "results").iterdir()) == ["test"]
+    assert "rule train:" not in _run_config(workdir, config)

@@ -71,7 +71,7 @@ def test_tiny_pipeline_report_matches_results(finished):
     parsed = _TableOne()
     parsed.feed(html)
     for loss in ("ce", "nllr"):
-        accuracies = [json.loads((workdir / f"results/mnist/mlp/{loss}/seed{s}/metrics.json").read_text())["test_accuracy"]
+        accuracies = [json.loads((workdir / f"results/test/mnist/mlp/{loss}/seed{s}/metrics.json").read_text())["test_accuracy"]
                       for s in (1, 2)]  # fmt: skip
         assert float(parsed.rows[("mnist", "mlp", loss)]) == pytest.approx(100 * sum(accuracies) / 2, rel=1e-10)
     assert len(parsed.images) == 2 and all(src.startswith("data:image/png;base64,") for src in parsed.images)
@@ -84,9 +84,9 @@ def test_tiny_pipeline_report_matches_results(finished):
         assert key in html
     # where each run trained: these CPU jobs with NumPy, on this CPU
     assert len(re.findall(re.escape(f'<td class="name">CPU ({machine.cpu_name()}); {machine.blas_kernel()}</td>'), html)) == 4
-    assert json.loads((workdir / "results/mnist/mlp/ce/seed1/status.json").read_text())["backend"] == "numpy"
+    assert json.loads((workdir / "results/test/mnist/mlp/ce/seed1/status.json").read_text())["backend"] == "numpy"
     logs = sorted(p.relative_to(workdir / "logs").as_posix() for p in (workdir / "logs").rglob("*.log"))
-    assert "train/mnist/mlp/ce/seed1.log" in logs and "report.log" in logs
+    assert "test/train/mnist/mlp/ce/seed1.log" in logs and "test/report.log" in logs
 
 
 @pytest.mark.parametrize("config", [[], ["--configfile", str(REPO / ".test/config/config.yaml")]], ids=["default", ".test"])
@@ -100,7 +100,7 @@ def test_dry_run_lists_the_jobs(tmp_path):
     workdir = _workdir(tmp_path)
     result = snakemake(workdir, "-n", "reports/summary.html")
     assert result.returncode == 0, result.stderr
-    assert _jobs(result.stdout) == {"fetch": 4, "prepare": 1, "train": 4, "aggregate": 1, "report": 1}
+    assert _jobs(result.stdout) == {"fetch": 4, "prepare": 1, "train": 4, "aggregate": 1, "report": 1, "latest_report": 1}
 
 
 def test_a_sweep_of_thousands_of_runs_plans_in_seconds(tmp_path):
@@ -120,7 +120,7 @@ def test_changing_one_loss_rate_reruns_only_its_jobs(finished, tmp_path):
     (workdir / "changed.yaml").write_text(TINY.replace("nllr: {lr: 0.05}", "nllr: {lr: 0.02}"))
     result = snakemake(workdir, "-n", "reports/summary.html", config="changed.yaml")
     assert result.returncode == 0, result.stderr
-    assert _jobs(result.stdout) == {"train": 2, "aggregate": 1, "report": 1}
+    assert _jobs(result.stdout) == {"train": 2, "aggregate": 1, "report": 1, "latest_report": 1}
     trains = re.findall(r"rule train:.*?wildcards: ([^\n]+)", result.stdout, re.S)
     assert len(trains) == 2 and all("/nllr/" in w for w in trains)
     unchanged = snakemake(workdir, "-n", "reports/summary.html")
@@ -158,7 +158,7 @@ def test_a_failing_job_shows_its_reason_on_the_console(tmp_path):
     workdir = _workdir(tmp_path)
     shutil.copytree(VENDOR_DIR / "mnist", workdir / "data" / "raw" / "mnist")
     (workdir / "data" / "mnist.h5").write_bytes(b"not HDF5")  # newer than the raw files: not rebuilt
-    result = snakemake(workdir, "--cores", "1", "results/mnist/mlp/ce/seed1/status.json")
+    result = snakemake(workdir, "--cores", "1", "results/test/mnist/mlp/ce/seed1/status.json")
     assert result.returncode != 0
     assert "error: data/mnist.h5: cannot read it as a prepared HDF5 dataset" in result.stderr + result.stdout
 
@@ -166,13 +166,13 @@ def test_a_failing_job_shows_its_reason_on_the_console(tmp_path):
 def test_killed_train_job_resumes_under_snakemake(tmp_path):
     config = TINY.replace("epochs: 1", "epochs: 4").replace("train_size: 1000", "train_size: 20000")
     workdir = _workdir(tmp_path, config)
-    target = "results/mnist/mlp/ce/seed1/status.json"
+    target = "results/test/mnist/mlp/ce/seed1/status.json"
     process = subprocess.Popen(
         [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--configfile",
          str(workdir / "tiny.yaml"), "--cores", "1", target],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
-    history = workdir / "results/mnist/mlp/ce/seed1/history.csv"
+    history = workdir / "results/test/mnist/mlp/ce/seed1/history.csv"
     deadline = time.monotonic() + 120
     while not history.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -183,7 +183,7 @@ def test_killed_train_job_resumes_under_snakemake(tmp_path):
     assert snakemake(workdir, "--unlock").returncode == 0
     result = snakemake(workdir, "--cores", "1", "--rerun-incomplete", target)
     assert result.returncode == 0, result.stderr[-2000:]
-    log = (workdir / "logs/train/mnist/mlp/ce/seed1.log").read_text()
+    log = (workdir / "logs/test/train/mnist/mlp/ce/seed1.log").read_text()
     assert "resuming after epoch" in log
     assert json.loads((workdir / target).read_text())["status"] == "completed"
     assert len(read_history(history)) == 4
@@ -239,14 +239,14 @@ def test_archive_verifies_and_catches_tampering(finished, tmp_path):
     workdir, _ = finished
     result = snakemake(workdir, "--cores", "1", "archive")
     assert result.returncode == 0, result.stderr[-2000:]
-    (archive,) = workdir.glob("reports/softloss-archive-*.tar.gz")
+    (archive,) = workdir.glob("reports/test/softloss-archive-*.tar.gz")
     commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
     assert re.fullmatch(rf"softloss-archive-\d{{8}}-{commit}\.tar\.gz", archive.name)
     checked = subprocess.run([sys.executable, "-m", "pipeline", "verify-archive", str(archive)], capture_output=True, text=True)
     assert checked.returncode == 0, checked.stderr
     assert verify(archive) == 4 * 3 + 5  # run files, config, environment, data checksums, summary, report
 
-    metrics = "results/mnist/mlp/ce/seed1/metrics.json"
+    metrics = "results/test/mnist/mlp/ce/seed1/metrics.json"
     tampered = tmp_path / "tampered.tar.gz"
     _rewrite_archive(archive, tampered, lambda n, d: d.replace(b'"test_accuracy": 0.', b'"test_accuracy": 1.') if n == metrics else d)
     with pytest.raises(DataError, match="does not match its MANIFEST"):
@@ -256,20 +256,24 @@ def test_archive_verifies_and_catches_tampering(finished, tmp_path):
     truncated.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
     result = subprocess.run([sys.executable, "-m", "pipeline", "verify-archive", str(truncated)], capture_output=True, text=True)
     assert result.returncode == 2 and "truncated or corrupt" in result.stderr and "Traceback" not in result.stderr
+    both = subprocess.run([sys.executable, "-m", "pipeline", "verify-archive", str(archive), str(truncated)],
+                          capture_output=True, text=True)  # as a glob gives them: each checked, each said  # fmt: skip
+    assert both.returncode == 2 and f"{archive}: {4 * 3 + 5} members match" in both.stdout
+    assert f"{truncated}: not a readable archive" in both.stderr
 
     # A report whose Table I was edited, with a MANIFEST made to match: caught by the recomputation.
     import tarfile
 
     with tarfile.open(archive) as tar:
-        report = tar.extractfile(f"{archive.name.removesuffix('.tar.gz')}/reports/summary.html").read()
+        report = tar.extractfile(f"{archive.name.removesuffix('.tar.gz')}/reports/test/summary.html").read()
     report = re.sub(rb'"mean": [0-9.]+', b'"mean": 99.9', report, count=1)  # the Table I that verify reads
-    entry = f"{hashlib.sha256(report).hexdigest()}  {len(report)}  reports/summary.html"
+    entry = f"{hashlib.sha256(report).hexdigest()}  {len(report)}  reports/test/summary.html"
 
     def edit_report(name, data):
-        if name == "reports/summary.html":
+        if name == "reports/test/summary.html":
             return report
         if name == "MANIFEST":
-            lines = [line if not line.endswith("  reports/summary.html") else entry for line in data.decode().splitlines()]
+            lines = [line if not line.endswith("  reports/test/summary.html") else entry for line in data.decode().splitlines()]
             return ("\n".join(lines) + "\n").encode()
         return data
 
@@ -393,7 +397,7 @@ def test_a_plain_rerun_trains_again_a_run_whose_directory_was_deleted(finished, 
     source, _ = finished
     workdir = tmp_path / "copy"
     shutil.copytree(source, workdir, symlinks=True)
-    run = workdir / "results" / "mnist" / "mlp" / "ce" / "seed1"
+    run = workdir / "results" / "test" / "mnist" / "mlp" / "ce" / "seed1"
     shutil.rmtree(run)
     first = snakemake(workdir, "--cores", "2", "reports/summary.html")
     assert first.returncode == 0, first.stderr[-3000:]
@@ -413,15 +417,15 @@ def test_a_study_still_training_is_archived_as_it_stands_by_the_snapshot_rule(fi
     source, _ = finished
     workdir = tmp_path / "copy"
     shutil.copytree(source, workdir, symlinks=True)
-    run = workdir / "results" / "mnist" / "mlp" / "ce" / "seed1"
+    run = workdir / "results" / "test" / "mnist" / "mlp" / "ce" / "seed1"
     (run / "metrics.json").unlink()
     (run / "status.json").write_text(json.dumps({**json.loads((run / "status.json").read_text()), "status": "running"}))
-    summary = (workdir / "results" / "summary.json").read_bytes()
+    summary = (workdir / "results" / "test" / "summary.json").read_bytes()
     result = snakemake(workdir, "--cores", "1", "--nolock", "snapshot")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "rule train:" not in result.stdout + result.stderr
-    (snapshot,) = (workdir / "reports" / "snapshots").glob("softloss-snapshot-*.tar.gz")
-    assert verify(snapshot) > 0 and (workdir / "results" / "summary.json").read_bytes() == summary
+    (snapshot,) = (workdir / "reports" / "test" / "snapshots").glob("softloss-snapshot-*.tar.gz")
+    assert verify(snapshot) > 0 and (workdir / "results" / "test" / "summary.json").read_bytes() == summary
     runs = json.loads(read(snapshot)["results/summary.json"])["runs"]
     assert sorted(r["status"] for r in runs) == ["completed"] * (len(runs) - 1) + ["running"]
 
@@ -443,7 +447,7 @@ experiments:
     workdir = _workdir(tmp_path / "work", config)
     result = snakemake(workdir, "--cores", "2", "reports/summary.html")
     assert result.returncode == 0, result.stderr[-3000:]
-    (run,) = json.loads((workdir / "results" / "summary.json").read_text())["runs"]
+    (run,) = json.loads((workdir / "results" / "tiny" / "summary.json").read_text())["runs"]  # named by its file
     assert run["dataset"] == "shapes" and len(run["confusion_matrix"]) == 12
     assert "shapes" in (workdir / "reports" / "summary.html").read_text()
 
@@ -493,7 +497,7 @@ def test_a_loss_of_ones_own_runs_beside_the_built_in_ones(tmp_path):
     workdir = _user_loss_workdir(tmp_path, USER_LOSS)
     result = snakemake(workdir, "--cores", "2", "reports/summary.html")
     assert result.returncode == 0, result.stderr[-3000:]
-    runs = json.loads((workdir / "results" / "summary.json").read_text())["runs"]
+    runs = json.loads((workdir / "results" / "test" / "summary.json").read_text())["runs"]
     assert sorted((r["loss"], r["status"]) for r in runs) == [("ce", "completed")] * 2 + [("poly2", "completed")] * 2
     assert all(r["config"]["loss_options"] == {"eps": 2.0} for r in runs if r["loss"] == "poly2")
     assert 'data-loss="poly2"' in (workdir / "reports" / "summary.html").read_text()
@@ -501,7 +505,7 @@ def test_a_loss_of_ones_own_runs_beside_the_built_in_ones(tmp_path):
     assert "Nothing to be done" in snakemake(workdir, "-n", "reports/summary.html").stdout
     (workdir / "poly2.py").write_text(USER_LOSS.replace("** 2", "** 3"))
     changed = snakemake(workdir, "-n", "reports/summary.html")
-    assert _jobs(changed.stdout) == {"train": 2, "aggregate": 1, "report": 1}
+    assert _jobs(changed.stdout) == {"train": 2, "aggregate": 1, "report": 1, "latest_report": 1}
     assert all("/poly2/" in w for w in re.findall(r"rule train:.*?wildcards: ([^\n]+)", changed.stdout, re.S))
 
 

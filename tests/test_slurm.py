@@ -65,10 +65,10 @@ def test_tiny_pipeline_on_slurm_matches_local(cluster, tmp_path):
 
     local = _workdir(tmp_path / "local")
     run = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(local),
-                          "--configfile", str(local / "tiny.yaml"), "--cores", "2", "results/summary.json"],
+                          "--configfile", str(local / "tiny.yaml"), "--cores", "2", "results/test/summary.json"],
                          capture_output=True, text=True, timeout=600)  # fmt: skip
     assert run.returncode == 0, run.stderr[-2000:]
-    for path in sorted(local.glob("results/mnist/mlp/*/seed*/metrics.json")):
+    for path in sorted(local.glob("results/test/mnist/mlp/*/seed*/metrics.json")):
         ours = json.loads((workdir / path.relative_to(local)).read_text())
         theirs = json.loads(path.read_text())
         for key in ("test_accuracy", "test_loss", "confusion_matrix", "ece"):

@@ -131,9 +131,9 @@ def studies_run(tmp_path_factory):
 
 def test_each_study_is_a_target_with_outputs(studies_run):
     for study in ("negative_feedback", "log_loss", "knet_softmax"):
-        runs = json.loads((studies_run / f"results/studies/{study}.json").read_text())["runs"]
+        runs = json.loads((studies_run / f"results/tiny/studies/{study}.json").read_text())["runs"]
         assert runs and all((studies_run / r["run_dir"] / "metrics.json").exists() for r in runs)
-    assert (studies_run / "results/studies/knet_softmax/toy_boundaries.json").exists()
+    assert (studies_run / "results/tiny/studies/knet_softmax/toy_boundaries.json").exists()
 
 
 def test_negative_feedback_report_matches_files_and_shows_divergence(studies_run):
@@ -141,7 +141,7 @@ def test_negative_feedback_report_matches_files_and_shows_divergence(studies_run
     parser = _Cells()
     parser.feed(html)
     assert {"negative-feedback", "log-loss", "knet-softmax"} <= parser.ids
-    base = studies_run / "results/studies/negative_feedback/mnist/mlp"
+    base = studies_run / "results/tiny/studies/negative_feedback/mnist/mlp"
     rows = [parser.cells[i : i + 5] for i in range(0, len(parser.cells), 5)]  # q = 0, 0.75, 1; five treatments each
     assert len(rows) == 3
     by_treatment = {t: (acc, cls) for t, acc, cls in rows[1]}  # q = 0.75
@@ -165,19 +165,19 @@ def test_log_loss_and_knet_tables_match_histories(studies_run):
     html = (studies_run / "reports/summary.html").read_text()
     table = html.split('id="log-loss-table"')[1].split("</table>")[0]
     history = [line.split(",") for line in
-               (studies_run / "results/studies/log_loss/mnist/knet_softmax/lr0.1/ce/seed1/history.csv").read_text().split()[1:]]  # fmt: skip
+               (studies_run / "results/tiny/studies/log_loss/mnist/knet_softmax/lr0.1/ce/seed1/history.csv").read_text().split()[1:]]  # fmt: skip
     final = float(history[-1][2])
     assert f"{final:.4f}" in table
     assert re.search(r"against it, cross-entropy got there first in\s+\d+ of 3 settings", html)
     assert "The square loss on <b>logits</b>" in html and 'data-loss="square_logits"' in table
     # a run that diverged says so where its final accuracy would be (lr 30 makes square_logits diverge)
-    statuses = [json.loads(p.read_text()) for p in (studies_run / "results/studies/log_loss").rglob("status.json")]
+    statuses = [json.loads(p.read_text()) for p in (studies_run / "results/tiny/studies/log_loss").rglob("status.json")]
     diverged = [s for s in statuses if s["status"] == "diverged"]
     assert diverged and all(s["config"]["hyperparameters"]["lr"] == 30.0 for s in diverged)
     cells = re.findall(r'<td class="diverged">([^<]*)</td>', table)
     assert sorted(cells) == sorted(f"diverged (epoch {s['epoch']})" for s in diverged)
     knet = html.split('id="knet-table"')[1].split("</table>")[0]
-    rows = (studies_run / "results/studies/knet_softmax/mnist/knet_softmax/ce/seed1/history.csv").read_text().split()
+    rows = (studies_run / "results/tiny/studies/knet_softmax/mnist/knet_softmax/ce/seed1/history.csv").read_text().split()
     epoch1 = rows[1].split(",")
     assert f"{float(epoch1[2]):.5f}" in knet and "0.90087" in knet and "0.9048" in knet
 
@@ -199,10 +199,10 @@ def test_a_wheel_installed_elsewhere_renders_the_report_with_every_study(studies
     subprocess.run([*pip, "wheel", "--no-deps", "-w", wheels, source], check=True, capture_output=True)
     (wheel,) = wheels.glob("softloss-*.whl")
     subprocess.run([*pip, "install", "--no-deps", "--target", site, wheel], check=True, capture_output=True)
-    studies = sorted((studies_run / "results" / "studies").glob("*.json"))
-    command = [sys.executable, "-m", "pipeline", "report", "--summary", studies_run / "results/summary.json",
+    studies = sorted((studies_run / "results" / "tiny" / "studies").glob("*.json"))
+    command = [sys.executable, "-m", "pipeline", "report", "--summary", studies_run / "results/tiny/summary.json",
                *[arg for path in studies for arg in ("--study", path)],
-               "--input", f"toy={studies_run / 'results/studies/knet_softmax/toy_boundaries.json'}",
+               "--input", f"toy={studies_run / 'results/tiny/studies/knet_softmax/toy_boundaries.json'}",
                "--config-json", json.dumps(yaml.safe_load(TINY_STUDIES)), "--out", tmp_path / "report.html"]  # fmt: skip
     result = subprocess.run(command, cwd=tmp_path, env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"},
                             capture_output=True, text=True)  # fmt: skip

@@ -9,6 +9,7 @@ every run's model and optimizer with their real signatures).
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from ..common.errors import SoftlossError
@@ -17,6 +18,7 @@ from ..common.versions import checkout_path
 # The checkout's files (wherever the command runs); the functions take others.
 SCHEMA = checkout_path("workflow/schemas/config.schema.yaml")
 DEFAULT = checkout_path("config/config.yaml")
+NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]*"  # the schema's `name`
 
 
 def load_yaml(path):
@@ -69,6 +71,22 @@ def command_line_types(config, overrides):
     return merge(config, nested)
 
 
+def config_name(config, configfiles=(), default=DEFAULT):
+    """The study's name (its folder under results/, logs/ and reports/): the
+    config's `name`, else the file name of the last of `configfiles` (the
+    --configfile list) that is not the default config, else "default"."""
+    if config.get("name"):
+        return config["name"]  # the schema's pattern
+    given = [Path(f) for f in configfiles if Path(f).resolve() != Path(default).resolve()]
+    if not given:
+        return "default"
+    name = re.sub(r"\.(ya?ml|json)$", "", given[-1].name)
+    if not re.fullmatch(NAME_PATTERN, name):
+        raise SoftlossError(f"{given[-1]}: {name!r} cannot name the study's folders: set name: in the config "
+                            "(letters, digits, '_', '.', '-')")
+    return name
+
+
 def schema_errors(config, schema_path=SCHEMA):
     """One line per value the schema refuses: 'experiments/0/batch_size: 0 is less than the minimum of 1'."""
     import jsonschema
@@ -99,9 +117,21 @@ def check(config, studies, schema_path=SCHEMA):
     return jobs, problems(jobs, config.get("datasets"))
 
 
-def check_files(paths, studies, default=DEFAULT, schema_path=SCHEMA):
-    """`check`'s problems of the default config with `paths` merged in, as Snakemake would merge them."""
+def load_files(paths, default=DEFAULT):
+    """The default config with `paths` merged in, as Snakemake merges --configfile files."""
     config = load_yaml(default)
     for path in paths:
         config = merge(config, load_yaml(path))
-    return check(config, studies, schema_path)[1]
+    return config
+
+
+def check_files(paths, studies, default=DEFAULT, schema_path=SCHEMA):
+    """(the study's name, its jobs, `check`'s problems) of the default config
+    with `paths` merged in."""
+    config = load_files(paths, default)
+    jobs, problems = check(config, studies, schema_path)
+    try:
+        name = config_name(config, paths, default)
+    except SoftlossError as error:
+        name, problems = None, [*problems, str(error)]
+    return name, jobs, problems

@@ -161,20 +161,30 @@ class _Cells(HTMLParser):
             self.cells[self._cell] += data
 
 
+# Table I's summary: results/NAME/summary.json (results/summary.json before each config had its folder).
+_MAIN_SUMMARY = re.compile(r"results/(?:[^/]+/)?summary\.json")
+
+
+def main_summary(contents):
+    """The name of Table I's summary among an archive's members, or None."""
+    return next((name for name in sorted(contents) if _MAIN_SUMMARY.fullmatch(name)), None)
+
+
 def _check_table1(path, contents):
     """The report's Table I, its JSON and the cells a reader sees, against the runs."""
     reports = [name for name in contents if name.endswith(".html")]
-    if not reports or "results/summary.json" not in contents:
+    summary_name = main_summary(contents)
+    if not reports or summary_name is None:
         return
-    summary = json.loads(contents["results/summary.json"])["runs"]
+    summary = json.loads(contents[summary_name])["runs"]
     for run in summary:  # the summary must agree with the per-run files it was built from
         if run["status"] == "running":  # then its status.json must say so, and there are no metrics to agree
             if json.loads(contents[f"{run['run_dir']}/status.json"]).get("status") != "running":
-                raise DataError(f"{path}: results/summary.json says {run['run_dir']} is running, its status.json does not")
+                raise DataError(f"{path}: {summary_name} says {run['run_dir']} is running, its status.json does not")
             continue
         metrics = json.loads(contents[f"{run['run_dir']}/metrics.json"])
         if metrics.get("test_accuracy") != run.get("test_accuracy"):
-            raise DataError(f"{path}: {run['run_dir']}/metrics.json disagrees with results/summary.json")
+            raise DataError(f"{path}: {run['run_dir']}/metrics.json disagrees with {summary_name}")
     expected = {(r["dataset"], r["model"], r["loss"]): r["mean"] for r in table_rows(summary)}
     html = contents[reports[0]].decode()
     try:

@@ -7,7 +7,8 @@ report (pipeline.report), which import no study themselves. A study module has
                              studies/NAME/): the planner builds each Job from the config block
                              `entry` and `overrides` (loss, seed, hyperparameters, feedback)
     view(runs, settings, inputs)  the data its part of the report shows
-    INPUTS                   {name: path} of files beside its runs that `view` reads
+    INPUTS                   {name: path under the config's results folder} of files beside its
+                             runs that `view` reads
     templates/NAME.html.j2   its part of the report (given `view`)
 
 Adding a study: one module here, its entry in STUDIES, its template, its block

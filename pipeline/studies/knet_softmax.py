@@ -12,7 +12,7 @@ from ..report.figures import toy_figure
 NAME = "knet_softmax"
 # Knet's documentation (examples/mnist.jl, softmax model, SGD lr 0.1, batch 100).
 KNET_REFERENCE = {1: {"train": 0.90087, "test": 0.9048}, 100: {"train": 0.92755, "test": 0.9176}}
-INPUTS = {"toy": "results/studies/knet_softmax/toy_boundaries.json"}  # made by `python -m pipeline toy`
+INPUTS = {"toy": "studies/knet_softmax/toy_boundaries.json"}  # made by `python -m pipeline toy`
 
 
 def runs(s):

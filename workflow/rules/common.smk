@@ -13,7 +13,7 @@ from pipeline.cli import command_version
 from pipeline.datasets.folders import listing_digest
 from pipeline.datasets.registry import REGISTRY as DATASET_REGISTRY
 from pipeline.datasets.registry import get as get_dataset
-from pipeline.plan.configcheck import check
+from pipeline.plan.configcheck import check, config_name
 from pipeline.report.archive import archive_name, snapshot_name
 from pipeline.studies import STUDIES
 
@@ -71,6 +71,14 @@ if _problems:  # one line each, no traceback: the config is wrong, not the workf
     for line in _problems:
         print(f"config error: {line}", file=sys.stderr)
     raise SystemExit(1)
+# Each config's files under its own name (pipeline.plan.configcheck.config_name):
+# configs run in one checkout never touch each other's runs.
+try:
+    NAME = config_name(config, workflow.overwrite_configfiles)
+except SoftlossError as error:
+    print(f"config error: {error}", file=sys.stderr)
+    raise SystemExit(1)
+RESULTS, LOGS, REPORTS = f"results/{NAME}", f"logs/{NAME}", f"reports/{NAME}"
 STUDY_RUNS = {}
 for _run_id, _job in JOBS.items():
     STUDY_RUNS.setdefault(_job.study, []).append(_run_id)
@@ -107,7 +115,7 @@ def raw_files(wildcards):
 
 
 def study_summary(study):
-    return "results/summary.json" if study == "main" else f"results/studies/{study}.json"
+    return f"{RESULTS}/summary.json" if study == "main" else f"{RESULTS}/studies/{study}.json"
 
 
 def incomplete_runs(summary):
@@ -118,24 +126,24 @@ def incomplete_runs(summary):
     exist. When the list changes, the summary and the report are made again,
     and the missing runs with them (and, the list empty again, the summary and
     the report once more on the next plain run)."""
-    if not os.path.exists(f"results/{summary}.json"):
+    if not os.path.exists(f"{RESULTS}/{summary}.json"):
         return ""
     return " ".join(r for r in STUDY_RUNS[summary_study(summary)]
-                    if not all(os.path.exists(f"results/{r}/{name}") for name in RUN_OUTPUTS))  # fmt: skip
+                    if not all(os.path.exists(f"{RESULTS}/{r}/{name}") for name in RUN_OUTPUTS))  # fmt: skip
 
 
 def summary_study(summary):
-    """The study whose summary is results/{summary}.json: "main" for Table I's."""
+    """The study whose summary is {RESULTS}/{summary}.json: "main" for Table I's."""
     return "main" if summary == "summary" else summary.removeprefix("studies/")
 
 
 def report_inputs(wildcards):
     """The summaries the report renders, and the files its study views read."""
-    inputs = {"summary": "results/summary.json", "data": [f"data/{d}.h5" for d in DATASETS]}
+    inputs = {"summary": f"{RESULTS}/summary.json", "data": [f"data/{d}.h5" for d in DATASETS]}
     inputs["studies"] = [study_summary(s) for s in STUDY_RUNS if s != "main"]
     for name, study in STUDIES.items():
         if name in STUDY_RUNS:
-            inputs.update(study.INPUTS)
+            inputs.update({key: f"{RESULTS}/{path}" for key, path in study.INPUTS.items()})
     return inputs
 
 

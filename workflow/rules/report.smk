@@ -1,19 +1,19 @@
-# One summary per study: results/summary.json (Table I) and
-# results/studies/{study}.json (a side study).
+# One summary per study: {RESULTS}/summary.json (Table I) and
+# {RESULTS}/studies/{study}.json (a side study).
 rule aggregate:
     input:
-        metrics=lambda w: [f"results/{r}/metrics.json" for r in STUDY_RUNS[summary_study(w.summary)]],
-        histories=lambda w: [f"results/{r}/history.csv" for r in STUDY_RUNS[summary_study(w.summary)]],
+        metrics=lambda w: [f"{RESULTS}/{r}/metrics.json" for r in STUDY_RUNS[summary_study(w.summary)]],
+        histories=lambda w: [f"{RESULTS}/{r}/history.csv" for r in STUDY_RUNS[summary_study(w.summary)]],
     output:
-        "results/{summary}.json",
+        f"{RESULTS}/{{summary}}.json",
     conda:
         ENV
     params:
-        run_dirs=lambda w: " ".join(f"results/{r}" for r in STUDY_RUNS[summary_study(w.summary)]),
+        run_dirs=lambda w: " ".join(f"{RESULTS}/{r}" for r in STUDY_RUNS[summary_study(w.summary)]),
         incomplete=lambda w: incomplete_runs(w.summary),
         code=command_version("aggregate"),
     log:
-        "logs/aggregate/{summary}.log",
+        f"{LOGS}/aggregate/{{summary}}.log",
     resources:
         mem_mb=1000,
         runtime=10,
@@ -23,13 +23,13 @@ rule aggregate:
 
 rule toy_boundaries:
     output:
-        "results/studies/knet_softmax/toy_boundaries.json",
+        f"{RESULTS}/studies/knet_softmax/toy_boundaries.json",
     conda:
         ENV
     params:
         code=command_version("toy"),
     log:
-        "logs/toy_boundaries.log",
+        f"{LOGS}/toy_boundaries.log",
     resources:
         mem_mb=1000,
         runtime=10,
@@ -41,7 +41,7 @@ rule report:
     input:
         unpack(report_inputs),
     output:
-        "reports/summary.html",
+        f"{REPORTS}/summary.html",
     conda:
         ENV
     params:
@@ -50,13 +50,29 @@ rule report:
         inputs=lambda w, input: study_inputs(input),
         code=command_version("report"),
     log:
-        "logs/report.log",
+        f"{LOGS}/report.log",
     resources:
         mem_mb=2000,
         runtime=10,
     shell:
         logged("python -m pipeline report --summary {input.summary} --data {input.data} {params.studies} "
                "{params.inputs} --config-json {params.config:q} --out {output}")
+
+
+# reports/summary.html: the report of the config last asked for it, each
+# config's own staying in reports/NAME/.
+rule latest_report:
+    input:
+        f"{REPORTS}/summary.html",
+    output:
+        "reports/summary.html",
+    conda:
+        ENV
+    log:
+        f"{LOGS}/latest_report.log",
+    localrule: True
+    shell:
+        logged("cp {input} {output}")
 
 
 # Each study is its own target: `snakemake --cores 8 negative_feedback` (or log_loss, knet_softmax).
@@ -73,13 +89,13 @@ for _study in [s for s in STUDY_RUNS if s != "main"]:
 
 # `snakemake --cores 1 archive`: config, versions, checksums, every run's files
 # and the report, with a MANIFEST of SHA-256s (check with verify-archive).
-ARCHIVE = f"reports/{archive_name(datetime.date.today())}"
+ARCHIVE = f"{REPORTS}/{archive_name(datetime.date.today())}"
 
 
 rule make_archive:
     input:
         unpack(report_inputs),
-        report="reports/summary.html",
+        report=f"{REPORTS}/summary.html",
     output:
         ARCHIVE,
     conda:
@@ -89,7 +105,7 @@ rule make_archive:
         summaries=lambda w, input: " ".join([input.summary, *input.get("studies", [])]),
         code=command_version("archive"),
     log:
-        "logs/archive.log",
+        f"{LOGS}/archive.log",
     resources:
         mem_mb=1000,
         runtime=10,
@@ -106,9 +122,9 @@ rule archive:
 
 # `snakemake --cores 1 --nolock snapshot`: while a long study trains (its own
 # snakemake holds the lock), an archive of its Table I runs as they stand, in
-# reports/snapshots/: runs still training at the epoch they reached, runs not
-# started left out, the study's own files untouched. A new one each time.
-SNAPSHOT = f"reports/snapshots/{snapshot_name(datetime.datetime.now())}"
+# reports/NAME/snapshots/: runs still training at the epoch they reached, runs
+# not started left out, the study's own files untouched. A new one each time.
+SNAPSHOT = f"{REPORTS}/snapshots/{snapshot_name(datetime.datetime.now())}"
 
 
 rule make_snapshot:
@@ -119,11 +135,11 @@ rule make_snapshot:
     conda:
         ENV
     params:
-        run_dirs=lambda w: " ".join(f"results/{r}" for r in STUDY_RUNS.get("main", [])),
+        run_dirs=lambda w: " ".join(f"{RESULTS}/{r}" for r in STUDY_RUNS.get("main", [])),
         config=lambda w: json.dumps(config, sort_keys=True),
         code=command_version("snapshot"),
     log:
-        "logs/snapshot.log",
+        f"{LOGS}/snapshot.log",
     resources:
         mem_mb=1000,
         runtime=10,

@@ -6,10 +6,10 @@ rule train:
     input:
         data=job_value("dataset", lambda name: f"data/{name}.h5"),
     output:  # RUN_OUTPUTS
-        history="results/{run}/history.csv",
-        status="results/{run}/status.json",
-        model="results/{run}/model.npz",
-        metrics="results/{run}/metrics.json",
+        history=f"{RESULTS}/{{run}}/history.csv",
+        status=f"{RESULTS}/{{run}}/status.json",
+        model=f"{RESULTS}/{{run}}/model.npz",
+        metrics=f"{RESULTS}/{{run}}/metrics.json",
     conda:
         ENV
     params:
@@ -17,16 +17,17 @@ rule train:
         run=lambda w: run_json(w.run),
         backend=job_value("backend"),
         code=command_version("train", "evaluate"),
+        dir=lambda w: f"{RESULTS}/{w.run}",
     log:
-        "logs/train/{run}.log",
+        f"{LOGS}/train/{{run}}.log",
     threads: config.get("train_threads", 1)
     resources:
         mem_mb=job_value("mem_mb"),
         runtime=job_value("runtime"),
         gpu=job_value("gpu", int),
     shell:
-        logged("mkdir -p results/{wildcards.run} && printf '%s\\n' {params.run:q} > results/{wildcards.run}/run.json && "
+        logged("mkdir -p {params.dir} && printf '%s\\n' {params.run:q} > {params.dir}/run.json && "
                "OPENBLAS_NUM_THREADS={threads} OMP_NUM_THREADS={threads} "
-               "python -m pipeline train --run-config results/{wildcards.run}/run.json --backend {params.backend} "
-               "--out results/{wildcards.run} --quiet && "
-               "python -m pipeline evaluate --run results/{wildcards.run} --data {input.data} --out {output.metrics}")
+               "python -m pipeline train --run-config {params.dir}/run.json --backend {params.backend} "
+               "--out {params.dir} --quiet && "
+               "python -m pipeline evaluate --run {params.dir} --data {input.data} --out {output.metrics}")
