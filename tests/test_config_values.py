@@ -99,3 +99,46 @@ def test_check_config_and_fetch_work_from_any_directory(tmp_path):
     assert fetched.returncode == 0, fetched.stderr  # no network: only the vendored copy can serve it
     vendored = sorted(p.name for p in (REPO / "data/raw/vendored/mnist").glob("*.gz"))
     assert sorted(p.name for p in (tmp_path / "raw").iterdir()) == vendored
+
+
+TEN_CLASSES_ONLY = '''import autograd.numpy as np
+
+
+def ten(logits, labels):
+    z = logits - np.log(np.sum(np.exp(logits), axis=1, keepdims=True))
+    return -np.mean(np.sum(z * np.eye(10)[labels], axis=1))
+'''
+
+
+def _shapes(root, classes=("ring", "stripe", "dot"), empty=()):
+    from PIL import Image
+
+    for split in ("train", "test"):
+        for name in classes:
+            (root / split / name).mkdir(parents=True, exist_ok=True)
+            if (split, name) in empty:
+                continue
+            for i in range(2):
+                Image.new("L", (4, 4), 40 * i).save(root / split / name / f"{i}.png")
+    return root
+
+
+@pytest.mark.parametrize("case, message", [
+    ("a loss for ten classes", "ten.py: loss 'ten': fails on a probe batch of 50 x 3 logits"),
+    ("one class", "datasets/shapes: {folder}: one class (ring): a classifier needs two or more"),
+    ("an emptied training class", "datasets/shapes: {folder}: class 'stripe' has no images in train/"),
+])  # fmt: skip
+def test_what_fails_in_training_is_refused_before_any_job_naming_its_file(tmp_path, case, message):
+    folder = _shapes(tmp_path / "shapes", classes=("ring",) if case == "one class" else ("ring", "stripe", "dot"),
+                     empty={("train", "stripe")} if case == "an emptied training class" else ())  # fmt: skip
+    (tmp_path / "ten.py").write_text(TEN_CLASSES_ONLY)
+    experiment = {**BASE["experiments"][0], "dataset": "shapes", "losses": {"ten": {}, "ce": {}}}
+    config = {**BASE, "experiments": [experiment], "datasets": {"shapes": {"folder": str(folder)}},
+              "user_losses": {"ten": {"file": str(tmp_path / "ten.py")}}}  # fmt: skip
+    if case != "a loss for ten classes":
+        experiment["losses"] = {"ce": {}}
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(config))
+    for result in (_check_config(path), _dry_run(tmp_path, path)):
+        assert result.returncode != 0 and "Traceback" not in result.stderr
+        assert message.format(folder=folder) in result.stderr, result.stderr[-2000:]

@@ -158,10 +158,14 @@ BAD = {
                    r"test/emu/000.png: image mode L, expected RGB"),
     "undecodable": (lambda f: f.__setitem__("train/cat/002.png", b"\x89PNG\r\n\x1a\n broken"),
                     r"train/cat/002.png: not a decodable PNG or JPEG image"),
-    "unknown class": (lambda f: f.__setitem__("test/yak/000.png", f["test/cat/000.png"]),
-                      r"test/yak/ is not a class of"),
+    "class in test alone": (lambda f: f.__setitem__("test/yak/000.png", f["test/cat/000.png"]),
+                            r"class 'yak' has no images in train/"),
     "empty class": (lambda f: [f.pop(k) for k in [k for k in f if k.startswith("test/dog/")]],
                     r"class 'dog' has no images in test/"),
+    "emptied training class": (lambda f: [f.pop(k) for k in [k for k in f if k.startswith("train/dog/")]],
+                               r"class 'dog' has no images in train/"),
+    "one class": (lambda f: [f.pop(k) for k in [k for k in f if "/cat/" not in k]],
+                  r"one class \(cat\): a classifier needs two or more"),
     "not an image": (lambda f: f.__setitem__("train/cat/notes.txt", b"hello"), r"train/cat/notes.txt: not an image file"),
     "too deep": (lambda f: f.__setitem__("train/cat/x/000.png", f["train/cat/000.png"]), r"not at <split>/<class>/<image>"),
 }  # fmt: skip
@@ -181,6 +185,27 @@ def test_bad_folders_name_the_file_and_write_nothing(tmp_path, case, as_archive)
     with pytest.raises(DataError, match=message):
         prepare.prepare(folders.folder_spec("pets", raw), raw, tmp_path / "pets.h5", **_quiet())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["raw"]
+
+
+# What is wrong in the files' names alone, which the config's checks find before any job.
+BY_NAME = ("class in test alone", "empty class", "emptied training class", "one class", "not an image", "too deep")
+
+
+@pytest.mark.parametrize("as_archive", [False, True], ids=["folder", "archive"])
+@pytest.mark.parametrize("case", BY_NAME)
+def test_the_config_check_finds_what_the_names_show(tmp_path, case, as_archive):
+    change, message = BAD[case]
+    files = _bad(_images()[0], change)
+    raw = tmp_path / "raw"
+    if as_archive:
+        raw.mkdir()
+        path = raw / "pets.tar.gz"
+        path.write_bytes(_tar_gz(files))
+    else:
+        path = _write_folder(raw, files)
+    with pytest.raises(DataError, match=message):
+        folders.class_names("pets", [path])
+    assert folders.class_names("pets", [_write_folder(tmp_path / "good", _images()[0])]) == CLASSES
 
 
 def test_registered_class_order_and_unknown_class(tmp_path):

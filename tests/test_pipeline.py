@@ -510,7 +510,7 @@ def test_a_loss_of_ones_own_runs_beside_the_built_in_ones(tmp_path):
 
 
 @pytest.mark.parametrize("broken, message", [
-    (USER_LOSS.replace("return np.mean(", "return ("), "returns shape (16,), not a scalar"),
+    (USER_LOSS.replace("return np.mean(", "return ("), "returns shape (50,), not a scalar"),  # the batch size
     (USER_LOSS.replace("np.mean(", "np.log(-1.0) + np.mean("), "returns nan on a probe batch"),
     (USER_LOSS.replace("def poly2(", "def poly(2"), "poly2.py: not Python (invalid decimal literal, line 5)"),
     (USER_LOSS.replace("import autograd.numpy as np", "import autograd.numpy as np\nimport no_such_module"),

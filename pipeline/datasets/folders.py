@@ -32,16 +32,21 @@ def _folder_files(root):
             yield path.relative_to(root).as_posix(), str(path), path.read_bytes()
 
 
+def _archive_names(archive_path):
+    """(name, member, the open archive) of each file in a tar.gz archive."""
+    try:
+        with tarfile.open(archive_path, "r:gz") as archive:
+            for member in safe_members(archive):
+                if member.isfile():
+                    yield (member.name[2:] if member.name.startswith("./") else member.name), member, archive
+    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as error:
+        raise DataError(f"{archive_path}: not a readable tar.gz archive ({error})") from None
+
+
 def _archive_files(archives):
     for archive_path in archives:
-        try:
-            with tarfile.open(archive_path, "r:gz") as archive:
-                for member in safe_members(archive):
-                    if member.isfile():
-                        name = member.name[2:] if member.name.startswith("./") else member.name
-                        yield name, f"{archive_path}:{member.name}", archive.extractfile(member).read()
-        except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as error:
-            raise DataError(f"{archive_path}: not a readable tar.gz archive ({error})") from None
+        for name, member, archive in _archive_names(archive_path):
+            yield name, f"{archive_path}:{member.name}", archive.extractfile(member).read()
 
 
 def decode_image(data, where, channels=None, size=None):
@@ -94,27 +99,66 @@ def folder_splits(spec, raw_dir):
     return _decoded(spec, raw_dir, files, sources)
 
 
+def _place(name, where):
+    """(split, class) of the file `name` (split/class/image) of a class-folder
+    dataset, None for a hidden file; DataError naming `where` if it is misplaced."""
+    parts = name.split("/")
+    if parts[-1].startswith("."):
+        return None  # hidden files (.DS_Store and the like)
+    if len(parts) != 3 or parts[0] not in SPLITS:
+        raise DataError(f"{where}: not at <split>/<class>/<image> with split train or test")
+    if not parts[2].lower().endswith(IMAGE_SUFFIXES):
+        raise DataError(f"{where}: not an image file (expected {', '.join(IMAGE_SUFFIXES)})")
+    return parts[0], parts[1]
+
+
+def _classes(counts, where, dataset, declared=()):
+    """The classes of a dataset whose splits hold {split: {class: images}}: the
+    `declared` ones, else every class folder's name in sorted order; DataError
+    naming `where` for a class missing from a split, or fewer than two."""
+    classes = tuple(declared) or tuple(sorted(set().union(*counts.values())))
+    for split in SPLITS:
+        for name in sorted(set(counts[split]) - set(classes)):
+            raise DataError(f"{where}: {split}/{name}/ is not a class of {dataset} ({', '.join(classes)})")
+        for name in classes:
+            if not counts[split].get(name):
+                raise DataError(f"{where}: class {name!r} has no images in {split}/")
+    if len(classes) < 2:
+        raise DataError(f"{where}: one class ({', '.join(classes) or 'none'}): a classifier needs two or more")
+    return classes
+
+
+def class_names(name, paths):
+    """The classes of the class-folder dataset `name` in `paths` (a folder, or
+    archives), from its file names alone, checked as `prepare` checks them:
+    what the config's checks know of it before anything is prepared."""
+    counts = {split: {} for split in SPLITS}
+    for path in map(Path, paths):
+        if path.is_dir():
+            for split in SPLITS:
+                if not (path / split).is_dir():
+                    raise DataError(f"{path / split}: missing; a class-folder dataset holds {split}/<class>/<image> files")
+            found = [(p.relative_to(path).as_posix(), str(p)) for split in SPLITS for p in (path / split).rglob("*")
+                     if p.is_file()]  # fmt: skip
+        else:
+            found = [(n, f"{path}:{n}") for n, _, _ in _archive_names(path)]
+        for file, where in found:
+            if placed := _place(file, where):
+                counts[placed[0]][placed[1]] = counts[placed[0]].get(placed[1], 0) + 1
+    return _classes(counts, ", ".join(map(str, paths)), name)
+
+
 def _decoded(spec, raw_dir, files, sources):
     """(splits, sources, classes) of the (name, where, bytes) `files` of a class-folder dataset."""
     found = {split: {} for split in SPLITS}  # split -> class -> [(where, bytes)]
     digests = {split: hashlib.sha256() for split in SPLITS}
     for name, where, data in files:
-        parts = name.split("/")
-        if parts[-1].startswith("."):
-            continue  # hidden files (.DS_Store and the like)
-        if len(parts) != 3 or parts[0] not in SPLITS:
-            raise DataError(f"{where}: not at <split>/<class>/<image> with split train or test")
-        if not parts[2].lower().endswith(IMAGE_SUFFIXES):
-            raise DataError(f"{where}: not an image file (expected {', '.join(IMAGE_SUFFIXES)})")
-        found[parts[0]].setdefault(parts[1], []).append((where, data))
-        digests[parts[0]].update(f"{name}\0{len(data)}\0".encode() + data)
-    classes = spec.classes or tuple(sorted(found["train"]))
-    for split in SPLITS:
-        for name in sorted(set(found[split]) - set(classes)):
-            raise DataError(f"{raw_dir}: {split}/{name}/ is not a class of {spec.name} ({', '.join(classes)})")
-        for name in classes:
-            if not found[split].get(name):
-                raise DataError(f"{raw_dir}: class {name!r} has no images in {split}/")
+        if (placed := _place(name, where)) is None:
+            continue
+        found[placed[0]].setdefault(placed[1], []).append((where, data))
+        digests[placed[0]].update(f"{name}\0{len(data)}\0".encode() + data)
+    counts = {split: {name: len(images) for name, images in found[split].items()} for split in SPLITS}
+    classes = _classes(counts, raw_dir, spec.name, spec.classes)
     first_where, first = found["train"][classes[0]][0]
     shape = spec.image_shape or decode_image(first, first_where).shape
     total = sum(len(images) for split in found.values() for images in split.values())

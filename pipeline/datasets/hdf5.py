@@ -76,6 +76,8 @@ def write(out_path, spec, splits, sources):
 
 def classes(path):
     """The class names a prepared file records, in label order."""
+    if not Path(path).is_file():
+        raise DataError(f"{path}: no such dataset file; run `python -m pipeline prepare` first")
     try:
         with h5py.File(path, "r") as h5:
             return [str(name) for name in h5.attrs["classes"]]

@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..common.errors import SoftlossError
+from ..datasets.folders import class_names
 from ..datasets.registry import REGISTRY
 from ..core.losses import LOSSES
 from ..runs import user_loss
@@ -115,16 +116,34 @@ def problems(jobs, declared=None, data_dir=Path("data")):
     neither registered nor declared, more examples than a split has, ...),
     naming one run that has it: `RunConfig.validate` builds the model and
     optimizer for real. `declared`: the config's `datasets` block."""
-    found = {}
+    found, classes, lines = {}, {}, _declared_problems(declared or {})
     for run_id, planned in jobs.items():
-        for error in planned.run.problems():
+        name = planned.dataset
+        if name not in classes:
+            classes[name] = _class_count(name, declared or {}, data_dir, lines)
+        for error in planned.run.problems(classes[name] or 10):
             found.setdefault(error, run_id)
         try:
             _check_dataset(planned, declared or {}, data_dir)
         except SoftlossError as error:
             found.setdefault(str(error), run_id)
-    lines = [f"{error} (run {run_id})" for error, run_id in found.items()]
-    return lines + _declared_problems(declared or {})
+    return [f"{error} (run {run_id})" for error, run_id in found.items()] + lines
+
+
+def _class_count(name, declared, data_dir, lines):
+    """How many classes the dataset `name` has (None where that cannot be known
+    yet); what is wrong with a declared one's classes goes to `lines`."""
+    if name in REGISTRY:
+        return len(REGISTRY[name].classes) or None
+    entry = declared.get(name)
+    paths = ([entry["folder"]] if "folder" in entry else entry.get("archives", [])) if entry else []
+    if not paths or not all(Path(p).exists() for p in paths):
+        return None  # an unknown name, or a missing folder: said apart
+    try:
+        return len(class_names(name, paths))
+    except SoftlossError as error:
+        lines.append(f"datasets/{name}: {error}")
+        return None
 
 
 def _split_sizes(dataset, data_dir):

@@ -17,14 +17,14 @@ from . import feedback, user_loss
 
 @functools.lru_cache(maxsize=None)
 def _probed(key):
-    """`user_loss.problem` of the user loss `key` names ([name, source, options] as JSON)."""
-    name, source, options = json.loads(key)
+    """`user_loss.problem` of the user loss `key` names ([name, source, options, shape] as JSON)."""
+    name, source, options, shape = json.loads(key)
     try:
         loss = user_loss.load(source)
     except SoftlossError as error:
         return str(error)
     loss = functools.partial(loss, **options) if options else loss
-    return user_loss.problem(loss, f"{source['file']}: loss {name!r}")
+    return user_loss.problem(loss, f"{source['file']}: loss {name!r}", shape)
 
 
 @dataclass(frozen=True)
@@ -55,11 +55,13 @@ class RunConfig:
         if isinstance(self.feedback, dict):
             object.__setattr__(self, "feedback", feedback.Feedback.from_dict(self.feedback))
 
-    def problems(self):
+    def problems(self, n_classes=10):
         """One message per setting this run cannot start with (its model and
-        optimizer built for real, so an unknown keyword or a negative rate counts)."""
+        optimizer built for real, so an unknown keyword or a negative rate counts;
+        a loss of one's own tried on a batch of its size and `n_classes`)."""
         checks = [self._check_numbers, lambda: models.build(self.model, **self.model_options),
-                  lambda: optim.build(self.optimizer, **self.hyperparameters), self._check_loss]  # fmt: skip
+                  lambda: optim.build(self.optimizer, **self.hyperparameters),
+                  lambda: self._check_loss(n_classes)]  # fmt: skip
         found = []
         for check in checks:
             try:
@@ -68,9 +70,9 @@ class RunConfig:
                 found.append(str(error))
         return found
 
-    def validate(self):
+    def validate(self, n_classes=10):
         """This config, or a SoftlossError naming its first problem."""
-        if found := self.problems():
+        if found := self.problems(n_classes):
             raise SoftlossError(found[0])
         return self
 
@@ -89,12 +91,13 @@ class RunConfig:
         loss = user_loss.load(self.loss_source)
         return functools.partial(loss, **self.loss_options) if self.loss_options else loss
 
-    def _check_loss(self):
+    def _check_loss(self, n_classes):
         if self.loss_source is None and self.loss not in losses.LOSSES:
             raise SoftlossError(f"unknown loss {self.loss!r}; choose one of {', '.join(losses.LOSSES)}, or declare "
                                 "your own under user_losses:")  # fmt: skip
         if self.loss_source is not None:  # a loss of one's own: tried on a probe batch, once per file and options
-            if trouble := _probed(json.dumps([self.loss, self.loss_source, self.loss_options], sort_keys=True)):
+            shape = [self.batch_size, n_classes]
+            if trouble := _probed(json.dumps([self.loss, self.loss_source, self.loss_options, shape], sort_keys=True)):
                 raise SoftlossError(trouble)
         else:
             self.build_loss()  # an unknown option is refused here

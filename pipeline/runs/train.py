@@ -325,7 +325,7 @@ def run(config: RunConfig, out_dir, *, quiet=False, log=print, backend="auto", f
     "numpy", "cupy" or a pipeline.core.backend.Backend); returns the final status dict.
     A directory holding a run of another configuration is refused unless
     `force`, and one another trainer is training is refused (pipeline.runs.lock)."""
-    config.validate()
+    config.validate(len(hdf5.classes(config.data)))
     out_dir = Path(out_dir)
     status = {"config": asdict(config), "fingerprint": config.fingerprint(), "softloss_version": __version__,
               "code": code_version("runs.train"), "commit": code_commit(),  # the checkout of the latest epochs

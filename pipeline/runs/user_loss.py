@@ -16,7 +16,6 @@ import numpy as np
 from ..common.errors import SoftlossError
 from ..common.versions import behaviour
 
-PROBE = (16, 10)  # a batch of 16 rows of 10 classes' logits, float32
 
 
 def source(file, function):
@@ -48,26 +47,28 @@ def load(loss_source):
     return loss
 
 
-def problem(loss, where):
-    """Why `loss` cannot train a model, or None: on a probe batch it must give a
-    finite scalar and a finite gradient of the logits' shape."""
+def problem(loss, where, shape):
+    """Why `loss` cannot train a model, or None: on a probe batch of float32
+    logits of `shape` (the run's batch size, its dataset's classes) it must give
+    a finite scalar and a finite gradient of the logits' shape."""
     rng = np.random.default_rng(0)
-    logits = rng.standard_normal(PROBE).astype(np.float32)
-    labels = rng.integers(0, PROBE[1], PROBE[0])
+    logits = rng.standard_normal(shape).astype(np.float32)
+    labels = rng.integers(0, shape[1], shape[0])
+    probe = f"a probe batch of {shape[0]} x {shape[1]} logits"
     try:
         value = loss(logits, labels)
     except Exception as error:  # whatever the user's function raises
-        return f"{where}: fails on a probe batch ({type(error).__name__}: {error})"
+        return f"{where}: fails on {probe} ({type(error).__name__}: {error})"
     if np.ndim(value) != 0:
         return f"{where}: returns shape {np.shape(value)}, not a scalar (the batch mean)"
     if not np.isfinite(value):
-        return f"{where}: returns {float(value)} on a probe batch"
+        return f"{where}: returns {float(value)} on {probe}"
     try:
         grad = autograd.grad(lambda z: loss(z, labels))(logits)
     except Exception as error:
         return f"{where}: autograd cannot differentiate it ({type(error).__name__}: {error})"
-    if np.shape(grad) != PROBE:
-        return f"{where}: its gradient has shape {np.shape(grad)}, not the logits' {PROBE}"
+    if np.shape(grad) != tuple(shape):
+        return f"{where}: its gradient has shape {np.shape(grad)}, not the logits' {tuple(shape)}"
     if not np.all(np.isfinite(grad)):
-        return f"{where}: its gradient is not finite on a probe batch"
+        return f"{where}: its gradient is not finite on {probe}"
     return None
