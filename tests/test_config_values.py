@@ -58,6 +58,7 @@ def test_tricky_strings_reach_the_jobs_as_written(tmp_path):
         ({"augment": "yes"}, True),  # the string, not YAML 1.1's boolean
         ({"augment": True}, False),
         ({"train_size": "1e3"}, True),
+        ({"train_size": 40}, True),  # fewer examples than one batch of 50
     ],
 )
 def test_check_config_and_the_workflow_refuse_the_same_values(tmp_path, change, refused):
@@ -65,9 +66,12 @@ def test_check_config_and_the_workflow_refuse_the_same_values(tmp_path, change, 
     path.write_text(yaml.safe_dump({**BASE, "experiments": [{**BASE["experiments"][0], **change}]}))
     checked, dry = _check_config(path), _dry_run(tmp_path, path)
     assert (checked.returncode != 0, dry.returncode != 0) == (refused, refused), (checked.stderr, dry.stderr[-2000:])
-    if refused:
+    if refused and change != {"train_size": 40}:
         key = next(iter(change))
         assert f"experiments/0/{key}" in checked.stderr and f"experiments/0/{key}" in dry.stderr
+    if change == {"train_size": 40}:
+        message = "batch_size 50 is more than the 40 training examples of mnist (for full-batch training give batch_size 40)"
+        assert message in checked.stderr and message in dry.stderr
         assert "Traceback" not in dry.stderr
 
 

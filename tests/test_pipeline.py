@@ -430,6 +430,13 @@ def test_a_study_still_training_is_archived_as_it_stands_by_the_snapshot_rule(fi
     assert sorted(r["status"] for r in runs) == ["completed"] * (len(runs) - 1) + ["running"]
 
 
+def test_a_snapshot_before_any_run_has_started_says_so_and_fetches_nothing(tmp_path):
+    workdir = _workdir(tmp_path)
+    result = snakemake(workdir, "--cores", "1", "--nolock", "snapshot")
+    assert result.returncode != 0 and "none of the 4 runs has started: nothing to snapshot yet" in result.stderr
+    assert not (workdir / "data").exists() and "Traceback" not in result.stderr
+
+
 def test_a_class_folder_dataset_of_ones_own_runs_through_the_pipeline(tmp_path):
     """Declared under `datasets:` (the README's three lines), a folder of 12
     classes is prepared, trained with a 12-way model, and reported."""

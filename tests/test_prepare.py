@@ -140,3 +140,23 @@ def test_real_mnist_prepares_with_published_counts(tmp_path):
     assert train_images.shape == (60000, 28, 28, 1) and test_images.shape == (10000, 28, 28, 1)
     assert np.bincount(train_labels).tolist() == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
     assert np.bincount(test_labels).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+
+
+def test_a_write_killed_midway_leaves_a_temporary_that_the_next_write_removes(tmp_path):
+    """prepare and archive write through atomic_path: a writer killed with
+    SIGKILL leaves its hidden temporary; the next write to that file removes it,
+    and keeps the temporary of a writer still at work."""
+    import os
+    import subprocess
+    import sys
+
+    target = tmp_path / "mnist.h5"
+    killed = ("import os, signal; from pipeline.common.files import atomic_path; "
+              f"tmp = atomic_path({str(target)!r}).__enter__(); open(tmp, 'wb').write(b'half'); "
+              "os.kill(os.getpid(), signal.SIGKILL)")  # fmt: skip
+    subprocess.run([sys.executable, "-c", killed], timeout=60)
+    (orphan,) = tmp_path.glob(".mnist.h5.*.tmp")
+    working = tmp_path / f".mnist.h5.{os.getppid()}.tmp"  # a live process's
+    working.write_bytes(b"busy")
+    prepare.prepare("mnist", VENDOR_DIR / "mnist", target, log=lambda *a: None)
+    assert not orphan.exists() and working.exists() and hdf5.load(target, "test")[0].shape == (10000, 28, 28, 1)

@@ -15,6 +15,7 @@ from pipeline.core import models, optim
 from pipeline.core.losses import LOSSES
 from pipeline.datasets import batches
 from pipeline.runs import checkpoint, inference, train
+from pipeline.common.errors import SoftlossError
 from pipeline.runs.config import RunConfig
 from pipeline.runs.evaluate import evaluate, expected_calibration_error
 from pipeline.runs.rundir import load_arrays, read_history, save_arrays
@@ -530,3 +531,9 @@ def test_evaluate_on_the_wrong_data_says_the_shapes_differ(mnist_h5, tmp_path, c
     code = cli.main(["evaluate", "--run", str(tmp_path / "run"), "--data", str(cifar), "--out", str(tmp_path / "m.json")])
     err = capsys.readouterr().err
     assert code == 2 and "its images are (32, 32, 3), but" in err and "(28, 28, 1)" in err and "Traceback" not in err
+
+
+def test_a_batch_larger_than_the_training_set_is_refused_naming_both(mnist_h5, tmp_path):
+    with pytest.raises(SoftlossError, match="batch_size 4000 is more than the 3,000 training examples of .*mnist.h5"):
+        run(_config(mnist_h5, batch_size=4000), tmp_path / "run", quiet=True, log=lambda *a: None)
+    assert not (tmp_path / "run").exists()

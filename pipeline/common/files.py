@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import tarfile
+from glob import escape as glob_escape
 from pathlib import Path
 
 from .errors import DataError, SoftlossError
@@ -19,6 +20,7 @@ def atomic_path(target):
     becomes a SoftlossError naming `target`."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_orphans(target)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
         yield tmp
@@ -29,6 +31,24 @@ def atomic_path(target):
         raise SoftlossError(f"{target}: cannot write it: {error.strerror}") from None
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def _remove_orphans(target):
+    """Delete the temporary files of `target` whose writer is gone (killed mid-write)."""
+    for path in target.parent.glob(f".{glob_escape(target.name)}.*.tmp"):
+        pid = path.name[len(target.name) + 2 : -len(".tmp")]
+        if pid.isdigit() and not _alive(int(pid)):
+            path.unlink(missing_ok=True)
 
 
 def remove_stale_temporaries(directory):

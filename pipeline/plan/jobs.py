@@ -16,7 +16,7 @@ from ..datasets.folders import class_names
 from ..datasets.registry import REGISTRY
 from ..core.losses import LOSSES
 from ..runs import user_loss
-from ..runs.config import RunConfig
+from ..runs.config import RunConfig, batch_fits
 
 DEFAULT_MEM_MB, DEFAULT_RUNTIME = 2000, 60
 
@@ -173,6 +173,9 @@ def _check_dataset(planned, declared, data_dir):
     for split, size in (("train", planned.run.train_size), ("test", planned.run.test_size)):
         if size is not None and split in sizes and size > sizes[split]:
             raise SoftlossError(f"{split}_size {size} is more than the {sizes[split]:,} {split} examples of {name}")
+    train = planned.run.train_size or sizes.get("train")
+    if train is not None:
+        batch_fits(planned.run.batch_size, train, name)
 
 
 def _declared_problems(declared):

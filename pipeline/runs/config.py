@@ -148,6 +148,13 @@ class RunConfig:
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def batch_fits(batch_size, examples, data):
+    """A SoftlossError if a batch is larger than the training set it is drawn from."""
+    if batch_size > examples:
+        raise SoftlossError(f"batch_size {batch_size} is more than the {examples:,} training examples of {data} "
+                            f"(for full-batch training give batch_size {examples})")  # fmt: skip
+
+
 def parse_hyperparameter(text, kind="hyperparameter"):
     """'rho=0.95' -> ('rho', 0.95); booleans and numbers are converted.
     `kind` names what is parsed in errors ("hyperparameter", "model option")."""

@@ -36,7 +36,7 @@ from ..core.losses import mixed_feedback
 from ..datasets import hdf5
 from ..datasets.batches import batches
 from . import checkpoint, feedback, lock
-from .config import RunConfig
+from .config import RunConfig, batch_fits
 from .inference import metrics_from_logits, predict
 from .rundir import save_arrays, write_history
 
@@ -78,6 +78,7 @@ def _datasets(config):
         train_images, train_labels = train_images[keep], train_labels[keep]
     if config.test_size is not None:
         test_images, test_labels = test_images[: config.test_size], test_labels[: config.test_size]
+    batch_fits(config.batch_size, len(train_images), config.data)
     return train_images, train_labels, test_images, test_labels
 
 
