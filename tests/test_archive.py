@@ -8,7 +8,7 @@ import pytest
 from test_report import RUNS, rendered  # noqa: F401 (rendered: the report fixture)
 
 from pipeline.common.errors import DataError
-from pipeline.report.archive import build, verify
+from pipeline.report.archive import build, read, verify
 
 
 def test_archive_checks_the_embedded_table_one(rendered, tmp_path):  # noqa: F811 (a fixture)
@@ -156,5 +156,7 @@ def test_a_snapshot_archives_a_study_as_it_stands_and_leaves_its_files_alone(tmp
             names = {name.split("/", 1)[1] for name in tar.getnames()}
         assert {"results/summary.json", "reports/summary.html", f"{running}/history.csv", f"{done}/metrics.json"} <= names
         assert f"{running}/metrics.json" not in names and not any(waiting in name for name in names)
+        html = read(out)["reports/summary.html"].decode()
+        assert f"1 run of the\nstudy has not started and is in no table:\n<code>{waiting}</code>." in html
     finally:
         os.chdir(cwd)

@@ -83,7 +83,8 @@ def test_tiny_pipeline_report_matches_results(finished):
     for key in ("numpy", "autograd", "snakemake", "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db"):
         assert key in html
     # where each run trained: these CPU jobs with NumPy, on this CPU
-    assert len(re.findall(re.escape(f'<td class="name">CPU ({machine.cpu_name()}); {machine.blas_kernel()}</td>'), html)) == 4
+    where = f'<td class="name">CPU ({machine.cpu_name()}); {machine.blas_kernel()}</td><td class="name"><code>{commit[:12]}'
+    assert re.search(re.escape(where) + r"[^<]*</code></td><td>4</td>", html)  # one row for the four runs
     assert json.loads((workdir / "results/test/mnist/mlp/ce/seed1/status.json").read_text())["backend"] == "numpy"
     logs = sorted(p.relative_to(workdir / "logs").as_posix() for p in (workdir / "logs").rglob("*.log"))
     assert "test/train/mnist/mlp/ce/seed1.log" in logs and "test/report.log" in logs

@@ -108,9 +108,10 @@ def test_provenance_names_the_code_behind_each_run(tmp_path):
 def test_intervals_say_why_they_are_wide_and_stay_inside_0_to_100():
     from pipeline.report.tables import interval_text
 
-    assert interval_text({"mean": 64.84, "half": 45.81, "n": 2}) == "95 % interval 19.03-100.00 (t = 12.71 at 2 seeds)"
+    # One format: the half-width always, and where the interval passes 0 or 100 %, where it is clipped.
+    assert interval_text({"mean": 64.84, "half": 45.81, "n": 2}) == "± 45.81 (clipped to 19.03-100.00; t = 12.71 at 2 seeds)"
     assert interval_text({"mean": 98.9, "half": 0.06, "n": 2}) == "± 0.06 (t = 12.71 at 2 seeds)"
-    assert interval_text({"mean": 5.0, "half": 9.0, "n": 3}) == "95 % interval 0.00-14.00 (t = 4.30 at 3 seeds)"
+    assert interval_text({"mean": 5.0, "half": 9.0, "n": 3}) == "± 9.00 (clipped to 0.00-14.00; t = 4.30 at 3 seeds)"
     assert interval_text({"mean": 50.0, "half": 1.0, "n": 5}) == "± 1.00"
     assert interval_text({"mean": 50.0, "half": None, "n": 1}) == "(one seed)"
 
@@ -152,3 +153,46 @@ def test_beyond_the_paper_ranks_every_loss_and_says_where_nllr_stands(tmp_path):
     (tmp_path / "summary.json").write_text(json.dumps({"runs": runs}))
     html = render(tmp_path / "summary.json", [], {"experiments": []}, tmp_path / "summary.html").read_text()
     assert "Beyond the paper: mnist / mnist_cnn" in html and "ranks 4 of 4" in html
+
+
+@pytest.mark.parametrize("low, high", [(0.05, 2.3), (-0.4, 0.9), (-13.9, 0.7), (-1e30, 2.3)])
+def test_a_symlog_panel_has_readable_ticks_whatever_its_range(low, high):
+    """At least three ticks inside the panel, each label once (a loss inside +-1 had one tick, at 0)."""
+    import matplotlib.pyplot as plt
+
+    from pipeline.report.figures import _symlog
+
+    fig, ax = plt.subplots()
+    ax.plot([1, 2], [low, high])
+    _symlog(ax)
+    fig.canvas.draw()
+    bottom, top = ax.get_ylim()
+    shown = [t for t in ax.get_yticks() if bottom <= t <= top]
+    labels = [ax.yaxis.get_major_formatter()(t, 0) for t in shown]
+    plt.close(fig)
+    assert 3 <= len(shown) <= 15 and len(set(labels)) == len(labels), labels
+
+
+def test_the_log_loss_figure_keeps_its_labels_and_legend_off_the_curves():
+    """No panel's tick labels run into the next panel, and the legend covers no panel."""
+    import matplotlib.pyplot as plt
+
+    from pipeline.studies import log_loss
+
+    history = [{"epoch": e, "train_loss": 10.0 ** -e, "train_accuracy": 0.5 + 0.1 * e} for e in range(1, 6)]
+    runs = [{"model": model, "loss": loss, "config": {"hyperparameters": {"lr": lr}}, "history": history,
+             "status": "completed", "epoch": 5}
+            for model in ("knet_softmax", "mlp", "mnist_cnn") for lr in (0.01, 0.1, 1.0) for loss in ("ce", "mse")]  # fmt: skip
+    groups = {}
+    for run in runs:
+        groups.setdefault((run["model"], run["config"]["hyperparameters"]["lr"], run["loss"]), []).append(run)
+    rows = [log_loss._row(groups, m, lr, ["ce", "mse"], 0.9) for m, lr in sorted({k[:2] for k in groups})]
+    fig = log_loss.figure(rows, groups, ["ce", "mse"], 0.9)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    boxes = [ax.get_tightbbox(renderer) for ax in fig.axes]  # each panel with its ticks and labels
+    legend = fig.legends[0].get_window_extent(renderer)
+    plt.close(fig)
+    for i, box in enumerate(boxes):
+        assert not box.overlaps(legend)
+        assert not any(box.overlaps(other) for other in boxes[i + 1 :])

@@ -213,3 +213,14 @@ def test_a_wheel_installed_elsewhere_renders_the_report_with_every_study(studies
     assert where.startswith(str(site)), where
     for section in ("negative-feedback", "log-loss", "knet-softmax"):
         assert f'<h2 id="{section}">' in html, section
+
+
+def test_the_run_counts_agree_and_the_wall_times_are_one_row_per_machine(studies_run):
+    html = (studies_run / "reports/summary.html").read_text()
+    table1 = len(json.loads((studies_run / "results/tiny/summary.json").read_text())["runs"])
+    studies = sum(len(json.loads(p.read_text())["runs"]) for p in (studies_run / "results/tiny/studies").glob("*.json"))
+    assert f"{table1 + studies} training runs: {table1} for Table I, {studies} for the side studies." in html
+    groups = re.search(r'<table class="wall-groups">.*?</table>', html, re.S).group(0)
+    assert groups.count("<tr>") == 2 and f"<td>{table1 + studies}</td>" in groups  # header, one machine and code
+    every = re.search(r"<details><summary>Each run's wall time \((\d+) runs\)</summary>(.*?)</details>", html, re.S)
+    assert int(every.group(1)) == table1 + studies == every.group(2).count("<tr>") - 1

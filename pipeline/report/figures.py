@@ -25,17 +25,26 @@ def png(fig):
 def _symlog(ax, most=7):
     """A symmetric-log y axis (linear within +-1) with at most `most` ticks on
     each side of zero: every decade would be 30 overlapping labels for a loss
-    that fell to -1e30."""
-    from matplotlib.ticker import FixedLocator, FuncFormatter
+    that fell to -1e30. A range that spans few decades gets linear ticks inside
+    +-1 too, so that no panel is left with a single tick."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator
 
     ax.set_yscale("symlog", linthresh=1)
     low, high = ax.get_ylim()
     tops = {sign: int(math.floor(math.log10(sign * end))) for sign, end in ((-1, low), (1, high)) if sign * end >= 1}
     step = max(1, math.ceil((max(tops.values(), default=0) + 1) / most))  # decades per tick, both sides alike
     ticks = [0.0] + [sign * 10.0**e for sign, top in tops.items() for e in range(0 if step == 1 else step, top + 1, step)]
-    ax.yaxis.set_major_locator(FixedLocator(sorted(ticks)))
+    if sum(low <= t <= high for t in ticks) < 3 and max(low, -1.0) < min(high, 1.0):
+        ticks += [float(t) for t in MaxNLocator(4).tick_values(max(low, -1.0), min(high, 1.0))]
+    ax.yaxis.set_major_locator(FixedLocator(sorted(set(ticks))))
     ax.yaxis.set_minor_locator(FixedLocator([]))
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: "0" if v == 0 else f"{v:.0e}".replace("e+0", "e").replace("e+", "e")))
+    ax.yaxis.set_major_formatter(FuncFormatter(_tick_label))
+
+
+def _tick_label(value, _):
+    if value == 0 or 1e-3 <= abs(value) < 1e4:
+        return f"{value:g}"
+    return f"{value:.0e}".replace("e+0", "e").replace("e+", "e").replace("e-0", "e-")
 
 
 def _train_panel(histories, key):

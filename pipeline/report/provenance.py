@@ -26,6 +26,27 @@ def _short(commit):
     return f"{head[:12]} {mark}".strip()
 
 
+def _trained_on(run):
+    return "; ".join(filter(None, (run.get("device", "CPU"), run.get("blas"))))
+
+
+def _wall_groups(runs):
+    """The runs' wall time per machine and code: how many, in all, the median
+    and the longest run, and their statuses."""
+    groups = collections.defaultdict(list)
+    for run in runs:
+        groups[(_trained_on(run), _short(run.get("commit")))].append(run)
+    found = []
+    for (device, commit), members in sorted(groups.items(), key=lambda kv: -len(kv[1])):
+        seconds = [r.get("wall_seconds") or 0.0 for r in members]
+        longest = max(members, key=lambda r: r.get("wall_seconds") or 0.0)
+        found.append({"device": device, "commit": commit, "runs": len(members), "total": sum(seconds),
+                      "median": float(sorted(seconds)[len(seconds) // 2]), "longest": longest["run_dir"],
+                      "longest_seconds": longest.get("wall_seconds") or 0.0,
+                      "statuses": collections.Counter(r["status"] for r in members).most_common()})  # fmt: skip
+    return found
+
+
 def provenance(data_files, config, runs):
     versions = {}
     for name in PACKAGES:
@@ -51,9 +72,9 @@ def provenance(data_files, config, runs):
         "machine": f"{platform.platform()}; {cpu_name()}; {os.cpu_count()} CPUs",
         "config": json.dumps(config, indent=2, sort_keys=True),
         "datasets": datasets,
-        "wall": sorted((r["run_dir"], r.get("wall_seconds") or 0.0, r["status"],
-                        "; ".join(filter(None, (r.get("device", "CPU"), r.get("blas")))), _short(r.get("commit")))
+        "wall": sorted((r["run_dir"], r.get("wall_seconds") or 0.0, r["status"], _trained_on(r), _short(r.get("commit")))
                        for r in runs),  # fmt: skip
+        "wall_groups": _wall_groups(runs),
         "run_commits": collections.Counter(_short(r.get("commit")) for r in runs).most_common(),
         "total_wall": sum(r.get("wall_seconds") or 0.0 for r in runs),
     }

@@ -43,11 +43,12 @@ def _data_facts(datasets, shown):
     return dict(sorted(notes.items())), variants
 
 
-def render(summary_path, data_files, config, out_path, study_paths=(), inputs=None, studies=None):
+def render(summary_path, data_files, config, out_path, study_paths=(), inputs=None, studies=None, not_started=()):
     """Render the report of the Table I runs in `summary_path` and of the side
     studies whose summaries are `study_paths` (named by their file's stem),
     each drawn by its module in `studies` ({name: module}, pipeline.studies);
-    `inputs` are the files beside the runs that study views read ({name: path})."""
+    `inputs` are the files beside the runs that study views read ({name: path});
+    `not_started`: the run directories a snapshot leaves out, not begun yet."""
     runs = read_runs(summary_path)
     study_runs = {Path(p).stem: read_runs(p) for p in study_paths}
     settings = config.get("studies") or {}
@@ -68,7 +69,7 @@ def render(summary_path, data_files, config, out_path, study_paths=(), inputs=No
         table1_json=table1_json(rows), table1_json_id=TABLE1_JSON_ID, notes=notes, sections=sections,
         equal_epochs=by_epoch, window=equal_epochs.WINDOW, span=equal_epochs.SPAN, flat=equal_epochs.FLAT,
         trend_state=equal_epochs.trend_state, not_results=[r for r in runs if r["status"] in NOT_RESULTS],
-        n_runs=len(runs), running=sum(r["status"] == "running" for r in runs), provenance=sources, studies=views, interval=interval_text, rankings=rankings(rows),
+        n_runs=len(runs), not_started=list(not_started), running=sum(r["status"] == "running" for r in runs), provenance=sources, studies=views, interval=interval_text, rankings=rankings(rows),
     )  # fmt: skip
     write_atomic(out_path, lambda out: out.write(html.encode("utf-8")))
     return Path(out_path)

@@ -23,11 +23,12 @@ def snapshot(run_dirs, data_files, config, out_path):
     started = [Path(d) for d in run_dirs if (Path(d) / "status.json").exists()]
     if not started:
         raise SoftlossError(f"none of the {len(run_dirs)} runs has started: nothing to snapshot yet")
+    waiting = [str(d) for d in run_dirs if Path(d) not in started]
     with tempfile.TemporaryDirectory() as tmp:
         summary, report = Path(tmp, "summary.json"), Path(tmp, "summary.html")
         runs = aggregate(started, summary, in_progress=True)
-        render(summary, data_files, config, report)
+        render(summary, data_files, config, report, not_started=waiting)
         build(out_path, [summary], report, config, data_files,
               names={summary: "results/summary.json", report: "reports/summary.html"})  # fmt: skip
     verify(out_path)
-    return runs, len(run_dirs) - len(started)
+    return runs, len(waiting)

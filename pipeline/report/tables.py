@@ -194,14 +194,16 @@ def _nllr_standing(ranked):
 
 
 def interval_text(row):
-    """A mean's 95 % interval as the report shows it: ± its half-width, or
-    (where that would pass 0 or 100 %) the interval itself, clipped; saying
-    why it is wide when it rests on two or three seeds (t = 12.71, 4.30)."""
+    """A mean's 95 % interval as the report shows it, in one format: ± its
+    half-width, saying where the interval is clipped to 0-100 % and why it is
+    wide when it rests on two or three seeds (t = 12.71, 4.30)."""
     if row["half"] is None:
         return "(one seed)"
     low, high = row["mean"] - row["half"], row["mean"] + row["half"]
-    shown = f"± {row['half']:.2f}" if 0 <= low and high <= 100 else f"95 % interval {max(low, 0):.2f}-{min(high, 100):.2f}"
-    return shown + (f" (t = {T95[row['n'] - 2]:.2f} at {row['n']} seeds)" if row["n"] <= 3 else "")
+    notes = [f"clipped to {max(low, 0):.2f}-{min(high, 100):.2f}"] if low < 0 or high > 100 else []
+    if row["n"] <= 3:
+        notes.append(f"t = {T95[row['n'] - 2]:.2f} at {row['n']} seeds")
+    return f"± {row['half']:.2f}" + (f" ({'; '.join(notes)})" if notes else "")
 
 
 def form_findings(entries, runs):

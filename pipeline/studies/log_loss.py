@@ -44,6 +44,32 @@ def _row(groups, model, lr, losses, target):
     return {"model": model, "lr": lr, "cells": cells, "winner": winner}
 
 
+def figure(rows, groups, losses, target):
+    """Training loss and accuracy per setting (a column each, the rows sharing
+    their y axis, so only the first column is labelled), one legend outside."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, len(rows), figsize=(2.6 * len(rows) + 1.6, 5.5), squeeze=False, sharey="row",
+                             layout="constrained")  # fmt: skip
+    for col, row in enumerate(rows):
+        for loss in losses:
+            for run in groups.get((row["model"], row["lr"], loss), [])[:1]:
+                epochs = [r["epoch"] for r in run["history"]]
+                axes[0][col].plot(epochs, [r["train_loss"] for r in run["history"]], marker=".", label=loss)
+                axes[1][col].plot(epochs, [100 * r["train_accuracy"] for r in run["history"]], marker=".", label=loss)
+        axes[0][col].set_title(f"{row['model']}\nlr {row['lr']}", fontsize=9)
+        axes[0][col].set_yscale("log")
+        axes[1][col].axhline(100 * target, color="grey", linestyle=":")
+        axes[1][col].set_xlabel("epoch")
+        for ax in axes[:, col]:
+            ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("train loss")
+    axes[1][0].set_ylabel("train accuracy (%)")
+    handles = {label: handle for ax in axes.flat for handle, label in zip(*ax.get_legend_handles_labels())}
+    fig.legend(handles.values(), handles.keys(), loc="outside right upper")
+    return fig
+
+
 def view(runs, settings, inputs):
     """Epochs to a fixed training accuracy, per model and learning rate, for
     cross-entropy, squared error on probabilities (mse) and, where run, the
@@ -59,22 +85,7 @@ def view(runs, settings, inputs):
     wins = defaultdict(int)
     for row in rows:
         wins[row["winner"]] += 1
-    fig, axes = plt.subplots(2, len(rows), figsize=(3.2 * len(rows), 5.5), squeeze=False)
-    for col, row in enumerate(rows):
-        for loss in losses:
-            for run in groups.get((row["model"], row["lr"], loss), [])[:1]:
-                epochs = [r["epoch"] for r in run["history"]]
-                axes[0][col].plot(epochs, [r["train_loss"] for r in run["history"]], marker=".", label=loss)
-                axes[1][col].plot(epochs, [100 * r["train_accuracy"] for r in run["history"]], marker=".", label=loss)
-        axes[0][col].set_title(f"{row['model']}\nlr {row['lr']}", fontsize=9)
-        axes[0][col].set_yscale("log")
-        axes[1][col].axhline(100 * target, color="grey", linestyle=":")
-        axes[1][col].set_xlabel("epoch")
-        for ax in axes[:, col]:
-            ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("train loss")
-    axes[1][0].set_ylabel("train accuracy (%)")
-    axes[0][0].legend()
+    fig = figure(rows, groups, losses, target)
     return {"rows": rows, "losses": losses, "target": target, "wins": dict(wins), "n": len(rows), "figure": png(fig),
             "pairwise": {loss: _first(rows, "ce", loss) for loss in losses if loss != "ce"}}
 
