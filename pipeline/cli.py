@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import re
 import sys
 from pathlib import Path
 
+from . import handlers
 from .common.errors import SoftlossError
 
 
@@ -33,194 +32,6 @@ def _named_path(text):
     return text
 
 
-def _bench(args):
-    from .bench.run import run
-
-    run(cases=args.cases, steps=args.steps, repeats=args.repeats, alone=args.alone,
-              backend=args.backend, threads=args.threads, compare=args.compare)  # fmt: skip
-
-
-def _fetch(args):
-    from .datasets.fetch import fetch
-
-    fetch(args.dataset, args.out, args.mirror, timeout=args.timeout, retries=args.retries, quiet=args.quiet,
-          only=args.only, vendor_dir=args.vendored)  # fmt: skip
-
-
-def _check_config(args):
-    from .plan.configcheck import DEFAULT, check_files
-    from .studies import STUDIES
-
-    name, _, problems = check_files(args.files, STUDIES)
-    for line in problems:
-        print(f"config error: {line}", file=sys.stderr)
-    if problems:
-        return 2
-    print(f"{', '.join(map(str, args.files))}: ok (merged into {DEFAULT}, checked against the schema); "
-          f"its runs: results/{name}/")
-
-
-def _move_results(args):
-    from .plan.configcheck import check_files
-    from .plan.layout import move_old_layout
-    from .studies import STUDIES
-
-    name, jobs, problems = check_files(args.files, STUDIES)
-    if problems:
-        raise SoftlossError(f"{', '.join(map(str, args.files)) or 'the default config'}: {problems[0]}")
-    move_old_layout(jobs, name, args.results)
-
-
-def _prepare(args):
-    from .datasets.folders import folder_spec
-    from .datasets.prepare import prepare
-    from .datasets.registry import REGISTRY
-
-    if args.image_folder:
-        if args.dataset in REGISTRY:
-            raise SoftlossError(f"{args.dataset} is a registered dataset: prepare it without --image-folder")
-        if not re.fullmatch(r"[a-z][a-z0-9_]*", args.dataset):
-            raise SoftlossError(f"dataset name {args.dataset!r}: use lower-case letters, digits and _")
-        raw = args.raw[0] if len(args.raw) == 1 else args.raw
-        prepare(folder_spec(args.dataset, raw), raw, args.out)
-    elif len(args.raw) > 1:
-        raise SoftlossError(f"{args.dataset}: give one --raw directory (several only with --image-folder archives)")
-    else:
-        prepare(args.dataset, args.raw[0], args.out)
-
-
-RUN_FLAGS = ("model", "loss", "optimizer", "epochs", "batch_size", "seed")  # required without --run-config
-# Flags that describe the run too, so --run-config refuses them (defaults: None or empty).
-OPTIONAL_RUN_FLAGS = ("lr", "hyper", "model_option", "train_size", "test_size", "augment", "train_eval_every",
-                      "feedback_fraction", "loss_option", "loss_file")
-
-
-def _terminated(signum, frame):
-    """SIGTERM (a scheduler cancelling the job, Snakemake stopping) as an
-    interruption the run records in its status before it exits."""
-    raise KeyboardInterrupt("terminated by SIGTERM")
-
-
-def _run_config_from_flags(args):
-    """The RunConfig the train command's flags describe."""
-    from .runs import user_loss
-    from .runs.config import RunConfig, parse_hyperparameter
-
-    missing = [f"--{name.replace('_', '-')}" for name in ("data", *RUN_FLAGS) if getattr(args, name) is None]
-    if missing:
-        raise SoftlossError(f"train needs {', '.join(missing)} (or --run-config FILE)")
-    hyper = dict(parse_hyperparameter(h) for h in args.hyper)
-    if args.lr is not None:
-        hyper["lr"] = args.lr
-    options = dict(parse_hyperparameter(h, kind="model option") for h in args.model_option)
-    options = {k: int(v) if isinstance(v, float) and v.is_integer() else v for k, v in options.items()}
-    return RunConfig(
-        data=str(args.data), model=args.model, loss=args.loss, optimizer=args.optimizer, epochs=args.epochs,
-        batch_size=args.batch_size, seed=args.seed, hyperparameters=hyper, model_options=options,
-        train_size=args.train_size, test_size=args.test_size, augment=args.augment,
-        train_eval_every=args.train_eval_every or 1, feedback=None if args.feedback_fraction is None else {
-            "fraction": args.feedback_fraction, "wrong_label": args.feedback_label,
-            "treatment": args.feedback_treatment},
-        loss_options=dict(parse_hyperparameter(h, kind="loss option") for h in args.loss_option),
-        loss_source=user_loss.source(args.loss_file, args.loss) if args.loss_file else None,
-    )  # fmt: skip
-
-
-def _train(args):
-    import signal
-
-    from .runs.config import RunConfig
-    from .runs.train import run
-
-    signal.signal(signal.SIGTERM, _terminated)
-    if args.run_config:
-        given = [f"--{name.replace('_', '-')}" for name in RUN_FLAGS + OPTIONAL_RUN_FLAGS
-                 if getattr(args, name) not in (None, [], False)]  # fmt: skip
-        if given:
-            raise SoftlossError(f"--run-config holds the whole run: drop {', '.join(given)}")
-        config = RunConfig.read(args.run_config)
-    else:
-        config = _run_config_from_flags(args)
-    if args.data is not None and args.run_config:
-        config = dataclasses.replace(config, data=str(args.data))
-    status = run(config, args.out, quiet=args.quiet, backend=args.backend, force=args.force)
-    print(f"{args.out}: {status['status']} after epoch {status['epoch']}")
-
-
-def _evaluate(args):
-    from .runs.evaluate import evaluate
-
-    result = evaluate(args.run_dir, args.data, args.out)
-    if result["status"] == "completed":
-        print(f"{args.run_dir}: test accuracy {result['test_accuracy']:.4f}, ECE {result['ece']:.4f}")
-    else:
-        print(f"{args.run_dir}: {result['status']} ({result.get('reason')})")
-
-
-def _aggregate(args):
-    from .report.aggregate import aggregate
-
-    runs = aggregate(args.runs, args.out, in_progress=args.in_progress)
-    running = sum(run["status"] == "running" for run in runs)
-    print(f"{args.out}: {len(runs)} runs" + (f", {running} still training" if running else ""))
-
-
-def _config(args):
-    """The configuration a report or an archive records (--config-json)."""
-    import json
-
-    try:
-        return json.loads(args.config_json) if args.config_json else {}
-    except ValueError as error:
-        raise ValueError(f"--config-json is not JSON: {error}") from None
-
-
-def _report(args):
-    from .report.render import render
-    from .studies import STUDIES
-
-    config = _config(args)
-    inputs = dict(item.split("=", 1) for item in args.input)
-    print(render(args.summary, args.data, config, args.out, study_paths=args.study, inputs=inputs,
-                 studies=STUDIES))
-
-
-def _toy(args):
-    from .runs.toy import toy_boundaries
-
-    result = toy_boundaries(args.out)
-    print(", ".join(f"{name}: training accuracy {m['accuracy']:.3f}" for name, m in result["models"].items()))
-
-
-def _archive(args):
-    from .report.archive import build
-
-    config = _config(args)
-    print(build(args.out, args.summary, args.report, config, args.data))
-
-
-def _snapshot(args):
-    from .report.snapshot import snapshot
-
-    config = _config(args)
-    runs, waiting = snapshot(args.runs, args.data, config, args.out)
-    running = sum(run["status"] == "running" for run in runs)
-    print(f"{args.out}: {len(runs)} runs ({running} still training)" + (f", {waiting} not started" if waiting else ""))
-
-
-def _verify_archive(args):
-    from .report.archive import verify
-
-    failed = 0
-    for archive in args.archives:
-        try:
-            print(f"{archive}: {verify(archive)} members match the MANIFEST; Table I matches the results")
-        except SoftlossError as error:
-            print(f"error: {error}", file=sys.stderr)
-            failed += 1
-    return 2 if failed else None
-
-
 # The package code each command runs: its modules and what they import
 # (pipeline.common.versions), and the files it reads beside them. A workflow
 # rule's code version is its command's, so a change to that code, and only
@@ -230,6 +41,7 @@ COMMAND_CODE = {
     "prepare": (("datasets.prepare",), ()),
     "train": (("runs.train",), ()),
     "evaluate": (("runs.evaluate",), ()),
+    "diagnose": (("runs.diagnose",), ()),
     "toy": (("runs.toy",), ()),
     "aggregate": (("report.aggregate",), ()),
     "report": (("report.render", "studies"), ("report/templates/*.j2", "studies/templates/*.j2")),
@@ -265,7 +77,7 @@ def _data_commands(commands, names):
     fetch.add_argument("--only", metavar="FILE", default=None, help="fetch this one file of the dataset")
     fetch.add_argument("--vendored", type=Path, default=VENDOR_DIR, metavar="DIR",
                        help=f"the project's own copies of datasets (default {VENDOR_DIR}, from the working directory)")
-    fetch.set_defaults(run=_fetch)
+    fetch.set_defaults(run=handlers.fetch)
 
     prepare = commands.add_parser("prepare", help="parse raw files into one HDF5 dataset file")
     prepare.add_argument("dataset", help=f"{names(REGISTRY)}, or a name for --image-folder")
@@ -276,18 +88,18 @@ def _data_commands(commands, names):
     prepare.add_argument("--image-folder", action="store_true",
                          help="a class-folder dataset of your own: --raw holds train/<class>/ and test/<class>/ "
                               "PNG or JPEG images, or tar.gz archives of them; classes in sorted name order")  # fmt: skip
-    prepare.set_defaults(run=_prepare)
+    prepare.set_defaults(run=handlers.prepare)
 
     check = commands.add_parser("check-config", help="check config files (YAML syntax and schema), one line per problem")
     check.add_argument("files", nargs="+", type=Path, help="config files, merged into config/config.yaml in order")
-    check.set_defaults(run=_check_config)
+    check.set_defaults(run=handlers.check_config)
 
     move = commands.add_parser("move-results", help="move a config's runs from results/RUN (the layout before each "
                                                     "config had its folder) to results/NAME/RUN")  # fmt: skip
     move.add_argument("files", nargs="*", type=Path, help="the config files the runs were made with, as --configfile "
                                                           "gave them (none: the default config)")  # fmt: skip
     move.add_argument("--results", type=Path, default=Path("results"), help="the results folder (default results)")
-    move.set_defaults(run=_move_results)
+    move.set_defaults(run=handlers.move_results)
 
 
 def _run_commands(commands, names):
@@ -336,13 +148,20 @@ def _run_commands(commands, names):
     train.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
     train.add_argument("--force", action="store_true",
                        help="replace a run of another configuration that --out already holds")
-    train.set_defaults(run=_train)
+    train.set_defaults(run=handlers.train)
 
     evaluate = commands.add_parser("evaluate", help="final test metrics of a run as JSON")
     evaluate.add_argument("--run", dest="run_dir", required=True, type=Path, help="run directory written by train")
     evaluate.add_argument("--data", required=True, type=Path, help="prepared HDF5 dataset")
     evaluate.add_argument("--out", required=True, type=Path, help="metrics JSON file to write")
-    evaluate.set_defaults(run=_evaluate)
+    evaluate.set_defaults(run=handlers.evaluate)
+
+    diagnose = commands.add_parser("diagnose", help="where a saved run's loss gradient goes (pipeline.runs.diagnostics)")
+    diagnose.add_argument("checkpoints", nargs="+", type=Path, metavar="CHECKPOINT",
+                          help="a run's checkpoint.npz (its status.json beside it gives the run's config)")
+    diagnose.add_argument("--data", type=Path, default=None, help="the prepared dataset, if not at the run's own path")
+    diagnose.add_argument("--out", type=Path, default=None, help="a CSV file for the rows (default: JSON lines on stdout)")
+    diagnose.set_defaults(run=handlers.diagnose)
 
 
 def _report_commands(commands, names):
@@ -353,7 +172,7 @@ def _report_commands(commands, names):
     aggregate.add_argument("--out", required=True, type=Path, help="summary JSON to write (results/summary.json)")
     aggregate.add_argument("--in-progress", action="store_true",
                            help="take runs still training as they stand (their history so far; no test metrics): a snapshot to report and archive")
-    aggregate.set_defaults(run=_aggregate)
+    aggregate.set_defaults(run=handlers.aggregate)
 
     report = commands.add_parser("report", help="render the HTML report from a summary JSON")
     report.add_argument("--summary", required=True, type=Path, help="Table I's summary JSON (from aggregate)")
@@ -363,11 +182,11 @@ def _report_commands(commands, names):
     report.add_argument("--input", action="append", default=[], metavar="NAME=PATH", type=_named_path,
                         help="a file a study's view reads, e.g. toy=results/studies/knet_softmax/toy_boundaries.json")
     report.add_argument("--out", required=True, type=Path, help="HTML file to write (reports/summary.html)")
-    report.set_defaults(run=_report)
+    report.set_defaults(run=handlers.report)
 
     toy = commands.add_parser("toy", help="2-D toy: linear softmax vs MLP class boundaries, as JSON")
     toy.add_argument("--out", required=True, type=Path, help="JSON file to write")
-    toy.set_defaults(run=_toy)
+    toy.set_defaults(run=handlers.toy)
 
     archive = commands.add_parser("archive", help="pack config, versions, checksums, runs and report")
     archive.add_argument("--summary", nargs="+", required=True, type=Path, help="summary JSONs whose runs to pack")
@@ -376,7 +195,7 @@ def _report_commands(commands, names):
     archive.add_argument("--config-json", default=None, help="the configuration used, as JSON")
     archive.add_argument("--out", required=True, type=Path,
                          help="archive to write; its members lie in a folder of its name (without .tar.gz)")
-    archive.set_defaults(run=_archive)
+    archive.set_defaults(run=handlers.archive)
 
     snapshot = commands.add_parser("snapshot", help="archive a study still training: its runs as they stand")
     snapshot.add_argument("--runs", nargs="+", required=True, type=Path,
@@ -384,11 +203,11 @@ def _report_commands(commands, names):
     snapshot.add_argument("--data", nargs="*", default=[], type=Path, help="prepared datasets (their checksums)")
     snapshot.add_argument("--config-json", default=None, help="the configuration used, as JSON")
     snapshot.add_argument("--out", required=True, type=Path, help="archive to write (the study's files are untouched)")
-    snapshot.set_defaults(run=_snapshot)
+    snapshot.set_defaults(run=handlers.snapshot)
 
     verify = commands.add_parser("verify-archive", help="re-check archives' checksums and Table I")
     verify.add_argument("archives", nargs="+", type=Path, help="softloss archives (.tar.gz), each checked")
-    verify.set_defaults(run=_verify_archive)
+    verify.set_defaults(run=handlers.verify_archive)
 
 
 def _bench_command(commands, names):
@@ -409,7 +228,7 @@ def _bench_command(commands, names):
     bench.add_argument("--compare", default=None, metavar="SETTING=A,B",
                        help="time softloss alone under each value of a CPU setting, in turns in one process, each "
                             f"against the first; SETTING is one of {', '.join(COMPARABLE)}")
-    bench.set_defaults(run=_bench)
+    bench.set_defaults(run=handlers.bench)
 
 
 def build_parser():

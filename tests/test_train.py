@@ -326,7 +326,7 @@ def test_running_training_metrics_are_the_means_over_the_epochs_batches(mnist_h5
     run(config, tmp_path, quiet=True, log=lambda *a: None)
     history = read_history(tmp_path / "history.csv")
 
-    images, labels, _, _ = train._datasets(config)
+    images, labels, _, _, _ = train.load_splits(config)
     init, apply = models.build("mlp")
     params = init(np.random.default_rng([4, 0]), images.shape[1:])
     opt = optim.build("sgd", lr=0.1)

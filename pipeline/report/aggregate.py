@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..common.errors import SoftlossError
 from ..common.files import write_json
-from ..runs.rundir import read_history
+from ..runs.rundir import read_diagnostics, read_history
 
 RUNNING = "running"
 
@@ -47,6 +47,8 @@ def aggregate(run_dirs, out_path, in_progress=False):
             **{k: v for k, v in metrics.items() if k != "config"},
             "config": config,
             "history": history,
+            # where the loss's gradient went, every epoch (none for runs trained before it was written)
+            "diagnostics": read_diagnostics(run_dir / "diagnostics.csv") if (run_dir / "diagnostics.csv").is_file() else [],
         })  # fmt: skip
     write_json(out_path, {"runs": runs})
     return runs

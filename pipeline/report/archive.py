@@ -28,7 +28,7 @@ from .provenance import environment
 from .tables import TABLE1_JSON_ID, table_rows
 
 MANIFEST = "MANIFEST"
-RUN_FILES = ("history.csv", "metrics.json", "status.json")
+RUN_FILES = ("history.csv", "metrics.json", "status.json", "diagnostics.csv")  # diagnostics.csv where the run wrote one
 
 
 def archive_name(day):
@@ -70,6 +70,8 @@ def _members(summaries, report, config, data_files, names):
                 if name == "metrics.json" and run["status"] == "running":
                     continue  # a snapshot of a run still training has none yet
                 path = Path(run["run_dir"]) / name
+                if name == "diagnostics.csv" and not path.is_file():
+                    continue
                 members[path.as_posix()] = path.read_bytes()
     members[names.get(Path(report), Path(report).as_posix())] = Path(report).read_bytes()
     manifest = "".join(f"{hashlib.sha256(data).hexdigest()}  {len(data)}  {name}\n" for name, data in sorted(members.items()))

@@ -49,9 +49,9 @@ def identity(status):
 
 
 def restore(checkpoint, run_identity, params, state, rng, log):
-    """(params, state, history) from the newest readable checkpoint if it has
-    `run_identity` (`identity` of the run's status), else None (start afresh).
-    Host arrays in and out: the caller moves them to its backend."""
+    """(params, state, history, diagnostics) from the newest readable checkpoint
+    if it has `run_identity` (`identity` of the run's status), else None (start
+    afresh). Host arrays in and out: the caller moves them to its backend."""
     found = _readable_checkpoint(checkpoint, log)
     if found is None:
         return None
@@ -65,11 +65,12 @@ def restore(checkpoint, run_identity, params, state, rng, log):
     state = optim.OptState(meta["step"], tuple(tuple(next(slots) for _ in s) for s in state.slots))
     rng.bit_generator.state = meta["rng"]
     log(f"{checkpoint.parent}: resuming after epoch {len(meta['history'])}")
-    return tree.rebuild(params, arrays[:n]), state, meta["history"]
+    return tree.rebuild(params, arrays[:n]), state, meta["history"], meta.get("diagnostics", [])
 
 
-def save(path, run_identity, params, state, rng, history):
-    meta = {**run_identity, "step": state.step, "rng": rng.bit_generator.state, "history": history}
+def save(path, run_identity, params, state, rng, history, diagnostics):
+    meta = {**run_identity, "step": state.step, "rng": rng.bit_generator.state, "history": history,
+            "diagnostics": diagnostics}  # fmt: skip
     if path.exists():  # kept: a run whose newest checkpoint is damaged resumes from this one
         os.replace(path, _previous(path))
     save_arrays(path, [*tree.leaves(params), *(a for s in state.slots for a in s)], meta)

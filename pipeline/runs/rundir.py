@@ -15,6 +15,7 @@
                      (checkpoint.previous.npz: the epoch before; an unreadable checkpoint is
                      set aside as *.unreadable-N and the run resumes from the previous one;
                      one of another config or training code is not resumed)
+    diagnostics.csv  one row per finished epoch: where the loss's gradient went (pipeline.runs.diagnostics)
     model.npz        the final parameters (the last finite ones if the run diverged)
     metrics.json     the evaluation of model.npz (pipeline.runs.evaluate)
 
@@ -43,6 +44,32 @@ def write_history(path, rows):
     writer.writeheader()
     writer.writerows(rows)
     write_atomic(path, lambda out: out.write(text.getvalue().encode()))
+
+
+DIAGNOSTIC_FIELDS = ("epoch", "probe_accuracy", "grad_norm", "grad_share_misclassified", "grad_true_class",
+                     "zero_grad_fraction", "floor_fraction", "margin_p10", "margin_p50", "margin_p90", "logit_norm",
+                     "test_ece", "test_confidence", "seconds")  # and weight_norm_1.. before the seconds  # fmt: skip
+
+
+def diagnostic_fields(rows, first=()):
+    """The columns of diagnostics.csv: `first`, the fields, one weight norm per matrix, the seconds."""
+    norms = sorted({k for row in rows for k in row if k.startswith("weight_norm_")}, key=lambda k: int(k.rsplit("_", 1)[1]))
+    return [*first, *DIAGNOSTIC_FIELDS[:-1], *norms, DIAGNOSTIC_FIELDS[-1]]
+
+
+def write_diagnostics(path, rows, first=()):
+    text = io.StringIO()
+    writer = csv.DictWriter(text, diagnostic_fields(rows, first), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_atomic(path, lambda out: out.write(text.getvalue().encode()))
+
+
+def read_diagnostics(path):
+    """The rows of `write_diagnostics`; an empty cell (a floor the loss does not have) is None."""
+    with open(path, newline="") as handle:
+        return [{k: v if k == "checkpoint" else float(v) if v != "" else None for k, v in row.items()}
+                for row in csv.DictReader(handle)]  # fmt: skip
 
 
 def read_history(path):

@@ -35,10 +35,10 @@ from ..core.backend import resolve
 from ..core.losses import mixed_feedback
 from ..datasets import hdf5
 from ..datasets.batches import batches
-from . import checkpoint, feedback, lock
+from . import checkpoint, diagnostics, feedback, lock
 from .config import RunConfig, batch_fits
 from .inference import metrics_from_logits, predict
-from .rundir import save_arrays, write_history
+from .rundir import save_arrays, write_diagnostics, write_history
 
 _DEVICE_CHECK_EVERY = 32
 
@@ -65,8 +65,11 @@ def _summary(row):
 
 
 # --------------------------------------------------------------- the run
-def _datasets(config):
+def load_splits(config):
+    """The run's training and test examples, and the diagnostics' probe (drawn
+    from the whole training split, whatever subset the run trains on)."""
     train_images, train_labels = hdf5.load(config.data, "train")
+    probe = diagnostics.probe(train_images, train_labels)
     test_images, test_labels = hdf5.load(config.data, "test")
     for name, size, available in (("train_size", config.train_size, len(train_images)),
                                   ("test_size", config.test_size, len(test_images))):  # fmt: skip
@@ -79,7 +82,7 @@ def _datasets(config):
     if config.test_size is not None:
         test_images, test_labels = test_images[: config.test_size], test_labels[: config.test_size]
     batch_fits(config.batch_size, len(train_images), config.data)
-    return train_images, train_labels, test_images, test_labels
+    return train_images, train_labels, test_images, test_labels, probe
 
 
 def _finished(config, out_dir, status, force, log):
@@ -178,8 +181,9 @@ def _epoch(config, epoch, params, state, opt, step_fn, images, targets, rng, bac
 
 
 def _measure(apply, params, splits, loss_fn, backend):
-    """{train_loss, train_accuracy, ..., test_error} of `params` on each (images, labels) split;
-    a split left out is recorded as not measured (None)."""
+    """({train_loss, train_accuracy, ..., test_error}, the test logits) of
+    `params` on each (images, labels) split; a split left out is recorded as
+    not measured (None)."""
     row = {f"{name}_{key}": None for name in ("train", "test") for key in ("loss", "accuracy", "error")}
     with np.errstate(over="ignore", invalid="ignore"):  # huge but finite logits are still measured
         for name, (images, labels) in splits.items():
@@ -187,7 +191,8 @@ def _measure(apply, params, splits, loss_fn, backend):
             row.update({f"{name}_{key}": value for key, value in metrics_from_logits(logits, labels, loss_fn).items()})
             if name == "test":  # how many classes the model predicts at all: one means it collapsed
                 row["test_classes"] = int(np.unique(logits.argmax(axis=1)).size)
-    return row
+                test_logits = logits
+    return row, test_logits
 
 
 @dataclass
@@ -207,12 +212,15 @@ class _Setup:
     history: list
     input_shape: tuple
     n_classes: int
+    probe: tuple  # (images, labels): the fixed training examples the diagnostics look at
+    floor: float | None  # the loss's floor (pipeline.runs.diagnostics.floor)
+    diagnostics: list  # one row per epoch
 
 
 def _set_up(config, backend, checkpoint_path, run_identity, log):
     """The run's data, model and optimiser, restored from `checkpoint_path` if it
     has `run_identity` (configuration, training code, data); arrays on `backend`."""
-    train_images, train_labels, test_images, test_labels = _datasets(config)
+    train_images, train_labels, test_images, test_labels, probe = load_splits(config)
     splits = {"train": (train_images, train_labels), "test": (test_images, test_labels)}
     loss = config.build_loss()
     fit_images, targets, objective = _fit_set(config, loss, train_images, train_labels.astype(np.int64))
@@ -222,16 +230,16 @@ def _set_up(config, backend, checkpoint_path, run_identity, log):
     params = init(np.random.default_rng([config.seed, 0]), train_images.shape[1:])
     state = opt.init(params)
     rng = np.random.default_rng([config.seed, 1])
-    history = []
+    history, rows = [], []
     if restored := checkpoint.restore(checkpoint_path, run_identity, params, state, rng, log):
-        params, state, history = restored
+        params, state, history, rows = restored
     params, state = backend.to_device(params), state._replace(slots=backend.to_device(state.slots))
     if backend.on_device and backend.fits(fit_images.nbytes):
         # Keep the (uint8) training set on the device: a batch, augmented or
         # not, is then made there, not on the host and transferred.
         fit_images, targets = backend.to_device(fit_images), {k: backend.to_device(a) for k, a in targets.items()}
     return _Setup(apply, opt, loss, objective, splits, fit_images, targets, params, state, rng, history,
-                  train_images.shape[1:], n_classes)  # fmt: skip
+                  train_images.shape[1:], n_classes, probe, diagnostics.floor(loss, n_classes), rows)  # fmt: skip
 
 
 def _train_epochs(config, setup, backend, out_dir, status, quiet, log, clock):
@@ -259,12 +267,15 @@ def _train_epochs(config, setup, backend, out_dir, status, quiet, log, clock):
         evaluated = clock.now()
         full_pass = epoch % config.train_eval_every == 0 or epoch == config.epochs
         measured = setup.splits if full_pass else {"test": setup.splits["test"]}
-        row = _measure(setup.apply, params, measured, setup.loss, backend)
+        row, test_logits = _measure(setup.apply, params, measured, setup.loss, backend)
         now = clock.now()
         history.append({"epoch": epoch, **row, **running, "seconds": now - started, "eval_seconds": now - evaluated})
+        setup.diagnostics.append({"epoch": epoch, **diagnostics.measure(
+            setup.apply, params, setup.probe, setup.loss, setup.floor, test_logits, setup.splits["test"][1], backend)})
         checkpoint.save(out_dir / "checkpoint.npz", checkpoint.identity(status), backend.to_host(params),
-                        state._replace(slots=backend.to_host(state.slots)), setup.rng, history)  # fmt: skip
+                        state._replace(slots=backend.to_host(state.slots)), setup.rng, history, setup.diagnostics)  # fmt: skip
         write_history(out_dir / "history.csv", history)
+        write_diagnostics(out_dir / "diagnostics.csv", setup.diagnostics)
         if not quiet:
             log(f"epoch {epoch}: " + _summary(history[-1]))
     return None

@@ -74,8 +74,6 @@ def view(runs, settings, inputs):
     """Epochs to a fixed training accuracy, per model and learning rate, for
     cross-entropy, squared error on probabilities (mse) and, where run, the
     square loss on logits (square_logits)."""
-    import matplotlib.pyplot as plt
-
     target = settings.get("target_accuracy", 0.9)
     groups = defaultdict(list)  # (model, lr, loss) -> runs
     for run in runs:

@@ -41,7 +41,7 @@ if not _uses_conda():
 shell.prefix(_prefix)
 
 
-RUN_OUTPUTS = ("history.csv", "status.json", "model.npz", "metrics.json")  # the train rule's, per run
+RUN_OUTPUTS = ("history.csv", "status.json", "model.npz", "metrics.json", "diagnostics.csv")  # the train rule's, per run
 
 
 def logged(command):

@@ -10,6 +10,7 @@ rule train:
         status=f"{RESULTS}/{{run}}/status.json",
         model=f"{RESULTS}/{{run}}/model.npz",
         metrics=f"{RESULTS}/{{run}}/metrics.json",
+        diagnostics=f"{RESULTS}/{{run}}/diagnostics.csv",
     conda:
         ENV
     params:
