@@ -112,3 +112,21 @@ def test_a_resumed_run_writes_the_same_rows(mnist_h5, tmp_path):
     run(_config(mnist_h5), halves, quiet=True, log=lambda *a: None)
     assert _without_seconds(read_diagnostics(halves / "diagnostics.csv")) == _without_seconds(
         read_diagnostics(whole / "diagnostics.csv"))
+
+
+def test_every_losss_gradient_is_its_closed_form():
+    """docs/losses.md's gradients (tests/closed_forms.py, float64) against
+    autograd's through the float32 losses, per example, for every loss; rows of
+    ordinary logits and rows past Keras' clip (margin 40)."""
+    from closed_forms import GRADIENTS
+
+    assert set(GRADIENTS) == set(LOSSES)
+    rng = np.random.default_rng(7)
+    logits = (2 * rng.standard_normal((48, 10))).astype(np.float32)
+    labels = rng.integers(0, 10, 48)
+    logits[:8] = 0
+    logits[np.arange(8), labels[:8]] = 40.0
+    for name, closed in GRADIENTS.items():
+        measured = diagnostics.logit_gradients(LOSSES[name], logits, labels)
+        expected = np.array([closed(z.astype(np.float64), c) for z, c in zip(logits, labels)])
+        np.testing.assert_allclose(measured, expected, rtol=2e-4, atol=2e-6, err_msg=name)
