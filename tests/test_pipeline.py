@@ -74,7 +74,7 @@ def test_tiny_pipeline_report_matches_results(finished):
         accuracies = [json.loads((workdir / f"results/test/mnist/mlp/{loss}/seed{s}/metrics.json").read_text())["test_accuracy"]
                       for s in (1, 2)]  # fmt: skip
         assert float(parsed.rows[("mnist", "mlp", loss)]) == pytest.approx(100 * sum(accuracies) / 2, rel=1e-10)
-    assert len(parsed.images) == 2 and all(src.startswith("data:image/png;base64,") for src in parsed.images)
+    assert len(parsed.images) == 3 and all(src.startswith("data:image/png;base64,") for src in parsed.images)  # curves, confusion, why
     assert not re.search(r'(src|href)="https?://(?!arxiv\.org/)', html)  # self-contained: viewing needs no network
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
     assert commit and commit in html  # provenance: the code's commit, versions, data checksums
@@ -217,7 +217,7 @@ window.addEventListener("load", function () {
     result = subprocess.run(command, capture_output=True, text=True, timeout=120)
     verdict = re.search(r'<div id="verdict">([^<]*)</div>', result.stdout)
     assert verdict, result.stderr[-2000:]
-    assert verdict.group(1) == "images=2 decoded=2 rows=2 visible=true"
+    assert verdict.group(1) == "images=3 decoded=3 rows=2 visible=true"
 
 
 def _rewrite_archive(source, target, change):
@@ -245,7 +245,7 @@ def test_archive_verifies_and_catches_tampering(finished, tmp_path):
     assert re.fullmatch(rf"softloss-archive-\d{{8}}-{commit}\.tar\.gz", archive.name)
     checked = subprocess.run([sys.executable, "-m", "pipeline", "verify-archive", str(archive)], capture_output=True, text=True)
     assert checked.returncode == 0, checked.stderr
-    assert verify(archive) == 4 * 3 + 5  # run files, config, environment, data checksums, summary, report
+    assert verify(archive) == 4 * 4 + 5  # run files, config, environment, data checksums, summary, report
 
     metrics = "results/test/mnist/mlp/ce/seed1/metrics.json"
     tampered = tmp_path / "tampered.tar.gz"
@@ -259,7 +259,7 @@ def test_archive_verifies_and_catches_tampering(finished, tmp_path):
     assert result.returncode == 2 and "truncated or corrupt" in result.stderr and "Traceback" not in result.stderr
     both = subprocess.run([sys.executable, "-m", "pipeline", "verify-archive", str(archive), str(truncated)],
                           capture_output=True, text=True)  # as a glob gives them: each checked, each said  # fmt: skip
-    assert both.returncode == 2 and f"{archive}: {4 * 3 + 5} members match" in both.stdout
+    assert both.returncode == 2 and f"{archive}: {4 * 4 + 5} members match" in both.stdout
     assert f"{truncated}: not a readable archive" in both.stderr
 
     # A report whose Table I was edited, with a MANIFEST made to match: caught by the recomputation.

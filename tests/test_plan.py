@@ -152,3 +152,11 @@ def test_literature_config_plans_every_baseline_on_both_rows():
     assert {jobs[f"mnist/mnist_cnn/{loss}/seed{seed}"].run.epochs for loss in losses for seed in (1, 2, 3)} == {12}
     assert {jobs[f"cifar10_jpeg/cifar_cnn/{loss}/seed1"].run.epochs for loss in losses} == {25}
     assert problems(jobs) == []
+
+
+def test_why_config_plans_the_diagnostics_study():
+    jobs = plan(_config("config/why.yaml"))
+    losses = ("ce", "ce_keras", "bce_keras", "nllr", "nllr_keras", "label_smoothing", "squared_hinge")
+    assert sorted(jobs) == sorted([f"mnist/mnist_cnn/{loss}/seed{seed}" for loss in losses for seed in (1, 2)]
+                                  + [f"cifar10_jpeg/cifar_cnn/{loss}/seed1" for loss in losses])  # fmt: skip
+    assert problems(jobs) == []

@@ -160,11 +160,11 @@ def test_a_symlog_panel_has_readable_ticks_whatever_its_range(low, high):
     """At least three ticks inside the panel, each label once (a loss inside +-1 had one tick, at 0)."""
     import matplotlib.pyplot as plt
 
-    from pipeline.report.figures import _symlog
+    from pipeline.report.figures import symlog_axis
 
     fig, ax = plt.subplots()
     ax.plot([1, 2], [low, high])
-    _symlog(ax)
+    symlog_axis(ax)
     fig.canvas.draw()
     bottom, top = ax.get_ylim()
     shown = [t for t in ax.get_yticks() if bottom <= t <= top]

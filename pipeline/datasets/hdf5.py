@@ -82,7 +82,7 @@ def classes(path):
         with h5py.File(path, "r") as h5:
             return [str(name) for name in h5.attrs["classes"]]
     except (OSError, KeyError) as error:
-        raise DataError(f"{path}: cannot read its classes (not a prepared dataset?): {error}") from None
+        raise DataError(f"{path}: cannot read it as a prepared HDF5 dataset (its classes; truncated or corrupt?): {error}") from None
 
 
 def recorded_digest(path):

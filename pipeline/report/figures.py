@@ -22,7 +22,7 @@ def png(fig):
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def _symlog(ax, most=7):
+def symlog_axis(ax, most=7):
     """A symmetric-log y axis (linear within +-1) with at most `most` ticks on
     each side of zero: every decade would be 30 overlapping labels for a loss
     that fell to -1e30. A range that spans few decades gets linear ticks inside
@@ -89,7 +89,7 @@ def _draw(ax, curves, style, by_loss=None, key=None):
             ax.plot(dots_epochs, dots, linestyle="none", marker="o", markersize=4, color=style[loss]["color"])
 
 
-def _epoch_axis(ax, last_epoch):
+def epoch_axis(ax, last_epoch):
     """Whole epochs on the x axis; a run of one epoch still gets an axis of epochs."""
     from matplotlib.ticker import MaxNLocator
 
@@ -134,11 +134,11 @@ def learning_curves(runs, dataset, model):
     if runaway:
         for row, split in enumerate(("train", "test")):
             axes[row, 2].set_title(f"{split} loss of {', '.join(sorted(runaway, key=loss_order))} (symmetric log)")
-            _symlog(axes[row, 2])
+            symlog_axis(axes[row, 2])
     last_epoch = max(len(h) for h in histories)
     for ax in axes.flat:
         ax.grid(alpha=0.3)
-        _epoch_axis(ax, last_epoch)
+        epoch_axis(ax, last_epoch)
     for ax in axes[1]:
         ax.set_xlabel("epoch")
     # One legend beside the panels, where no curve runs under it.

@@ -9,7 +9,7 @@ import jinja2
 
 from ..common.files import write_atomic
 from ..common.lossnames import loss_order
-from . import equal_epochs
+from . import equal_epochs, why
 from .aggregate import read_runs
 from .figures import confusion_figure, learning_curves
 from .provenance import provenance
@@ -68,7 +68,7 @@ def render(summary_path, data_files, config, out_path, study_paths=(), inputs=No
         paper=PAPER_CITATION, rows=rows, entries=entries, findings=form_findings(entries, runs),
         table1_json=table1_json(rows), table1_json_id=TABLE1_JSON_ID, notes=notes, sections=sections,
         equal_epochs=by_epoch, window=equal_epochs.WINDOW, span=equal_epochs.SPAN, flat=equal_epochs.FLAT,
-        trend_state=equal_epochs.trend_state, not_results=[r for r in runs if r["status"] in NOT_RESULTS],
+        trend_state=equal_epochs.trend_state, why=why.sections(runs), not_results=[r for r in runs if r["status"] in NOT_RESULTS],
         n_runs=len(runs), not_started=list(not_started), running=sum(r["status"] == "running" for r in runs), provenance=sources, studies=views, interval=interval_text, rankings=rankings(rows),
     )  # fmt: skip
     write_atomic(out_path, lambda out: out.write(html.encode("utf-8")))
