@@ -252,7 +252,7 @@ def test_any_number_of_classes_trains_a_model_of_that_many_outputs(tmp_path, n_c
     out = prepare.prepare(folders.folder_spec("many", root), root, tmp_path / "many.h5", **_quiet())
     images, labels = hdf5.load(out, "test")
     assert labels.dtype == dtype and labels.max() == n_classes - 1
-    config = RunConfig(data=str(out), model="mlp", loss="nllr_keras", optimizer="sgd", epochs=1, batch_size=16,
+    config = RunConfig(data=str(out), model="mlp", loss="nllr_keras", optimizer="sgd", epochs=1, batch_size=6,
                        seed=1, model_options={"hidden": 8})  # fmt: skip
     assert run(config, tmp_path / "run", quiet=True, log=lambda *a: None)["status"] in ("completed", "collapsed")
     apply, params, _, _ = load_model(tmp_path / "run")
