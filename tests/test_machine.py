@@ -1,5 +1,5 @@
 """The host machine as softloss reads it (pipeline.common.machine): the CPU's
-name, its L2 cache and the block size that follows, the BLAS kernels."""
+name and the BLAS kernels."""
 
 
 import pytest
@@ -7,24 +7,6 @@ import pytest
 from pipeline.common import machine
 from pipeline.core import backend
 from pipeline.core.settings import SETTINGS
-
-
-def test_blocks_are_4_mib_or_four_l2_caches_where_that_is_less(tmp_path):
-    def caches(*entries):
-        root = tmp_path / str(len(list(tmp_path.iterdir())))
-        for i, (level, kind, size) in enumerate(entries):
-            (root / f"index{i}").mkdir(parents=True)
-            for name, text in (("level", level), ("type", kind), ("size", size)):
-                (root / f"index{i}" / name).write_text(text + "\n")
-        return root
-
-    l1 = ("1", "Data", "32K"), ("1", "Instruction", "32K")
-    assert machine.l2_cache_bytes(caches(*l1, ("2", "Unified", "512K"), ("3", "Unified", "16384K"))) == 512 << 10
-    assert machine.l2_cache_bytes(caches(("2", "Instruction", "64K"), ("2", "Unified", "2M"))) == 2 << 20
-    assert machine.l2_cache_bytes(caches(*l1)) is None and machine.l2_cache_bytes(tmp_path / "absent") is None
-    assert machine.l2_cache_bytes(caches(("2", "Unified", "unknown"))) is None
-    l2 = machine.l2_cache_bytes()
-    assert SETTINGS.block_bytes == (min(4 << 20, 4 * l2) if l2 else 4 << 20)
 
 
 def test_the_cpu_backend_names_its_cpu_and_whether_it_has_avx512(tmp_path):

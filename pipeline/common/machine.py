@@ -1,26 +1,10 @@
 """The host machine: what runs a CPU job, named once for status files, the
-report and the bench (the CPU and its caches, the BLAS and its kernels), and
+report and the bench (the CPU, the BLAS and its kernels), and
 the process-wide memory setting the command line applies."""
 from __future__ import annotations
 
 import platform
 from pathlib import Path
-
-
-def l2_cache_bytes(caches=Path("/sys/devices/system/cpu/cpu0/cache")):
-    """The first core's L2 cache, from Linux's sysfs; None where it says nothing."""
-    for index in sorted(caches.glob("index*")):
-        try:
-            if (index / "level").read_text().strip() != "2" or (index / "type").read_text().strip() == "Instruction":
-                continue
-            size = (index / "size").read_text().strip().upper()
-        except OSError:
-            continue
-        scale = {"K": 1 << 10, "M": 1 << 20}.get(size[-1:], 1)
-        digits = size.rstrip("KM")
-        if digits.isdigit() and int(digits) > 0:
-            return int(digits) * scale
-    return None
 
 
 def cpu_name(cpuinfo=Path("/proc/cpuinfo")):

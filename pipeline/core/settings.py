@@ -8,9 +8,7 @@ chosen here, for the tests to compare and `bench --compare` to time.
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, field, fields
-
-from ..common.machine import l2_cache_bytes
+from dataclasses import dataclass, fields
 
 CHOICES = {
     # "auto": Winograd for 3x3 layers of at least `winograd_min_channels` input
@@ -24,11 +22,12 @@ CHOICES = {
 }
 
 
-def default_block_bytes():
-    """Blocks of images small enough to stay in cache between the copy or
-    transform that writes them and the GEMM that reads them: 4 MiB, or four
-    L2 caches where that is less (docs/speed.md has the measurements)."""
-    return min(4 << 20, 4 * (l2_cache_bytes() or 1 << 20))
+# Blocks of images small enough to stay in cache between the copy or transform
+# that writes them and the GEMM that reads them. Fixed, not read off the CPU's
+# caches: a convolution's kernel gradient is a sum over blocks, so another
+# block size gives other bits, and a seed must give the same run on any CPU
+# with the same BLAS kernels (docs/speed.md: what it costs a small cache).
+BLOCK_BYTES = 4 << 20
 
 
 @dataclass
@@ -37,7 +36,7 @@ class Settings:
     pooling: str = "compiled"
     cross_entropy: str = "compiled"
     optimizer_update: str = "compiled"
-    block_bytes: int = field(default_factory=default_block_bytes)
+    block_bytes: int = BLOCK_BYTES
     winograd_min_channels: int = 16
 
     def set(self, **values):

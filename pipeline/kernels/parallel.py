@@ -9,9 +9,10 @@ the GIL in ufuncs, copies and BLAS calls), and OpenBLAS runs single-threaded:
 softloss takes over its threads, as many as it had (OPENBLAS_NUM_THREADS and
 the like, else the cores), when a primitive first needs them.
 
-Results are independent of the number of threads: the blocks are fixed by the
-data's shape alone, every BLAS call is single-threaded whatever the thread
-count, and callers combine per-block partial sums in block order.
+Results are independent of the number of threads and of the machine's caches:
+the blocks are fixed by the data's shape and fixed sizes alone
+(pipeline.core.settings), every BLAS call is single-threaded whatever the
+thread count, and callers combine per-block partial sums in block order.
 """
 from __future__ import annotations
 
