@@ -148,6 +148,10 @@ def _run_commands(commands, names):
     train.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
     train.add_argument("--force", action="store_true",
                        help="replace a run of another configuration that --out already holds")
+    train.add_argument("--threads", type=_whole(1), default=None,
+                       help="CPU threads for the blocks of work (default: as many as BLAS has); results do not depend on it")
+    train.add_argument("--allow-different-settings", action="store_true",
+                       help="resume a checkpoint written under other CPU settings, BLAS kernels or package versions")
     train.set_defaults(run=handlers.train)
 
     evaluate = commands.add_parser("evaluate", help="final test metrics of a run as JSON")

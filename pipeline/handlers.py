@@ -118,7 +118,8 @@ def train(args):
         config = _run_config_from_flags(args)
     if args.data is not None and args.run_config:
         config = dataclasses.replace(config, data=str(args.data))
-    status = run(config, args.out, quiet=args.quiet, backend=args.backend, force=args.force)
+    status = run(config, args.out, quiet=args.quiet, backend=args.backend, force=args.force, threads=args.threads,
+                 allow_different_settings=args.allow_different_settings)  # fmt: skip
     print(f"{args.out}: {status['status']} after epoch {status['epoch']}")
 
 

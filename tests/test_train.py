@@ -537,3 +537,22 @@ def test_a_batch_larger_than_the_training_set_is_refused_naming_both(mnist_h5, t
     with pytest.raises(SoftlossError, match="batch_size 4000 is more than the 3,000 training examples of .*mnist.h5"):
         run(_config(mnist_h5, batch_size=4000), tmp_path / "run", quiet=True, log=lambda *a: None)
     assert not (tmp_path / "run").exists()
+
+
+def test_a_resume_under_other_numerics_is_refused_unless_allowed(mnist_h5, tmp_path):
+    from pipeline.core.settings import SETTINGS
+
+    out = tmp_path / "run"
+    first = run(_config(mnist_h5, epochs=1), out, quiet=True, log=lambda *a: None, threads=1)
+    assert first["threads"] == 1 and first["numerics"]["settings"]["block_bytes"] == SETTINGS.block_bytes
+    assert set(first["numerics"]["versions"]) == {"numpy", "autograd", "numba"} and first["numerics"]["blas"]
+    (out / "status.json").unlink()  # as Snakemake reruns a job: the checkpoint is left
+    with SETTINGS.using(block_bytes=2 << 20):
+        with pytest.raises(SoftlossError, match=r"written under other settings \(block_bytes 4194304 -> 2097152\).*"
+                                                "--allow-different-settings"):
+            run(_config(mnist_h5, epochs=2), out, quiet=True, log=lambda *a: None)
+        lines = []
+        status = run(_config(mnist_h5, epochs=2), out, quiet=True, log=lines.append, allow_different_settings=True)
+    assert status["epoch"] == 2 and any("resuming after epoch 1" in line for line in lines)
+    assert any("resuming under other settings (block_bytes 4194304 -> 2097152), as allowed" in line for line in lines)
+    assert status["mixed_numerics"] == [{"after_epoch": 1, "changed": "block_bytes 4194304 -> 2097152"}]

@@ -8,7 +8,9 @@ from __future__ import annotations
 import json
 import os
 
+from ..common.errors import SoftlossError
 from ..core import optim, tree
+from .numerics import differences
 from .rundir import UnreadableFile, load_arrays, save_arrays
 
 
@@ -48,10 +50,12 @@ def identity(status):
     return {key: status.get(key) for key in IDENTITY}
 
 
-def restore(checkpoint, run_identity, params, state, rng, log):
-    """(params, state, history, diagnostics) from the newest readable checkpoint
-    if it has `run_identity` (`identity` of the run's status), else None (start
-    afresh). Host arrays in and out: the caller moves them to its backend."""
+def restore(checkpoint, run_identity, numerics, params, state, rng, log, allow_different=False):
+    """(params, state, history, diagnostics, what differs in the numerics or None)
+    from the newest readable checkpoint if it has `run_identity` (`identity`
+    of the run's status), else None (start afresh). One written under other `numerics` (pipeline.runs.numerics) is
+    refused, unless `allow_different`. Host arrays in and out: the caller moves
+    them to its backend."""
     found = _readable_checkpoint(checkpoint, log)
     if found is None:
         return None
@@ -60,17 +64,25 @@ def restore(checkpoint, run_identity, params, state, rng, log):
         if meta.get(key) != run_identity[key]:
             log(f"{checkpoint}: written for {differs}; starting afresh")
             return None
+    changed = None
+    if meta.get("numerics") != numerics:
+        changed = differences(meta.get("numerics"), numerics)
+        if not allow_different:
+            raise SoftlossError(f"{checkpoint}: written under other settings ({changed}); resuming would mix two "
+                                "computations in one run: pass --allow-different-settings to resume anyway, or "
+                                "delete the run to train it afresh")  # fmt: skip
+        log(f"{checkpoint}: resuming under other settings ({changed}), as allowed")
     n = len(tree.leaves(params))
     slots = iter(arrays[n:])
     state = optim.OptState(meta["step"], tuple(tuple(next(slots) for _ in s) for s in state.slots))
     rng.bit_generator.state = meta["rng"]
     log(f"{checkpoint.parent}: resuming after epoch {len(meta['history'])}")
-    return tree.rebuild(params, arrays[:n]), state, meta["history"], meta.get("diagnostics", [])
+    return tree.rebuild(params, arrays[:n]), state, meta["history"], meta.get("diagnostics", []), changed
 
 
-def save(path, run_identity, params, state, rng, history, diagnostics):
-    meta = {**run_identity, "step": state.step, "rng": rng.bit_generator.state, "history": history,
-            "diagnostics": diagnostics}  # fmt: skip
+def save(path, run_identity, numerics, params, state, rng, history, diagnostics):
+    meta = {**run_identity, "numerics": numerics, "step": state.step, "rng": rng.bit_generator.state,
+            "history": history, "diagnostics": diagnostics}  # fmt: skip
     if path.exists():  # kept: a run whose newest checkpoint is damaged resumes from this one
         os.replace(path, _previous(path))
     save_arrays(path, [*tree.leaves(params), *(a for s in state.slots for a in s)], meta)

@@ -3,7 +3,9 @@
     run.json         the run's RunConfig (written by the pipeline; `train --run-config`)
     status.json      status (running | completed | collapsed | diverged | failed) and the reason,
                      epoch, the run's config, wall time,
-                     the version of the training code (pipeline.common.versions) and the commit
+                     the version of the training code (pipeline.common.versions) and the commit,
+                     the data's content digest, the numerics (pipeline.runs.numerics: CPU
+                     settings, BLAS kernels, package versions) and the CPU threads
     history.csv      one row per finished epoch: train and test loss, accuracy, zero-one error
                      (train_* from a full pass over the training set, empty on epochs without
                      one: RunConfig.train_eval_every); running_loss and running_accuracy, the

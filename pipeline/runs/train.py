@@ -35,7 +35,9 @@ from ..core.backend import resolve
 from ..core.losses import mixed_feedback
 from ..datasets import hdf5
 from ..datasets.batches import batches
+from ..kernels import parallel
 from . import checkpoint, diagnostics, feedback, lock
+from .numerics import numerics
 from .config import RunConfig, batch_fits
 from .inference import metrics_from_logits, predict
 from .rundir import save_arrays, write_diagnostics, write_history
@@ -217,7 +219,7 @@ class _Setup:
     diagnostics: list  # one row per epoch
 
 
-def _set_up(config, backend, checkpoint_path, run_identity, log):
+def _set_up(config, backend, checkpoint_path, status, log, allow_different=False):
     """The run's data, model and optimiser, restored from `checkpoint_path` if it
     has `run_identity` (configuration, training code, data); arrays on `backend`."""
     train_images, train_labels, test_images, test_labels, probe = load_splits(config)
@@ -231,8 +233,11 @@ def _set_up(config, backend, checkpoint_path, run_identity, log):
     state = opt.init(params)
     rng = np.random.default_rng([config.seed, 1])
     history, rows = [], []
-    if restored := checkpoint.restore(checkpoint_path, run_identity, params, state, rng, log):
-        params, state, history, rows = restored
+    if restored := checkpoint.restore(checkpoint_path, checkpoint.identity(status), status["numerics"], params, state,
+                                      rng, log, allow_different):  # fmt: skip
+        params, state, history, rows, changed = restored
+        if changed:  # allowed: the run says from which epoch on it was computed otherwise
+            status.setdefault("mixed_numerics", []).append({"after_epoch": len(history), "changed": changed})
     params, state = backend.to_device(params), state._replace(slots=backend.to_device(state.slots))
     if backend.on_device and backend.fits(fit_images.nbytes):
         # Keep the (uint8) training set on the device: a batch, augmented or
@@ -272,7 +277,7 @@ def _train_epochs(config, setup, backend, out_dir, status, quiet, log, clock):
         history.append({"epoch": epoch, **row, **running, "seconds": now - started, "eval_seconds": now - evaluated})
         setup.diagnostics.append({"epoch": epoch, **diagnostics.measure(
             setup.apply, params, setup.probe, setup.loss, setup.floor, test_logits, setup.splits["test"][1], backend)})
-        checkpoint.save(out_dir / "checkpoint.npz", checkpoint.identity(status), backend.to_host(params),
+        checkpoint.save(out_dir / "checkpoint.npz", checkpoint.identity(status), status["numerics"], backend.to_host(params),
                         state._replace(slots=backend.to_host(state.slots)), setup.rng, history, setup.diagnostics)  # fmt: skip
         write_history(out_dir / "history.csv", history)
         write_diagnostics(out_dir / "diagnostics.csv", setup.diagnostics)
@@ -302,17 +307,19 @@ def _collapsed(config, history, n_classes):
     return None
 
 
-def _train_held(config, out_dir, status, quiet, log, backend):
+def _train_held(config, out_dir, status, quiet, log, backend, threads, allow_different):
     """`run` once this process holds `out_dir`. A failure is recorded as such
     in a status.json that says the run had started, and raised again."""
     if stale := remove_stale_temporaries(out_dir):
         log(f"{out_dir}: removed {len(stale)} temporary file(s) of an interrupted run")
     try:
         backend = resolve(backend, log)
-        status.update(backend=backend.name, device=backend.device)
+        status.update(backend=backend.name, device=backend.device, numerics=numerics(backend))
         if not backend.on_device:
-            status["blas"] = blas_kernel()
-        setup = _set_up(config, backend, out_dir / "checkpoint.npz", checkpoint.identity(status), log)
+            if threads is not None:
+                parallel.set_workers(threads)
+            status.update(blas=blas_kernel(), threads=parallel.workers())  # results do not depend on threads
+        setup = _set_up(config, backend, out_dir / "checkpoint.npz", status, log, allow_different)
         with RunningClock() as clock:
             reason = _train_epochs(config, setup, backend, out_dir, status, quiet, log, clock)
     except BaseException as error:
@@ -332,11 +339,15 @@ def _train_held(config, out_dir, status, quiet, log, backend):
     return status
 
 
-def run(config: RunConfig, out_dir, *, quiet=False, log=print, backend="auto", force=False):
+def run(config: RunConfig, out_dir, *, quiet=False, log=print, backend="auto", force=False, threads=None,
+        allow_different_settings=False):  # fmt: skip
     """Train (or resume) the run `config` in `out_dir` on `backend` ("auto",
-    "numpy", "cupy" or a pipeline.core.backend.Backend); returns the final status dict.
+    "numpy", "cupy" or a pipeline.core.backend.Backend), on `threads` CPU
+    threads (None: as many as BLAS had); returns the final status dict.
     A directory holding a run of another configuration is refused unless
-    `force`, and one another trainer is training is refused (pipeline.runs.lock)."""
+    `force`, one another trainer is training is refused (pipeline.runs.lock),
+    and a checkpoint written under other numerics (pipeline.runs.numerics)
+    unless `allow_different_settings`."""
     config.validate(len(hdf5.classes(config.data)))
     out_dir = Path(out_dir)
     status = {"config": asdict(config), "fingerprint": config.fingerprint(), "softloss_version": __version__,
@@ -346,4 +357,4 @@ def run(config: RunConfig, out_dir, *, quiet=False, log=print, backend="auto", f
         if (previous := _finished(config, out_dir, status, force, log)) is not None:
             log(f"{out_dir}: already {previous['status']}")
             return previous
-        return _train_held(config, out_dir, status, quiet, log, backend)
+        return _train_held(config, out_dir, status, quiet, log, backend, threads, allow_different_settings)

@@ -30,5 +30,5 @@ rule train:
         logged("mkdir -p {params.dir} && printf '%s\\n' {params.run:q} > {params.dir}/run.json && "
                "OPENBLAS_NUM_THREADS={threads} OMP_NUM_THREADS={threads} "
                "python -m pipeline train --run-config {params.dir}/run.json --backend {params.backend} "
-               "--out {params.dir} --quiet && "
+               "--threads {threads} --out {params.dir} --quiet && "
                "python -m pipeline evaluate --run {params.dir} --data {input.data} --out {output.metrics}")
