@@ -103,7 +103,7 @@ def _data_commands(commands, names):
 
 
 def _run_commands(commands, names):
-    """train, evaluate."""
+    """train."""
     from .core.backend import BACKENDS
     from .core.losses import LOSSES
     from .core.models import MODELS
@@ -154,6 +154,9 @@ def _run_commands(commands, names):
                        help="resume a checkpoint written under other CPU settings, BLAS kernels or package versions")
     train.set_defaults(run=handlers.train)
 
+
+def _evaluate_commands(commands, names):
+    """evaluate, diagnose."""
     evaluate = commands.add_parser("evaluate", help="final test metrics of a run as JSON")
     evaluate.add_argument("--run", dest="run_dir", required=True, type=Path, help="run directory written by train")
     evaluate.add_argument("--data", required=True, type=Path, help="prepared HDF5 dataset")
@@ -241,7 +244,7 @@ def build_parser():
 
     parser = argparse.ArgumentParser(prog="python -m pipeline", description="softloss: the classification-loss study")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_data_commands, _run_commands, _report_commands, _bench_command):
+    for add in (_data_commands, _run_commands, _evaluate_commands, _report_commands, _bench_command):
         add(commands, names)
     return parser
 

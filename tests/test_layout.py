@@ -127,3 +127,31 @@ def test_a_comment_reruns_no_training_and_a_changed_constant_does(tmp_path, monk
         assert cli.command_version("train") != before
     finally:
         versions.imports.cache_clear()
+
+
+PUBLIC_AUTOGRAD = ("autograd.extend", "autograd.numpy")
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_only_one_module_reaches_into_autograds_internals(module):
+    """autograd's public API is autograd.extend and autograd.numpy; the rest
+    (its tracer, its VJP tables) only through core/autograd_internals.py, which
+    checks the installed version."""
+    if module == "core/autograd_internals.py":
+        return
+    for node in ast.walk(ast.parse((versions.PACKAGE / module).read_text())):
+        names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+            [node.module] if isinstance(node, ast.ImportFrom) and not node.level else []  # fmt: skip
+        for name in names:
+            if name == "autograd" or name.startswith("autograd."):
+                assert name in PUBLIC_AUTOGRAD, f"{module} imports {name}"
+
+
+def test_an_autograd_outside_the_tested_range_stops_at_import_in_one_line():
+    from pipeline.common.errors import SoftlossError
+    from pipeline.core import autograd_internals
+
+    assert autograd_internals._check("1.7.0") and autograd_internals._check("1.9.1")
+    for installed in ("1.6.2", "1.10.0", "2.0"):
+        with pytest.raises(SoftlossError, match=rf"autograd {installed} is installed; .* pip install 'autograd>=1.7,<1.10'"):
+            autograd_internals._check(installed)

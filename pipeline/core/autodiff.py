@@ -9,10 +9,8 @@ from the same forward pass.
 """
 from __future__ import annotations
 
-from autograd.core import VJPNode, add_outgrads, vspace
-from autograd.tracer import getval, isbox, new_box, toposort, trace_stack
-
 from . import tree
+from .autograd_internals import VJPNode, add_outgrads, getval, isbox, new_box, toposort, trace_stack, vspace
 
 
 def value_and_grad(fun, has_aux=False):

@@ -34,12 +34,19 @@ import math
 
 import autograd.numpy as anp
 import numpy as onp
-from autograd.core import SparseObject, VSpace, primitive_vjps
 from autograd.extend import defjvp, defjvp_argnum, defvjp, defvjp_argnum, defvjp_argnums, primitive
-from autograd.numpy import numpy_jvps, numpy_vjps, numpy_wrapper
-from autograd.numpy.numpy_boxes import ArrayBox
-from autograd.numpy.numpy_vspaces import ArrayVSpace
-from autograd.tracer import getval
+
+from .autograd_internals import (
+    ArrayBox,
+    ArrayVSpace,
+    SparseObject,
+    VSpace,
+    getval,
+    numpy_jvps,
+    numpy_vjps,
+    numpy_wrapper,
+    primitive_vjps,
+)
 
 _ENABLED = {}  # device ndarray type -> its array module
 # autograd.numpy.where is a plain wrapper (it returns lists for list inputs)

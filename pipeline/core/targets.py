@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import autograd.numpy as anp
 import numpy as np
-from autograd.tracer import getval
 
+from .autograd_internals import getval
 from .backend import array_module
 
 

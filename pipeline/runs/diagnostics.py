@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import time
 
-import autograd
 import numpy as np
 
 from ..core import tree
+from ..core.autodiff import value_and_grad
 from .evaluate import expected_calibration_error, softmax
 from .inference import predict
 
@@ -42,7 +42,7 @@ def per_example_losses(loss, logits, labels):
 def logit_gradients(loss, logits, labels):
     """d loss_n / d z_n for each example n: N times the gradient of the batch mean
     (each example's loss depends on its own logits alone)."""
-    return len(labels) * autograd.grad(lambda z: loss(z, labels))(logits)
+    return len(labels) * value_and_grad(lambda z: loss(z, labels))(logits)[1]
 
 
 def floor(loss, n_classes, dtype=np.float32):

@@ -10,11 +10,11 @@ import hashlib
 import importlib.util
 from pathlib import Path
 
-import autograd
 import numpy as np
 
 from ..common.errors import SoftlossError
 from ..common.versions import behaviour
+from ..core.autodiff import value_and_grad
 
 
 
@@ -64,7 +64,7 @@ def problem(loss, where, shape):
     if not np.isfinite(value):
         return f"{where}: returns {float(value)} on {probe}"
     try:
-        grad = autograd.grad(lambda z: loss(z, labels))(logits)
+        _, grad = value_and_grad(lambda z: loss(z, labels))(logits)
     except Exception as error:
         return f"{where}: autograd cannot differentiate it ({type(error).__name__}: {error})"
     if np.shape(grad) != tuple(shape):
