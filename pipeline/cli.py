@@ -47,6 +47,7 @@ COMMAND_CODE = {
     "report": (("report.render", "studies"), ("report/templates/*.j2", "studies/templates/*.j2")),
     "archive": (("report.archive",), ()),
     "snapshot": (("report.snapshot",), ("report/templates/*.j2",)),
+    "reproduce": (("reproduce",), ()),
 }
 
 
@@ -211,6 +212,19 @@ def _report_commands(commands, names):
     snapshot.add_argument("--config-json", default=None, help="the configuration used, as JSON")
     snapshot.add_argument("--out", required=True, type=Path, help="archive to write (the study's files are untouched)")
     snapshot.set_defaults(run=handlers.snapshot)
+
+    again = commands.add_parser("reproduce", help="retrain an archive's runs from its own record and compare every epoch")
+    again.add_argument("archive", type=Path, help="a softloss archive (.tar.gz)")
+    again.add_argument("runs", nargs="*", metavar="RUN",
+                       help="run directories as the archive names them, or their ends; all: every run "
+                            "(default: the cheapest run of each loss)")
+    again.add_argument("--epochs", type=_whole(1), default=None, help="retrain this many epochs (default: all the archive has)")
+    again.add_argument("--data", type=Path, default=None, metavar="DIR", help="where the prepared datasets are (default: as recorded, data/)")
+    again.add_argument("--setting", action="append", default=[], metavar="NAME=VALUE",
+                       help="retrain with this CPU setting instead of the recorded one (pipeline/core/settings.py; repeatable)")
+    again.add_argument("--out", type=Path, default=None, help="also write the lines to this file")
+    again.add_argument("--check", action="store_true", help="exit with 1 if any run differs")
+    again.set_defaults(run=handlers.reproduce)
 
     verify = commands.add_parser("verify-archive", help="re-check archives' checksums and Table I")
     verify.add_argument("archives", nargs="+", type=Path, help="softloss archives (.tar.gz), each checked")

@@ -210,3 +210,18 @@ def verify_archive(args):
             print(f"error: {error}", file=sys.stderr)
             failed += 1
     return 2 if failed else None
+
+
+def reproduce(args):
+    from .common.files import write_atomic
+    from .reproduce import reproduce
+
+    overrides = {}
+    for text in args.setting:
+        name, _, value = text.partition("=")
+        overrides[name] = int(value) if value.isdigit() else value
+    results = reproduce(args.archive, args.runs, args.epochs, args.data, overrides)
+    if args.out:
+        text = "".join(f"{run_dir}: {line}\n" for run_dir, _, line in results)
+        write_atomic(args.out, lambda out: out.write(text.encode()))
+    return 1 if args.check and not all(same for _, same, _ in results) else None

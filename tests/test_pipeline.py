@@ -284,6 +284,17 @@ def test_archive_verifies_and_catches_tampering(finished, tmp_path):
         verify(edited)
 
 
+def test_the_reproduce_target_retrains_every_run_of_an_archive_identically(finished):
+    workdir, _ = finished
+    assert snakemake(workdir, "--cores", "1", "archive").returncode == 0
+    (archive,) = workdir.glob("reports/test/softloss-archive-*.tar.gz")
+    result = snakemake(workdir, "--cores", "1", "--config", f"reproduce={archive}", "--", "reproduce")
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = (workdir / "reports/test/reproduced" / archive.name.replace(".tar.gz", ".txt")).read_text().splitlines()
+    assert lines == [f"results/test/mnist/mlp/{loss}/seed{seed}: identical through epoch 1"
+                     for loss in ("ce", "nllr") for seed in (1, 2)]  # fmt: skip
+
+
 GPU_CONFIG = TINY.replace("studies: null\n", "studies: null\nbackend: BACKEND\n") + """
   - dataset: cifar10
     model: cifar_cnn

@@ -104,6 +104,13 @@ def job_value(key, of=None):
     return lambda wildcards: of(getattr(JOBS[wildcards.run], key))
 
 
+def archive_datasets(archive):
+    """The prepared datasets an archive's runs trained on (pipeline.reproduce)."""
+    from pipeline.reproduce import datasets
+
+    return datasets(archive)
+
+
 def folder_paths(name):
     """The folder, or the archives, a class-folder dataset of one's own is prepared from."""
     declared = FOLDER_DATASETS[name]

@@ -153,3 +153,36 @@ rule snapshot:
     input:
         SNAPSHOT,
     localrule: True
+
+
+# `snakemake --cores 1 --config reproduce=ARCHIVE -- reproduce`: every run of an
+# archive retrained from its own record and compared epoch by epoch (its data
+# fetched and prepared first).
+REPRODUCED = f"{REPORTS}/reproduced/{Path(config['reproduce'] or 'none').name.removesuffix('.tar.gz')}.txt"
+
+
+rule reproduce_archive:
+    input:
+        archive=config["reproduce"] or [],
+        data=lambda w: archive_datasets(config["reproduce"]) if config["reproduce"] else [],
+    output:
+        REPRODUCED,
+    conda:
+        ENV
+    params:
+        code=command_version("reproduce"),
+    log:
+        f"{LOGS}/reproduce.log",
+    resources:
+        mem_mb=4000,
+        runtime=600,
+    shell:
+        logged("python -m pipeline reproduce {input.archive} all --out {output}")
+
+
+rule reproduce:
+    input:
+        REPRODUCED if config["reproduce"] else [],
+    localrule: True
+    shell:
+        "test -n '{input}' || {{ echo 'config error: give the archive: --config reproduce=ARCHIVE' >&2; exit 1; }}"
