@@ -42,5 +42,9 @@ def differences(before, now):
                 yield f"{prefix}{key}", value
 
     old, new = dict(flat(before)), dict(flat(now))
-    return ", ".join(f"{key.split('.')[-1]} {old.get(key)} -> {new.get(key)}" for key in sorted(set(old) | set(new))
-                     if old.get(key) != new.get(key))  # fmt: skip
+
+    def shown(value):
+        return "not recorded" if value is None else value
+
+    return ", ".join(f"{key.split('.')[-1]} {shown(old.get(key))} -> {shown(new.get(key))}"
+                     for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key))  # fmt: skip
