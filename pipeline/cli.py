@@ -25,6 +25,19 @@ def _whole(minimum):
     return whole
 
 
+class _OlderName(argparse.Action):
+    """An option that also answers to its older name, with a note when that is used."""
+
+    def __init__(self, *args, older, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.older = older
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if option_string == self.older:
+            print(f"note: {self.older} is now called {self.option_strings[0]}; {self.older} is still read", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
 def _named_path(text):
     name, sep, path = text.partition("=")
     if not sep or not name or not path:
@@ -139,7 +152,8 @@ def _run_commands(commands, names):
                             "every epoch records the running means over its batches anyway")
     train.add_argument("--feedback-fraction", type=float, default=None, metavar="Q",
                        help="negative-feedback study: this fraction of training examples keeps only a wrong label")
-    train.add_argument("--feedback-label", default="random", choices=WRONG_LABELS,
+    train.add_argument("--feedback-wrong-label", "--feedback-label", default="random", choices=WRONG_LABELS,
+                       action=_OlderName, older="--feedback-label",
                        help="how the wrong label is chosen (default random)")
     train.add_argument("--feedback-treatment", default="complement", choices=TREATMENTS,
                        help="what to train on those examples (default complement)")

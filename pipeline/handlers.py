@@ -96,7 +96,7 @@ def _run_config_from_flags(args):
         batch_size=args.batch_size, seed=args.seed, hyperparameters=hyper, model_options=options,
         train_size=args.train_size, test_size=args.test_size, augment=args.augment,
         train_eval_every=args.train_eval_every or 1, feedback=None if args.feedback_fraction is None else {
-            "fraction": args.feedback_fraction, "wrong_label": args.feedback_label,
+            "fraction": args.feedback_fraction, "wrong_label": args.feedback_wrong_label,
             "treatment": args.feedback_treatment},
         loss_options=dict(parse_hyperparameter(h, kind="loss option") for h in args.loss_option),
         loss_source=user_loss.source(args.loss_file, args.loss) if args.loss_file else None,

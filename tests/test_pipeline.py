@@ -504,7 +504,7 @@ def poly2(logits, labels, eps=1.0):
 
 
 def _user_loss_workdir(path, loss_text):
-    config = TINY.replace("losses: {ce: {}, nllr: {lr: 0.05}}", "losses: {ce: {}, poly2: {options: {eps: 2.0}}}")
+    config = TINY.replace("losses: {ce: {}, nllr: {lr: 0.05}}", "losses: {ce: {}, poly2: {loss_options: {eps: 2.0}}}")
     workdir = _workdir(path, config + "user_losses:\n  poly2: {file: poly2.py}\n")
     (workdir / "poly2.py").write_text(loss_text)
     return workdir

@@ -160,3 +160,23 @@ def test_why_config_plans_the_diagnostics_study():
     assert sorted(jobs) == sorted([f"mnist/mnist_cnn/{loss}/seed{seed}" for loss in losses for seed in (1, 2)]
                                   + [f"cifar10_jpeg/cifar_cnn/{loss}/seed1" for loss in losses])  # fmt: skip
     assert problems(jobs) == []
+
+
+def test_a_losss_settings_have_one_name_and_the_older_one_still_works(capsys):
+    config = _config("config/literature.yaml")
+    entry = config["experiments"][0]
+    newer = plan({**config, "experiments": [{**entry, "losses": {"focal": {"loss_options": {"gamma": 1}}}}]})
+    assert capsys.readouterr().err == ""
+    older = plan({**config, "experiments": [{**entry, "losses": {"focal": {"options": {"gamma": 1}}}}]})
+    assert "losses/focal/options is now called loss_options; options is still read" in capsys.readouterr().err
+    assert newer == older and next(iter(newer.values())).run.loss_options == {"gamma": 1}
+
+
+def test_the_wrong_label_option_has_the_configs_name_and_the_older_one_still_works(capsys):
+    from pipeline.cli import build_parser
+
+    common = ["train", "--out", "x", "--feedback-fraction", "0.5"]
+    assert build_parser().parse_args([*common, "--feedback-wrong-label", "model"]).feedback_wrong_label == "model"
+    assert capsys.readouterr().err == ""
+    assert build_parser().parse_args([*common, "--feedback-label", "model"]).feedback_wrong_label == "model"
+    assert "--feedback-label is now called --feedback-wrong-label" in capsys.readouterr().err

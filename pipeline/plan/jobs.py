@@ -8,6 +8,7 @@ Snakemake compares for reruns) and what the job needs from the machine.
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -64,12 +65,20 @@ def _user_loss(config, loss):
     return user_loss.source(declared["file"], declared.get("function", loss))
 
 
+def _loss_options(entry, loss, override):
+    """The loss's own settings, under `loss_options` (or `options`, its older name, with a note)."""
+    if "options" in override:
+        print(f"note: experiments ({entry['dataset']}/{entry['model']}): losses/{loss}/options is now called "
+              "loss_options; options is still read", file=sys.stderr)  # fmt: skip
+    return {**override.pop("options", {}), **override.pop("loss_options", {})}
+
+
 def _main(config, backend):
     for entry in config["experiments"]:
         for loss, override in entry["losses"].items():
             override = dict(override or {})
             epochs = override.pop("epochs", entry["epochs"])
-            options, source = override.pop("options", {}), _user_loss(config, loss)
+            options, source = _loss_options(entry, loss, override), _user_loss(config, loss)
             for seed in entry["seeds"]:
                 yield f"{entry['dataset']}/{entry['model']}/{loss}/seed{seed}", job(
                     "main", entry, backend, loss=loss, seed=seed, epochs=epochs, loss_options=options,
