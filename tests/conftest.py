@@ -3,10 +3,25 @@ from pathlib import Path
 
 import pytest
 
-# Test helpers (gradcheck.py, strictdevice.py) live beside the tests.
+# Test helpers that are modules (strictdevice.py, tinydata.py, closed_forms.py) live beside the tests.
 sys.path.insert(0, str(Path(__file__).parent))
 
 from repo import VENDOR_DIR  # noqa: E402
+
+
+@pytest.fixture
+def check_grads():
+    """check(f, x): autograd's own check of f's reverse-mode derivative at x
+    against finite differences (autograd.test_util), its random directions
+    seeded and NumPy's global generator left as it was."""
+    from autograd.test_util import check_grads as autograd_check
+
+    import numpy as np
+
+    state = np.random.get_state()
+    np.random.seed(0)
+    yield lambda f, x: autograd_check(f, modes=["rev"], order=1)(x)
+    np.random.set_state(state)
 
 
 @pytest.fixture(scope="session")
@@ -16,3 +31,23 @@ def mnist_h5(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("data") / "mnist.h5"
     return prepare.prepare("mnist", VENDOR_DIR / "mnist", out, log=lambda *a: None)
+
+
+@pytest.fixture
+def reference_conv():
+    """conv(x, kernel, bias, pads): plain loops over kernel taps in float64, an
+    independent definition of the NHWC convolution to check softloss' against."""
+    import numpy as np
+
+    def conv(x, kernel, bias, pads):
+        top, bottom, left, right = pads
+        x = np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))
+        kh, kw, _, filters = kernel.shape
+        ho, wo = x.shape[1] - kh + 1, x.shape[2] - kw + 1
+        out = np.zeros((x.shape[0], ho, wo, filters))
+        for i in range(kh):
+            for j in range(kw):
+                out += np.einsum("nhwc,cf->nhwf", x[:, i : i + ho, j : j + wo], kernel[i, j])
+        return out + bias
+
+    return conv

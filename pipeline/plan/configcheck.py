@@ -41,10 +41,14 @@ def load_yaml(path):
 
 
 def merge(base, update):
-    """Snakemake's --configfile merge: nested mappings key by key, other values replaced."""
-    merged = dict(base)
-    for key, value in update.items():
-        merged[key] = merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+    """`base` with `update` merged in as Snakemake merges --configfile files
+    (snakemake.utils.update_config: nested mappings key by key, other values replaced)."""
+    import copy
+
+    from snakemake.utils import update_config
+
+    merged = copy.deepcopy(base)
+    update_config(merged, copy.deepcopy(update))
     return merged
 
 

@@ -24,11 +24,14 @@ PAPER = {
     ("mnist", "mnist_cnn"): {"ce": 99.28, "bce": 99.27, "nllr": 99.28},
     ("cifar10", "cifar_cnn"): {"ce": 79.92, "bce": 80.01, "nllr": 86.01},
 }
-# Two-sided 95 % Student t quantiles for 1..30 degrees of freedom.
-T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
-       2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
-       2.045, 2.042)  # fmt: skip
 TABLE1_JSON_ID = "table1-json"
+
+
+def t95(n):
+    """The two-sided 95 % Student t quantile for the mean of `n` values."""
+    from scipy.stats import t
+
+    return float(t.ppf(0.975, n - 1))
 
 
 def mean_interval(values):
@@ -37,7 +40,7 @@ def mean_interval(values):
     mean = float(values.mean())
     if len(values) < 2:
         return mean, None
-    t = T95[len(values) - 2] if len(values) - 1 <= len(T95) else 1.96
+    t = t95(len(values))
     return mean, float(t * values.std(ddof=1) / math.sqrt(len(values)))
 
 
@@ -202,7 +205,7 @@ def interval_text(row):
     low, high = row["mean"] - row["half"], row["mean"] + row["half"]
     notes = [f"clipped to {max(low, 0):.2f}-{min(high, 100):.2f}"] if low < 0 or high > 100 else []
     if row["n"] <= 3:
-        notes.append(f"t = {T95[row['n'] - 2]:.2f} at {row['n']} seeds")
+        notes.append(f"t = {t95(row['n']):.2f} at {row['n']} seeds")
     return f"± {row['half']:.2f}" + (f" ({'; '.join(notes)})" if notes else "")
 
 
