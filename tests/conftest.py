@@ -34,6 +34,24 @@ def mnist_h5(tmp_path_factory):
 
 
 @pytest.fixture
+def wait_for():
+    """wait(path, process, seconds=120): until `path` exists, failing with what
+    was seen if the process ends first or the deadline passes."""
+    import time
+
+    def wait(path, process, seconds=120):
+        deadline = time.monotonic() + seconds
+        while not path.exists():
+            assert process.poll() is None, f"the process ended (exit {process.returncode}) before {path.name} was written"
+            if time.monotonic() > deadline:
+                seen = sorted(p.name for p in path.parent.iterdir()) if path.parent.exists() else []
+                raise AssertionError(f"no {path.name} after {seconds} s; its folder holds {', '.join(seen) or 'nothing'}")
+            time.sleep(0.02)
+
+    return wait
+
+
+@pytest.fixture
 def reference_conv():
     """conv(x, kernel, bias, pads): plain loops over kernel taps in float64, an
     independent definition of the NHWC convolution to check softloss' against."""

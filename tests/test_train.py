@@ -51,7 +51,7 @@ def test_run_writes_history_status_and_model(mnist_h5, tmp_path):
     assert _metrics(read_history(again / "history.csv")) == _metrics(history)
 
 
-def test_kill_9_then_rerun_resumes_to_identical_metrics(mnist_h5, tmp_path):
+def test_kill_9_then_rerun_resumes_to_identical_metrics(mnist_h5, tmp_path, wait_for):
     reference = tmp_path / "reference"
     run(_config(mnist_h5, epochs=4, train_size=20000), reference, quiet=True, log=lambda *a: None)
     killed = tmp_path / "killed"
@@ -59,9 +59,7 @@ def test_kill_9_then_rerun_resumes_to_identical_metrics(mnist_h5, tmp_path):
                "--optimizer", "sgd", "--lr", "0.1", "--epochs", "4", "--batch-size", "50", "--seed", "4",
                "--train-size", "20000", "--test-size", "500", "--out", str(killed), "--quiet"]  # fmt: skip
     process = subprocess.Popen(command, cwd=REPO)
-    deadline = time.monotonic() + 60
-    while not (killed / "history.csv").exists() and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_for(killed / "history.csv", process)
     process.send_signal(signal.SIGKILL)
     process.wait()
     rows = read_history(killed / "history.csv")
@@ -304,11 +302,16 @@ def test_host_evaluation_reuses_its_memory():
     init, apply = models.build("cifar_cnn")
     params = init(np.random.default_rng(0), (32, 32, 3))
     images = np.random.default_rng(1).integers(0, 256, (1000, 32, 32, 3), dtype=np.uint8)
-    logits = inference.predict(apply, params, images)  # warm up: the heap grows once
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    assert np.array_equal(inference.predict(apply, params, images), logits)
-    assert resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before < 500
-    np.testing.assert_allclose(inference.predict(apply, params, images, batch_size=len(images)), logits, rtol=1e-4, atol=1e-5)
+    def faults(batch_size):
+        inference.predict(apply, params, images, batch_size=batch_size)  # warm up: the heap grows once
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        logits = inference.predict(apply, params, images, batch_size=batch_size)
+        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before, logits
+
+    ours, logits = faults(None)
+    whole, one_batch = faults(len(images))
+    assert ours * 4 < whole, (ours, whole)  # measured here: a few hundred against thousands
+    np.testing.assert_allclose(one_batch, logits, rtol=1e-4, atol=1e-5)
 
 
 RECORDED = ("train_loss", "train_accuracy", "train_error", "running_loss", "running_accuracy",
@@ -381,21 +384,14 @@ def _train_command(data, out, *extra):
             "--train-size", "20000", "--test-size", "500", "--out", str(out), "--quiet", *extra]  # fmt: skip
 
 
-def _started(process, run_dir, seconds=60):
-    deadline = time.monotonic() + seconds
-    while not (run_dir / "status.json").exists() and time.monotonic() < deadline:
-        assert process.poll() is None, "the trainer ended before it started"
-        time.sleep(0.02)
-
-
-def test_a_run_directory_is_held_by_one_trainer_at_a_time(mnist_h5, tmp_path):
+def test_a_run_directory_is_held_by_one_trainer_at_a_time(mnist_h5, tmp_path, wait_for):
     """A second trainer (as after kill -9 of Snakemake, whose trainers live on)
     stops at once with one line naming the first's PID; once the first is
     gone, however it went, the directory is free again."""
     out = tmp_path / "run"
     first = subprocess.Popen(_train_command(mnist_h5, out), cwd=REPO)
     try:
-        _started(first, out)
+        wait_for(out / "status.json", first)
         second = subprocess.run(_train_command(mnist_h5, out), cwd=REPO, capture_output=True, text=True, timeout=60)
         assert second.returncode == 2 and f"another trainer (PID {first.pid})" in second.stderr
         assert len(second.stderr.strip().splitlines()) == 1
@@ -407,12 +403,10 @@ def test_a_run_directory_is_held_by_one_trainer_at_a_time(mnist_h5, tmp_path):
     assert third.returncode == 0, third.stderr
 
 
-def test_a_run_stopped_by_sigterm_says_failed_and_why_and_resumes(mnist_h5, tmp_path):
+def test_a_run_stopped_by_sigterm_says_failed_and_why_and_resumes(mnist_h5, tmp_path, wait_for):
     out = tmp_path / "run"
     process = subprocess.Popen(_train_command(mnist_h5, out), cwd=REPO, stderr=subprocess.PIPE, text=True)
-    _started(process, out)
-    while not (out / "history.csv").exists():
-        time.sleep(0.02)
+    wait_for(out / "history.csv", process)
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130 and "interrupted" in stderr
@@ -423,24 +417,21 @@ def test_a_run_stopped_by_sigterm_says_failed_and_why_and_resumes(mnist_h5, tmp_
     assert resumed.returncode == 0 and "resuming after epoch" in resumed.stdout + resumed.stderr
 
 
-def test_the_time_a_run_was_stopped_is_not_counted_as_training(mnist_h5, tmp_path):
+def test_the_time_a_run_was_stopped_is_not_counted_as_training(mnist_h5, tmp_path, wait_for):
     """A study paused with SIGSTOP while a benchmark has the cores: its epochs'
     seconds and its wall time leave the pause out (pipeline.common.clock)."""
     out = tmp_path / "run"
-    began = time.perf_counter()
     process = subprocess.Popen(_train_command(mnist_h5, out, "--epochs", "4", "--train-size", "60000"), cwd=REPO)
-    _started(process, out)
-    while not (out / "history.csv").exists():
-        time.sleep(0.01)
+    wait_for(out / "history.csv", process)
     time.sleep(0.1)
     process.send_signal(signal.SIGSTOP)  # inside epoch 2
     time.sleep(2.5)
     process.send_signal(signal.SIGCONT)
-    assert process.wait(timeout=120) == 0
-    wall = time.perf_counter() - began
-    seconds = [row["seconds"] for row in read_history(out / "history.csv")]
+    assert process.wait(timeout=300) == 0
     status = json.loads((out / "status.json").read_text())
-    assert len(seconds) == 4 and max(seconds) - min(seconds) < 2.0 and status["wall_seconds"] < wall - 2.2, (seconds, wall)
+    seconds = [row["seconds"] for row in read_history(out / "history.csv")]
+    # Most of the 2.5 s stop seen (how much, a loaded machine's scheduling may shift) and left out.
+    assert 1.5 <= status["stopped_seconds"] <= 2.6 and status["wall_seconds"] == pytest.approx(sum(seconds))
 
 
 def test_a_run_that_fails_mid_training_says_so_and_the_report_lists_it(mnist_h5, tmp_path, monkeypatch):

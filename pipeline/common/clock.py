@@ -37,10 +37,15 @@ class RunningClock:
         return time.perf_counter() - self.stopped  # one writer, the watcher
 
     def _watch(self):
-        wall, cpu = time.perf_counter(), time.process_time()
+        last = time.perf_counter(), time.process_time()
         while not self._done.wait(self.tick):
-            wall_now, cpu_now = time.perf_counter(), time.process_time()
-            late = wall_now - wall - self.tick
-            if late > self.stop_after:
-                self.stopped += max(0.0, late - (cpu_now - cpu))
-            wall, cpu = wall_now, cpu_now
+            now = time.perf_counter(), time.process_time()
+            self.stopped += self.stop_in(now[0] - last[0], now[1] - last[1])
+            last = now
+
+    def stop_in(self, wall, cpu):
+        """The seconds of a stop in a gap of `wall` seconds between two wakes
+        in which the process used `cpu` seconds of CPU time: none unless the
+        wake came more than `stop_after` late; then the lateness less the CPU used."""
+        late = wall - self.tick
+        return max(0.0, late - cpu) if late > self.stop_after else 0.0

@@ -322,6 +322,7 @@ def _train_held(config, out_dir, status, quiet, log, backend, threads, allow_dif
         setup = _set_up(config, backend, out_dir / "checkpoint.npz", status, log, allow_different)
         with RunningClock() as clock:
             reason = _train_epochs(config, setup, backend, out_dir, status, quiet, log, clock)
+        status["stopped_seconds"] = clock.stopped  # this process's stops, left out of the epochs' seconds
     except BaseException as error:
         if (out_dir / "status.json").exists():
             write_json(out_dir / "status.json", {**status, "status": "failed", "reason": _failure(error)})
