@@ -6,7 +6,7 @@ import pytest
 # Test helpers that are modules (strictdevice.py, tinydata.py, closed_forms.py) live beside the tests.
 sys.path.insert(0, str(Path(__file__).parent))
 
-from repo import VENDOR_DIR  # noqa: E402
+from repo import REPO, VENDOR_DIR  # noqa: E402
 
 
 @pytest.fixture
@@ -22,6 +22,24 @@ def check_grads():
     np.random.seed(0)
     yield lambda f, x: autograd_check(f, modes=["rev"], order=1)(x)
     np.random.set_state(state)
+
+
+@pytest.fixture(autouse=True)
+def _same_process_state():
+    """Every test starts from, and leaves behind, the same process-wide state:
+    the block threads (as many as BLAS had), the CPU settings and the working directory."""
+    import os
+    from dataclasses import asdict
+
+    from pipeline.core.settings import SETTINGS
+    from pipeline.kernels import parallel
+
+    workers, settings, cwd = parallel.workers(), asdict(SETTINGS), os.getcwd()
+    yield
+    if parallel.workers() != workers:
+        parallel.set_workers(workers)
+    SETTINGS.set(**settings)
+    os.chdir(cwd)
 
 
 @pytest.fixture(scope="session")
@@ -69,3 +87,119 @@ def reference_conv():
         return out + bias
 
     return conv
+
+
+# ------------------------------------------------------------ images
+@pytest.fixture(scope="session")
+def encode_image():
+    """encode(pixels uint8 (H, W[, C]), "PNG" or "JPEG") -> the file's bytes."""
+    import io
+
+    from PIL import Image
+
+    def encode(pixels, fmt):
+        buffer = io.BytesIO()
+        Image.fromarray(pixels).save(buffer, format=fmt, **({"quality": 95} if fmt == "JPEG" else {}))
+        return buffer.getvalue()
+
+    return encode
+
+
+@pytest.fixture(scope="session")
+def classes_folder(encode_image):
+    """make(root, n_classes, per_class=2, size=(6, 6)): a class-folder dataset of
+    `n_classes` classes (c000, c001, ...), `per_class` random PNGs each in both splits."""
+    import numpy as np
+
+    def make(root, n_classes, per_class=2, size=(6, 6)):
+        rng = np.random.default_rng(n_classes)
+        for split in ("train", "test"):
+            for c in range(n_classes):
+                for i in range(per_class):
+                    path = root / split / f"c{c:03d}" / f"{i}.png"
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    path.write_bytes(encode_image(rng.integers(0, 256, (*size, 3), dtype=np.uint8), "PNG"))
+        return root
+
+    return make
+
+
+# ------------------------------------------------------------ the workflow
+TINY = (REPO / ".test" / "config" / "config.yaml").read_text()  # the tiny study, one description
+
+
+@pytest.fixture(scope="session")
+def tiny():
+    """The tiny study's config text (.test/config/config.yaml)."""
+    return TINY
+
+
+@pytest.fixture(scope="session")
+def make_workdir():
+    """make(path, config_text=the tiny study): a Snakemake working directory holding it as tiny.yaml."""
+
+    def make(path, config_text=TINY):
+        path.mkdir(parents=True, exist_ok=True)
+        (path / "tiny.yaml").write_text(config_text)  # MNIST: fetch copies the vendored files, offline
+        return path
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def snakemake():
+    """run(workdir, *args, config="tiny.yaml", timeout=300): the workflow on the config in `workdir`."""
+    import subprocess
+
+    def run(workdir, *args, config="tiny.yaml", timeout=300):
+        command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
+                   "--configfile", str(workdir / config), *args]  # fmt: skip
+        return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+
+    return run
+
+
+# ------------------------------------------------------------ made-up runs for the report
+def _made_up_run(loss, seed, accuracy, losses, status="completed"):
+    import numpy as np
+
+    history = [{"epoch": e + 1, "train_loss": v, "train_accuracy": accuracy, "train_error": 1 - accuracy,
+                "test_loss": v, "test_accuracy": accuracy, "test_error": 1 - accuracy, "seconds": 1.0}
+               for e, v in enumerate(losses)]  # fmt: skip
+    confusion = np.eye(10, dtype=int) * 100
+    return {"run_dir": f"results/mnist/mnist_cnn/{loss}/seed{seed}", "dataset": "mnist", "model": "mnist_cnn",
+            "loss": loss, "seed": seed, "status": status, "test_accuracy": accuracy, "ece": 0.01,
+            "confusion_matrix": confusion.tolist(), "config": {"epochs": len(losses)}, "history": history,
+            "wall_seconds": 1.0, "epoch": len(losses), "reason": "non-finite loss" if status == "diverged" else None}  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def made_up_run():
+    """run(loss, seed, test accuracy, training losses per epoch, status="completed"): a summary's run."""
+    return _made_up_run
+
+
+@pytest.fixture(scope="session")
+def report_runs():
+    """Table I's losses in both forms, two seeds, one exact NLLR run diverged."""
+    run = _made_up_run
+    return [
+        run("ce", 1, 0.9901, [0.2, 0.05]), run("ce", 2, 0.9903, [0.2, 0.04]),
+        run("ce_keras", 1, 0.9902, [0.2, 0.05]), run("ce_keras", 2, 0.9900, [0.2, 0.05]),
+        run("nllr", 1, 0.6062, [-1e10, -1.5e30]), run("nllr", 2, 0.11, [-1e10, -1e31], status="diverged"),
+        run("nllr_keras", 1, 0.9847, [-13.0, -13.46]), run("nllr_keras", 2, 0.9850, [-13.1, -13.5]),
+    ]  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def rendered(tmp_path_factory, report_runs):
+    """(folder, summary.json, the report's HTML) of `report_runs`."""
+    import json
+
+    from pipeline.report.render import render
+
+    tmp = tmp_path_factory.mktemp("report")
+    summary = tmp / "summary.json"
+    summary.write_text(json.dumps({"runs": report_runs}))
+    out = render(summary, [], {"experiments": []}, tmp / "summary.html")
+    return tmp, summary, out.read_text()

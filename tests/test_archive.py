@@ -5,63 +5,54 @@ import os
 
 import numpy as np
 import pytest
-from test_report import RUNS, rendered  # noqa: F401 (rendered: the report fixture)
 
 from pipeline.common.errors import DataError
 from pipeline.report.archive import build, read, verify
 
 
-def test_archive_checks_the_embedded_table_one(rendered, tmp_path):  # noqa: F811 (a fixture)
+def test_archive_checks_the_embedded_table_one(rendered, tmp_path, report_runs, monkeypatch):
     tmp, summary, html = rendered
-    for run in RUNS:  # the run files the archive takes
+    for run in report_runs:  # the run files the archive takes
         run_dir = tmp / run["run_dir"]
         run_dir.mkdir(parents=True, exist_ok=True)
         for name in ("history.csv", "status.json"):
             (run_dir / name).write_text("{}")
         (run_dir / "metrics.json").write_text(json.dumps({"test_accuracy": run["test_accuracy"]}))
 
-    cwd = os.getcwd()
-    os.chdir(tmp)
-    try:
-        (tmp / "results").mkdir(exist_ok=True)
-        (tmp / "results" / "summary.json").write_text(summary.read_text())
-        good = build(tmp_path / "good.tar.gz", ["results/summary.json"], "summary.html", {})
-        assert verify(good) > 0
-        for cut in (1, 8, 20):  # only the gzip trailer (CRC, length) is missing
-            cut_off = tmp_path / f"cut{cut}.tar.gz"
-            cut_off.write_bytes(good.read_bytes()[:-cut])
-            with pytest.raises(DataError, match="truncated or corrupt"):
-                verify(cut_off)
-        (tmp / "summary.html").write_text(html.replace('"mean": 98.485', '"mean": 99.9'))
-        edited = build(tmp_path / "edited.tar.gz", ["results/summary.json"], "summary.html", {})
-        with pytest.raises(DataError, match="Table I's data shows 99.9 for mnist/mnist_cnn/nllr_keras"):
-            verify(edited)
-        # The number a reader sees, its JSON left alone: caught too.
-        assert ">98.48\n" in html
-        (tmp / "summary.html").write_text(html.replace(">98.48\n", ">99.90\n"))
-        shown = build(tmp_path / "shown.tar.gz", ["results/summary.json"], "summary.html", {})
-        with pytest.raises(DataError, match="Table I shows 99.90 for mnist/mnist_cnn/nllr_keras, the results give 98.48"):
-            verify(shown)
-    finally:
-        os.chdir(cwd)
+    monkeypatch.chdir(tmp)
+    (tmp / "results").mkdir(exist_ok=True)
+    (tmp / "results" / "summary.json").write_text(summary.read_text())
+    good = build(tmp_path / "good.tar.gz", ["results/summary.json"], "summary.html", {})
+    assert verify(good) > 0
+    for cut in (1, 8, 20):  # only the gzip trailer (CRC, length) is missing
+        cut_off = tmp_path / f"cut{cut}.tar.gz"
+        cut_off.write_bytes(good.read_bytes()[:-cut])
+        with pytest.raises(DataError, match="truncated or corrupt"):
+            verify(cut_off)
+    (tmp / "summary.html").write_text(html.replace('"mean": 98.485', '"mean": 99.9'))
+    edited = build(tmp_path / "edited.tar.gz", ["results/summary.json"], "summary.html", {})
+    with pytest.raises(DataError, match="Table I's data shows 99.9 for mnist/mnist_cnn/nllr_keras"):
+        verify(edited)
+    # The number a reader sees, its JSON left alone: caught too.
+    assert ">98.48\n" in html
+    (tmp / "summary.html").write_text(html.replace(">98.48\n", ">99.90\n"))
+    shown = build(tmp_path / "shown.tar.gz", ["results/summary.json"], "summary.html", {})
+    with pytest.raises(DataError, match="Table I shows 99.90 for mnist/mnist_cnn/nllr_keras, the results give 98.48"):
+        verify(shown)
 
 
-def test_an_archive_extracts_into_one_folder_of_its_own_name(rendered, tmp_path):  # noqa: F811 (a fixture)
+def test_an_archive_extracts_into_one_folder_of_its_own_name(rendered, tmp_path, report_runs, monkeypatch):
     import tarfile
 
     tmp, summary, _ = rendered
-    cwd = os.getcwd()
-    os.chdir(tmp)
-    try:
-        (tmp / "results").mkdir(exist_ok=True)
-        (tmp / "results" / "summary.json").write_text(summary.read_text())
-        for run in RUNS:
-            (tmp / run["run_dir"]).mkdir(parents=True, exist_ok=True)
-            for name in ("history.csv", "status.json", "metrics.json"):
-                (tmp / run["run_dir"] / name).write_text(json.dumps({"test_accuracy": run["test_accuracy"]}))
-        archive = build(tmp_path / "softloss-archive-20261203-abc.tar.gz", ["results/summary.json"], "summary.html", {})
-    finally:
-        os.chdir(cwd)
+    monkeypatch.chdir(tmp)
+    (tmp / "results").mkdir(exist_ok=True)
+    (tmp / "results" / "summary.json").write_text(summary.read_text())
+    for run in report_runs:
+        (tmp / run["run_dir"]).mkdir(parents=True, exist_ok=True)
+        for name in ("history.csv", "status.json", "metrics.json"):
+            (tmp / run["run_dir"] / name).write_text(json.dumps({"test_accuracy": run["test_accuracy"]}))
+    archive = build(tmp_path / "softloss-archive-20261203-abc.tar.gz", ["results/summary.json"], "summary.html", {})
     with tarfile.open(archive) as tar:
         assert {name.split("/")[0] for name in tar.getnames()} == {"softloss-archive-20261203-abc"}
         tar.extractall(tmp_path / "out", filter="data")
@@ -99,7 +90,7 @@ def _run_dir(root, loss, status, epochs, reached, accuracy=0.9):
     return run_dir.relative_to(root)
 
 
-def test_a_snapshot_of_a_study_in_progress_reports_and_archives_its_running_runs(tmp_path):
+def test_a_snapshot_of_a_study_in_progress_reports_and_archives_its_running_runs(tmp_path, monkeypatch):
     import tarfile
 
     from pipeline.common.errors import SoftlossError
@@ -107,56 +98,48 @@ def test_a_snapshot_of_a_study_in_progress_reports_and_archives_its_running_runs
     from pipeline.report.render import render
 
     done, running = _run_dir(tmp_path, "ce", "completed", 3, 3, 0.95), _run_dir(tmp_path, "nllr_keras", "running", 5, 2)
-    cwd = os.getcwd()
-    os.chdir(tmp_path)
-    try:
-        with pytest.raises(SoftlossError, match=rf"^{running}: still training: epoch 2 of 5 \(aggregate --in-progress"):
-            aggregate([done, running], "results/summary.json")
-        assert not os.path.exists("results/summary.json")
-        runs = aggregate([done, running], "results/summary.json", in_progress=True)
-        assert [r["status"] for r in runs] == ["completed", "running"] and len(runs[1]["history"]) == 2
-        html = render("results/summary.json", [], {}, "summary.html").read_text()
-        assert "A snapshot of a study in progress: 1 of the 2 runs are" in html
-        assert ">no result (1 still training, at epoch 2 of 5)</td>" in html
-        archive = build(tmp_path / "snapshot.tar.gz", ["results/summary.json"], "summary.html", {})
-        assert verify(archive) > 0
-        with tarfile.open(archive) as tar:
-            names = {name.split("/", 1)[1] for name in tar.getnames()}
-        assert f"{running}/history.csv" in names and f"{running}/metrics.json" not in names
-        assert f"{done}/metrics.json" in names
-        # A summary that calls a run running while its status.json says otherwise is caught.
-        state = json.loads((tmp_path / running / "status.json").read_text())
-        (tmp_path / running / "status.json").write_text(json.dumps({**state, "status": "completed"}))
-        with pytest.raises(DataError, match=f"results/summary.json says {running} is running, its status.json does not"):
-            verify(build(tmp_path / "lying.tar.gz", ["results/summary.json"], "summary.html", {}))
-    finally:
-        os.chdir(cwd)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SoftlossError, match=rf"^{running}: still training: epoch 2 of 5 \(aggregate --in-progress"):
+        aggregate([done, running], "results/summary.json")
+    assert not os.path.exists("results/summary.json")
+    runs = aggregate([done, running], "results/summary.json", in_progress=True)
+    assert [r["status"] for r in runs] == ["completed", "running"] and len(runs[1]["history"]) == 2
+    html = render("results/summary.json", [], {}, "summary.html").read_text()
+    assert "A snapshot of a study in progress: 1 of the 2 runs are" in html
+    assert ">no result (1 still training, at epoch 2 of 5)</td>" in html
+    archive = build(tmp_path / "snapshot.tar.gz", ["results/summary.json"], "summary.html", {})
+    assert verify(archive) > 0
+    with tarfile.open(archive) as tar:
+        names = {name.split("/", 1)[1] for name in tar.getnames()}
+    assert f"{running}/history.csv" in names and f"{running}/metrics.json" not in names
+    assert f"{done}/metrics.json" in names
+    # A summary that calls a run running while its status.json says otherwise is caught.
+    state = json.loads((tmp_path / running / "status.json").read_text())
+    (tmp_path / running / "status.json").write_text(json.dumps({**state, "status": "completed"}))
+    with pytest.raises(DataError, match=f"results/summary.json says {running} is running, its status.json does not"):
+        verify(build(tmp_path / "lying.tar.gz", ["results/summary.json"], "summary.html", {}))
 
 
-def test_a_snapshot_archives_a_study_as_it_stands_and_leaves_its_files_alone(tmp_path, capsys):
+def test_a_snapshot_archives_a_study_as_it_stands_and_leaves_its_files_alone(tmp_path, capsys, monkeypatch):
     import tarfile
 
     from pipeline.cli import main
 
     done, running = _run_dir(tmp_path, "ce", "completed", 3, 3, 0.95), _run_dir(tmp_path, "nllr_keras", "running", 5, 2)
     waiting = "results/mnist/mnist_cnn/bce/seed1"  # planned, not started
-    cwd = os.getcwd()
-    os.chdir(tmp_path)
-    try:
-        assert main(["snapshot", "--runs", waiting, "--out", "none.tar.gz"]) == 2
-        assert "none of the 1 runs has started" in capsys.readouterr().err and not os.path.exists("none.tar.gz")
-        before = sorted(p for p in tmp_path.rglob("*"))
-        out = tmp_path / "snap.tar.gz"
-        assert main(["snapshot", "--runs", str(done), str(running), waiting, "--config-json", '{"seed": 1}',
-                     "--out", str(out)]) == 0  # fmt: skip
-        assert capsys.readouterr().out.strip() == f"{out}: 2 runs (1 still training), 1 not started"
-        assert sorted(p for p in tmp_path.rglob("*") if p != out) == before  # no summary, no report written
-        assert verify(out) > 0
-        with tarfile.open(out) as tar:
-            names = {name.split("/", 1)[1] for name in tar.getnames()}
-        assert {"results/summary.json", "reports/summary.html", f"{running}/history.csv", f"{done}/metrics.json"} <= names
-        assert f"{running}/metrics.json" not in names and not any(waiting in name for name in names)
-        html = read(out)["reports/summary.html"].decode()
-        assert f"1 run of the\nstudy has not started and is in no table:\n<code>{waiting}</code>." in html
-    finally:
-        os.chdir(cwd)
+    monkeypatch.chdir(tmp_path)
+    assert main(["snapshot", "--runs", waiting, "--out", "none.tar.gz"]) == 2
+    assert "none of the 1 runs has started" in capsys.readouterr().err and not os.path.exists("none.tar.gz")
+    before = sorted(p for p in tmp_path.rglob("*"))
+    out = tmp_path / "snap.tar.gz"
+    assert main(["snapshot", "--runs", str(done), str(running), waiting, "--config-json", '{"seed": 1}',
+                 "--out", str(out)]) == 0  # fmt: skip
+    assert capsys.readouterr().out.strip() == f"{out}: 2 runs (1 still training), 1 not started"
+    assert sorted(p for p in tmp_path.rglob("*") if p != out) == before  # no summary, no report written
+    assert verify(out) > 0
+    with tarfile.open(out) as tar:
+        names = {name.split("/", 1)[1] for name in tar.getnames()}
+    assert {"results/summary.json", "reports/summary.html", f"{running}/history.csv", f"{done}/metrics.json"} <= names
+    assert f"{running}/metrics.json" not in names and not any(waiting in name for name in names)
+    html = read(out)["reports/summary.html"].decode()
+    assert f"1 run of the\nstudy has not started and is in no table:\n<code>{waiting}</code>." in html

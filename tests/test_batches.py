@@ -35,7 +35,13 @@ def test_augmentation_shifts_flips_and_is_seeded():
     flipped = batches.shift_and_flip(images, np.random.default_rng(5), shift=0.0, flip=True)
     is_flipped = [np.array_equal(f, i[:, ::-1]) for f, i in zip(flipped, images)]
     assert 10 < sum(is_flipped) < 54 and all(f or np.array_equal(o, i) for f, o, i in zip(is_flipped, flipped, images))
-    # A whole-pixel shift moves content by that pixel and repeats the edge.
-    one = np.arange(10, dtype=np.float32)[None, None, :, None].repeat(8, 1)
-    shifted = batches.shift_and_flip(one, np.random.default_rng(0), shift=0.1, flip=False)
-    assert not np.array_equal(shifted, one)
+    # On a ramp whose value is its column, a shift by dx pixels (bilinear) reads
+    # column j - dx: the ramp moved by dx, the edge column repeated past the border.
+    ramp = np.arange(10, dtype=np.float32)[None, None, :, None].repeat(8, 1).repeat(4, 0)
+    shifted = batches.shift_and_flip(ramp, np.random.default_rng(0), shift=0.1, flip=False)
+    draws = np.random.default_rng(0)
+    draws.uniform(-0.1, 0.1, 4)  # the rows' shifts (the ramp's rows are all alike)
+    dx = draws.uniform(-0.1, 0.1, 4) * 10
+    expected = np.clip(np.arange(10)[None, :] - dx[:, None], 0, 9)
+    assert np.abs(dx).min() > 0.05  # shifts that move something
+    np.testing.assert_allclose(shifted[:, 3, :, 0], expected, rtol=0, atol=1e-5)

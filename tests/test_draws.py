@@ -19,24 +19,21 @@ def test_the_split_draw_is_taken_on_this_numpy():
 @pytest.mark.parametrize("workers", [1, 2, 3])
 @pytest.mark.parametrize("rate", [0.25, 0.5, 0.1, 0.3, 1e-9, 0.999999, 1 - 2**-26])
 def test_mask_and_generator_state_equal_one_draw(workers, rate):
-    parallel.set_workers(workers)
-    try:
-        # drawn before: 0 and 2 leave no half-word kept, 1 and 5 do; the sizes
-        # are even and odd, at the split's threshold and above it
-        for drawn_before in (0, 1, 2, 5):
-            for shape in ((draws._SPLIT_FROM,), (draws._SPLIT_FROM + 1,), (32, 15, 15, 32), (7, 9999)):
-                serial, split = np.random.default_rng(7), np.random.default_rng(7)
-                serial.random(drawn_before, dtype=np.float32)
-                split.random(drawn_before, dtype=np.float32)
-                expected = _serial_mask(serial, shape, rate)
-                mask = draws.dropout_mask(split, shape, rate)
-                assert mask.shape == shape and mask.dtype == np.float32
-                assert mask.tobytes() == expected.tobytes(), (drawn_before, shape)
-                assert split.bit_generator.state == serial.bit_generator.state, (drawn_before, shape)
-                # and the draws after it go on alike, from the kept half-word if any
-                assert split.random(3, dtype=np.float32).tobytes() == serial.random(3, dtype=np.float32).tobytes()
-    finally:
-        parallel.set_workers(1)
+    parallel.set_workers(workers)  # the threads restored after (conftest)
+    # drawn before: 0 and 2 leave no half-word kept, 1 and 5 do; the sizes
+    # are even and odd, at the split's threshold and above it
+    for drawn_before in (0, 1, 2, 5):
+        for shape in ((draws._SPLIT_FROM,), (draws._SPLIT_FROM + 1,), (32, 15, 15, 32), (7, 9999)):
+            serial, split = np.random.default_rng(7), np.random.default_rng(7)
+            serial.random(drawn_before, dtype=np.float32)
+            split.random(drawn_before, dtype=np.float32)
+            expected = _serial_mask(serial, shape, rate)
+            mask = draws.dropout_mask(split, shape, rate)
+            assert mask.shape == shape and mask.dtype == np.float32
+            assert mask.tobytes() == expected.tobytes(), (drawn_before, shape)
+            assert split.bit_generator.state == serial.bit_generator.state, (drawn_before, shape)
+            # and the draws after it go on alike, from the kept half-word if any
+            assert split.random(3, dtype=np.float32).tobytes() == serial.random(3, dtype=np.float32).tobytes()
 
 
 def test_keeps_the_expected_share():

@@ -108,13 +108,6 @@ def test_stalling_server_times_out(server, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_fashion_mnist_accepts_payload_hashes_and_official_md5s():
-    spec = registry.get("fashion_mnist")
-    for remote in spec.files:
-        assert remote.checksum.algorithm == "sha256" and remote.checksum.over == "payload"
-        assert [c.algorithm for c in remote.also] == ["md5"] and remote.also[0].over == "file"
-
-
 def test_directory_mirror_env_and_refetch_of_corrupt_file(server, tmp_path, monkeypatch):
     _, payloads, files = make_idx_files()
     mirror = tmp_path / "mirror" / "tiny_mnist"

@@ -24,23 +24,22 @@ def test_spans_cover_the_range_evenly():
 
 
 def _pooled_in_child():
-    """Blocks dealt to the pool's threads: which thread ran each, and the results."""
+    """Blocks dealt to the pool's threads: how many threads ran them, the
+    results, and the threads the pool has."""
     ran = parallel.map_blocks(lambda span: (threading.get_ident(), span[1] - span[0]), parallel.spans(64, 8))
-    return len({thread for thread, _ in ran}), [size for _, size in ran]
+    return len({thread for thread, _ in ran}), [size for _, size in ran], parallel.workers()
 
 
 def test_a_forked_child_runs_blocks_without_the_parents_pool():
     import multiprocessing
 
-    parallel.set_workers(2)
-    try:
-        assert _pooled_in_child() == (2, [8] * 8)  # the parent's pool threads exist now
-        context = multiprocessing.get_context("fork")
-        with context.Pool(1) as pool:
-            threads, sizes = pool.apply_async(_pooled_in_child).get(timeout=60)
-    finally:
-        parallel.set_workers(1)
-    assert sizes == [8] * 8 and threads >= 1
+    parallel.set_workers(2)  # the threads restored after (conftest)
+    assert _pooled_in_child() == (2, [8] * 8, 2)  # the parent's pool threads exist now
+    context = multiprocessing.get_context("fork")
+    with context.Pool(1) as pool:
+        threads, sizes, workers = pool.apply_async(_pooled_in_child).get(timeout=60)
+    # The child made a pool of its own, of as many threads as BLAS had, and used them all.
+    assert sizes == [8] * 8 and workers == parallel._blas_threads and threads == min(workers, 8)
 
 
 @pytest.mark.parametrize("shape", [(128, 9216, 128), (9216, 128, 128), (128, 128, 9216), (100, 784, 10), (3, 5, 2)])
@@ -50,16 +49,14 @@ def test_blocked_matmul_equals_one_gemm_and_does_not_depend_on_threads(shape):
     a = rng.standard_normal((rows, inner)).astype(np.float32)
     b = rng.standard_normal((inner, columns)).astype(np.float32)
     want = a.astype(np.float64) @ b.astype(np.float64)
+    parallel.set_workers(1)
     one, transposed = dense.matmul(a, b), dense.matmul(b.T, a.T)
     assert one.dtype == np.float32
     np.testing.assert_allclose(one, want, rtol=0, atol=1e-6 * inner)
     np.testing.assert_allclose(transposed, want.T, rtol=0, atol=1e-6 * inner)
-    parallel.set_workers(2)
-    try:
-        np.testing.assert_array_equal(dense.matmul(a, b), one)
-        np.testing.assert_array_equal(dense.matmul(b.T, a.T), transposed)
-    finally:
-        parallel.set_workers(1)
+    parallel.set_workers(2)  # the threads restored after (conftest)
+    np.testing.assert_array_equal(dense.matmul(a, b), one)
+    np.testing.assert_array_equal(dense.matmul(b.T, a.T), transposed)
 
 
 def test_the_pool_takes_as_many_threads_as_blas_had():
@@ -85,12 +82,10 @@ def test_a_cifar_cnn_training_step_is_the_same_on_one_and_two_threads():
         noise = np.random.default_rng(2)
         return value_and_grad(lambda p: LOSSES["ce"](apply(p, x, train=True, rng=noise), y))(params)
 
+    parallel.set_workers(1)
     one = step()
-    parallel.set_workers(2)
-    try:
-        two, again = step(), step()
-    finally:
-        parallel.set_workers(1)
+    parallel.set_workers(2)  # the threads restored after (conftest)
+    two, again = step(), step()
     for got in (two, again):
         assert got[0] == one[0]
         np.testing.assert_array_equal(_flat(got[1]), _flat(one[1]))

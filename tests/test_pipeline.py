@@ -14,27 +14,15 @@ from repo import REPO, VENDOR_DIR
 
 from pipeline.common import machine
 from pipeline.common.errors import DataError
-from pipeline.report.archive import verify
+from pipeline.report.archive import read, verify
 from pipeline.runs.rundir import read_history
 
 TINY = (REPO / ".test" / "config" / "config.yaml").read_text()  # the tiny study, one description
 
 
-def snakemake(workdir, *args, config="tiny.yaml", timeout=300):
-    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
-               "--configfile", str(workdir / config), *args]  # fmt: skip
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
-
-
-def _workdir(path, config_text=TINY):
-    path.mkdir(parents=True, exist_ok=True)
-    (path / "tiny.yaml").write_text(config_text)  # MNIST: fetch copies the vendored files, offline
-    return path
-
-
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    workdir = _workdir(tmp_path_factory.mktemp("pipeline"))
+def finished(tmp_path_factory, make_workdir, snakemake):
+    workdir = make_workdir(tmp_path_factory.mktemp("pipeline"))
     result = snakemake(workdir, "--cores", "2", "reports/summary.html")
     assert result.returncode == 0, result.stderr[-3000:]
     return workdir
@@ -94,24 +82,24 @@ def test_lint_is_clean(config):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_dry_run_lists_the_jobs(tmp_path):
-    workdir = _workdir(tmp_path)
+def test_dry_run_lists_the_jobs(tmp_path, make_workdir, snakemake):
+    workdir = make_workdir(tmp_path)
     result = snakemake(workdir, "-n", "reports/summary.html")
     assert result.returncode == 0, result.stderr
     assert _jobs(result.stdout) == {"fetch": 4, "prepare": 1, "train": 4, "aggregate": 1, "report": 1, "latest_report": 1}
 
 
-def test_a_sweep_of_thousands_of_runs_plans(tmp_path):
+def test_a_sweep_of_thousands_of_runs_plans(tmp_path, make_workdir, snakemake):
     """4,000 seeds, 4,000 training jobs, planned in one dry run (how long it
     takes as the sweep grows: benchmarks/planning.py)."""
     sweep = TINY.replace("seeds: [1, 2]", f"seeds: {list(range(4000))}").replace(", nllr: {lr: 0.05}", "")
-    workdir = _workdir(tmp_path, sweep)
+    workdir = make_workdir(tmp_path, sweep)
     result = snakemake(workdir, "-n", "reports/summary.html")
     assert result.returncode == 0, result.stderr[-2000:]
     assert _jobs(result.stdout)["train"] == 4000
 
 
-def test_changing_one_loss_rate_reruns_only_its_jobs(finished, tmp_path):
+def test_changing_one_loss_rate_reruns_only_its_jobs(finished, tmp_path, snakemake):
     workdir = finished
     (workdir / "changed.yaml").write_text(TINY.replace("nllr: {lr: 0.05}", "nllr: {lr: 0.02}"))
     result = snakemake(workdir, "-n", "reports/summary.html", config="changed.yaml")
@@ -123,13 +111,13 @@ def test_changing_one_loss_rate_reruns_only_its_jobs(finished, tmp_path):
     assert "Nothing to be done" in unchanged.stdout + unchanged.stderr
 
 
-def test_bad_config_value_fails_before_any_job_naming_it(tmp_path):
-    workdir = _workdir(tmp_path, TINY.replace("batch_size: 50", "batch_size: 0"))
+def test_bad_config_value_fails_before_any_job_naming_it(tmp_path, make_workdir, snakemake):
+    workdir = make_workdir(tmp_path, TINY.replace("batch_size: 50", "batch_size: 0"))
     result = snakemake(workdir, "--cores", "1", "reports/summary.html")
     assert result.returncode != 0
     assert "batch_size" in result.stdout + result.stderr
     assert not (workdir / "data" / "mnist.h5").exists()
-    workdir2 = _workdir(tmp_path / "two", TINY.replace("optimizer: sgd", "optimizer: lbfgs"))
+    workdir2 = make_workdir(tmp_path / "two", TINY.replace("optimizer: sgd", "optimizer: lbfgs"))
     result = snakemake(workdir2, "-n", "reports/summary.html")
     output = result.stdout + result.stderr
     assert result.returncode != 0 and "config error: experiments/0/optimizer: 'lbfgs' is not one of" in output
@@ -141,17 +129,17 @@ def test_bad_config_value_fails_before_any_job_naming_it(tmp_path):
     ("model_options: {hidden: 32}|model_options: {hiden: 32}", "unexpected keyword argument 'hiden'"),
     ("hyperparameters: {lr: 0.1}|hyperparameters: {lr: -0.1}", "lr must be in (0.0, inf), got -0.1"),
 ], ids=["optimizer keyword", "model option", "negative rate"])
-def test_config_checked_against_real_signatures_before_any_job(tmp_path, change, message):
+def test_config_checked_against_real_signatures_before_any_job(tmp_path, change, message, make_workdir, snakemake):
     old, new = change.split("|")
-    workdir = _workdir(tmp_path, TINY.replace(old, new))
+    workdir = make_workdir(tmp_path, TINY.replace(old, new))
     result = snakemake(workdir, "-n", "reports/summary.html")
     assert result.returncode != 0 and "Traceback" not in result.stderr
     lines = [line for line in result.stderr.splitlines() if line.startswith("config error:")]
     assert lines and message in lines[0] and "mnist/mlp/" in lines[0], result.stderr[-2000:]
 
 
-def test_a_failing_job_shows_its_reason_on_the_console(tmp_path):
-    workdir = _workdir(tmp_path)
+def test_a_failing_job_shows_its_reason_on_the_console(tmp_path, make_workdir, snakemake):
+    workdir = make_workdir(tmp_path)
     shutil.copytree(VENDOR_DIR / "mnist", workdir / "data" / "raw" / "mnist")
     (workdir / "data" / "mnist.h5").write_bytes(b"not HDF5")  # newer than the raw files: not rebuilt
     result = snakemake(workdir, "--cores", "1", "results/test/mnist/mlp/ce/seed1/status.json")
@@ -159,9 +147,9 @@ def test_a_failing_job_shows_its_reason_on_the_console(tmp_path):
     assert "error: data/mnist.h5: cannot read it as a prepared HDF5 dataset" in result.stderr + result.stdout
 
 
-def test_killed_train_job_resumes_under_snakemake(tmp_path, wait_for):
+def test_killed_train_job_resumes_under_snakemake(tmp_path, wait_for, make_workdir, snakemake):
     config = TINY.replace("epochs: 1", "epochs: 4").replace("train_size: 1000", "train_size: 20000")
-    workdir = _workdir(tmp_path, config)
+    workdir = make_workdir(tmp_path, config)
     target = "results/test/mnist/mlp/ce/seed1/status.json"
     process = subprocess.Popen(
         [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--configfile",
@@ -226,7 +214,7 @@ def _rewrite_archive(source, target, change):
             tar_out.addfile(member, io.BytesIO(data))
 
 
-def test_archive_verifies_and_catches_tampering(finished, tmp_path):
+def test_archive_verifies_and_catches_tampering(finished, tmp_path, snakemake):
     import hashlib
 
 
@@ -238,7 +226,13 @@ def test_archive_verifies_and_catches_tampering(finished, tmp_path):
     assert re.fullmatch(rf"softloss-archive-\d{{8}}-{commit}\.tar\.gz", archive.name)
     checked = subprocess.run([sys.executable, "-m", "pipeline", "verify-archive", str(archive)], capture_output=True, text=True)
     assert checked.returncode == 0, checked.stderr
-    assert verify(archive) == 4 * 4 + 5  # run files, config, environment, data checksums, summary, report
+    # Every run's record (not its weights or checkpoints), the summary, the report and the provenance.
+    records = {p.relative_to(workdir).as_posix() for p in (workdir / "results/test").rglob("*")
+               if p.name in ("history.csv", "metrics.json", "status.json", "diagnostics.csv")}  # fmt: skip
+    members = set(read(archive)) - {"MANIFEST"}
+    assert members == records | {"results/test/summary.json", "reports/test/summary.html", "config.json",
+                                 "environment.json", "data_checksums.json"}  # fmt: skip
+    assert verify(archive) == len(members)
 
     metrics = "results/test/mnist/mlp/ce/seed1/metrics.json"
     tampered = tmp_path / "tampered.tar.gz"
@@ -252,7 +246,7 @@ def test_archive_verifies_and_catches_tampering(finished, tmp_path):
     assert result.returncode == 2 and "truncated or corrupt" in result.stderr and "Traceback" not in result.stderr
     both = subprocess.run([sys.executable, "-m", "pipeline", "verify-archive", str(archive), str(truncated)],
                           capture_output=True, text=True)  # as a glob gives them: each checked, each said  # fmt: skip
-    assert both.returncode == 2 and f"{archive}: {4 * 4 + 5} members match" in both.stdout
+    assert both.returncode == 2 and f"{archive}: {len(members)} members match" in both.stdout
     assert f"{truncated}: not a readable archive" in both.stderr
 
     # A report whose Table I was edited, with a MANIFEST made to match: caught by the recomputation.
@@ -277,7 +271,7 @@ def test_archive_verifies_and_catches_tampering(finished, tmp_path):
         verify(edited)
 
 
-def test_the_reproduce_target_retrains_every_run_of_an_archive_identically(finished):
+def test_the_reproduce_target_retrains_every_run_of_an_archive_identically(finished, snakemake):
     workdir = finished
     assert snakemake(workdir, "--cores", "1", "archive").returncode == 0
     (archive,) = workdir.glob("reports/test/softloss-archive-*.tar.gz")
@@ -310,8 +304,8 @@ def _train_jobs(dry_run_output):
 
 
 @pytest.mark.parametrize("backend", ["auto", "cupy", "numpy"])
-def test_gpu_jobs_hold_a_gpu_and_use_the_configured_backend(tmp_path, backend):
-    workdir = _workdir(tmp_path, GPU_CONFIG.replace("BACKEND", backend))
+def test_gpu_jobs_hold_a_gpu_and_use_the_configured_backend(tmp_path, backend, make_workdir, snakemake):
+    workdir = make_workdir(tmp_path, GPU_CONFIG.replace("BACKEND", backend))
     result = snakemake(workdir, "-n", "-p", "reports/summary.html")
     assert result.returncode == 0, result.stderr
     jobs = _train_jobs(result.stdout)
@@ -320,8 +314,8 @@ def test_gpu_jobs_hold_a_gpu_and_use_the_configured_backend(tmp_path, backend):
     assert jobs["mnist/mlp/ce/seed1"] == (0, "numpy")  # CPU jobs never touch the GPU
 
 
-def test_bad_backend_fails_before_any_job(tmp_path):
-    workdir = _workdir(tmp_path, GPU_CONFIG.replace("BACKEND", "tpu"))
+def test_bad_backend_fails_before_any_job(tmp_path, make_workdir, snakemake):
+    workdir = make_workdir(tmp_path, GPU_CONFIG.replace("BACKEND", "tpu"))
     result = snakemake(workdir, "-n", "reports/summary.html")
     output = result.stdout + result.stderr
     assert result.returncode != 0 and "backend" in output and "tpu" in output
@@ -350,9 +344,9 @@ def test_check_config_names_file_and_line_of_a_yaml_error(tmp_path):
     (("train_size: 1000", "train_size: 100000"), "train_size 100000 is more than the 60,000 train examples of mnist"),
     (("dataset: mnist", "dataset: flowers"), "dataset 'flowers' is neither registered"),
 ])  # fmt: skip
-def test_check_config_and_the_dry_run_refuse_the_same_values(tmp_path, change, message):
+def test_check_config_and_the_dry_run_refuse_the_same_values(tmp_path, change, message, make_workdir, snakemake):
     """One validation, run by both, before any job starts."""
-    workdir = _workdir(tmp_path, TINY.replace(*change))
+    workdir = make_workdir(tmp_path, TINY.replace(*change))
     checked = subprocess.run([sys.executable, "-m", "pipeline", "check-config", str(workdir / "tiny.yaml")], cwd=REPO,
                              capture_output=True, text=True, timeout=60)  # fmt: skip
     planned = snakemake(workdir, "-n", "reports/summary.html")
@@ -361,7 +355,7 @@ def test_check_config_and_the_dry_run_refuse_the_same_values(tmp_path, change, m
     assert [line for line in planned.stderr.splitlines() if line.startswith("config error:")] == checked.stderr.splitlines()
 
 
-def test_fetch_jobs_side_by_side_each_fetch_their_own_file(tmp_path):
+def test_fetch_jobs_side_by_side_each_fetch_their_own_file(tmp_path, snakemake):
     from tinydata import Server
 
     raw = VENDOR_DIR / "mnist"
@@ -381,12 +375,12 @@ def test_fetch_jobs_side_by_side_each_fetch_their_own_file(tmp_path):
     assert {p.name: p.read_bytes() for p in (workdir / "data/raw/mnist").glob("*.gz")} == files
 
 
-def test_forceall_fetches_mnist_again_from_the_vendored_copy_offline(tmp_path):
+def test_forceall_fetches_mnist_again_from_the_vendored_copy_offline(tmp_path, make_workdir, snakemake):
     """Snakemake deletes a job's outputs before it reruns it: the vendored files are never outputs."""
     vendored = VENDOR_DIR / "mnist"
     name = "t10k-labels-idx1-ubyte.gz"
     before = {p.name: p.read_bytes() for p in vendored.iterdir()}
-    workdir = _workdir(tmp_path / "w")
+    workdir = make_workdir(tmp_path / "w")
     for force in ([], ["--forceall"]):
         result = snakemake(workdir, "--cores", "1", *force, f"data/raw/mnist/{name}")
         assert result.returncode == 0, result.stderr[-2000:]
@@ -395,7 +389,7 @@ def test_forceall_fetches_mnist_again_from_the_vendored_copy_offline(tmp_path):
     assert {p.name: p.read_bytes() for p in vendored.iterdir()} == before
 
 
-def test_a_plain_rerun_trains_again_a_run_whose_directory_was_deleted(finished, tmp_path):
+def test_a_plain_rerun_trains_again_a_run_whose_directory_was_deleted(finished, tmp_path, snakemake):
     """Deleting a run's directory (as the README says, to train it again) and
     rerunning: the run is trained again and the report cites its files; the
     rerun after that trains nothing, and the one after that does nothing."""
@@ -414,7 +408,7 @@ def test_a_plain_rerun_trains_again_a_run_whose_directory_was_deleted(finished, 
     assert "Nothing to be done" in third.stdout + third.stderr
 
 
-def test_a_study_still_training_is_archived_as_it_stands_by_the_snapshot_rule(finished, tmp_path):
+def test_a_study_still_training_is_archived_as_it_stands_by_the_snapshot_rule(finished, tmp_path, snakemake):
     """`snakemake --nolock snapshot` beside a study's own snakemake: the runs as
     they stand, one still training, nothing trained and none of the study's files touched."""
     from pipeline.report.archive import read
@@ -435,19 +429,17 @@ def test_a_study_still_training_is_archived_as_it_stands_by_the_snapshot_rule(fi
     assert sorted(r["status"] for r in runs) == ["completed"] * (len(runs) - 1) + ["running"]
 
 
-def test_a_snapshot_before_any_run_has_started_says_so_and_fetches_nothing(tmp_path):
-    workdir = _workdir(tmp_path)
+def test_a_snapshot_before_any_run_has_started_says_so_and_fetches_nothing(tmp_path, make_workdir, snakemake):
+    workdir = make_workdir(tmp_path)
     result = snakemake(workdir, "--cores", "1", "--nolock", "snapshot")
     assert result.returncode != 0 and "none of the 4 runs has started: nothing to snapshot yet" in result.stderr
     assert not (workdir / "data").exists() and "Traceback" not in result.stderr
 
 
-def test_a_class_folder_dataset_of_ones_own_runs_through_the_pipeline(tmp_path):
+def test_a_class_folder_dataset_of_ones_own_runs_through_the_pipeline(tmp_path, make_workdir, snakemake, classes_folder):
     """Declared under `datasets:` (the README's three lines), a folder of 12
     classes is prepared, trained with a 12-way model, and reported."""
-    from test_image_folders import _classes_folder
-
-    folder = _classes_folder(tmp_path / "shapes", 12, per_class=3)
+    folder = classes_folder(tmp_path / "shapes", 12, per_class=3)
     config = f"""
 studies: null
 datasets:
@@ -456,7 +448,7 @@ experiments:
   - {{dataset: shapes, model: mlp, model_options: {{hidden: 8}}, optimizer: sgd, hyperparameters: {{lr: 0.1}},
       losses: {{ce: {{}}}}, epochs: 1, batch_size: 8, seeds: [1]}}
 """
-    workdir = _workdir(tmp_path / "work", config)
+    workdir = make_workdir(tmp_path / "work", config)
     result = snakemake(workdir, "--cores", "2", "reports/summary.html")
     assert result.returncode == 0, result.stderr[-3000:]
     (run,) = json.loads((workdir / "results" / "tiny" / "summary.json").read_text())["runs"]  # named by its file
@@ -474,8 +466,8 @@ def test_every_command_line_option_says_what_it_is():
     assert silent == []
 
 
-def test_the_slurm_profile_without_its_partition_stops_before_any_job(tmp_path):
-    workdir = _workdir(tmp_path)
+def test_the_slurm_profile_without_its_partition_stops_before_any_job(tmp_path, make_workdir):
+    workdir = make_workdir(tmp_path)
     env = {k: v for k, v in os.environ.items() if not k.startswith("SOFTLOSS_SLURM_")}
     result = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
                              "--configfile", str(workdir / "tiny.yaml"), "--profile", str(REPO / "profiles/slurm"),
@@ -496,17 +488,17 @@ def poly2(logits, labels, eps=1.0):
 '''
 
 
-def _user_loss_workdir(path, loss_text):
+def _user_loss_workdir(make_workdir, path, loss_text):
     config = TINY.replace("losses: {ce: {}, nllr: {lr: 0.05}}", "losses: {ce: {}, poly2: {loss_options: {eps: 2.0}}}")
-    workdir = _workdir(path, config + "user_losses:\n  poly2: {file: poly2.py}\n")
+    workdir = make_workdir(path, config + "user_losses:\n  poly2: {file: poly2.py}\n")
     (workdir / "poly2.py").write_text(loss_text)
     return workdir
 
 
-def test_a_loss_of_ones_own_runs_beside_the_built_in_ones(tmp_path):
+def test_a_loss_of_ones_own_runs_beside_the_built_in_ones(tmp_path, make_workdir, snakemake):
     """No change to the package: a file and two config lines. Editing what the
     function does reruns its runs alone; a comment reruns nothing."""
-    workdir = _user_loss_workdir(tmp_path, USER_LOSS)
+    workdir = _user_loss_workdir(make_workdir, tmp_path, USER_LOSS)
     result = snakemake(workdir, "--cores", "2", "reports/summary.html")
     assert result.returncode == 0, result.stderr[-3000:]
     runs = json.loads((workdir / "results" / "test" / "summary.json").read_text())["runs"]
@@ -529,8 +521,8 @@ def test_a_loss_of_ones_own_runs_beside_the_built_in_ones(tmp_path):
      "poly2.py: cannot import it (ModuleNotFoundError"),
     (USER_LOSS.replace("def poly2(", "def poly3("), "poly2.py: defines no function 'poly2'"),
 ])  # fmt: skip
-def test_a_broken_loss_of_ones_own_is_one_line_before_any_job(tmp_path, broken, message):
-    workdir = _user_loss_workdir(tmp_path, broken)
+def test_a_broken_loss_of_ones_own_is_one_line_before_any_job(tmp_path, broken, message, make_workdir, snakemake):
+    workdir = _user_loss_workdir(make_workdir, tmp_path, broken)
     result = snakemake(workdir, "-n", "reports/summary.html")
     errors = [line for line in result.stderr.splitlines() if line.startswith("config error:")]
     assert result.returncode != 0 and len(errors) == 1 and message in errors[0] and "poly2.py" in errors[0], errors

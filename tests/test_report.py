@@ -11,25 +11,6 @@ from pipeline.report.render import render
 from pipeline.report.tables import form_findings, form_table, table_rows
 
 
-def _run(loss, seed, accuracy, losses, status="completed"):
-    history = [{"epoch": e + 1, "train_loss": v, "train_accuracy": accuracy, "train_error": 1 - accuracy,
-                "test_loss": v, "test_accuracy": accuracy, "test_error": 1 - accuracy, "seconds": 1.0}
-               for e, v in enumerate(losses)]  # fmt: skip
-    confusion = np.eye(10, dtype=int) * 100
-    return {"run_dir": f"results/mnist/mnist_cnn/{loss}/seed{seed}", "dataset": "mnist", "model": "mnist_cnn",
-            "loss": loss, "seed": seed, "status": status, "test_accuracy": accuracy, "ece": 0.01,
-            "confusion_matrix": confusion.tolist(), "config": {"epochs": len(losses)}, "history": history,
-            "wall_seconds": 1.0, "epoch": len(losses), "reason": "non-finite loss" if status == "diverged" else None}  # fmt: skip
-
-
-RUNS = [
-    _run("ce", 1, 0.9901, [0.2, 0.05]), _run("ce", 2, 0.9903, [0.2, 0.04]),
-    _run("ce_keras", 1, 0.9902, [0.2, 0.05]), _run("ce_keras", 2, 0.9900, [0.2, 0.05]),
-    _run("nllr", 1, 0.6062, [-1e10, -1.5e30]), _run("nllr", 2, 0.11, [-1e10, -1e31], status="diverged"),
-    _run("nllr_keras", 1, 0.9847, [-13.0, -13.46]), _run("nllr_keras", 2, 0.9850, [-13.1, -13.5]),
-]  # fmt: skip
-
-
 class _Cells(HTMLParser):
     """Table I's measured cells: {(row loss, form): (cell loss, data-mean)}."""
 
@@ -47,15 +28,6 @@ class _Cells(HTMLParser):
             self.cells[(self._row, attrs["data-form"])] = (attrs["data-loss"], attrs["data-mean"])
 
 
-@pytest.fixture(scope="module")
-def rendered(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("report")
-    summary = tmp / "summary.json"
-    summary.write_text(json.dumps({"runs": RUNS}))
-    out = render(summary, [], {"experiments": []}, tmp / "summary.html")
-    return tmp, summary, out.read_text()
-
-
 def test_table_one_shows_both_forms_side_by_side(rendered):
     _, _, html = rendered
     parser = _Cells()
@@ -68,9 +40,9 @@ def test_table_one_shows_both_forms_side_by_side(rendered):
     assert "99.28" in row and "1 diverged" in row  # the paper's value beside both forms
 
 
-def test_findings_state_the_numbers_and_the_floor():
-    entries = form_table(table_rows(RUNS))
-    text = " ".join(form_findings(entries, RUNS))
+def test_findings_state_the_numbers_and_the_floor(report_runs):
+    entries = form_table(table_rows(report_runs))
+    text = " ".join(form_findings(entries, report_runs))
     floor = nllr_keras_floor(10)
     assert f"floor of {floor:.2f}" in text and f"{-13.48 - floor:.2f} above" in text
     assert "-1.5e+30" in text and "1 of its 2 runs diverged" in text
@@ -88,17 +60,17 @@ def test_the_report_names_the_paper_and_loads_nothing_from_outside(rendered):
     assert not re.search(r'(src|href)="https?://(?!arxiv\.org/abs/1804\.10690")', html)  # no outside resources
 
 
-def test_provenance_names_the_code_behind_each_run(tmp_path):
+def test_provenance_names_the_code_behind_eachmade_up_run(tmp_path, report_runs):
     def rendered(commits):
-        runs = [dict(run, commit=commit) for run, commit in zip(RUNS, commits)]
+        runs = [dict(run, commit=commit) for run, commit in zip(report_runs, commits)]
         (tmp_path / "summary.json").write_text(json.dumps({"runs": runs}))
         html = render(tmp_path / "summary.json", [], {"experiments": []}, tmp_path / "summary.html").read_text()
         return re.search(r'<td class="name" id="run-commits">(.*?)</td>', html, re.DOTALL).group(1), html
 
-    same, _ = rendered(["a" * 40] * len(RUNS))
-    assert same == f"<code>{'a' * 12}</code> ({len(RUNS)} runs)"
-    mixed, html = rendered(["b" * 40 + " (with uncommitted changes)"] * 2 + [None] + ["a" * 40] * (len(RUNS) - 3))
-    assert mixed.startswith(f"<code>{'a' * 12}</code> ({len(RUNS) - 3} runs); ")
+    same, _ = rendered(["a" * 40] * len(report_runs))
+    assert same == f"<code>{'a' * 12}</code> ({len(report_runs)} runs)"
+    mixed, html = rendered(["b" * 40 + " (with uncommitted changes)"] * 2 + [None] + ["a" * 40] * (len(report_runs) - 3))
+    assert mixed.startswith(f"<code>{'a' * 12}</code> ({len(report_runs) - 3} runs); ")
     assert f"<code>{'b' * 12} (with uncommitted changes)</code> (2 runs); <code>unknown</code> (1 run)" in mixed
     assert "the runs come from different code" in mixed
     row = re.search(r"<tr><td class=\"name\">results/mnist/mnist_cnn/ce/seed1</td>.*?</tr>", html).group(0)
@@ -116,40 +88,40 @@ def test_intervals_say_why_they_are_wide_and_stay_inside_0_to_100():
     assert interval_text({"mean": 50.0, "half": None, "n": 1}) == "(one seed)"
 
 
-def test_findings_say_no_result_and_that_a_loss_stayed_put():
-    runs = [_run("nllr", 1, 0.11, [-1e10], status="diverged"), _run("nllr_keras", 1, 0.98, [-13.26, -13.26])]
+def test_findings_say_no_result_and_that_a_loss_stayed_put(made_up_run):
+    runs = [made_up_run("nllr", 1, 0.11, [-1e10], status="diverged"), made_up_run("nllr_keras", 1, 0.98, [-13.26, -13.26])]
     text = " ".join(form_findings(form_table(table_rows(runs)), runs))
     assert "exact form no result (the one run diverged)" in text and "all 1 runs" not in text
     assert "was -13.26 after the first epoch and stayed there" in text and "went from -13.26 to -13.26" not in text
 
 
-def test_a_loss_that_runs_away_gets_its_own_panel_and_the_rest_a_linear_axis(monkeypatch):
+def test_a_loss_that_runs_away_gets_its_own_panel_and_the_rest_a_linear_axis(monkeypatch, report_runs):
     from pipeline.report import figures
 
     drawn = {}
     monkeypatch.setattr(figures, "png", lambda fig: drawn.setdefault("fig", fig))
-    figures.learning_curves(RUNS, "mnist", "mnist_cnn")
+    figures.learning_curves(report_runs, "mnist", "mnist_cnn")
     axes = drawn["fig"].axes
     assert len(axes) == 6 and "nllr" in axes[2].get_title() and axes[2].get_yscale() == "symlog"
     assert axes[0].get_yscale() == "linear"  # CE, BCE, NLLR's Keras form: ticks where their values are
     low, high = axes[0].get_ylim()
     assert low < -13.0 and 0.2 < high < 5
-    one_epoch = [dict(run, history=run["history"][:1]) for run in RUNS if run["loss"] == "ce"]
+    one_epoch = [dict(run, history=run["history"][:1]) for run in report_runs if run["loss"] == "ce"]
     drawn.clear()
     figures.learning_curves(one_epoch, "mnist", "mnist_cnn")
     assert len(drawn["fig"].axes) == 4 and list(drawn["fig"].axes[2].get_xticks()) == [1]
 
 
-def test_beyond_the_paper_ranks_every_loss_and_says_where_nllr_stands(tmp_path):
+def test_beyond_the_paper_ranks_every_loss_and_says_where_nllr_stands(tmp_path, report_runs, made_up_run):
     from pipeline.report.tables import rankings
 
-    runs = [_run("ce", 1, 0.90, [0.3]), _run("nllr_keras", 1, 0.85, [-13.0]), _run("focal", 1, 0.92, [0.1]),
-            _run("poly1", 1, 0.91, [0.2]), _run("nllr", 1, 0.2, [-1e10], status="diverged")]  # fmt: skip
+    runs = [made_up_run("ce", 1, 0.90, [0.3]), made_up_run("nllr_keras", 1, 0.85, [-13.0]), made_up_run("focal", 1, 0.92, [0.1]),
+            made_up_run("poly1", 1, 0.91, [0.2]), made_up_run("nllr", 1, 0.2, [-1e10], status="diverged")]  # fmt: skip
     (ranking,) = rankings(table_rows(runs))
     assert [r["loss"] for r in ranking["rows"]] == ["focal", "poly1", "ce", "nllr_keras", "nllr"]
     assert ranking["finding"] == ("NLLR's Keras form ranks 4 of 4 at 85.00 %, 7.00 points behind the best (focal, "
                                   "92.00 %), -5.00 points against CE; Exact NLLR has no result (1 diverged).")  # fmt: skip
-    assert rankings(table_rows(RUNS)) == []  # the paper's losses alone: no such table
+    assert rankings(table_rows(report_runs)) == []  # the paper's losses alone: no such table
     (tmp_path / "summary.json").write_text(json.dumps({"runs": runs}))
     html = render(tmp_path / "summary.json", [], {"experiments": []}, tmp_path / "summary.html").read_text()
     assert "Beyond the paper: mnist / mnist_cnn" in html and "ranks 4 of 4" in html

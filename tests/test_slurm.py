@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_pipeline import TINY, _workdir
 
 REPO = Path(__file__).resolve().parents[1]
 NEEDS = ["slurmctld", "slurmd", "munged", "sbatch", "squeue", "scontrol"]
@@ -44,8 +43,8 @@ def cluster(tmp_path_factory):
     subprocess.run(["bash", str(REPO / "tests/slurm/boot.sh"), "--stop", str(state)], capture_output=True)
 
 
-def test_tiny_pipeline_on_slurm_matches_local(cluster, tmp_path):
-    workdir = _workdir(tmp_path / "slurm")
+def test_tiny_pipeline_on_slurm_matches_local(cluster, tmp_path, make_workdir):
+    workdir = make_workdir(tmp_path / "slurm")
     env = {**os.environ, "SOFTLOSS_SLURM_PARTITION": "main", "SOFTLOSS_SLURM_ACCOUNT": "unused"}
     env.pop("SLURM_CONF", None)
     result = subprocess.run(
@@ -63,7 +62,7 @@ def test_tiny_pipeline_on_slurm_matches_local(cluster, tmp_path):
                                "show", "job", job_id], capture_output=True, text=True).stdout
         assert "JobState=COMPLETED" in info and f"WorkDir={workdir}" in info
 
-    local = _workdir(tmp_path / "local")
+    local = make_workdir(tmp_path / "local")
     run = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(local),
                           "--configfile", str(local / "tiny.yaml"), "--cores", "2", "results/test/summary.json"],
                          capture_output=True, text=True, timeout=600)  # fmt: skip
@@ -73,4 +72,3 @@ def test_tiny_pipeline_on_slurm_matches_local(cluster, tmp_path):
         theirs = json.loads(path.read_text())
         for key in ("test_accuracy", "test_loss", "confusion_matrix", "ece"):
             assert ours[key] == theirs[key], (path, key)
-    assert TINY in (workdir / "tiny.yaml").read_text()

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import yaml
 from repo import VENDOR_DIR
-from test_pipeline import _workdir, snakemake
 
 from pipeline.datasets import hdf5, prepare
 from pipeline.runs import feedback
@@ -122,8 +121,8 @@ class _Cells(HTMLParser):
 
 
 @pytest.fixture(scope="module")
-def studies_run(tmp_path_factory):
-    workdir = _workdir(tmp_path_factory.mktemp("studies"), TINY_STUDIES)
+def studies_run(tmp_path_factory, make_workdir, snakemake):
+    workdir = make_workdir(tmp_path_factory.mktemp("studies"), TINY_STUDIES)
     result = snakemake(workdir, "--cores", "2", "negative_feedback", "log_loss", "knet_softmax", "reports/summary.html")
     assert result.returncode == 0, result.stderr[-3000:]
     return workdir

@@ -457,16 +457,14 @@ def test_a_run_that_fails_mid_training_says_so_and_the_report_lists_it(mnist_h5,
     assert "Runs that are not results" in html and "No space left on device" in html
 
 
-def test_a_run_whose_model_predicts_one_class_is_collapsed_not_a_result(tmp_path):
+def test_a_run_whose_model_predicts_one_class_is_collapsed_not_a_result(tmp_path, encode_image):
     """On images that are all alike any model predicts one class for every
     test image: such a run is flagged collapsed, evaluated, and left out of Table I."""
-    from test_image_folders import _encode
-
     from pipeline.datasets import folders, prepare
     from pipeline.report.aggregate import aggregate
     from pipeline.report.tables import table_rows
 
-    black = _encode(np.zeros((6, 6, 3), np.uint8), "PNG")
+    black = encode_image(np.zeros((6, 6, 3), np.uint8), "PNG")
     for split in ("train", "test"):
         for name in ("a", "b", "c"):
             for i in range(4):
