@@ -11,6 +11,9 @@ min_version("8.20")
 configfile: "config/config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 from pipeline.common.errors import SoftlossError
 from pipeline.plan.configcheck import command_line_types
 

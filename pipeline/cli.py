@@ -204,6 +204,8 @@ def _report_commands(commands, names):
     report.add_argument("--input", action="append", default=[], metavar="NAME=PATH", type=_named_path,
                         help="a file a study's view reads, e.g. toy=results/studies/knet_softmax/toy_boundaries.json")
     report.add_argument("--out", required=True, type=Path, help="HTML file to write (reports/summary.html)")
+    report.add_argument("--figures", type=Path, default=None, metavar="DIR",
+                        help="also write the report's figures (PNG) and Table I (CSV) into DIR, for snakemake --report")
     report.set_defaults(run=handlers.report)
 
     toy = commands.add_parser("toy", help="2-D toy: linear softmax vs MLP class boundaries, as JSON")

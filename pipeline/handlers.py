@@ -167,13 +167,15 @@ def _config(args):
 
 
 def report(args):
-    from .report.render import render
+    from .report.render import render, write_figures
     from .studies import STUDIES
 
     config = _config(args)
     inputs = dict(item.split("=", 1) for item in args.input)
     print(render(args.summary, args.data, config, args.out, study_paths=args.study, inputs=inputs,
                  studies=STUDIES))
+    if args.figures:
+        print(f"{args.figures}: {len(write_figures(args.out, args.figures))} files")
 
 
 def toy(args):

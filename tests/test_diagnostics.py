@@ -130,3 +130,11 @@ def test_every_losss_gradient_is_its_closed_form():
         measured = diagnostics.logit_gradients(LOSSES[name], logits, labels)
         expected = np.array([closed(z.astype(np.float64), c) for z, c in zip(logits, labels)])
         np.testing.assert_allclose(measured, expected, rtol=2e-4, atol=2e-6, err_msg=name)
+
+
+def test_a_run_that_diverges_in_its_first_epoch_writes_the_file_without_rows(mnist_h5, tmp_path):
+    out = tmp_path / "run"
+    status = run(_config(mnist_h5, loss="negated_ce", hyperparameters={"lr": 1e6}, epochs=3), out, quiet=True,
+                 log=lambda *a: None)  # fmt: skip
+    assert status["status"] == "diverged" and status["epoch"] == 1
+    assert read_diagnostics(out / "diagnostics.csv") == []

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 from html.parser import HTMLParser
+from pathlib import Path
 
 import pytest
 from repo import REPO, VENDOR_DIR
@@ -97,6 +98,23 @@ def test_a_sweep_of_thousands_of_runs_plans(tmp_path, make_workdir, snakemake):
     result = snakemake(workdir, "-n", "reports/summary.html")
     assert result.returncode == 0, result.stderr[-2000:]
     assert _jobs(result.stdout)["train"] == 4000
+
+
+def test_snakemakes_own_report_holds_table_1_and_every_figure_of_ours(finished, snakemake):
+    import html as html_lib
+    import zipfile
+
+    workdir = finished
+    result = snakemake(workdir, "--report", "reports/snakemake-report.zip")
+    assert result.returncode == 0, result.stderr[-2000:]
+    ours = (workdir / "reports/test/summary.html").read_text()
+    captions = [html_lib.unescape(alt) for alt in re.findall(r'<img alt="([^"]+)" src="data:image/png', ours)]
+    with zipfile.ZipFile(workdir / "reports/snakemake-report.zip") as archive:
+        names = {Path(name).name for name in archive.namelist()}
+        page = archive.read("snakemake-report/report.html").decode()
+    expected = {re.sub(r"[^a-z0-9]+", "_", caption.lower()).strip("_") + ".png" for caption in captions}
+    assert len(expected) == len(captions) >= 3 and expected | {"table_1.csv", "summary.html"} <= names
+    assert "arXiv:1804.10690" in page  # the workflow's description
 
 
 def test_changing_one_loss_rate_reruns_only_its_jobs(finished, tmp_path, snakemake):

@@ -108,10 +108,11 @@ def schema_errors(config, schema_path=SCHEMA):
 def check(config, studies, schema_path=SCHEMA):
     """(jobs, problems) of a merged config: the schema's problems, or else every
     run planned and one line per problem a run would hit before it starts. The
-    one validation both `check-config` and the workflow run."""
+    one validation both `check-config` and the workflow run (the workflow has
+    Snakemake check the schema, which fills in its defaults: `schema_path` None)."""
     from .jobs import plan, problems
 
-    lines = schema_errors(config, schema_path)
+    lines = schema_errors(config, schema_path) if schema_path else []
     if lines:
         return {}, lines
     try:

@@ -25,7 +25,7 @@ from ..common.errors import DataError
 from ..common.files import atomic_path, safe_members
 from ..common.versions import git
 from .provenance import environment
-from .tables import TABLE1_JSON_ID, table_rows
+from .tables import TABLE1_JSON, table_rows
 
 MANIFEST = "MANIFEST"
 RUN_FILES = ("history.csv", "metrics.json", "status.json", "diagnostics.csv")  # diagnostics.csv where the run wrote one
@@ -92,7 +92,6 @@ def build(out_path, summaries, report, config, data_files=(), names=None):
     return Path(out_path)
 
 
-_TABLE1 = re.compile(rf'<script type="application/json" id="{TABLE1_JSON_ID}">(.*?)</script>', re.DOTALL)
 
 
 def read(path):
@@ -190,7 +189,7 @@ def _check_table1(path, contents):
     expected = {(r["dataset"], r["model"], r["loss"]): r["mean"] for r in table_rows(summary)}
     html = contents[reports[0]].decode()
     try:
-        shown = {(r["dataset"], r["model"], r["loss"]): r["mean"] for r in json.loads(_TABLE1.search(html).group(1))}
+        shown = {(r["dataset"], r["model"], r["loss"]): r["mean"] for r in json.loads(TABLE1_JSON.search(html).group(1))}
     except (AttributeError, ValueError, KeyError, TypeError):
         raise DataError(f"{path}: the report holds no readable Table I") from None
     if set(shown) != set(expected):

@@ -3,6 +3,12 @@ HTML file: Table I, the losses at equal epochs, learning curves and confusion
 matrices, the side studies' sections and the provenance."""
 from __future__ import annotations
 
+import base64
+import csv
+import html as html_lib
+import io
+import json
+import re
 from pathlib import Path
 
 import jinja2
@@ -16,6 +22,7 @@ from .provenance import provenance
 from .tables import (
     NOT_RESULTS,
     PAPER_CITATION,
+    TABLE1_JSON,
     TABLE1_JSON_ID,
     form_findings,
     form_table,
@@ -73,3 +80,26 @@ def render(summary_path, data_files, config, out_path, study_paths=(), inputs=No
     )  # fmt: skip
     write_atomic(out_path, lambda out: out.write(html.encode("utf-8")))
     return Path(out_path)
+
+
+_FIGURE = re.compile(r'<img alt="([^"]+)" src="data:image/png;base64,([^"]+)">')
+
+
+def write_figures(report_path, folder):
+    """The figures of the report at `report_path` as PNG files named by their
+    captions, and its Table I as CSV, into `folder`: what `snakemake --report`
+    shows beside the runtimes. Returns the files written."""
+    html, folder = Path(report_path).read_text(), Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for caption, data in _FIGURE.findall(html):
+        name = re.sub(r"[^a-z0-9]+", "_", html_lib.unescape(caption).lower()).strip("_") + ".png"
+        write_atomic(folder / name, lambda out, data=data: out.write(base64.b64decode(data)))
+        written.append(folder / name)
+    rows = json.loads(TABLE1_JSON.search(html).group(1))
+    text = io.StringIO()
+    writer = csv.DictWriter(text, ["dataset", "model", "loss", "mean", "half", "n", "total"], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_atomic(folder / "table_1.csv", lambda out: out.write(text.getvalue().encode()))
+    return [*written, folder / "table_1.csv"]

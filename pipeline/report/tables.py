@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections import Counter, defaultdict
 
 import numpy as np
@@ -25,6 +26,7 @@ PAPER = {
     ("cifar10", "cifar_cnn"): {"ce": 79.92, "bce": 80.01, "nllr": 86.01},
 }
 TABLE1_JSON_ID = "table1-json"
+TABLE1_JSON = re.compile(rf'<script type="application/json" id="{TABLE1_JSON_ID}">(.*?)</script>', re.DOTALL)
 
 
 def t95(n):

@@ -328,6 +328,7 @@ def _train_held(config, out_dir, status, quiet, log, backend, threads, allow_dif
             write_json(out_dir / "status.json", {**status, "status": "failed", "reason": _failure(error)})
         raise
     write_history(out_dir / "history.csv", setup.history)
+    write_diagnostics(out_dir / "diagnostics.csv", setup.diagnostics)  # a run diverged in its first epoch has none
     save_arrays(out_dir / "model.npz", tree.leaves(backend.to_host(setup.params)),
                 {"config": asdict(config), "input_shape": list(setup.input_shape), "n_classes": setup.n_classes})  # fmt: skip
     if reason is None:

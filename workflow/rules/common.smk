@@ -66,7 +66,7 @@ for _name, _resource in (workflow.resource_settings.default_resources or {}).ite
 # (pipeline/plan/jobs.py): run directory under results/ -> Job (its RunConfig and
 # its resources). STUDY_RUNS: study -> its run directories ("main" is Table I).
 # The one validation `python -m pipeline check-config` runs too.
-JOBS, _problems = check(config, STUDIES, ROOT / "workflow" / "schemas" / "config.schema.yaml")
+JOBS, _problems = check(config, STUDIES, schema_path=None)  # the Snakefile validated the schema
 if _problems:  # one line each, no traceback: the config is wrong, not the workflow
     for line in _problems:
         print(f"config error: {line}", file=sys.stderr)

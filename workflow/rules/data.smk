@@ -1,8 +1,3 @@
-# Downloads run where Snakemake runs: a cluster's compute nodes often have no internet.
-localrules:
-    fetch,
-
-
 rule fetch:
     output:
         "data/raw/{dataset}/{file}",
@@ -17,6 +12,7 @@ rule fetch:
     resources:
         mem_mb=500,
         runtime=60,
+    localrule: True  # downloads run where Snakemake runs: a cluster's compute nodes often have no internet
     shell:
         logged("python -m pipeline fetch {wildcards.dataset} --only {wildcards.file} --out data/raw/{wildcards.dataset} "
                "{params.mirrors} --vendored {params.vendored:q} --quiet")

@@ -41,7 +41,9 @@ rule report:
     input:
         unpack(report_inputs),
     output:
-        f"{REPORTS}/summary.html",
+        html=report(f"{REPORTS}/summary.html", caption="../report/summary.rst", category="Report"),
+        figures=report(directory(f"{REPORTS}/figures"), patterns=["{name}.png", "{name}.csv"],
+                       caption="../report/figures.rst", category="Figures"),
     conda:
         ENV
     params:
@@ -56,7 +58,7 @@ rule report:
         runtime=10,
     shell:
         logged("python -m pipeline report --summary {input.summary} --data {input.data} {params.studies} "
-               "{params.inputs} --config-json {params.config:q} --out {output}")
+               "{params.inputs} --config-json {params.config:q} --out {output.html} --figures {output.figures}")
 
 
 # reports/summary.html: the report of the config last asked for it, each
@@ -183,6 +185,10 @@ rule reproduce_archive:
 rule reproduce:
     input:
         REPRODUCED if config["reproduce"] else [],
+    conda:
+        ENV
+    log:
+        f"{LOGS}/reproduce_target.log",
     localrule: True
     shell:
-        "test -n '{input}' || {{ echo 'config error: give the archive: --config reproduce=ARCHIVE' >&2; exit 1; }}"
+        logged("test -n '{input}' || {{ echo 'config error: give the archive: --config reproduce=ARCHIVE'; exit 1; }}")
