@@ -41,6 +41,6 @@ include: "workflow/rules/report.smk"
 
 
 rule all:
+    default_target: True
     input:
         "reports/summary.html",
-    default_target: True

@@ -13,6 +13,7 @@ needs none) are timed with each algorithm and each thread count, taking turns,
 and the best of `repeats` is printed in milliseconds: what each choice costs.
 The pools' backward pass is their input gradient.
 """
+
 import argparse
 import time
 
@@ -51,7 +52,11 @@ def _best_ms(work, repeats):
 
 
 def _time_convolutions(batch, repeats, cores, rng):
-    settings = [(algorithm, threads) for algorithm in ("direct", "winograd2x2", "winograd4x4", "auto") for threads in sorted({1, cores})]
+    settings = [
+        (algorithm, threads)
+        for algorithm in ("direct", "winograd2x2", "winograd4x4", "auto")
+        for threads in sorted({1, cores})
+    ]
     print(f"{'layer':<17}" + "".join(f"{f'{a} x{t} fwd':>20}{'bwd':>7}" for a, t in settings))
     for name, (h, w, c), filters, pads in LAYERS:
         x = rng.random((batch, h, w, c), dtype=np.float32)

@@ -9,6 +9,7 @@ one timed block each, `repeats` times, and the medians are compared, so all
 see the same machine state. The loss alone is timed the same way, on logits
 of the model's class count for the same batch, and set beside ce's step.
 """
+
 import argparse
 import os
 import statistics
@@ -31,20 +32,30 @@ def main():
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--steps", type=int, default=8, help="steps per timed block")
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--losses", nargs="+", default=[*PAPER, *LITERATURE, "scl_exp", "pc"],
-                        help="losses to time (default: the paper's, the literature's and the complementary-label ones)")
+    parser.add_argument(
+        "--losses",
+        nargs="+",
+        default=[*PAPER, *LITERATURE, "scl_exp", "pc"],
+        help="losses to time (default: the paper's, the literature's and the complementary-label ones)",
+    )
     args = parser.parse_args()
     backend = resolve("numpy", print)
-    print(f"machine: {cpu_name()}, {os.cpu_count()} CPUs, {blas_kernel()}; "
-          f"{args.model} batch {args.batch}, {args.steps} steps x {args.repeats} blocks per loss")  # fmt: skip
+    print(
+        f"machine: {cpu_name()}, {os.cpu_count()} CPUs, {blas_kernel()}; "
+        f"{args.model} batch {args.batch}, {args.steps} steps x {args.repeats} blocks per loss"
+    )
     steppers = {loss: softloss_stepper(args.model, args.batch, backend, loss=loss) for loss in args.losses}
     steps = _medians(steppers, args.steps, args.repeats)
-    alone = _medians({loss: _loss_alone(loss, args.batch) for loss in args.losses}, 100 * args.steps, args.repeats)
+    alone = _medians(
+        {loss: _loss_alone(loss, args.batch) for loss in args.losses}, 100 * args.steps, args.repeats
+    )
     step_ce, alone_ce = steps.get("ce"), alone.get("ce")
     print(f"{'loss':<16}{'ms/step':>9}{'vs ce':>7}{'loss alone (ms)':>17}{'vs ce':>7}{'of ce step':>12}")
     for loss in args.losses:
-        print(f"{loss:<16}{1000 * steps[loss]:>9.1f}{_ratio(steps[loss], step_ce):>7}{1000 * alone[loss]:>17.3f}"
-              f"{_ratio(alone[loss], alone_ce):>7}{(f'{100 * alone[loss] / step_ce:.2f} %' if step_ce else '-'):>12}")
+        print(
+            f"{loss:<16}{1000 * steps[loss]:>9.1f}{_ratio(steps[loss], step_ce):>7}{1000 * alone[loss]:>17.3f}"
+            f"{_ratio(alone[loss], alone_ce):>7}{(f'{100 * alone[loss] / step_ce:.2f} %' if step_ce else '-'):>12}"
+        )
 
 
 def _medians(steps, count, repeats):

@@ -5,6 +5,7 @@ column flat; a quadratic step would grow it eightfold from 500 to 4,000.
 
     python benchmarks/planning.py
 """
+
 from __future__ import annotations
 
 import subprocess
@@ -21,8 +22,20 @@ def dry_run_seconds(seeds):
     with tempfile.TemporaryDirectory() as workdir:
         config = Path(workdir) / "sweep.yaml"
         config.write_text(TINY.replace("seeds: [1, 2]", f"seeds: {list(range(seeds))}"))
-        command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", workdir, "--configfile",
-                   str(config), "-n", "--quiet", "reports/summary.html"]  # fmt: skip
+        command = [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-s",
+            str(REPO / "Snakefile"),
+            "-d",
+            workdir,
+            "--configfile",
+            str(config),
+            "-n",
+            "--quiet",
+            "reports/summary.html",
+        ]
         start = time.perf_counter()
         subprocess.run(command, check=True, capture_output=True, timeout=600)
         return time.perf_counter() - start

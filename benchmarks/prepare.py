@@ -5,6 +5,7 @@ binary archive (50,000 + 10,000 generated records in the real format).
 
 Each measurement runs in a fresh child process, so its peak RSS is its own.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,8 +51,9 @@ def cifar_archive(path, seed=0):
 
 
 def measure(*args):
-    result = subprocess.run([sys.executable, "-c", CHILD, *map(str, args)], capture_output=True, text=True,
-                            cwd=REPO, check=True)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-c", CHILD, *map(str, args)], capture_output=True, text=True, cwd=REPO, check=True
+    )
     return json.loads(result.stdout)
 
 
@@ -67,7 +69,9 @@ def main():
         raw.mkdir()
         md5 = cifar_archive(raw / "cifar-10-binary.tar.gz")
         cifar = measure("cifar10", raw, work / "cifar10.h5", md5)
-        print(f"prepare cifar10 (60,000 generated records): {cifar['seconds']:.2f} s, peak {cifar['peak_mib']:.0f} MiB")
+        print(
+            f"prepare cifar10 (60,000 generated records): {cifar['seconds']:.2f} s, peak {cifar['peak_mib']:.0f} MiB"
+        )
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ covers: autograd's tracing, the loss, dropout's multiply, flattening. The
 timers add a few microseconds a call, so the step runs a little slower than in
 the bench. Run it twice: a shared host moves figures between runs.
 """
+
 import argparse
 import collections
 import contextlib
@@ -48,14 +49,25 @@ def _timed_primitive(wrapped, spent, kind, by_layer):
 
     copy = primitive(forward)
     vjp_maker = primitive_vjps[wrapped]  # autograd's table of vjp makers, keyed by primitive
-    defvjp_argnums(copy, lambda argnums, ans, args, kwargs: _timed(vjp_maker(argnums, ans, args, kwargs), spent, key(*args) + " bwd"))
+    defvjp_argnums(
+        copy,
+        lambda argnums, ans, args, kwargs: _timed(
+            vjp_maker(argnums, ans, args, kwargs), spent, key(*args) + " bwd"
+        ),
+    )
     return copy
 
 
 @contextlib.contextmanager
 def timers(spent, by_layer=False):
     """Timers in place while inside: the layers and the bench look these names up at call time."""
-    saved = [(conv, "conv2d"), (dense, "linear"), (pool, "maxpool2x2"), (layers, "dropout_mask"), (optim, "build")]
+    saved = [
+        (conv, "conv2d"),
+        (dense, "linear"),
+        (pool, "maxpool2x2"),
+        (layers, "dropout_mask"),
+        (optim, "build"),
+    ]
     originals = [getattr(module, name) for module, name in saved]
     build = optim.build
 
@@ -94,7 +106,12 @@ def shares(model, batch_size, steps, by_layer=False, warmup=5):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--cases", nargs="+", default=["mnist_cnn:128", "cifar_cnn:32", "cifar_cnn:128"], metavar="MODEL:BATCH")
+    parser.add_argument(
+        "--cases",
+        nargs="+",
+        default=["mnist_cnn:128", "cifar_cnn:32", "cifar_cnn:128"],
+        metavar="MODEL:BATCH",
+    )
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--layers", action="store_true", help="split the convolutions by layer")
     args = parser.parse_args()

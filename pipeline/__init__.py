@@ -1,4 +1,5 @@
 """softloss: classification losses as differentiable NumPy programs (see README.md)."""
+
 from importlib.metadata import PackageNotFoundError, version
 
 try:

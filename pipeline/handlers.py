@@ -1,5 +1,6 @@
 """What each `python -m pipeline COMMAND` does, given its parsed arguments
 (pipeline.cli builds the parser and calls these)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -13,15 +14,30 @@ from .common.errors import SoftlossError
 def bench(args):
     from .bench.run import run
 
-    run(cases=args.cases, steps=args.steps, repeats=args.repeats, alone=args.alone,
-              backend=args.backend, threads=args.threads, compare=args.compare)  # fmt: skip
+    run(
+        cases=args.cases,
+        steps=args.steps,
+        repeats=args.repeats,
+        alone=args.alone,
+        backend=args.backend,
+        threads=args.threads,
+        compare=args.compare,
+    )
 
 
 def fetch(args):
     from .datasets.fetch import fetch
 
-    fetch(args.dataset, args.out, args.mirror, timeout=args.timeout, retries=args.retries, quiet=args.quiet,
-          only=args.only, vendor_dir=args.vendored)  # fmt: skip
+    fetch(
+        args.dataset,
+        args.out,
+        args.mirror,
+        timeout=args.timeout,
+        retries=args.retries,
+        quiet=args.quiet,
+        only=args.only,
+        vendor_dir=args.vendored,
+    )
 
 
 def check_config(args):
@@ -33,8 +49,10 @@ def check_config(args):
         print(f"config error: {line}", file=sys.stderr)
     if problems:
         return 2
-    print(f"{', '.join(map(str, args.files))}: ok (merged into {DEFAULT}, checked against the schema); "
-          f"its runs: results/{name}/")
+    print(
+        f"{', '.join(map(str, args.files))}: ok (merged into {DEFAULT}, checked against the schema); "
+        f"its runs: results/{name}/"
+    )
 
 
 def move_results(args):
@@ -61,15 +79,27 @@ def prepare(args):
         raw = args.raw[0] if len(args.raw) == 1 else args.raw
         prepare(folder_spec(args.dataset, raw), raw, args.out)
     elif len(args.raw) > 1:
-        raise SoftlossError(f"{args.dataset}: give one --raw directory (several only with --image-folder archives)")
+        raise SoftlossError(
+            f"{args.dataset}: give one --raw directory (several only with --image-folder archives)"
+        )
     else:
         prepare(args.dataset, args.raw[0], args.out)
 
 
 RUN_FLAGS = ("model", "loss", "optimizer", "epochs", "batch_size", "seed")  # required without --run-config
 # Flags that describe the run too, so --run-config refuses them (defaults: None or empty).
-OPTIONAL_RUN_FLAGS = ("lr", "hyper", "model_option", "train_size", "test_size", "augment", "train_eval_every",
-                      "feedback_fraction", "loss_option", "loss_file")
+OPTIONAL_RUN_FLAGS = (
+    "lr",
+    "hyper",
+    "model_option",
+    "train_size",
+    "test_size",
+    "augment",
+    "train_eval_every",
+    "feedback_fraction",
+    "loss_option",
+    "loss_file",
+)
 
 
 def _terminated(signum, frame):
@@ -92,15 +122,29 @@ def _run_config_from_flags(args):
     options = dict(parse_hyperparameter(h, kind="model option") for h in args.model_option)
     options = {k: int(v) if isinstance(v, float) and v.is_integer() else v for k, v in options.items()}
     return RunConfig(
-        data=str(args.data), model=args.model, loss=args.loss, optimizer=args.optimizer, epochs=args.epochs,
-        batch_size=args.batch_size, seed=args.seed, hyperparameters=hyper, model_options=options,
-        train_size=args.train_size, test_size=args.test_size, augment=args.augment,
-        train_eval_every=args.train_eval_every or 1, feedback=None if args.feedback_fraction is None else {
-            "fraction": args.feedback_fraction, "wrong_label": args.feedback_wrong_label,
-            "treatment": args.feedback_treatment},
+        data=str(args.data),
+        model=args.model,
+        loss=args.loss,
+        optimizer=args.optimizer,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        hyperparameters=hyper,
+        model_options=options,
+        train_size=args.train_size,
+        test_size=args.test_size,
+        augment=args.augment,
+        train_eval_every=args.train_eval_every or 1,
+        feedback=None
+        if args.feedback_fraction is None
+        else {
+            "fraction": args.feedback_fraction,
+            "wrong_label": args.feedback_wrong_label,
+            "treatment": args.feedback_treatment,
+        },
         loss_options=dict(parse_hyperparameter(h, kind="loss option") for h in args.loss_option),
         loss_source=user_loss.source(args.loss_file, args.loss) if args.loss_file else None,
-    )  # fmt: skip
+    )
 
 
 def train(args):
@@ -109,8 +153,11 @@ def train(args):
 
     signal.signal(signal.SIGTERM, _terminated)
     if args.run_config:
-        given = [f"--{name.replace('_', '-')}" for name in RUN_FLAGS + OPTIONAL_RUN_FLAGS
-                 if getattr(args, name) not in (None, [], False)]  # fmt: skip
+        given = [
+            f"--{name.replace('_', '-')}"
+            for name in RUN_FLAGS + OPTIONAL_RUN_FLAGS
+            if getattr(args, name) not in (None, [], False)
+        ]
         if given:
             raise SoftlossError(f"--run-config holds the whole run: drop {', '.join(given)}")
         config = RunConfig.read(args.run_config)
@@ -118,8 +165,15 @@ def train(args):
         config = _run_config_from_flags(args)
     if args.data is not None and args.run_config:
         config = dataclasses.replace(config, data=str(args.data))
-    status = run(config, args.out, quiet=args.quiet, backend=args.backend, force=args.force, threads=args.threads,
-                 allow_different_settings=args.allow_different_settings)  # fmt: skip
+    status = run(
+        config,
+        args.out,
+        quiet=args.quiet,
+        backend=args.backend,
+        force=args.force,
+        threads=args.threads,
+        allow_different_settings=args.allow_different_settings,
+    )
     print(f"{args.out}: {status['status']} after epoch {status['epoch']}")
 
 
@@ -172,8 +226,11 @@ def report(args):
 
     config = _config(args)
     inputs = dict(item.split("=", 1) for item in args.input)
-    print(render(args.summary, args.data, config, args.out, study_paths=args.study, inputs=inputs,
-                 studies=STUDIES))
+    print(
+        render(
+            args.summary, args.data, config, args.out, study_paths=args.study, inputs=inputs, studies=STUDIES
+        )
+    )
     if args.figures:
         print(f"{args.figures}: {len(write_figures(args.out, args.figures))} files")
 
@@ -198,7 +255,10 @@ def snapshot(args):
     config = _config(args)
     runs, waiting = snapshot(args.runs, args.data, config, args.out)
     running = sum(run["status"] == "running" for run in runs)
-    print(f"{args.out}: {len(runs)} runs ({running} still training)" + (f", {waiting} not started" if waiting else ""))
+    print(
+        f"{args.out}: {len(runs)} runs ({running} still training)"
+        + (f", {waiting} not started" if waiting else "")
+    )
 
 
 def verify_archive(args):

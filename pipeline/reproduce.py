@@ -9,6 +9,7 @@ recorded; then either "identical through epoch N", or the first epoch that
 differs, by how much, and the recorded facts that differ here (CPU, BLAS
 kernels, settings, package versions): the usual reasons float32 runs part.
 """
+
 from __future__ import annotations
 
 import csv
@@ -23,7 +24,6 @@ from .common.errors import DataError, SoftlossError
 from .common.machine import blas_kernel
 from .core.backend import NUMPY
 from .core.settings import SETTINGS
-from .datasets import hdf5
 from .report.archive import main_summary, read, verify
 from .runs.config import RunConfig
 from .runs.numerics import differences
@@ -45,9 +45,13 @@ def _chosen(runs, wanted):
     if wanted:
         found = []
         for name in wanted:
-            matches = [r for r in runs if r["run_dir"] == name or r["run_dir"].endswith("/" + name.strip("/"))]
+            matches = [
+                r for r in runs if r["run_dir"] == name or r["run_dir"].endswith("/" + name.strip("/"))
+            ]
             if len(matches) != 1:
-                raise SoftlossError(f"{name}: {'no' if not matches else 'more than one'} run of the archive is called so")
+                raise SoftlossError(
+                    f"{name}: {'no' if not matches else 'more than one'} run of the archive is called so"
+                )
             found += matches
         return found
     cheapest = {}
@@ -73,9 +77,15 @@ def _check_data(path, recorded):
 def _facts(status, environment):
     """What the archive recorded of a run's machine and numerics, as `numerics` gives them."""
     recorded = status.get("numerics") or {}
-    versions = recorded.get("versions") or {k: environment.get("packages", {}).get(k) for k in ("numpy", "autograd", "numba")}
-    return {"device": status.get("device"), "blas": status.get("blas"), "settings": recorded.get("settings"),
-            "versions": versions}  # fmt: skip
+    versions = recorded.get("versions") or {
+        k: environment.get("packages", {}).get(k) for k in ("numpy", "autograd", "numba")
+    }
+    return {
+        "device": status.get("device"),
+        "blas": status.get("blas"),
+        "settings": recorded.get("settings"),
+        "versions": versions,
+    }
 
 
 def _compare(archived, retrained):
@@ -84,7 +94,9 @@ def _compare(archived, retrained):
         keys = [k for k in old if k in new and old[k] != new[k]]
         if keys:
             worst = sorted(keys, key=lambda k: -abs((new[k] or 0) - (old[k] or 0)))[:3]
-            parts = [f"{k} {old[k]!r} -> {new[k]!r} ({abs((new[k] or 0) - (old[k] or 0)):.2g})" for k in worst]
+            parts = [
+                f"{k} {old[k]!r} -> {new[k]!r} ({abs((new[k] or 0) - (old[k] or 0)):.2g})" for k in worst
+            ]
             return False, f"first differs at epoch {int(old['epoch'])}: {', '.join(parts)}"
     return True, f"identical through epoch {len(retrained)}"
 
@@ -118,11 +130,20 @@ def reproduce(archive, wanted=(), epochs=None, data_dir=None, overrides=None, lo
         n = min(epochs or len(archived), len(archived))
         settings = {**((status.get("numerics") or {}).get("settings") or {}), **(overrides or {})}
         with tempfile.TemporaryDirectory() as tmp, SETTINGS.using(**settings):
-            trained = train(dataclasses.replace(config, data=str(data), epochs=n), Path(tmp) / "run", quiet=True,
-                            log=lambda line: None, backend="numpy")  # fmt: skip
+            trained = train(
+                dataclasses.replace(config, data=str(data), epochs=n),
+                Path(tmp) / "run",
+                quiet=True,
+                log=lambda line: None,
+                backend="numpy",
+            )
             retrained = _history((Path(tmp) / "run" / "history.csv").read_text())
-            here = {"device": NUMPY.device, "blas": blas_kernel(), "settings": trained["numerics"]["settings"],
-                    "versions": trained["numerics"]["versions"]}  # fmt: skip
+            here = {
+                "device": NUMPY.device,
+                "blas": blas_kernel(),
+                "settings": trained["numerics"]["settings"],
+                "versions": trained["numerics"]["versions"],
+            }
         same, line = _compare(archived[:n], retrained)
         changed = differences(_facts(status, environment), here)
         if not same or changed:

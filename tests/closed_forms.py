@@ -1,11 +1,12 @@
 """Each loss's gradient with respect to one example's logits, in closed form,
 in float64: the formulas of docs/losses.md, written out to check autograd's.
 
-p = softmax(z), c the label (for a wrong-label loss, l the label known to be
+p = softmax(z), c the label (for a wrong-label loss, l = `wrong`, the label known to be
 wrong), e_c its one-hot row; for the Keras forms p~ = clip(p, eps, 1 - eps) and
 m_k = 1 where eps <= p_k <= 1 - eps (TensorFlow's clip passes the gradient there
 alone). Every function maps (z (C,), c, **options) to dl/dz (C,).
 """
+
 import numpy as np
 
 EPS = 1e-7
@@ -50,29 +51,29 @@ def mse(z, c):
     return _through_softmax(p, 2 * (p - np.eye(len(z))[c]))
 
 
-def complement(z, l):
+def complement(z, wrong):
     """-log(1 - p_l): p_l on l, -p_l p_k / (1 - p_l) on the others."""
     p = _p(z)
-    g = -p[l] * p / _not(z, l)
-    g[l] = p[l]
+    g = -p[wrong] * p / _not(z, wrong)
+    g[wrong] = p[wrong]
     return g
 
 
-def negated_ce(z, l):
-    return np.eye(len(z))[l] - _p(z)
+def negated_ce(z, wrong):
+    return np.eye(len(z))[wrong] - _p(z)
 
 
-def scl_exp(z, l):
+def scl_exp(z, wrong):
     p = _p(z)
-    return np.exp(p[l]) * p[l] * (np.eye(len(z))[l] - p)
+    return np.exp(p[wrong]) * p[wrong] * (np.eye(len(z))[wrong] - p)
 
 
-def pc(z, l):
-    """sum_{k != l} s_k, s_k = sigmoid(z_l - z_k): -s_k (1 - s_k) on k, their sum on l."""
-    s = 1 / (1 + np.exp(-(z[l] - z)))
+def pc(z, wrong):
+    """sum_{k != wrong} s_k, s_k = sigmoid(z_l - z_k): -s_k (1 - s_k) on k, their sum on wrong."""
+    s = 1 / (1 + np.exp(-(z[wrong] - z)))
     g = -s * (1 - s)
-    g[l] = 0
-    g[l] = -g.sum()
+    g[wrong] = 0
+    g[wrong] = -g.sum()
     return g
 
 
@@ -133,5 +134,25 @@ def square_logits(z, c, k=1.0, m=1.0):
     return 2 * (1 + (k - 1) * onehot) * (z - m * onehot) / len(z)
 
 
-GRADIENTS = {f.__name__: f for f in (ce, bce, nllr, mse, complement, negated_ce, scl_exp, pc, ce_keras, bce_keras,
-                                     nllr_keras, label_smoothing, focal, poly1, crl, squared_hinge, square_logits)}  # fmt: skip
+GRADIENTS = {
+    f.__name__: f
+    for f in (
+        ce,
+        bce,
+        nllr,
+        mse,
+        complement,
+        negated_ce,
+        scl_exp,
+        pc,
+        ce_keras,
+        bce_keras,
+        nllr_keras,
+        label_smoothing,
+        focal,
+        poly1,
+        crl,
+        squared_hinge,
+        square_logits,
+    )
+}

@@ -6,7 +6,7 @@ import pytest
 # Test helpers that are modules (strictdevice.py, tinydata.py, closed_forms.py) live beside the tests.
 sys.path.insert(0, str(Path(__file__).parent))
 
-from repo import REPO, VENDOR_DIR  # noqa: E402
+from repo import REPO, VENDOR_DIR
 
 
 @pytest.fixture
@@ -14,9 +14,8 @@ def check_grads():
     """check(f, x): autograd's own check of f's reverse-mode derivative at x
     against finite differences (autograd.test_util), its random directions
     seeded and NumPy's global generator left as it was."""
-    from autograd.test_util import check_grads as autograd_check
-
     import numpy as np
+    from autograd.test_util import check_grads as autograd_check
 
     state = np.random.get_state()
     np.random.seed(0)
@@ -60,10 +59,14 @@ def wait_for():
     def wait(path, process, seconds=120):
         deadline = time.monotonic() + seconds
         while not path.exists():
-            assert process.poll() is None, f"the process ended (exit {process.returncode}) before {path.name} was written"
+            assert process.poll() is None, (
+                f"the process ended (exit {process.returncode}) before {path.name} was written"
+            )
             if time.monotonic() > deadline:
                 seen = sorted(p.name for p in path.parent.iterdir()) if path.parent.exists() else []
-                raise AssertionError(f"no {path.name} after {seconds} s; its folder holds {', '.join(seen) or 'nothing'}")
+                raise AssertionError(
+                    f"no {path.name} after {seconds} s; its folder holds {', '.join(seen) or 'nothing'}"
+                )
             time.sleep(0.02)
 
     return wait
@@ -152,8 +155,18 @@ def snakemake():
     import subprocess
 
     def run(workdir, *args, config="tiny.yaml", timeout=300):
-        command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
-                   "--configfile", str(workdir / config), *args]  # fmt: skip
+        command = [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-s",
+            str(REPO / "Snakefile"),
+            "-d",
+            str(workdir),
+            "--configfile",
+            str(workdir / config),
+            *args,
+        ]
         return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
 
     return run
@@ -163,14 +176,36 @@ def snakemake():
 def _made_up_run(loss, seed, accuracy, losses, status="completed"):
     import numpy as np
 
-    history = [{"epoch": e + 1, "train_loss": v, "train_accuracy": accuracy, "train_error": 1 - accuracy,
-                "test_loss": v, "test_accuracy": accuracy, "test_error": 1 - accuracy, "seconds": 1.0}
-               for e, v in enumerate(losses)]  # fmt: skip
+    history = [
+        {
+            "epoch": e + 1,
+            "train_loss": v,
+            "train_accuracy": accuracy,
+            "train_error": 1 - accuracy,
+            "test_loss": v,
+            "test_accuracy": accuracy,
+            "test_error": 1 - accuracy,
+            "seconds": 1.0,
+        }
+        for e, v in enumerate(losses)
+    ]
     confusion = np.eye(10, dtype=int) * 100
-    return {"run_dir": f"results/mnist/mnist_cnn/{loss}/seed{seed}", "dataset": "mnist", "model": "mnist_cnn",
-            "loss": loss, "seed": seed, "status": status, "test_accuracy": accuracy, "ece": 0.01,
-            "confusion_matrix": confusion.tolist(), "config": {"epochs": len(losses)}, "history": history,
-            "wall_seconds": 1.0, "epoch": len(losses), "reason": "non-finite loss" if status == "diverged" else None}  # fmt: skip
+    return {
+        "run_dir": f"results/mnist/mnist_cnn/{loss}/seed{seed}",
+        "dataset": "mnist",
+        "model": "mnist_cnn",
+        "loss": loss,
+        "seed": seed,
+        "status": status,
+        "test_accuracy": accuracy,
+        "ece": 0.01,
+        "confusion_matrix": confusion.tolist(),
+        "config": {"epochs": len(losses)},
+        "history": history,
+        "wall_seconds": 1.0,
+        "epoch": len(losses),
+        "reason": "non-finite loss" if status == "diverged" else None,
+    }
 
 
 @pytest.fixture(scope="session")
@@ -184,11 +219,15 @@ def report_runs():
     """Table I's losses in both forms, two seeds, one exact NLLR run diverged."""
     run = _made_up_run
     return [
-        run("ce", 1, 0.9901, [0.2, 0.05]), run("ce", 2, 0.9903, [0.2, 0.04]),
-        run("ce_keras", 1, 0.9902, [0.2, 0.05]), run("ce_keras", 2, 0.9900, [0.2, 0.05]),
-        run("nllr", 1, 0.6062, [-1e10, -1.5e30]), run("nllr", 2, 0.11, [-1e10, -1e31], status="diverged"),
-        run("nllr_keras", 1, 0.9847, [-13.0, -13.46]), run("nllr_keras", 2, 0.9850, [-13.1, -13.5]),
-    ]  # fmt: skip
+        run("ce", 1, 0.9901, [0.2, 0.05]),
+        run("ce", 2, 0.9903, [0.2, 0.04]),
+        run("ce_keras", 1, 0.9902, [0.2, 0.05]),
+        run("ce_keras", 2, 0.9900, [0.2, 0.05]),
+        run("nllr", 1, 0.6062, [-1e10, -1.5e30]),
+        run("nllr", 2, 0.11, [-1e10, -1e31], status="diverged"),
+        run("nllr_keras", 1, 0.9847, [-13.0, -13.46]),
+        run("nllr_keras", 2, 0.9850, [-13.1, -13.5]),
+    ]
 
 
 @pytest.fixture(scope="session")

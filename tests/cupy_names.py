@@ -7,6 +7,7 @@ cudaErrorInsufficientDriver), so its namespace can be read anywhere:
     python -m venv /tmp/cupy && /tmp/cupy/bin/pip install cupy-cuda12x
     /tmp/cupy/bin/python tests/cupy_names.py
 """
+
 import json
 from pathlib import Path
 
@@ -34,4 +35,6 @@ NAMES = {
 if __name__ == "__main__":
     out = Path(__file__).with_name("cupy_names.json")
     out.write_text(json.dumps(NAMES, indent=1, sort_keys=True) + "\n")
-    print(f"{out}: CuPy {NAMES['version']}, {sum(len(v) for v in NAMES.values() if isinstance(v, list))} names")
+    print(
+        f"{out}: CuPy {NAMES['version']}, {sum(len(v) for v in NAMES.values() if isinstance(v, list))} names"
+    )

@@ -22,6 +22,7 @@ where autograd and NumPy-minded code trip over CuPy:
 Code that computes right on it holds no NumPy-only path; what it cannot show
 is CuPy's own kernels, which only a GPU run tests (tests/test_backend.py).
 """
+
 from __future__ import annotations
 
 import json
@@ -31,8 +32,10 @@ from pathlib import Path
 
 import numpy as np
 
-CUPY = {key: set(names) if isinstance(names, list) else names
-        for key, names in json.loads(Path(__file__).with_name("cupy_names.json").read_text()).items()}  # fmt: skip
+CUPY = {
+    key: set(names) if isinstance(names, list) else names
+    for key, names in json.loads(Path(__file__).with_name("cupy_names.json").read_text()).items()
+}
 
 
 def _cupy_has(namespace, name):
@@ -69,7 +72,7 @@ def _handled(value):
     return isinstance(value, (ndarray, numbers.Number, np.generic)) or value is None
 
 
-class ndarray(np.lib.mixins.NDArrayOperatorsMixin):  # noqa: N801 (CuPy's name)
+class ndarray(np.lib.mixins.NDArrayOperatorsMixin):
     __slots__ = ("_array",)
     __array_priority__ = 100
 
@@ -187,9 +190,17 @@ def __getattr__(name):  # ufuncs, dispatching functions, dtypes, constants: NumP
     return getattr(np, name)
 
 
-lib = types.SimpleNamespace(stride_tricks=types.SimpleNamespace(
-    as_strided=lambda x, shape=None, strides=None: ndarray(
-        np.lib.stride_tricks.as_strided(x._array, shape=shape, strides=strides))))  # fmt: skip
+lib = types.SimpleNamespace(
+    stride_tricks=types.SimpleNamespace(
+        as_strided=lambda x, shape=None, strides=None: ndarray(
+            np.lib.stride_tricks.as_strided(x._array, shape=shape, strides=strides)
+        )
+    )
+)
 random = types.SimpleNamespace(default_rng=_Generator)
-globals().update({name: _creation(name) for name in ("zeros", "ones", "empty", "arange", "zeros_like", "ones_like",
-                                                     "empty_like")})  # fmt: skip
+globals().update(
+    {
+        name: _creation(name)
+        for name in ("zeros", "ones", "empty", "arange", "zeros_like", "ones_like", "empty_like")
+    }
+)

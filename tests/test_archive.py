@@ -1,5 +1,6 @@
 """Archives (pipeline.report.archive): what they hold, and verify-archive
 catching a changed member or a Table I that no longer matches its runs."""
+
 import json
 import os
 
@@ -37,7 +38,9 @@ def test_archive_checks_the_embedded_table_one(rendered, tmp_path, report_runs, 
     assert ">98.48\n" in html
     (tmp / "summary.html").write_text(html.replace(">98.48\n", ">99.90\n"))
     shown = build(tmp_path / "shown.tar.gz", ["results/summary.json"], "summary.html", {})
-    with pytest.raises(DataError, match="Table I shows 99.90 for mnist/mnist_cnn/nllr_keras, the results give 98.48"):
+    with pytest.raises(
+        DataError, match="Table I shows 99.90 for mnist/mnist_cnn/nllr_keras, the results give 98.48"
+    ):
         verify(shown)
 
 
@@ -52,7 +55,9 @@ def test_an_archive_extracts_into_one_folder_of_its_own_name(rendered, tmp_path,
         (tmp / run["run_dir"]).mkdir(parents=True, exist_ok=True)
         for name in ("history.csv", "status.json", "metrics.json"):
             (tmp / run["run_dir"] / name).write_text(json.dumps({"test_accuracy": run["test_accuracy"]}))
-    archive = build(tmp_path / "softloss-archive-20261203-abc.tar.gz", ["results/summary.json"], "summary.html", {})
+    archive = build(
+        tmp_path / "softloss-archive-20261203-abc.tar.gz", ["results/summary.json"], "summary.html", {}
+    )
     with tarfile.open(archive) as tar:
         assert {name.split("/")[0] for name in tar.getnames()} == {"softloss-archive-20261203-abc"}
         tar.extractall(tmp_path / "out", filter="data")
@@ -80,13 +85,37 @@ def _run_dir(root, loss, status, epochs, reached, accuracy=0.9):
     config = {"data": "data/mnist.h5", "model": "mnist_cnn", "loss": loss, "seed": 1, "epochs": epochs}
     run_dir = root / "results" / "mnist" / "mnist_cnn" / loss / "seed1"
     run_dir.mkdir(parents=True)
-    write_history(run_dir / "history.csv", [{"epoch": e, "train_loss": 1.0 / e, "test_loss": 1.0 / e, "test_accuracy": accuracy,
-                                             "seconds": 1.0} for e in range(1, reached + 1)])  # fmt: skip
-    state = {"status": status, "epoch": reached, "config": config, "wall_seconds": float(reached), "commit": "abc"}
+    write_history(
+        run_dir / "history.csv",
+        [
+            {
+                "epoch": e,
+                "train_loss": 1.0 / e,
+                "test_loss": 1.0 / e,
+                "test_accuracy": accuracy,
+                "seconds": 1.0,
+            }
+            for e in range(1, reached + 1)
+        ],
+    )
+    state = {
+        "status": status,
+        "epoch": reached,
+        "config": config,
+        "wall_seconds": float(reached),
+        "commit": "abc",
+    }
     write_json(run_dir / "status.json", state)
     if status != "running":
-        write_json(run_dir / "metrics.json", {**state, "test_accuracy": accuracy, "ece": 0.01,
-                                              "confusion_matrix": (np.eye(10, dtype=int) * 10).tolist()})  # fmt: skip
+        write_json(
+            run_dir / "metrics.json",
+            {
+                **state,
+                "test_accuracy": accuracy,
+                "ece": 0.01,
+                "confusion_matrix": (np.eye(10, dtype=int) * 10).tolist(),
+            },
+        )
     return run_dir.relative_to(root)
 
 
@@ -97,9 +126,14 @@ def test_a_snapshot_of_a_study_in_progress_reports_and_archives_its_running_runs
     from pipeline.report.aggregate import aggregate
     from pipeline.report.render import render
 
-    done, running = _run_dir(tmp_path, "ce", "completed", 3, 3, 0.95), _run_dir(tmp_path, "nllr_keras", "running", 5, 2)
+    done, running = (
+        _run_dir(tmp_path, "ce", "completed", 3, 3, 0.95),
+        _run_dir(tmp_path, "nllr_keras", "running", 5, 2),
+    )
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(SoftlossError, match=rf"^{running}: still training: epoch 2 of 5 \(aggregate --in-progress"):
+    with pytest.raises(
+        SoftlossError, match=rf"^{running}: still training: epoch 2 of 5 \(aggregate --in-progress"
+    ):
         aggregate([done, running], "results/summary.json")
     assert not os.path.exists("results/summary.json")
     runs = aggregate([done, running], "results/summary.json", in_progress=True)
@@ -116,7 +150,9 @@ def test_a_snapshot_of_a_study_in_progress_reports_and_archives_its_running_runs
     # A summary that calls a run running while its status.json says otherwise is caught.
     state = json.loads((tmp_path / running / "status.json").read_text())
     (tmp_path / running / "status.json").write_text(json.dumps({**state, "status": "completed"}))
-    with pytest.raises(DataError, match=f"results/summary.json says {running} is running, its status.json does not"):
+    with pytest.raises(
+        DataError, match=f"results/summary.json says {running} is running, its status.json does not"
+    ):
         verify(build(tmp_path / "lying.tar.gz", ["results/summary.json"], "summary.html", {}))
 
 
@@ -125,21 +161,43 @@ def test_a_snapshot_archives_a_study_as_it_stands_and_leaves_its_files_alone(tmp
 
     from pipeline.cli import main
 
-    done, running = _run_dir(tmp_path, "ce", "completed", 3, 3, 0.95), _run_dir(tmp_path, "nllr_keras", "running", 5, 2)
+    done, running = (
+        _run_dir(tmp_path, "ce", "completed", 3, 3, 0.95),
+        _run_dir(tmp_path, "nllr_keras", "running", 5, 2),
+    )
     waiting = "results/mnist/mnist_cnn/bce/seed1"  # planned, not started
     monkeypatch.chdir(tmp_path)
     assert main(["snapshot", "--runs", waiting, "--out", "none.tar.gz"]) == 2
     assert "none of the 1 runs has started" in capsys.readouterr().err and not os.path.exists("none.tar.gz")
     before = sorted(p for p in tmp_path.rglob("*"))
     out = tmp_path / "snap.tar.gz"
-    assert main(["snapshot", "--runs", str(done), str(running), waiting, "--config-json", '{"seed": 1}',
-                 "--out", str(out)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "snapshot",
+                "--runs",
+                str(done),
+                str(running),
+                waiting,
+                "--config-json",
+                '{"seed": 1}',
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert capsys.readouterr().out.strip() == f"{out}: 2 runs (1 still training), 1 not started"
     assert sorted(p for p in tmp_path.rglob("*") if p != out) == before  # no summary, no report written
     assert verify(out) > 0
     with tarfile.open(out) as tar:
         names = {name.split("/", 1)[1] for name in tar.getnames()}
-    assert {"results/summary.json", "reports/summary.html", f"{running}/history.csv", f"{done}/metrics.json"} <= names
+    assert {
+        "results/summary.json",
+        "reports/summary.html",
+        f"{running}/history.csv",
+        f"{done}/metrics.json",
+    } <= names
     assert f"{running}/metrics.json" not in names and not any(waiting in name for name in names)
     html = read(out)["reports/summary.html"].decode()
     assert f"1 run of the\nstudy has not started and is in no table:\n<code>{waiting}</code>." in html

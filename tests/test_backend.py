@@ -4,6 +4,7 @@ Every device test runs twice: on `strictdevice`, a CPU stand-in that refuses
 NumPy-only paths the way CuPy does (so CI exercises the device code), and on
 CuPy when a CUDA GPU is visible (skipped otherwise, with the reason).
 """
+
 import json
 import subprocess
 import sys
@@ -88,7 +89,9 @@ def test_cupy_without_a_gpu_is_an_error_and_auto_falls_back(monkeypatch):
     def device_count():
         raise NoDevice("cudaErrorNoDevice: no CUDA-capable device is detected")
 
-    fake = types.SimpleNamespace(cuda=types.SimpleNamespace(runtime=types.SimpleNamespace(getDeviceCount=device_count)))
+    fake = types.SimpleNamespace(
+        cuda=types.SimpleNamespace(runtime=types.SimpleNamespace(getDeviceCount=device_count))
+    )
     monkeypatch.setitem(sys.modules, "cupy", fake)
     with pytest.raises(SoftlossError, match="no usable CUDA GPU .NoDevice: cudaErrorNoDevice"):
         backend.resolve("cupy")
@@ -97,9 +100,29 @@ def test_cupy_without_a_gpu_is_an_error_and_auto_falls_back(monkeypatch):
 
 @pytest.mark.skipif(CUPY is not None, reason="a CUDA GPU is visible here")
 def test_cli_asking_for_cupy_without_a_gpu_says_why(mnist_h5, tmp_path, capsys):
-    code = cli.main(["train", "--data", str(mnist_h5), "--model", "mlp", "--loss", "ce", "--optimizer", "sgd",
-                     "--epochs", "1", "--batch-size", "10", "--seed", "1", "--backend", "cupy",
-                     "--out", str(tmp_path / "run")])  # fmt: skip
+    code = cli.main(
+        [
+            "train",
+            "--data",
+            str(mnist_h5),
+            "--model",
+            "mlp",
+            "--loss",
+            "ce",
+            "--optimizer",
+            "sgd",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "10",
+            "--seed",
+            "1",
+            "--backend",
+            "cupy",
+            "--out",
+            str(tmp_path / "run"),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("error: backend cupy:") and "Traceback" not in err
     assert not (tmp_path / "run" / "model.npz").exists()
@@ -182,8 +205,12 @@ def test_device_vjps_keep_float32():
     """On a device the replaced VJPs keep float32 (autograd's own, which NumPy
     arrays keep, turn some of these float64)."""
     x = np.random.default_rng(0).standard_normal((3, 4)).astype(np.float32)
-    for op in (lambda x: anp.mean(x), lambda x: anp.where(x > 0, x, 0.5 * x), lambda x: anp.dot(x, x[0]),
-               lambda x: anp.einsum("ij->i", x)):  # fmt: skip
+    for op in (
+        lambda x: anp.mean(x),
+        lambda x: anp.where(x > 0, x, 0.5 * x),
+        lambda x: anp.dot(x, x[0]),
+        lambda x: anp.einsum("ij->i", x),
+    ):
         _, grads = grads_on(STRICT, lambda p: anp.sum(op(p[0])), [x])
         assert grads[0].dtype == np.float32
 
@@ -214,7 +241,9 @@ def test_losses_on_device(device, loss, logits):
     fun = lambda p, y: losses.LOSSES[loss](p[0], y)  # noqa: E731
     value, grads = value_and_grad(fun)([z], labels)
     device_value, device_grads = grads_on(device, fun, [z], labels)
-    assert np.isfinite(device_value) and abs(float(device_value) - float(value)) <= 1e-4 * max(1.0, abs(float(value)))
+    assert np.isfinite(device_value) and abs(float(device_value) - float(value)) <= 1e-4 * max(
+        1.0, abs(float(value))
+    )
     assert_close(grads, device_grads, device)
 
 
@@ -232,7 +261,10 @@ LAYERS = {
     "conv same relu": (layers.conv2d(4, (3, 3), padding="same", activation="relu"), (3, 9, 8, 2)),
     "conv 2x3": (layers.conv2d(3, (2, 3), padding="same"), (2, 7, 6, 3)),
     "maxpool odd": (layers.maxpool2d(), (2, 7, 9, 3)),
-    "serial": (layers.serial(layers.conv2d(4), layers.maxpool2d(), layers.flatten, layers.dense(3)), (2, 8, 8, 1)),
+    "serial": (
+        layers.serial(layers.conv2d(4), layers.maxpool2d(), layers.flatten, layers.dense(3)),
+        (2, 8, 8, 1),
+    ),
 }
 
 
@@ -259,8 +291,15 @@ def test_dropout_on_device_is_seeded_scaled_and_stays_there(device):
     assert set(np.unique(first)) == {0.0, np.float32(1 / 0.75)} and abs((first == 0).mean() - 0.25) < 0.02
 
 
-@pytest.mark.parametrize("name,shape", [("knet_softmax", (28, 28, 1)), ("mlp", (28, 28, 1)),
-                                        ("mnist_cnn", (28, 28, 1)), ("cifar_cnn", (32, 32, 3))])  # fmt: skip
+@pytest.mark.parametrize(
+    "name,shape",
+    [
+        ("knet_softmax", (28, 28, 1)),
+        ("mlp", (28, 28, 1)),
+        ("mnist_cnn", (28, 28, 1)),
+        ("cifar_cnn", (32, 32, 3)),
+    ],
+)
 def test_models_on_device(device, name, shape):
     init, apply = models.build(name)
     params = init(np.random.default_rng(0), shape)
@@ -272,8 +311,12 @@ def test_models_on_device(device, name, shape):
     assert abs(float(device_value) - float(value)) <= 1e-4 * abs(float(value))
     assert_close(grads, device_grads, device)
     noise = device.noise_rng(0, 1)  # training mode: dropout masks drawn on the device
-    _, train_grads = grads_on(device, lambda p, x, y: losses.ce(apply(p, x, train=True, rng=noise), y), params, x, y)
-    assert all(g.dtype == np.float32 and np.isfinite(g).all() for g in tree.leaves(device.to_host(train_grads)))
+    _, train_grads = grads_on(
+        device, lambda p, x, y: losses.ce(apply(p, x, train=True, rng=noise), y), params, x, y
+    )
+    assert all(
+        g.dtype == np.float32 and np.isfinite(g).all() for g in tree.leaves(device.to_host(train_grads))
+    )
 
 
 @pytest.mark.parametrize("name", optim.OPTIMIZERS)
@@ -281,8 +324,11 @@ def test_optimizers_on_device(device, name):
     rng = np.random.default_rng(0)
     params = [rng.standard_normal((4, 3)).astype(np.float32), [rng.standard_normal(3).astype(np.float32)]]
     opt = optim.build(name, lr=0.01)
-    host, on_device = (params, opt.init(params)), (device.to_device(params), opt.init(device.to_device(params)))
-    for step in range(3):
+    host, on_device = (
+        (params, opt.init(params)),
+        (device.to_device(params), opt.init(device.to_device(params))),
+    )
+    for _step in range(3):
         grads = [rng.standard_normal((4, 3)).astype(np.float32), [rng.standard_normal(3).astype(np.float32)]]
         host = opt.update(host[0], grads, host[1])
         on_device = opt.update(on_device[0], device.to_device(grads), on_device[1])
@@ -292,14 +338,28 @@ def test_optimizers_on_device(device, name):
 
 # ----------------------------------------------------------------- runs
 def _config(mnist_h5, **changes):
-    settings = dict(data=str(mnist_h5), model="mlp", loss="ce", optimizer="sgd", epochs=2, batch_size=50,
-                    seed=3, hyperparameters={"lr": 0.1}, model_options={"hidden": 16}, train_size=600, test_size=300)  # fmt: skip
+    settings = dict(
+        data=str(mnist_h5),
+        model="mlp",
+        loss="ce",
+        optimizer="sgd",
+        epochs=2,
+        batch_size=50,
+        seed=3,
+        hyperparameters={"lr": 0.1},
+        model_options={"hidden": 16},
+        train_size=600,
+        test_size=300,
+    )
     settings.update(changes)
     return RunConfig(**settings)
 
 
 def _history(run_dir):
-    return [{k: v for k, v in row.items() if k not in ("seconds", "eval_seconds")} for row in rundir.read_history(run_dir / "history.csv")]
+    return [
+        {k: v for k, v in row.items() if k not in ("seconds", "eval_seconds")}
+        for row in rundir.read_history(run_dir / "history.csv")
+    ]
 
 
 def test_run_on_device_matches_numpy_without_dropout(device, mnist_h5, tmp_path, monkeypatch):
@@ -322,8 +382,16 @@ def test_run_on_device_matches_numpy_without_dropout(device, mnist_h5, tmp_path,
 
 
 def test_run_on_device_is_deterministic_and_resumes_exactly(device, mnist_h5, tmp_path):
-    config = _config(mnist_h5, model="mnist_cnn", model_options={}, optimizer="adadelta", hyperparameters={},
-                     train_size=256, test_size=128, batch_size=64)  # fmt: skip
+    config = _config(
+        mnist_h5,
+        model="mnist_cnn",
+        model_options={},
+        optimizer="adadelta",
+        hyperparameters={},
+        train_size=256,
+        test_size=128,
+        batch_size=64,
+    )
     train.run(config, tmp_path / "straight", quiet=True, backend=device)
     train.run(config, tmp_path / "twice", quiet=True, backend=device)
     train.run(RunConfig(**{**config.__dict__, "epochs": 1}), tmp_path / "resumed", quiet=True, backend=device)
@@ -334,8 +402,15 @@ def test_run_on_device_is_deterministic_and_resumes_exactly(device, mnist_h5, tm
 
 
 def test_divergence_on_device_is_caught_and_the_last_finite_model_kept(device, mnist_h5, tmp_path):
-    config = _config(mnist_h5, loss="negated_ce", hyperparameters={"lr": 1.0}, epochs=20, batch_size=100,
-                     train_size=2000, test_size=200)  # fmt: skip
+    config = _config(
+        mnist_h5,
+        loss="negated_ce",
+        hyperparameters={"lr": 1.0},
+        epochs=20,
+        batch_size=100,
+        train_size=2000,
+        test_size=200,
+    )
     status = train.run(config, tmp_path, quiet=True, log=lambda *a: None, backend=device)
     assert status["status"] == "diverged" and status["epoch"] < 20
     assert "non-finite" in status["reason"] or "loss became" in status["reason"]
@@ -356,23 +431,37 @@ def test_one_epoch_of_cifar10_on_device(device, tmp_path):
     one epoch, the data resident on the device: a tiny file on the stand-in, a
     full-size one on a GPU."""
     per_batch = 40 if device is STRICT else 10_000
-    config = RunConfig(data=str(_cifar_h5(tmp_path, per_batch)), model="cifar_cnn", loss="nllr",
-                             optimizer="rmsprop", hyperparameters={"lr": 1e-4, "decay": 1e-6}, epochs=1,
-                             batch_size=32, seed=1, augment=True)  # fmt: skip
+    config = RunConfig(
+        data=str(_cifar_h5(tmp_path, per_batch)),
+        model="cifar_cnn",
+        loss="nllr",
+        optimizer="rmsprop",
+        hyperparameters={"lr": 1e-4, "decay": 1e-6},
+        epochs=1,
+        batch_size=32,
+        seed=1,
+        augment=True,
+    )
     status = train.run(config, tmp_path / "run", quiet=True, backend=device)
     again = train.run(config, tmp_path / "again", quiet=True, backend=device)
     assert status["backend"] == device.name and status["epoch"] == 1
     (row,) = rundir.read_history(tmp_path / "run" / "history.csv")
     (same,) = rundir.read_history(tmp_path / "again" / "history.csv")
     # One epoch on the device, computed as the host computes, and the same again from the same seed.
-    assert np.isfinite(row["train_loss"]) and row["train_loss"] != 0 and {**row, "seconds": 0, "eval_seconds": 0} == \
-        {**same, "seconds": 0, "eval_seconds": 0} and status["status"] == again["status"]  # fmt: skip
+    assert (
+        np.isfinite(row["train_loss"])
+        and row["train_loss"] != 0
+        and {**row, "seconds": 0, "eval_seconds": 0} == {**same, "seconds": 0, "eval_seconds": 0}
+        and status["status"] == again["status"]
+    )
     print(f"one epoch of {5 * per_batch} CIFAR-10 images on {device.device}: {row['seconds']:.1f} s")
 
 
 def test_benchmark_runs_on_a_device():
     said = []
-    rows = bench_run.run(cases=["knet_softmax:8"], steps=1, repeats=1, alone=True, out=said.append, backend=STRICT)
+    rows = bench_run.run(
+        cases=["knet_softmax:8"], steps=1, repeats=1, alone=True, out=said.append, backend=STRICT
+    )
     assert rows[0]["softloss"] > 0 and "strict" in said[1]
 
 
@@ -381,7 +470,9 @@ def test_augmentation_on_device_matches_the_host(device):
     images = (np.random.default_rng(0).random((16, 12, 10, 3)) * 255).astype(np.uint8)
     labels = np.arange(16) % 10
     host = list(batches.batches(images, labels, 8, np.random.default_rng(3), augment=True))
-    on_device = list(batches.batches(*device.to_device([images, labels]), 8, np.random.default_rng(3), augment=True))
+    on_device = list(
+        batches.batches(*device.to_device([images, labels]), 8, np.random.default_rng(3), augment=True)
+    )
     for (x, y), (dx, dy) in zip(host, on_device):
         np.testing.assert_array_equal(y, device.to_host(dy))
         np.testing.assert_allclose(device.to_host(dx), x, rtol=0, atol=1e-6)
@@ -399,21 +490,35 @@ def test_a_step_by_the_gpus_algorithms_never_loads_numba():
     by NumPy's passes) must not need it, nor its LLVM."""
     import sys
 
-    code = ("import sys, numpy as np\n"
-            "from pipeline.core import models\n"
-            "from pipeline.core.autodiff import value_and_grad\n"
-            "from pipeline.core.losses import LOSSES\n"
-            "from pipeline.core.settings import SETTINGS\n"
-            "SETTINGS.convolution = sys.argv[1]\n"
-            "SETTINGS.pooling = sys.argv[2]\n"
-            "SETTINGS.cross_entropy = sys.argv[3]\n"
-            "init, apply = models.build('cifar_cnn')\n"
-            "params = init(np.random.default_rng(0), (32, 32, 3))\n"
-            "x, y = np.zeros((2, 32, 32, 3), np.float32), np.array([0, 1])\n"
-            "value_and_grad(lambda p: LOSSES['ce'](apply(p, x), y))(params)\n"
-            "print('numba' in sys.modules)")  # fmt: skip
-    loaded = {ways: subprocess.run([sys.executable, "-c", code, *ways], capture_output=True, text=True, check=True).stdout.strip()
-              for ways in (("direct", "quadrants", "numpy"), ("auto", "quadrants", "numpy"),
-                           ("direct", "compiled", "numpy"), ("direct", "quadrants", "compiled"))}  # fmt: skip
-    assert loaded == {("direct", "quadrants", "numpy"): "False", ("auto", "quadrants", "numpy"): "True",
-                      ("direct", "compiled", "numpy"): "True", ("direct", "quadrants", "compiled"): "True"}  # fmt: skip
+    code = (
+        "import sys, numpy as np\n"
+        "from pipeline.core import models\n"
+        "from pipeline.core.autodiff import value_and_grad\n"
+        "from pipeline.core.losses import LOSSES\n"
+        "from pipeline.core.settings import SETTINGS\n"
+        "SETTINGS.convolution = sys.argv[1]\n"
+        "SETTINGS.pooling = sys.argv[2]\n"
+        "SETTINGS.cross_entropy = sys.argv[3]\n"
+        "init, apply = models.build('cifar_cnn')\n"
+        "params = init(np.random.default_rng(0), (32, 32, 3))\n"
+        "x, y = np.zeros((2, 32, 32, 3), np.float32), np.array([0, 1])\n"
+        "value_and_grad(lambda p: LOSSES['ce'](apply(p, x), y))(params)\n"
+        "print('numba' in sys.modules)"
+    )
+    loaded = {
+        ways: subprocess.run(
+            [sys.executable, "-c", code, *ways], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        for ways in (
+            ("direct", "quadrants", "numpy"),
+            ("auto", "quadrants", "numpy"),
+            ("direct", "compiled", "numpy"),
+            ("direct", "quadrants", "compiled"),
+        )
+    }
+    assert loaded == {
+        ("direct", "quadrants", "numpy"): "False",
+        ("auto", "quadrants", "numpy"): "True",
+        ("direct", "compiled", "numpy"): "True",
+        ("direct", "quadrants", "compiled"): "True",
+    }

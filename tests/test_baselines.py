@@ -2,6 +2,7 @@
 ones, each against an independent float64 reference of its formula (40 digits
 where the log-space forms matter), on random, wide (+-1e4) and 100-class
 logits; their gradients against finite differences; float32 kept."""
+
 import autograd
 import mpmath
 import numpy as np
@@ -40,10 +41,12 @@ def _reference(z, c, eps=0.1, gamma=2.0, poly_eps=1.0, alpha=1.0, beta=0.25, k=1
 
 def _cases():
     rng = np.random.default_rng(36)
-    rows = [("random", rng.standard_normal((5, 10)) * 3, rng.integers(0, 10, 5)),
-            ("wide +-1e4", rng.uniform(-1e4, 1e4, (5, 10)), rng.integers(0, 10, 5)),
-            ("one-hot 1e4", np.where(np.arange(10) == 2, 1e4, -1e4)[None].repeat(2, 0), np.array([2, 7])),
-            ("C=100", rng.standard_normal((3, 100)) * 5, np.array([0, 50, 99]))]  # fmt: skip
+    rows = [
+        ("random", rng.standard_normal((5, 10)) * 3, rng.integers(0, 10, 5)),
+        ("wide +-1e4", rng.uniform(-1e4, 1e4, (5, 10)), rng.integers(0, 10, 5)),
+        ("one-hot 1e4", np.where(np.arange(10) == 2, 1e4, -1e4)[None].repeat(2, 0), np.array([2, 7])),
+        ("C=100", rng.standard_normal((3, 100)) * 5, np.array([0, 50, 99])),
+    ]
     return [(name, z.astype(np.float32), y) for name, z, y in rows]
 
 
@@ -79,9 +82,13 @@ def test_each_gradient_matches_finite_differences_float64(loss, check_grads):
 def test_options_are_the_greek_letters_and_checked():
     rng = np.random.default_rng(3)
     z, c = rng.standard_normal((4, 10)).astype(np.float32), rng.integers(0, 10, 4)
-    for name, options, key in (("label_smoothing", {"eps": 0.3}, {"eps": 0.3}), ("focal", {"gamma": 0.5}, {"gamma": 0.5}),
-                               ("poly1", {"eps": 2.0}, {"poly_eps": 2.0}), ("crl", {"beta": 1.0}, {"beta": 1.0}),
-                               ("square_logits", {"k": 3.0, "m": 5.0}, {"k": 3.0, "m": 5.0})):  # fmt: skip
+    for name, options, key in (
+        ("label_smoothing", {"eps": 0.3}, {"eps": 0.3}),
+        ("focal", {"gamma": 0.5}, {"gamma": 0.5}),
+        ("poly1", {"eps": 2.0}, {"poly_eps": 2.0}),
+        ("crl", {"beta": 1.0}, {"beta": 1.0}),
+        ("square_logits", {"k": 3.0, "m": 5.0}, {"k": 3.0, "m": 5.0}),
+    ):
         ours = float(losses.build(name, **options)(z, c))
         ref = float(np.mean([float(_reference(row, int(label), **key)[name]) for row, label in zip(z, c)]))
         assert abs(ours - ref) <= 1e-3 * abs(ref), (name, ours, ref)

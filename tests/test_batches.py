@@ -18,9 +18,11 @@ def test_batches_seeded_complete_and_scaled():
     assert all(np.array_equal(a[1], b[1]) for a, b in zip(first, again))
     assert not all(np.array_equal(a[1], b[1]) for a, b in zip(first, other))
     x, y = first[0]
-    assert x.dtype == np.float32 and 0 <= x.min() and x.max() <= 1
+    assert x.dtype == np.float32 and x.min() >= 0 and x.max() <= 1
     np.testing.assert_array_equal(x * 255, images[y].astype(np.float32))
-    assert [len(y) for _, y in batches.batches(images, labels, 3, np.random.default_rng(0), drop_last=True)] == [3, 3, 3]
+    assert [
+        len(y) for _, y in batches.batches(images, labels, 3, np.random.default_rng(0), drop_last=True)
+    ] == [3, 3, 3]
 
 
 def test_augmentation_shifts_flips_and_is_seeded():
@@ -34,7 +36,9 @@ def test_augmentation_shifts_flips_and_is_seeded():
     assert a.min() >= images.min() and a.max() <= images.max()  # interpolation and nearest fill
     flipped = batches.shift_and_flip(images, np.random.default_rng(5), shift=0.0, flip=True)
     is_flipped = [np.array_equal(f, i[:, ::-1]) for f, i in zip(flipped, images)]
-    assert 10 < sum(is_flipped) < 54 and all(f or np.array_equal(o, i) for f, o, i in zip(is_flipped, flipped, images))
+    assert 10 < sum(is_flipped) < 54 and all(
+        f or np.array_equal(o, i) for f, o, i in zip(is_flipped, flipped, images)
+    )
     # On a ramp whose value is its column, a shift by dx pixels (bilinear) reads
     # column j - dx: the ramp moved by dx, the edge column repeated past the border.
     ramp = np.arange(10, dtype=np.float32)[None, None, :, None].repeat(8, 1).repeat(4, 0)

@@ -1,5 +1,6 @@
 """The train-step bench: softloss alone, and --compare's turns between the
 values of a CPU setting."""
+
 import pytest
 
 from pipeline import cli
@@ -29,7 +30,9 @@ def test_compare_times_every_value_in_turns_and_restores_the_setting(monkeypatch
     monkeypatch.setitem(compare.COMPARABLE, "probe", (cases.whole, lambda: current["value"], write))
     monkeypatch.setattr(bench_run, "softloss_stepper", stepper)
     said = []
-    (row,) = bench_run.run(cases=["knet_softmax:2"], steps=3, repeats=2, out=said.append, compare="probe=1,2,3")
+    (row,) = bench_run.run(
+        cases=["knet_softmax:2"], steps=3, repeats=2, out=said.append, compare="probe=1,2,3"
+    )
     warm_up = [1, 1, 2, 2, 3, 3]
     assert seen == warm_up + ([1] * 3 + [2] * 3 + [3] * 3) * 2
     assert current["value"] == 7  # put back as it was
@@ -40,22 +43,29 @@ def test_compare_times_every_value_in_turns_and_restores_the_setting(monkeypatch
 
 
 def test_compare_switches_a_real_setting_and_puts_it_back():
-    rows = bench_run.run(cases=["mnist_cnn:4"], steps=1, repeats=1, out=lambda line: None,
-                     compare="pooling=quadrants,compiled")  # fmt: skip
+    rows = bench_run.run(
+        cases=["mnist_cnn:4"], steps=1, repeats=1, out=lambda line: None, compare="pooling=quadrants,compiled"
+    )
     assert rows[0]["quadrants"] > 0 and rows[0]["compiled"] > 0 and "projected_seconds" not in rows[0]
     assert SETTINGS.pooling == "compiled"
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--compare", "pool=a,b"], "the setting is one of convolution, pooling, cross-entropy, optimizer-update, threads"),
-    (["--compare", "pooling=compiled,quad"], "'quad' is not one of compiled, quadrants"),
-    (["--compare", "threads=2"], "give two or more different values, as threads=A,B"),
-    (["--compare", "threads=2,2"], "give two or more different values"),
-    (["--compare", "block-kib=1024,-5"], "'-5' is not a whole number >= 1"),
-    (["--compare", "threads=1,2", "--threads", "1"], "both set the thread count"),
-    (["--cases", "mnist_cnn"], "the batch size is a whole number >= 1, as mnist_cnn:128"),
-    (["--cases", "resnet:8"], "unknown benchmark model 'resnet'"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (
+            ["--compare", "pool=a,b"],
+            "the setting is one of convolution, pooling, cross-entropy, optimizer-update, threads",
+        ),
+        (["--compare", "pooling=compiled,quad"], "'quad' is not one of compiled, quadrants"),
+        (["--compare", "threads=2"], "give two or more different values, as threads=A,B"),
+        (["--compare", "threads=2,2"], "give two or more different values"),
+        (["--compare", "block-kib=1024,-5"], "'-5' is not a whole number >= 1"),
+        (["--compare", "threads=1,2", "--threads", "1"], "both set the thread count"),
+        (["--cases", "mnist_cnn"], "the batch size is a whole number >= 1, as mnist_cnn:128"),
+        (["--cases", "resnet:8"], "unknown benchmark model 'resnet'"),
+    ],
+)
 def test_bench_refuses_bad_input_in_one_line(capsys, argv, message):
     code = cli.main(["bench", "--alone", *argv])
     err = capsys.readouterr().err
@@ -65,7 +75,6 @@ def test_bench_refuses_bad_input_in_one_line(capsys, argv, message):
 
 def test_compare_refuses_a_device_backend():
     import strictdevice
-
 
     device = backend.device_backend(strictdevice, "strict", "CPU stand-in for CuPy")
     with pytest.raises(ValueError, match="--compare switches CPU settings"):

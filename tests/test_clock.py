@@ -1,4 +1,5 @@
 """pipeline.common.clock: the spells a process was stopped are left out."""
+
 import json
 import signal
 import subprocess
@@ -21,15 +22,18 @@ with RunningClock() as clock:
 """
 
 
-@pytest.mark.parametrize("wall, cpu, stop", [
-    (0.1, 0.1, 0.0),  # on time, busy
-    (0.1, 0.0, 0.0),  # on time, idle
-    (0.9, 0.0, 0.0),  # late, but not by more than stop_after: a slow wake, not a stop
-    (3.1, 0.0, 3.0),  # late by 3 s with no CPU used: stopped 3 s
-    (3.1, 1.0, 2.0),  # of which 1 s computing (before or after the stop)
-    (3.1, 3.0, 0.0),  # a call that held the interpreter: late, but computing all along
-    (3.1, 3.5, 0.0),  # more CPU than wall time (several threads): no stop
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "wall, cpu, stop",
+    [
+        (0.1, 0.1, 0.0),  # on time, busy
+        (0.1, 0.0, 0.0),  # on time, idle
+        (0.9, 0.0, 0.0),  # late, but not by more than stop_after: a slow wake, not a stop
+        (3.1, 0.0, 3.0),  # late by 3 s with no CPU used: stopped 3 s
+        (3.1, 1.0, 2.0),  # of which 1 s computing (before or after the stop)
+        (3.1, 3.0, 0.0),  # a call that held the interpreter: late, but computing all along
+        (3.1, 3.5, 0.0),  # more CPU than wall time (several threads): no stop
+    ],
+)
 def test_a_late_wake_counts_as_a_stop_only_for_the_time_without_cpu(wall, cpu, stop):
     assert RunningClock(tick=0.1, stop_after=1.0).stop_in(wall, cpu) == pytest.approx(stop)
 
@@ -38,7 +42,9 @@ def test_a_stopped_child_leaves_its_stop_out_and_keeps_its_running_time():
     """A real SIGSTOP of 3 s in a busy child's 4 s: the child's clock reaches 4 s
     of running time (its loop says so) and counts most of the stop as a stop;
     how much of the 3 s, a loaded machine's scheduling may shift."""
-    process = subprocess.Popen([sys.executable, "-c", CHILD.format(seconds=4.0)], stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-c", CHILD.format(seconds=4.0)], stdout=subprocess.PIPE, text=True
+    )
     assert process.stdout.readline().strip() == "ready"
     time.sleep(0.5)
     process.send_signal(signal.SIGSTOP)

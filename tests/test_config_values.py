@@ -1,5 +1,6 @@
 """A config's values reach the jobs as written, and check-config and the
 workflow accept and refuse the same configs (one validation, one reading)."""
+
 import json
 import shlex
 import subprocess
@@ -10,16 +11,62 @@ import yaml
 from repo import REPO
 
 # Strings YAML would read otherwise if a value were parsed a second time.
-TRICKY = ["/m #x", "a: b", "'q'", '"dq"', "yes", "1", "ü ☃", "null", "[1, 2]", "{a: 1}", "0x10", "1e3", "~", "on",
-          "- x", "&a", "*b", "!!str x", "%x", "2026-12-07"]  # fmt: skip
+TRICKY = [
+    "/m #x",
+    "a: b",
+    "'q'",
+    '"dq"',
+    "yes",
+    "1",
+    "ü ☃",
+    "null",
+    "[1, 2]",
+    "{a: 1}",
+    "0x10",
+    "1e3",
+    "~",
+    "on",
+    "- x",
+    "&a",
+    "*b",
+    "!!str x",
+    "%x",
+    "2026-12-07",
+]
 
-BASE = {"studies": None, "experiments": [{"dataset": "mnist", "model": "mlp", "optimizer": "sgd", "losses": {"ce": {}},
-                                          "epochs": 1, "batch_size": 50, "seeds": [1]}]}  # fmt: skip
+BASE = {
+    "studies": None,
+    "experiments": [
+        {
+            "dataset": "mnist",
+            "model": "mlp",
+            "optimizer": "sgd",
+            "losses": {"ce": {}},
+            "epochs": 1,
+            "batch_size": 50,
+            "seeds": [1],
+        }
+    ],
+}
 
 
 def _dry_run(workdir, config_path, *args):
-    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--configfile",
-               str(config_path), "-n", "-p", *args, "--", "reports/summary.html"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(REPO / "Snakefile"),
+        "-d",
+        str(workdir),
+        "--configfile",
+        str(config_path),
+        "-n",
+        "-p",
+        *args,
+        "--",
+        "reports/summary.html",
+    ]
     return subprocess.run(command, capture_output=True, text=True, timeout=120)
 
 
@@ -65,7 +112,10 @@ def test_check_config_and_the_workflow_refuse_the_same_values(tmp_path, change, 
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump({**BASE, "experiments": [{**BASE["experiments"][0], **change}]}))
     checked, dry = _check_config(path), _dry_run(tmp_path, path)
-    assert (checked.returncode != 0, dry.returncode != 0) == (refused, refused), (checked.stderr, dry.stderr[-2000:])
+    assert (checked.returncode != 0, dry.returncode != 0) == (refused, refused), (
+        checked.stderr,
+        dry.stderr[-2000:],
+    )
     if refused and change != {"train_size": 40}:
         key = next(iter(change))
         assert f"experiments/0/{key}" in checked.stderr and f"experiments/0/{key}" in dry.stderr
@@ -95,23 +145,33 @@ def test_check_config_and_fetch_work_from_any_directory(tmp_path):
     """The checkout's default config, schema and vendored MNIST are found from the package, not the working directory."""
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(BASE))
-    checked = subprocess.run([sys.executable, "-m", "pipeline", "check-config", str(path)], cwd=tmp_path,
-                             capture_output=True, text=True, timeout=120)  # fmt: skip
+    checked = subprocess.run(
+        [sys.executable, "-m", "pipeline", "check-config", str(path)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert checked.returncode == 0, checked.stderr
-    fetched = subprocess.run([sys.executable, "-m", "pipeline", "fetch", "mnist", "--out", "raw", "--quiet"], cwd=tmp_path,
-                             capture_output=True, text=True, timeout=120)  # fmt: skip
+    fetched = subprocess.run(
+        [sys.executable, "-m", "pipeline", "fetch", "mnist", "--out", "raw", "--quiet"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert fetched.returncode == 0, fetched.stderr  # no network: only the vendored copy can serve it
     vendored = sorted(p.name for p in (REPO / "data/raw/vendored/mnist").glob("*.gz"))
     assert sorted(p.name for p in (tmp_path / "raw").iterdir()) == vendored
 
 
-TEN_CLASSES_ONLY = '''import autograd.numpy as np
+TEN_CLASSES_ONLY = """import autograd.numpy as np
 
 
 def ten(logits, labels):
     z = logits - np.log(np.sum(np.exp(logits), axis=1, keepdims=True))
     return -np.mean(np.sum(z * np.eye(10)[labels], axis=1))
-'''
+"""
 
 
 def _shapes(root, classes=("ring", "stripe", "dot"), empty=()):
@@ -127,18 +187,28 @@ def _shapes(root, classes=("ring", "stripe", "dot"), empty=()):
     return root
 
 
-@pytest.mark.parametrize("case, message", [
-    ("a loss for ten classes", "ten.py: loss 'ten': fails on a probe batch of 50 x 3 logits"),
-    ("one class", "datasets/shapes: {folder}: one class (ring): a classifier needs two or more"),
-    ("an emptied training class", "datasets/shapes: {folder}: class 'stripe' has no images in train/"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("a loss for ten classes", "ten.py: loss 'ten': fails on a probe batch of 50 x 3 logits"),
+        ("one class", "datasets/shapes: {folder}: one class (ring): a classifier needs two or more"),
+        ("an emptied training class", "datasets/shapes: {folder}: class 'stripe' has no images in train/"),
+    ],
+)
 def test_what_fails_in_training_is_refused_before_any_job_naming_its_file(tmp_path, case, message):
-    folder = _shapes(tmp_path / "shapes", classes=("ring",) if case == "one class" else ("ring", "stripe", "dot"),
-                     empty={("train", "stripe")} if case == "an emptied training class" else ())  # fmt: skip
+    folder = _shapes(
+        tmp_path / "shapes",
+        classes=("ring",) if case == "one class" else ("ring", "stripe", "dot"),
+        empty={("train", "stripe")} if case == "an emptied training class" else (),
+    )
     (tmp_path / "ten.py").write_text(TEN_CLASSES_ONLY)
     experiment = {**BASE["experiments"][0], "dataset": "shapes", "losses": {"ten": {}, "ce": {}}}
-    config = {**BASE, "experiments": [experiment], "datasets": {"shapes": {"folder": str(folder)}},
-              "user_losses": {"ten": {"file": str(tmp_path / "ten.py")}}}  # fmt: skip
+    config = {
+        **BASE,
+        "experiments": [experiment],
+        "datasets": {"shapes": {"folder": str(folder)}},
+        "user_losses": {"ten": {"file": str(tmp_path / "ten.py")}},
+    }
     if case != "a loss for ten classes":
         experiment["losses"] = {"ce": {}}
     path = tmp_path / "c.yaml"

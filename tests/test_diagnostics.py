@@ -1,6 +1,7 @@
 """Where each loss's gradient goes (pipeline.runs.diagnostics): the numbers on
 logits made up here against what the losses' closed forms say, and a run's
 diagnostics.csv against `diagnose` and a resumed run."""
+
 import json
 import subprocess
 import sys
@@ -29,8 +30,16 @@ def _measure(loss_name, logits=LOGITS, labels=LABELS):
     def apply(params, x):
         return logits[np.rint(x[:, 0, 0, 0] * 255).astype(int)]
 
-    return diagnostics.measure(apply, [np.eye(2, dtype=np.float32)], (images, labels), loss,
-                               diagnostics.floor(loss, logits.shape[1]), logits, labels, NUMPY)  # fmt: skip
+    return diagnostics.measure(
+        apply,
+        [np.eye(2, dtype=np.float32)],
+        (images, labels),
+        loss,
+        diagnostics.floor(loss, logits.shape[1]),
+        logits,
+        labels,
+        NUMPY,
+    )
 
 
 def _softmax(z):
@@ -83,8 +92,19 @@ def test_the_probe_is_the_same_images_for_every_run_of_a_dataset():
 
 
 def _config(mnist_h5, **changes):
-    base = dict(data=str(mnist_h5), model="mlp", model_options={"hidden": 16}, loss="nllr_keras", optimizer="sgd",
-                epochs=2, batch_size=100, seed=3, hyperparameters={"lr": 0.1}, train_size=2000, test_size=500)  # fmt: skip
+    base = dict(
+        data=str(mnist_h5),
+        model="mlp",
+        model_options={"hidden": 16},
+        loss="nllr_keras",
+        optimizer="sgd",
+        epochs=2,
+        batch_size=100,
+        seed=3,
+        hyperparameters={"lr": 0.1},
+        train_size=2000,
+        test_size=500,
+    )
     return RunConfig(**{**base, **changes})
 
 
@@ -98,8 +118,12 @@ def test_a_run_writes_them_every_epoch_and_diagnose_gives_the_same_numbers(mnist
     rows = read_diagnostics(out / "diagnostics.csv")
     assert [row["epoch"] for row in rows] == [1, 2] and {"weight_norm_1", "weight_norm_2"} <= set(rows[0])
     assert rows[1]["floor_fraction"] is not None and 0 < rows[1]["probe_accuracy"] <= 1
-    result = subprocess.run([sys.executable, "-m", "pipeline", "diagnose", str(out / "checkpoint.npz")],
-                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline", "diagnose", str(out / "checkpoint.npz")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     assert _without_seconds([json.loads(result.stdout)]) == _without_seconds(rows[1:])
 
@@ -111,7 +135,8 @@ def test_a_resumed_run_writes_the_same_rows(mnist_h5, tmp_path):
     (halves / "diagnostics.csv").unlink()  # the checkpoint holds them
     run(_config(mnist_h5), halves, quiet=True, log=lambda *a: None)
     assert _without_seconds(read_diagnostics(halves / "diagnostics.csv")) == _without_seconds(
-        read_diagnostics(whole / "diagnostics.csv"))
+        read_diagnostics(whole / "diagnostics.csv")
+    )
 
 
 def test_every_losss_gradient_is_its_closed_form():
@@ -134,7 +159,11 @@ def test_every_losss_gradient_is_its_closed_form():
 
 def test_a_run_that_diverges_in_its_first_epoch_writes_the_file_without_rows(mnist_h5, tmp_path):
     out = tmp_path / "run"
-    status = run(_config(mnist_h5, loss="negated_ce", hyperparameters={"lr": 1e6}, epochs=3), out, quiet=True,
-                 log=lambda *a: None)  # fmt: skip
+    status = run(
+        _config(mnist_h5, loss="negated_ce", hyperparameters={"lr": 1e6}, epochs=3),
+        out,
+        quiet=True,
+        log=lambda *a: None,
+    )
     assert status["status"] == "diverged" and status["epoch"] == 1
     assert read_diagnostics(out / "diagnostics.csv") == []

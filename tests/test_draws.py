@@ -1,5 +1,6 @@
 """Dropout's masks drawn on every core: the same bits, and the generator left
 in the same state, as one `rng.random` call."""
+
 import numpy as np
 import pytest
 
@@ -49,11 +50,15 @@ def test_threshold_is_the_first_float32_draw_kept():
 
 
 def test_other_generators_and_small_draws_use_rng_random():
-    for rng_pair in [(np.random.Generator(np.random.Philox(4)), np.random.Generator(np.random.Philox(4))),
-                     (np.random.default_rng(4), np.random.default_rng(4))]:  # fmt: skip
+    for rng_pair in [
+        (np.random.Generator(np.random.Philox(4)), np.random.Generator(np.random.Philox(4))),
+        (np.random.default_rng(4), np.random.default_rng(4)),
+    ]:
         for shape in ((50, 50), (draws._SPLIT_FROM - 1,)):
             serial, other = rng_pair
-            assert draws.dropout_mask(other, shape, 0.5).tobytes() == _serial_mask(serial, shape, 0.5).tobytes()
+            assert (
+                draws.dropout_mask(other, shape, 0.5).tobytes() == _serial_mask(serial, shape, 0.5).tobytes()
+            )
             assert other.random(5).tobytes() == serial.random(5).tobytes()  # the states alike
 
 

@@ -1,5 +1,6 @@
 """Fetch, prepare and load against small files in the real formats, served by a
 real HTTP server on 127.0.0.1 that can 404, cut connections, stall or corrupt."""
+
 import gzip
 import hashlib
 import socket
@@ -104,7 +105,9 @@ def test_stalling_server_times_out(server, tmp_path):
     spec = idx_spec(payloads, [server.url + "/slow/"])
     with pytest.raises(FetchError, match="no answer within 0.3 s"):
         fetch(spec, tmp_path, timeout=0.3, retries=1, backoff=0.01, quiet=True, log=lambda *a: None)
-    assert [path for path, _ in server.requests] == ["/slow/train-images-idx3-ubyte.gz"]  # asked once, not retried
+    assert [path for path, _ in server.requests] == [
+        "/slow/train-images-idx3-ubyte.gz"
+    ]  # asked once, not retried
     assert list(tmp_path.iterdir()) == []
 
 
@@ -163,7 +166,9 @@ def test_a_mirror_that_accepts_and_never_answers_is_given_up_at_once(server, tmp
     said = []
     fetch(spec, tmp_path, timeout=0.3, retries=5, backoff=0.2, quiet=True, log=said.append)
     asked = [path for path, _ in server.requests]
-    assert sorted(p for p in asked if p.startswith("/silent/")) == sorted(f"/silent/{name}" for name in files)  # once each
+    assert sorted(p for p in asked if p.startswith("/silent/")) == sorted(
+        f"/silent/{name}" for name in files
+    )  # once each
     assert any("no answer within 0.3 s" in line and "/silent/" in line for line in said)
 
 
@@ -173,8 +178,15 @@ def test_a_stall_mid_body_names_the_bytes_that_came(server, tmp_path):
     server.routes["/slow/train-images-idx3-ubyte.gz"] = [("stall_after", body, 1000, 3.0)]
     spec = idx_spec(payloads, [server.url + "/slow/"])
     with pytest.raises(FetchError, match="connection failed after 1000 bytes"):
-        fetch(spec, tmp_path, timeout=0.3, retries=0, quiet=True, log=lambda *a: None,
-              only="train-images-idx3-ubyte.gz")  # fmt: skip
+        fetch(
+            spec,
+            tmp_path,
+            timeout=0.3,
+            retries=0,
+            quiet=True,
+            log=lambda *a: None,
+            only="train-images-idx3-ubyte.gz",
+        )
 
 
 def test_a_corrupt_mirror_that_a_later_source_makes_good_is_named_in_a_warning(server, tmp_path):
@@ -185,7 +197,13 @@ def test_a_corrupt_mirror_that_a_later_source_makes_good_is_named_in_a_warning(s
         (mirror / name).write_bytes(body[:-1] + bytes([body[-1] ^ 1]))  # one bit off
         server.routes[f"/good/{name}"] = [("ok", body)]
     said = []
-    fetch(idx_spec(payloads, [server.url + "/good/"]), tmp_path / "raw", [str(mirror)], quiet=True, log=said.append)
+    fetch(
+        idx_spec(payloads, [server.url + "/good/"]),
+        tmp_path / "raw",
+        [str(mirror)],
+        quiet=True,
+        log=said.append,
+    )
     warnings = [line for line in said if "warning" in line]
     assert len(warnings) == 4 and all(str(mirror) in line for line in warnings)
 

@@ -1,6 +1,7 @@
 """A result belongs to exactly the data and the config that made it: changed
 data retrains, through the trainer and through the workflow, and configs run in
 one checkout never touch each other's runs."""
+
 import json
 import shutil
 import subprocess
@@ -33,16 +34,42 @@ def _folder(root, seed):
 
 
 def _config(folder):
-    return {"studies": None, "datasets": {"shapes": {"folder": str(folder)}},
-            "experiments": [{"dataset": "shapes", "model": "mlp", "model_options": {"hidden": 8}, "optimizer": "sgd",
-                             "hyperparameters": {"lr": 0.1}, "losses": {"ce": {}}, "epochs": 2, "batch_size": 6,
-                             "seeds": [1]}]}  # fmt: skip
+    return {
+        "studies": None,
+        "datasets": {"shapes": {"folder": str(folder)}},
+        "experiments": [
+            {
+                "dataset": "shapes",
+                "model": "mlp",
+                "model_options": {"hidden": 8},
+                "optimizer": "sgd",
+                "hyperparameters": {"lr": 0.1},
+                "losses": {"ce": {}},
+                "epochs": 2,
+                "batch_size": 6,
+                "seeds": [1],
+            }
+        ],
+    }
 
 
 def _snakemake(workdir, config):
     (workdir / "c.yaml").write_text(yaml.safe_dump(config))
-    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--configfile",
-               str(workdir / "c.yaml"), "--cores", "1", "--", "reports/summary.html"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(REPO / "Snakefile"),
+        "-d",
+        str(workdir),
+        "--configfile",
+        str(workdir / "c.yaml"),
+        "--cores",
+        "1",
+        "--",
+        "reports/summary.html",
+    ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     return result
@@ -55,7 +82,9 @@ def _run_dir(workdir):
 
 def _metrics(run_dir):
     """Every epoch's numbers but its seconds."""
-    return [{k: v for k, v in row.items() if "seconds" not in k} for row in read_history(run_dir / "history.csv")]
+    return [
+        {k: v for k, v in row.items() if "seconds" not in k} for row in read_history(run_dir / "history.csv")
+    ]
 
 
 def _train_log(workdir):
@@ -90,8 +119,18 @@ def test_a_folder_edited_or_swapped_retrains_its_runs_from_scratch(tmp_path):
 def test_the_trainer_never_resumes_or_keeps_a_run_of_other_data(mnist_h5, tmp_path):
     data = tmp_path / "mnist.h5"
     shutil.copy(mnist_h5, data)
-    config = RunConfig(data=str(data), model="knet_softmax", loss="ce", optimizer="sgd", epochs=1, batch_size=500,
-                       seed=1, hyperparameters={"lr": 0.1}, train_size=1000, test_size=200)  # fmt: skip
+    config = RunConfig(
+        data=str(data),
+        model="knet_softmax",
+        loss="ce",
+        optimizer="sgd",
+        epochs=1,
+        batch_size=500,
+        seed=1,
+        hyperparameters={"lr": 0.1},
+        train_size=1000,
+        test_size=200,
+    )
     out = tmp_path / "run"
     before = run(config, out, quiet=True, log=lambda *a: None)
     splits = {split: hdf5.load(data, split) for split in hdf5.SPLITS}
@@ -103,7 +142,9 @@ def test_the_trainer_never_resumes_or_keeps_a_run_of_other_data(mnist_h5, tmp_pa
     assert after["data_sha256"] != before["data_sha256"] and after["status"] == "completed"
     (out / "status.json").unlink()  # as Snakemake reruns a job: only the checkpoint is left
     lines = []
-    hdf5.write(data, registry.get("mnist"), {s: hdf5.load(mnist_h5, s) for s in hdf5.SPLITS}, {"made here": "-"})
+    hdf5.write(
+        data, registry.get("mnist"), {s: hdf5.load(mnist_h5, s) for s in hdf5.SPLITS}, {"made here": "-"}
+    )
     run(config, out, quiet=True, log=lines.append)
     assert any("written for other data" in line for line in lines)
 
@@ -120,7 +161,7 @@ def test_the_content_digest_sees_every_part_of_the_data(changed):
         splits["test"] = (images, 1 - labels)
     assert hdf5.content_digest(splits, ["a", "c"] if changed == "classes" else ["a", "b"]) != digest
     assert hdf5.content_digest(splits, ["a", "b"]) == hdf5.content_digest(
-        {s: (i, l.astype(np.uint16)) for s, (i, l) in splits.items()}, ["a", "b"]
+        {s: (i, y.astype(np.uint16)) for s, (i, y) in splits.items()}, ["a", "b"]
     )  # the labels' integer type is not content
 
 
@@ -128,16 +169,31 @@ TINY = (REPO / ".test" / "config" / "config.yaml").read_text()
 
 
 def _run_config(workdir, config_file, *targets):
-    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--configfile",
-               str(config_file), "--cores", "2", "--", *(targets or ["reports/summary.html"])]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(REPO / "Snakefile"),
+        "-d",
+        str(workdir),
+        "--configfile",
+        str(config_file),
+        "--cores",
+        "2",
+        "--",
+        *(targets or ["reports/summary.html"]),
+    ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout + result.stderr
 
 
 def _runs(workdir):
-    return {p.parent.relative_to(workdir / "results").as_posix(): p.read_bytes()
-            for p in (workdir / "results").rglob("metrics.json")}  # fmt: skip
+    return {
+        p.parent.relative_to(workdir / "results").as_posix(): p.read_bytes()
+        for p in (workdir / "results").rglob("metrics.json")
+    }
 
 
 def test_two_configs_in_one_checkout_keep_their_own_runs(tmp_path):
@@ -153,7 +209,9 @@ def test_two_configs_in_one_checkout_keep_their_own_runs(tmp_path):
     assert sorted({run.split("/")[0] for run in both}) == ["other", "test"] and len(both) == 8
     third = _run_config(workdir, REPO / ".test" / "config" / "config.yaml")
     assert "rule train:" not in third and _runs(workdir) == both
-    assert "test/mnist/mlp/ce/seed1" in (workdir / "reports" / "summary.html").read_text()  # the last config's report
+    assert (
+        "test/mnist/mlp/ce/seed1" in (workdir / "reports" / "summary.html").read_text()
+    )  # the last config's report
     assert "other/mnist" in (workdir / "reports" / "other" / "summary.html").read_text()
 
 
@@ -167,8 +225,13 @@ def test_runs_of_the_old_layout_move_into_their_configs_folder_with_one_command(
     for path in sorted((workdir / "results" / "test").iterdir()):
         path.rename(workdir / "results" / path.name)
     (workdir / "results" / "test").rmdir()
-    moved = subprocess.run([sys.executable, "-m", "pipeline", "move-results", str(config)], cwd=workdir,
-                           capture_output=True, text=True, timeout=120)  # fmt: skip
+    moved = subprocess.run(
+        [sys.executable, "-m", "pipeline", "move-results", str(config)],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert moved.returncode == 0 and "4 run(s) moved to results/test/" in moved.stdout, moved.stderr
     assert _runs(workdir) == before and sorted(p.name for p in (workdir / "results").iterdir()) == ["test"]
     assert "rule train:" not in _run_config(workdir, config)

@@ -1,5 +1,6 @@
 """Class-folder datasets (split/class/image, PNG or JPEG; as files or tar.gz
 archives), on small folders made here. The real CIFAR-10 JPEG copy is not an input."""
+
 import dataclasses
 import hashlib
 import io
@@ -91,8 +92,10 @@ def test_grayscale_jpeg_archive_of_ones_own(tmp_path):
     files, pixels = _images(fmt="JPEG", mode="L", size=(16, 16))
     (tmp_path / "raw").mkdir()
     (tmp_path / "raw" / "all.tar.gz").write_bytes(_tar_gz(files, top="./"))
-    out = prepare.prepare(folders.folder_spec("gray", tmp_path / "raw"), tmp_path / "raw", tmp_path / "g.h5", **_quiet())
-    images, labels = hdf5.load(out, "test")
+    out = prepare.prepare(
+        folders.folder_spec("gray", tmp_path / "raw"), tmp_path / "raw", tmp_path / "g.h5", **_quiet()
+    )
+    images, _labels = hdf5.load(out, "test")
     assert images.shape == (2 + 3 + 4, 16, 16, 1)
     # JPEG is lossy: close to the pixels it was made from, not equal.
     error = np.abs(images[0, ..., 0].astype(int) - pixels["test/cat/000.jpg"].astype(int)).mean()
@@ -101,10 +104,19 @@ def test_grayscale_jpeg_archive_of_ones_own(tmp_path):
 
 def _jpeg_spec(archives, urls=()):
     spec = registry.get("cifar10_jpeg")
-    files = tuple(RemoteFile(name, Checksum("sha256", hashlib.sha256(body).hexdigest(), "file"))
-                  for name, body in archives.items())  # fmt: skip
-    return dataclasses.replace(spec, name="tiny_jpeg", files=files, urls=tuple(urls), classes=CLASSES,
-                               image_shape=(8, 6, 3), split_sizes=None)  # fmt: skip
+    files = tuple(
+        RemoteFile(name, Checksum("sha256", hashlib.sha256(body).hexdigest(), "file"))
+        for name, body in archives.items()
+    )
+    return dataclasses.replace(
+        spec,
+        name="tiny_jpeg",
+        files=files,
+        urls=tuple(urls),
+        classes=CLASSES,
+        image_shape=(8, 6, 3),
+        split_sizes=None,
+    )
 
 
 def test_registered_archives_fetched_over_http_and_checked(tmp_path):
@@ -133,8 +145,12 @@ def test_registered_archives_fetched_over_http_and_checked(tmp_path):
 
 def test_fetch_without_any_source_says_to_use_a_mirror(tmp_path, monkeypatch):
     monkeypatch.delenv("SOFTLOSS_MIRROR", raising=False)
-    result = subprocess.run([sys.executable, "-m", "pipeline", "fetch", "cifar10_jpeg", "--out", str(tmp_path / "r")],
-                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline", "fetch", "cifar10_jpeg", "--out", str(tmp_path / "r")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2 and "--mirror" in result.stderr and "Traceback" not in result.stderr
 
 
@@ -145,23 +161,43 @@ def _bad(files, change):
 
 
 BAD = {
-    "wrong size": (lambda f: f.__setitem__("train/dog/001.png", _encode(np.zeros((7, 6, 3), np.uint8), "PNG")),
-                   r"train/dog/001.png: image of 6x7 pixels, expected 6x8"),
-    "wrong mode": (lambda f: f.__setitem__("test/emu/000.png", _encode(np.zeros((8, 6), np.uint8), "PNG")),
-                   r"test/emu/000.png: image mode L, expected RGB"),
-    "undecodable": (lambda f: f.__setitem__("train/cat/002.png", b"\x89PNG\r\n\x1a\n broken"),
-                    r"train/cat/002.png: not a decodable PNG or JPEG image"),
-    "class in test alone": (lambda f: f.__setitem__("test/yak/000.png", f["test/cat/000.png"]),
-                            r"class 'yak' has no images in train/"),
-    "empty class": (lambda f: [f.pop(k) for k in [k for k in f if k.startswith("test/dog/")]],
-                    r"class 'dog' has no images in test/"),
-    "emptied training class": (lambda f: [f.pop(k) for k in [k for k in f if k.startswith("train/dog/")]],
-                               r"class 'dog' has no images in train/"),
-    "one class": (lambda f: [f.pop(k) for k in [k for k in f if "/cat/" not in k]],
-                  r"one class \(cat\): a classifier needs two or more"),
-    "not an image": (lambda f: f.__setitem__("train/cat/notes.txt", b"hello"), r"train/cat/notes.txt: not an image file"),
-    "too deep": (lambda f: f.__setitem__("train/cat/x/000.png", f["train/cat/000.png"]), r"not at <split>/<class>/<image>"),
-}  # fmt: skip
+    "wrong size": (
+        lambda f: f.__setitem__("train/dog/001.png", _encode(np.zeros((7, 6, 3), np.uint8), "PNG")),
+        r"train/dog/001.png: image of 6x7 pixels, expected 6x8",
+    ),
+    "wrong mode": (
+        lambda f: f.__setitem__("test/emu/000.png", _encode(np.zeros((8, 6), np.uint8), "PNG")),
+        r"test/emu/000.png: image mode L, expected RGB",
+    ),
+    "undecodable": (
+        lambda f: f.__setitem__("train/cat/002.png", b"\x89PNG\r\n\x1a\n broken"),
+        r"train/cat/002.png: not a decodable PNG or JPEG image",
+    ),
+    "class in test alone": (
+        lambda f: f.__setitem__("test/yak/000.png", f["test/cat/000.png"]),
+        r"class 'yak' has no images in train/",
+    ),
+    "empty class": (
+        lambda f: [f.pop(k) for k in [k for k in f if k.startswith("test/dog/")]],
+        r"class 'dog' has no images in test/",
+    ),
+    "emptied training class": (
+        lambda f: [f.pop(k) for k in [k for k in f if k.startswith("train/dog/")]],
+        r"class 'dog' has no images in train/",
+    ),
+    "one class": (
+        lambda f: [f.pop(k) for k in [k for k in f if "/cat/" not in k]],
+        r"one class \(cat\): a classifier needs two or more",
+    ),
+    "not an image": (
+        lambda f: f.__setitem__("train/cat/notes.txt", b"hello"),
+        r"train/cat/notes.txt: not an image file",
+    ),
+    "too deep": (
+        lambda f: f.__setitem__("train/cat/x/000.png", f["train/cat/000.png"]),
+        r"not at <split>/<class>/<image>",
+    ),
+}
 
 
 @pytest.mark.parametrize("as_archive", [False, True], ids=["folder", "archive"])
@@ -181,7 +217,14 @@ def test_bad_folders_name_the_file_and_write_nothing(tmp_path, case, as_archive)
 
 
 # What is wrong in the files' names alone, which the config's checks find before any job.
-BY_NAME = ("class in test alone", "empty class", "emptied training class", "one class", "not an image", "too deep")
+BY_NAME = (
+    "class in test alone",
+    "empty class",
+    "emptied training class",
+    "one class",
+    "not an image",
+    "too deep",
+)
 
 
 @pytest.mark.parametrize("as_archive", [False, True], ids=["folder", "archive"])
@@ -210,21 +253,55 @@ def test_registered_class_order_and_unknown_class(tmp_path):
     _, labels = hdf5.load(prepare.prepare(spec, tmp_path, tmp_path / "o.h5", **_quiet()), "train")
     assert labels.tolist() == [0] * 5 + [1] * 3 + [2] * 4
     with pytest.raises(DataError, match=r"train/emu/ is not a class of tiny_jpeg"):
-        prepare.prepare(dataclasses.replace(spec, classes=("cat", "dog")), tmp_path, tmp_path / "p.h5", **_quiet())
+        prepare.prepare(
+            dataclasses.replace(spec, classes=("cat", "dog")), tmp_path, tmp_path / "p.h5", **_quiet()
+        )
 
 
 def test_cli_image_folder(tmp_path):
     root = _write_folder(tmp_path / "pets", _images()[0])
-    ok = subprocess.run([sys.executable, "-m", "pipeline", "prepare", "pets", "--image-folder", "--raw", str(root),
-                         "--out", str(tmp_path / "pets.h5")], capture_output=True, text=True, timeout=60)  # fmt: skip
+    ok = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipeline",
+            "prepare",
+            "pets",
+            "--image-folder",
+            "--raw",
+            str(root),
+            "--out",
+            str(tmp_path / "pets.h5"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert ok.returncode == 0, ok.stderr
-    refused = subprocess.run([sys.executable, "-m", "pipeline", "prepare", "mnist", "--image-folder", "--raw", str(root),
-                              "--out", str(tmp_path / "m.h5")], capture_output=True, text=True, timeout=60)  # fmt: skip
+    refused = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipeline",
+            "prepare",
+            "mnist",
+            "--image-folder",
+            "--raw",
+            str(root),
+            "--out",
+            str(tmp_path / "m.h5"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert refused.returncode == 2 and "registered dataset" in refused.stderr
 
 
 @pytest.mark.parametrize("n_classes, dtype", [(3, np.uint8), (12, np.uint8), (257, np.uint16)])
-def test_any_number_of_classes_trains_a_model_of_that_many_outputs(tmp_path, n_classes, dtype, classes_folder):
+def test_any_number_of_classes_trains_a_model_of_that_many_outputs(
+    tmp_path, n_classes, dtype, classes_folder
+):
     from pipeline.runs.config import RunConfig
     from pipeline.runs.evaluate import evaluate
     from pipeline.runs.inference import load_model, predict
@@ -234,8 +311,16 @@ def test_any_number_of_classes_trains_a_model_of_that_many_outputs(tmp_path, n_c
     out = prepare.prepare(folders.folder_spec("many", root), root, tmp_path / "many.h5", **_quiet())
     images, labels = hdf5.load(out, "test")
     assert labels.dtype == dtype and labels.max() == n_classes - 1
-    config = RunConfig(data=str(out), model="mlp", loss="nllr_keras", optimizer="sgd", epochs=1, batch_size=6,
-                       seed=1, model_options={"hidden": 8})  # fmt: skip
+    config = RunConfig(
+        data=str(out),
+        model="mlp",
+        loss="nllr_keras",
+        optimizer="sgd",
+        epochs=1,
+        batch_size=6,
+        seed=1,
+        model_options={"hidden": 8},
+    )
     run(config, tmp_path / "run", quiet=True, log=lambda *a: None)
     apply, params, _, _ = load_model(tmp_path / "run")
     assert predict(apply, params, images).shape == (len(images), n_classes)

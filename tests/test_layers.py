@@ -1,4 +1,3 @@
-
 import autograd
 import autograd.numpy as anp
 import numpy as np
@@ -17,7 +16,6 @@ def _weighted_sum(y, seed=99):
 
 
 CONV_CASES = [((3, 3), "valid"), ((3, 3), "same"), ((2, 3), "same"), ((1, 1), "valid"), ((5, 2), "same")]
-
 
 
 @pytest.mark.parametrize("kernel_size,padding", CONV_CASES)
@@ -51,7 +49,9 @@ def test_conv2d_large_batch_crosses_blocks(check_grads, reference_conv):
     x = rng.standard_normal((60, 30, 30, 8))
     kernel, bias = rng.standard_normal((3, 3, 8, 5)), rng.standard_normal(5)
     assert len(conv.ConvPlan(x, kernel).blocks) > 1
-    np.testing.assert_allclose(conv.conv2d(x, kernel, bias), reference_conv(x, kernel, bias, (0,) * 4), rtol=1e-10)
+    np.testing.assert_allclose(
+        conv.conv2d(x, kernel, bias), reference_conv(x, kernel, bias, (0,) * 4), rtol=1e-10
+    )
     check_grads(lambda k: _weighted_sum(conv.conv2d(x, k, bias)), kernel)
 
 
@@ -72,10 +72,12 @@ def test_a_transposed_weight_is_the_transpose_of_a_weight_bit_for_bit(relu):
     # Knet's layout: a classes x features matrix, multiplied as its transpose.
     rng = np.random.default_rng(4)
     x, weight, bias = (rng.standard_normal(shape).astype(np.float32) for shape in ((6, 9), (3, 9), (3,)))
-    by_flag = autograd.value_and_grad(
-        lambda p: _weighted_sum(dense.linear(*p, relu=relu, transposed=True)))([x, weight, bias])  # fmt: skip
+    by_flag = autograd.value_and_grad(lambda p: _weighted_sum(dense.linear(*p, relu=relu, transposed=True)))(
+        [x, weight, bias]
+    )
     by_transpose = autograd.value_and_grad(
-        lambda p: _weighted_sum(dense.linear(p[0], anp.transpose(p[1]), p[2], relu=relu)))([x, weight, bias])  # fmt: skip
+        lambda p: _weighted_sum(dense.linear(p[0], anp.transpose(p[1]), p[2], relu=relu))
+    )([x, weight, bias])
     assert by_flag[0] == by_transpose[0]
     for got, expected in zip(by_flag[1], by_transpose[1]):
         assert got.flags.c_contiguous and got.tobytes() == np.ascontiguousarray(expected).tobytes()
@@ -88,7 +90,11 @@ def test_maxpool_values_and_gradient(height, width, check_grads):
     init, apply = L.maxpool2d()
     shape, _ = init(rng, (-1, height, width, 3))
     y = apply([], x)
-    expected = x[:, : height // 2 * 2, : width // 2 * 2].reshape(2, height // 2, 2, width // 2, 2, 3).max(axis=(2, 4))
+    expected = (
+        x[:, : height // 2 * 2, : width // 2 * 2]
+        .reshape(2, height // 2, 2, width // 2, 2, 3)
+        .max(axis=(2, 4))
+    )
     np.testing.assert_array_equal(y, expected)
     assert shape[1:] == y.shape[1:]
     check_grads(lambda x: _weighted_sum(apply([], x)), x)
@@ -148,7 +154,7 @@ def test_relu_flatten_serial_gradients(check_grads):
 
 
 def test_dropout_train_only_seeded_and_scaled(check_grads):
-    init, apply = L.dropout(0.25)
+    _init, apply = L.dropout(0.25)
     x = np.ones((200, 50), np.float32)
     np.testing.assert_array_equal(apply([], x, train=False, rng=np.random.default_rng(0)), x)
     a = apply([], x, train=True, rng=np.random.default_rng(0))
@@ -168,7 +174,9 @@ def test_dropout_train_only_seeded_and_scaled(check_grads):
     check_grads(fun, x64)
 
 
-@pytest.mark.parametrize("bad", [lambda: L.dropout(1.0), lambda: L.conv2d(3, padding="full"), lambda: L.maxpool2d((3, 3))])
+@pytest.mark.parametrize(
+    "bad", [lambda: L.dropout(1.0), lambda: L.conv2d(3, padding="full"), lambda: L.maxpool2d((3, 3))]
+)
 def test_bad_layer_options(bad):
     with pytest.raises(ValueError):
         bad()

@@ -1,6 +1,7 @@
 """The package's architecture, as its folders show it: each folder imports only
 the layers below it, no module imports itself, and each command's code
 version covers what that command runs and nothing else."""
+
 import ast
 
 import pytest
@@ -30,7 +31,9 @@ def _folder(path):
 @pytest.mark.parametrize("module", [m for m in MODULES if _folder(m)])
 def test_each_folder_imports_only_the_layers_below_it(module):
     folders = {_folder(imported) for imported in versions.imports(module)}
-    assert folders <= LAYERS[_folder(module)], f"{module} imports from {sorted(folders - LAYERS[_folder(module)])}"
+    assert folders <= LAYERS[_folder(module)], (
+        f"{module} imports from {sorted(folders - LAYERS[_folder(module)])}"
+    )
 
 
 def test_no_module_imports_itself():
@@ -50,7 +53,9 @@ def test_modules_and_functions_stay_short():
         assert text.count("\n") <= 450, f"{module}: {text.count(chr(10))} lines"
         for node in ast.walk(ast.parse(text)):
             if isinstance(node, ast.FunctionDef):
-                assert node.end_lineno - node.lineno < 60, f"{module}: {node.name} is {node.end_lineno - node.lineno + 1} lines"
+                assert node.end_lineno - node.lineno < 60, (
+                    f"{module}: {node.name} is {node.end_lineno - node.lineno + 1} lines"
+                )
 
 
 def test_each_command_hashes_what_it_runs():
@@ -59,8 +64,16 @@ def test_each_command_hashes_what_it_runs():
         return set(versions.closure(*modules))
 
     train = files("train")
-    assert {"core/autodiff.py", "core/tree.py", "core/losses.py", "core/primitives/conv.py", "core/models.py",
-            "core/optim.py", "datasets/batches.py", "kernels/parallel.py"} <= train  # fmt: skip
+    assert {
+        "core/autodiff.py",
+        "core/tree.py",
+        "core/losses.py",
+        "core/primitives/conv.py",
+        "core/models.py",
+        "core/optim.py",
+        "datasets/batches.py",
+        "kernels/parallel.py",
+    } <= train
     assert not any(f.startswith(("report/", "studies/", "plan/")) for f in train)
     report = files("report")
     assert {"studies/__init__.py", "studies/log_loss.py", "report/figures.py", "report/render.py"} <= report
@@ -68,7 +81,9 @@ def test_each_command_hashes_what_it_runs():
     assert not any(f.startswith(("kernels/", "core/", "datasets/")) for f in report), sorted(report)
     prepare = files("prepare")
     assert not any(f.startswith(("core/", "kernels/", "runs/")) for f in prepare), sorted(prepare)
-    assert cli.command_version("report") != versions.code_version(*cli.COMMAND_CODE["report"][0])  # templates count
+    assert cli.command_version("report") != versions.code_version(
+        *cli.COMMAND_CODE["report"][0]
+    )  # templates count
 
 
 def test_a_code_version_follows_the_import_graph(tmp_path, monkeypatch):
@@ -86,7 +101,14 @@ def test_a_code_version_follows_the_import_graph(tmp_path, monkeypatch):
     monkeypatch.setattr(versions, "PACKAGE", fake)
     versions.imports.cache_clear()
     try:
-        assert versions.closure("top") == ["__init__.py", "helper.py", "middle.py", "sub/__init__.py", "sub/leaf.py", "top.py"]
+        assert versions.closure("top") == [
+            "__init__.py",
+            "helper.py",
+            "middle.py",
+            "sub/__init__.py",
+            "sub/leaf.py",
+            "top.py",
+        ]
         before = versions.code_version("top", extra=["*.j2"])
         (fake / "unused.py").write_text("x = 2\n")
         assert versions.code_version("top", extra=["*.j2"]) == before
@@ -104,8 +126,6 @@ def test_a_code_version_follows_the_import_graph(tmp_path, monkeypatch):
         assert versions.code_version("top") != before
     finally:
         versions.imports.cache_clear()
-
-
 
 
 def test_a_comment_reruns_no_training_and_a_changed_constant_does(tmp_path, monkeypatch):
@@ -140,8 +160,13 @@ def test_only_one_module_reaches_into_autograds_internals(module):
     if module == "core/autograd_internals.py":
         return
     for node in ast.walk(ast.parse((versions.PACKAGE / module).read_text())):
-        names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
-            [node.module] if isinstance(node, ast.ImportFrom) and not node.level else []  # fmt: skip
+        names = (
+            [a.name for a in node.names]
+            if isinstance(node, ast.Import)
+            else [node.module]
+            if isinstance(node, ast.ImportFrom) and not node.level
+            else []
+        )
         for name in names:
             if name == "autograd" or name.startswith("autograd."):
                 assert name in PUBLIC_AUTOGRAD, f"{module} imports {name}"
@@ -153,5 +178,7 @@ def test_an_autograd_outside_the_tested_range_stops_at_import_in_one_line():
 
     assert autograd_internals._check("1.7.0") and autograd_internals._check("1.9.1")
     for installed in ("1.6.2", "1.10.0", "2.0"):
-        with pytest.raises(SoftlossError, match=rf"autograd {installed} is installed; .* pip install 'autograd>=1.7,<1.10'"):
+        with pytest.raises(
+            SoftlossError, match=rf"autograd {installed} is installed; .* pip install 'autograd>=1.7,<1.10'"
+        ):
             autograd_internals._check(installed)

@@ -5,10 +5,10 @@ import pytest
 
 from pipeline.common.lossnames import KERAS_EPSILON, KERAS_FORMS, nllr_keras_floor
 from pipeline.core.losses import LOSSES, mixed_feedback
-from pipeline.core.targets import one_hot
 from pipeline.core.primitives import logspace
 from pipeline.core.primitives.logspace import log_odds, logsumexp, softplus
 from pipeline.core.settings import SETTINGS
+from pipeline.core.targets import one_hot
 
 mpmath.mp.dps = 40
 TINY = float(np.finfo(np.float32).tiny)  # below it float32 has no relative precision
@@ -56,15 +56,21 @@ def _cases():
         ("two tops", np.array([[big, big] + [-big] * 8] * 3), np.array([0, 1, 5])),
         ("ties", np.full((3, 10), 7.0), np.array([0, 4, 9])),
         ("ties at +1e4", np.full((2, 10), big), np.array([0, 3])),
-        ("near one-hot", np.array([[20.0] + [0.0] * 9, [0.0] * 9 + [30.0], [0.0, 90.0] + [0.0] * 8]),
-         np.array([0, 0, 1])),
-        ("close ties", np.array([[0.0, 0.0, -20.0], [5.0, 5.0, -25.0], [3.0, 3.0, 3.0 - 40.0]]),
-         np.array([0, 1, 2])),
+        (
+            "near one-hot",
+            np.array([[20.0] + [0.0] * 9, [0.0] * 9 + [30.0], [0.0, 90.0] + [0.0] * 8]),
+            np.array([0, 0, 1]),
+        ),
+        (
+            "close ties",
+            np.array([[0.0, 0.0, -20.0], [5.0, 5.0, -25.0], [3.0, 3.0, 3.0 - 40.0]]),
+            np.array([0, 1, 2]),
+        ),
         ("two classes", np.array([[big, -big], [0.5, 0.5], [-3.0, 4.0]]), np.array([1, 0, 1])),
         ("C=1000 random", rng.standard_normal((2, 1000)) * 10, np.array([0, 999])),
         ("C=1000 +-1e4", rng.uniform(-big, big, (2, 1000)), np.array([5, 500])),
         ("C=1000 one-hot", np.where(np.arange(1000) == 3, big, -big)[None].repeat(2, 0), np.array([3, 4])),
-    ]  # fmt: skip
+    ]
     return [(name, z.astype(np.float32), y) for name, z, y in rows]
 
 
@@ -96,7 +102,9 @@ def test_gradients_finite_and_float32(loss, name, logits, labels):
 def test_ce_gradient_is_softmax_minus_onehot(name, logits, labels):
     grad = autograd.grad(LOSSES["ce"])(logits, labels)
     n, c = logits.shape
-    expected = np.array([[float(p) for p in _reference_row(z, int(y))["softmax"]] for z, y in zip(logits, labels)])
+    expected = np.array(
+        [[float(p) for p in _reference_row(z, int(y))["softmax"]] for z, y in zip(logits, labels)]
+    )
     expected = (expected - np.eye(c)[labels]) / n
     np.testing.assert_allclose(grad, expected, rtol=0, atol=1e-6)
 
@@ -121,7 +129,9 @@ def test_mixed_feedback_rows_use_ce_or_negative_loss(on_negative, check_grads):
         for z, y, neg in zip(logits, labels, negative)
     ]
     np.testing.assert_allclose(mixed, np.mean(per_row), rtol=1e-6)
-    check_grads(lambda z: mixed_feedback(z, labels, negative, on_negative=on_negative), logits.astype(np.float64))
+    check_grads(
+        lambda z: mixed_feedback(z, labels, negative, on_negative=on_negative), logits.astype(np.float64)
+    )
 
 
 def test_primitives_match_finite_differences(check_grads):
@@ -136,8 +146,10 @@ def test_primitives_match_finite_differences(check_grads):
 
 
 def test_row_max_is_numpys_max_at_the_first_argmax():
-    rows = np.array([[1, 3, 3, 0], [-0.0, 0.0, -1, -2], [np.nan, 1, np.inf, 2], [-np.inf] * 4, [2, np.nan, 5, 1]],
-                    np.float32)  # fmt: skip
+    rows = np.array(
+        [[1, 3, 3, 0], [-0.0, 0.0, -1, -2], [np.nan, 1, np.inf, 2], [-np.inf] * 4, [2, np.nan, 5, 1]],
+        np.float32,
+    )
     m, column = logspace.row_max(rows)
     np.testing.assert_array_equal(m, rows.max(axis=1, keepdims=True))
     np.testing.assert_array_equal(column, [1, 0, 0, 0, 1])
@@ -152,7 +164,9 @@ def _ce_and_gradient(z, targets):
 @pytest.mark.parametrize("classes", [2, 7, 8, 10, 17, 128])
 def test_compiled_cross_entropy_is_the_numpy_passes_bit_for_bit(classes, dtype, monkeypatch):
     rng = np.random.default_rng(classes)
-    z = (rng.standard_normal((40, classes)) * np.exp(rng.uniform(-4, 9, (40, 1)))).astype(dtype)  # rows to |z| ~ 1e4
+    z = (rng.standard_normal((40, classes)) * np.exp(rng.uniform(-4, 9, (40, 1)))).astype(
+        dtype
+    )  # rows to |z| ~ 1e4
     z[0], z[1], z[2] = 0.0, -0.0, z[2, 0]  # ties, signed zeros
     z[3, -1], z[4, 0], z[5, 1], z[6] = np.nan, np.inf, -np.inf, np.inf
     targets = one_hot(rng.integers(0, classes, 40), classes, dtype)
@@ -170,9 +184,14 @@ def test_compiled_cross_entropy_only_where_numpy_adds_in_its_order():
     z, targets = np.zeros((4, 10), np.float32), one_hot(np.arange(4), 10, np.float32)
     assert logspace._softmax_rows(z, targets) is not None
     wide = (np.zeros((4, 129), np.float32), one_hot(np.arange(4), 129, np.float32))  # NumPy halves long rows
-    for args in (wide, (np.asfortranarray(z), targets), (z, targets.astype(np.float64)),
-                 (z.astype(np.float16), targets.astype(np.float16)), (z[None], targets[None]),
-                 (z.astype(">f4"), targets.astype(">f4"))):  # fmt: skip
+    for args in (
+        wide,
+        (np.asfortranarray(z), targets),
+        (z, targets.astype(np.float64)),
+        (z.astype(np.float16), targets.astype(np.float16)),
+        (z[None], targets[None]),
+        (z.astype(">f4"), targets.astype(">f4")),
+    ):
         assert logspace._softmax_rows(*args) is None
 
 
@@ -289,7 +308,9 @@ def test_unclipped_nllr_fails_the_keras_reference():
         _assert_matches_keras_reference(LOSSES["nllr"], "nllr", *KERAS_CASES["wide +-1e4"])
 
     def unclipped(z, y):  # clipped value, but the gradient of the unclipped formula
-        return LOSSES["nllr"](z, y) - autograd.tracer.getval(LOSSES["nllr"](z, y) - LOSSES["nllr_keras"](z, y))
+        return LOSSES["nllr"](z, y) - autograd.tracer.getval(
+            LOSSES["nllr"](z, y) - LOSSES["nllr_keras"](z, y)
+        )
 
     with pytest.raises(AssertionError):
         _assert_matches_keras_reference(unclipped, "nllr", *KERAS_CASES["confident"])
@@ -314,7 +335,9 @@ def test_nllr_keras_floor_and_zero_gradient_at_1e4(c):
     assert not np.any(autograd.grad(LOSSES["nllr_keras"])(z, labels))
     # Confidently wrong rows are clipped too: finite, and no gradient either.
     wrong = (labels + 1) % c
-    assert np.isfinite(LOSSES["nllr_keras"](z, wrong)) and not np.any(autograd.grad(LOSSES["nllr_keras"])(z, wrong))
+    assert np.isfinite(LOSSES["nllr_keras"](z, wrong)) and not np.any(
+        autograd.grad(LOSSES["nllr_keras"])(z, wrong)
+    )
     # The exact form keeps falling where the Keras form stopped.
     assert float(LOSSES["nllr"](z, labels)) < -1e4
 
@@ -326,5 +349,9 @@ def test_keras_forms_equal_exact_forms_inside_the_clip():
     for exact, keras in KERAS_FORMS.items():
         scale = 10 if exact == "bce" else 1
         np.testing.assert_allclose(scale * LOSSES[keras](z, labels), LOSSES[exact](z, labels), rtol=1e-12)
-        np.testing.assert_allclose(scale * autograd.grad(LOSSES[keras])(z, labels),
-                                   autograd.grad(LOSSES[exact])(z, labels), rtol=1e-9, atol=1e-15)  # fmt: skip
+        np.testing.assert_allclose(
+            scale * autograd.grad(LOSSES[keras])(z, labels),
+            autograd.grad(LOSSES[exact])(z, labels),
+            rtol=1e-9,
+            atol=1e-15,
+        )

@@ -1,14 +1,10 @@
 """The host machine as softloss reads it (pipeline.common.machine): the CPU's
 name and the BLAS kernels."""
 
-
 import platform
-
-import pytest
 
 from pipeline.common import machine
 from pipeline.core import backend
-from pipeline.core.settings import SETTINGS
 
 
 def test_the_cpu_backend_names_its_cpu_and_whether_it_has_avx512(tmp_path):
@@ -18,13 +14,14 @@ def test_the_cpu_backend_names_its_cpu_and_whether_it_has_avx512(tmp_path):
     assert machine.cpu_name(cpuinfo) == "AMD EPYC 7B12, with AVX-512"
     cpuinfo.write_text(core.format(0, "fma"))
     assert machine.cpu_name(cpuinfo) == "AMD EPYC 7B12, no AVX-512"
-    assert machine.cpu_name(tmp_path / "absent") == (platform.processor() or platform.machine())  # the platform's
+    assert machine.cpu_name(tmp_path / "absent") == (
+        platform.processor() or platform.machine()
+    )  # the platform's
     assert backend.NUMPY.device == f"CPU ({machine.cpu_name()})"
 
 
 def test_the_blas_named_is_numpys_even_beside_scipys():
     import scipy.linalg  # noqa: F401  (loads SciPy's own OpenBLAS beside NumPy's)
-
     from threadpoolctl import threadpool_info
 
     named = machine.blas_kernel()

@@ -12,7 +12,12 @@ SHAPES = {"knet_softmax": (28, 28, 1), "mlp": (28, 28, 1), "mnist_cnn": (28, 28,
 
 @pytest.mark.parametrize(
     "name,count",
-    [("mnist_cnn", 1_199_882), ("cifar_cnn", 1_250_858), ("knet_softmax", 7_850), ("mlp", 784 * 64 + 64 + 64 * 10 + 10)],
+    [
+        ("mnist_cnn", 1_199_882),
+        ("cifar_cnn", 1_250_858),
+        ("knet_softmax", 7_850),
+        ("mlp", 784 * 64 + 64 + 64 * 10 + 10),
+    ],
 )
 def test_parameter_counts(name, count):
     init, _ = models.build(name)
@@ -39,9 +44,13 @@ def test_shapes_dtypes_dropout_and_seeding(name):
         assert not np.allclose(train_a, logits)
         assert not np.array_equal(train_a, apply(params, x, train=True, rng=np.random.default_rng(3)))
     # float32 end to end: gradients too.
-    loss, grads = value_and_grad(lambda p: ce(apply(p, x, train=True, rng=np.random.default_rng(2)), np.arange(3)))(params)
+    loss, grads = value_and_grad(
+        lambda p: ce(apply(p, x, train=True, rng=np.random.default_rng(2)), np.arange(3))
+    )(params)
     assert loss.dtype == np.float32
-    assert all(g.dtype == np.float32 and g.shape == p.shape for g, p in zip(tree.leaves(grads), tree.leaves(params)))
+    assert all(
+        g.dtype == np.float32 and g.shape == p.shape for g, p in zip(tree.leaves(grads), tree.leaves(params))
+    )
 
 
 def test_knet_softmax_init_and_prediction():

@@ -1,5 +1,6 @@
 """One update of each optimizer against values worked out by hand from the
 Keras 2 / Knet update rules, in float64 arithmetic on the test's side."""
+
 import math
 
 import numpy as np
@@ -29,7 +30,7 @@ def _close(actual, expected):
 
 
 def test_sgd_is_knet_loop():
-    params, state = _run(optim.sgd(lr=0.1))
+    params, _state = _run(optim.sgd(lr=0.1))
     _close(params[0], [p - 0.1 * g for p, g in zip(P0, G0)])
     _close(params[1][0], [3.0 - 0.1])
 
@@ -64,7 +65,7 @@ def test_rmsprop_keras_with_decay():
             p = p - lr / (1 + decay * t) * g / (math.sqrt(a) + eps)
         expected.append(p)
     _close(params[0], expected)
-    _close(state.slots[0][0], [(1 - rho ** 2) * g * g for g in G0])
+    _close(state.slots[0][0], [(1 - rho**2) * g * g for g in G0])
 
 
 def test_adadelta_keras_defaults():
@@ -140,7 +141,10 @@ def test_large_arrays_in_chunks_on_two_threads_give_the_same_bits(name, update, 
     rng = np.random.default_rng(0)
     size = 2 * optim._CHUNK + 12_345  # three chunks
     params = [rng.standard_normal((size // 5, 5)).astype(np.float32)[:, ::-1], np.ones(3, np.float32)]
-    grads = [rng.standard_normal((5, size // 5)).astype(np.float32).T, np.ones(3, np.float32)]  # not C-ordered
+    grads = [
+        rng.standard_normal((5, size // 5)).astype(np.float32).T,
+        np.ones(3, np.float32),
+    ]  # not C-ordered
 
     def two_steps(workers):
         parallel.set_workers(workers)
@@ -168,11 +172,13 @@ def test_the_cpus_compiled_loops_give_the_bits_of_the_rules_a_gpu_runs(name, hyp
     here on the strict stand-in for CuPy (NumPy underneath)."""
     import strictdevice
 
-
     on_gpu = backend.device_backend(strictdevice, "strict", "the NumPy rules, as on a GPU")
     rng = np.random.default_rng(1)
     # A transposed array of two chunks and a small one.
-    params = [rng.standard_normal((5, optim._CHUNK // 2)).astype(dtype).T, rng.standard_normal(7).astype(dtype)]
+    params = [
+        rng.standard_normal((5, optim._CHUNK // 2)).astype(dtype).T,
+        rng.standard_normal(7).astype(dtype),
+    ]
     opt = optim.build(name, decay=1e-3, **hyper)
     cpu_params, cpu_state = params, opt.init(params)
     gpu_params, gpu_state = on_gpu.to_device(params), opt.init(on_gpu.to_device(params))

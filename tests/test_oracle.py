@@ -3,6 +3,7 @@ PyTorch (CPU), given softloss' weights, inputs and dropout masks, in training
 mode: the logits, the cross-entropy and every weight gradient agree to float32
 precision. PyTorch's convolutions, pooling and autograd share no code with
 softloss' Winograd and im2col kernels, blocks and VJPs."""
+
 import numpy as np
 import pytest
 
@@ -30,12 +31,37 @@ WINOGRAD = 5e-4
 ARCHITECTURES = {
     # (input shape, [layer, ...]) with the layers as softloss' models build them
     "mlp": ((28, 28, 1), ["flatten", ("dense", "relu"), ("dense", None)]),
-    "mnist_cnn": ((28, 28, 1), [("conv", 0, "relu"), ("conv", 0, "relu"), "pool", "dropout", "flatten",
-                                ("dense", "relu"), "dropout", ("dense", None)]),
-    "cifar_cnn": ((32, 32, 3), [("conv", 1, "relu"), ("conv", 0, "relu"), "pool", "dropout",
-                                ("conv", 1, "relu"), ("conv", 0, "relu"), "pool", "dropout", "flatten",
-                                ("dense", "relu"), "dropout", ("dense", None)]),
-}  # fmt: skip
+    "mnist_cnn": (
+        (28, 28, 1),
+        [
+            ("conv", 0, "relu"),
+            ("conv", 0, "relu"),
+            "pool",
+            "dropout",
+            "flatten",
+            ("dense", "relu"),
+            "dropout",
+            ("dense", None),
+        ],
+    ),
+    "cifar_cnn": (
+        (32, 32, 3),
+        [
+            ("conv", 1, "relu"),
+            ("conv", 0, "relu"),
+            "pool",
+            "dropout",
+            ("conv", 1, "relu"),
+            ("conv", 0, "relu"),
+            "pool",
+            "dropout",
+            "flatten",
+            ("dense", "relu"),
+            "dropout",
+            ("dense", None),
+        ],
+    ),
+}
 
 
 def _torch_forward(plan, params, x, masks):
@@ -62,7 +88,10 @@ def _torch_forward(plan, params, x, masks):
     return h
 
 
-CASES = [("mlp", "direct"), *((name, conv) for name in ("mnist_cnn", "cifar_cnn") for conv in ("direct", "auto"))]
+CASES = [
+    ("mlp", "direct"),
+    *((name, conv) for name in ("mnist_cnn", "cifar_cnn") for conv in ("direct", "auto")),
+]
 
 
 @pytest.mark.parametrize("name, convolution", CASES)
@@ -77,23 +106,35 @@ def test_softloss_and_pytorch_agree_on_logits_loss_and_every_gradient(name, conv
     monkeypatch.setattr(layers, "dropout_mask", lambda *a: masks.append(draw(*a)) or masks[-1])
 
     with SETTINGS.using(convolution=convolution):
-        (loss, logits), grads = value_and_grad(lambda p: (lambda z: (ce(z, y), z))(apply(p, x, train=True,
-                                               rng=np.random.default_rng(2))), has_aux=True)(params)  # fmt: skip
+        (loss, logits), grads = value_and_grad(
+            lambda p: (lambda z: (ce(z, y), z))(apply(p, x, train=True, rng=np.random.default_rng(2))),
+            has_aux=True,
+        )(params)
     assert len(masks) == plan.count("dropout")
     single, exact = (_torch(plan, params, x, y, masks, dtype) for dtype in (torch.float32, torch.float64))
     ours = [logits, np.array(loss), *(w for layer in grads for w in layer)]
-    names = ["logits", "loss", *(f"layer {i} weight {j}" for i, layer in enumerate(grads) for j in range(len(layer)))]
+    names = [
+        "logits",
+        "loss",
+        *(f"layer {i} weight {j}" for i, layer in enumerate(grads) for j in range(len(layer))),
+    ]
     for what, mine, theirs, truth in zip(names, ours, single, exact):
         assert mine.shape == truth.shape and mine.dtype == np.float32, what
         ours_off, theirs_off, largest = (np.max(np.abs(a)) for a in (mine - truth, theirs - truth, truth))
         allowed = TOLERANCE * theirs_off + FLOOR * largest if convolution == "direct" else WINOGRAD * largest
-        assert ours_off <= allowed, f"{what}: {ours_off:.3g} off the exact value, PyTorch's float32 {theirs_off:.3g}"
+        assert ours_off <= allowed, (
+            f"{what}: {ours_off:.3g} off the exact value, PyTorch's float32 {theirs_off:.3g}"
+        )
 
 
 def _torch(plan, params, x, y, masks, dtype):
     """[logits, loss, every weight gradient] of the PyTorch network in `dtype`, as float64 NumPy arrays."""
-    weights = [[torch.tensor(np.asarray(w), dtype=dtype, requires_grad=True) for w in layer] for layer in params]
-    logits = _torch_forward(plan, weights, torch.tensor(x, dtype=dtype), [torch.tensor(m, dtype=dtype) for m in masks])
+    weights = [
+        [torch.tensor(np.asarray(w), dtype=dtype, requires_grad=True) for w in layer] for layer in params
+    ]
+    logits = _torch_forward(
+        plan, weights, torch.tensor(x, dtype=dtype), [torch.tensor(m, dtype=dtype) for m in masks]
+    )
     loss = F.cross_entropy(logits, torch.tensor(y))
     loss.backward()
     found = [logits.detach(), loss.detach(), *(w.grad for layer in weights for w in layer)]

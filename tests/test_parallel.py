@@ -1,5 +1,6 @@
 """The thread pool (pipeline.kernels.parallel): blocks of work on every core give
 the same bits as on one."""
+
 import os
 import subprocess
 import sys
@@ -42,7 +43,9 @@ def test_a_forked_child_runs_blocks_without_the_parents_pool():
     assert sizes == [8] * 8 and workers == parallel._blas_threads and threads == min(workers, 8)
 
 
-@pytest.mark.parametrize("shape", [(128, 9216, 128), (9216, 128, 128), (128, 128, 9216), (100, 784, 10), (3, 5, 2)])
+@pytest.mark.parametrize(
+    "shape", [(128, 9216, 128), (9216, 128, 128), (128, 128, 9216), (100, 784, 10), (3, 5, 2)]
+)
 def test_blocked_matmul_equals_one_gemm_and_does_not_depend_on_threads(shape):
     rows, inner, columns = shape
     rng = np.random.default_rng(5)
@@ -61,12 +64,16 @@ def test_blocked_matmul_equals_one_gemm_and_does_not_depend_on_threads(shape):
 
 def test_the_pool_takes_as_many_threads_as_blas_had():
 
-    code = ("import numpy; from threadpoolctl import threadpool_info; from pipeline.kernels import parallel\n"
-            "def blas(): return [l['num_threads'] for l in threadpool_info() if l['user_api'] == 'blas']\n"
-            "before = blas(); print(max(before), parallel.workers(), *blas())")  # fmt: skip
+    code = (
+        "import numpy; from threadpoolctl import threadpool_info; from pipeline.kernels import parallel\n"
+        "def blas(): return [l['num_threads'] for l in threadpool_info() if l['user_api'] == 'blas']\n"
+        "before = blas(); print(max(before), parallel.workers(), *blas())"
+    )
     for threads in ("1", "2"):
         env = {**os.environ, "OPENBLAS_NUM_THREADS": threads}
-        run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+        run = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        )
         had, workers, *after = run.stdout.split()
         assert workers == had and set(after) == {"1"}
         assert int(had) == min(int(threads), os.cpu_count())  # OpenBLAS caps it at the cores
@@ -95,8 +102,6 @@ def _flat(grads):
     return np.concatenate([g.ravel() for layer in grads for g in layer])
 
 
-
-
 def test_a_cifar_cnn_batch_has_the_same_gradients_whatever_the_cpus_cache(monkeypatch):
     """The block size once followed the L2 cache (four of them, at most 4 MiB:
     512 KiB to 4 MiB on the CPUs seen), and the kernel gradients with it (up
@@ -109,12 +114,19 @@ def test_a_cifar_cnn_batch_has_the_same_gradients_whatever_the_cpus_cache(monkey
     data = np.random.default_rng(1)
     x, y = data.random((32, 32, 32, 3), dtype=np.float32), data.integers(0, 10, 32)
     results = []
-    for l2 in (128 << 10, 256 << 10, 512 << 10, 1 << 20):  # blocks of 512 KiB, 1, 2 and 4 MiB, by the old rule
+    for l2 in (
+        128 << 10,
+        256 << 10,
+        512 << 10,
+        1 << 20,
+    ):  # blocks of 512 KiB, 1, 2 and 4 MiB, by the old rule
         monkeypatch.setattr(machine, "l2_cache_bytes", lambda *a, l2=l2: l2, raising=False)
         monkeypatch.setattr(settings, "l2_cache_bytes", lambda *a, l2=l2: l2, raising=False)
         with settings.SETTINGS.using(block_bytes=settings.Settings().block_bytes):
             noise = np.random.default_rng(2)
-            results.append(value_and_grad(lambda p: LOSSES["ce"](apply(p, x, train=True, rng=noise), y))(params))
+            results.append(
+                value_and_grad(lambda p: LOSSES["ce"](apply(p, x, train=True, rng=noise), y))(params)
+            )
     for loss, grads in results[1:]:
         assert loss == results[0][0]
         np.testing.assert_array_equal(_flat(grads), _flat(results[0][1]))

@@ -1,5 +1,6 @@
 """The Snakemake pipeline end to end, through its CLI, on a tiny config: about
 1,000 MNIST images, one epoch, two losses. Runs in a temporary directory."""
+
 import json
 import os
 import re
@@ -32,7 +33,11 @@ def finished(tmp_path_factory, make_workdir, snakemake):
 def _jobs(dry_run_output):
     """{rule: count} from the job-stats table of a dry run."""
     table = dry_run_output.split("Job stats:")[-1].split("Reasons:")[0]
-    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M) if m.group(1) != "total"}
+    return {
+        m.group(1): int(m.group(2))
+        for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)
+        if m.group(1) != "total"
+    }
 
 
 class _TableOne(HTMLParser):
@@ -57,29 +62,67 @@ def test_tiny_pipeline_report_matches_results(finished):
     parsed = _TableOne()
     parsed.feed(html)
     for loss in ("ce", "nllr"):
-        accuracies = [json.loads((workdir / f"results/test/mnist/mlp/{loss}/seed{s}/metrics.json").read_text())["test_accuracy"]
-                      for s in (1, 2)]  # fmt: skip
-        assert float(parsed.rows[("mnist", "mlp", loss)]) == pytest.approx(100 * sum(accuracies) / 2, rel=1e-10)
-    assert len(parsed.images) == 3 and all(src.startswith("data:image/png;base64,") for src in parsed.images)  # curves, confusion, why
-    assert not re.search(r'(src|href)="https?://(?!arxiv\.org/)', html)  # self-contained: viewing needs no network
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+        accuracies = [
+            json.loads((workdir / f"results/test/mnist/mlp/{loss}/seed{s}/metrics.json").read_text())[
+                "test_accuracy"
+            ]
+            for s in (1, 2)
+        ]
+        assert float(parsed.rows[("mnist", "mlp", loss)]) == pytest.approx(
+            100 * sum(accuracies) / 2, rel=1e-10
+        )
+    assert len(parsed.images) == 3 and all(
+        src.startswith("data:image/png;base64,") for src in parsed.images
+    )  # curves, confusion, why
+    assert not re.search(
+        r'(src|href)="https?://(?!arxiv\.org/)', html
+    )  # self-contained: viewing needs no network
+    commit = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True
+    ).stdout.strip()
     assert commit and commit in html  # provenance: the code's commit, versions, data checksums
     trained_by = re.search(r'id="run-commits"><code>([^<]*)</code> \(4 runs\)</td>', html)
-    assert trained_by and trained_by.group(1).startswith(commit[:12])  # every run, by the code of this checkout
-    for key in ("numpy", "autograd", "snakemake", "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db"):
+    assert trained_by and trained_by.group(1).startswith(
+        commit[:12]
+    )  # every run, by the code of this checkout
+    for key in (
+        "numpy",
+        "autograd",
+        "snakemake",
+        "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+    ):
         assert key in html
     # where each run trained: these CPU jobs with NumPy, on this CPU
     where = f'<td class="name">CPU ({machine.cpu_name()}); {machine.blas_kernel()}</td><td class="name"><code>{commit[:12]}'
     assert re.search(re.escape(where) + r"[^<]*</code></td><td>4</td>", html)  # one row for the four runs
-    assert json.loads((workdir / "results/test/mnist/mlp/ce/seed1/status.json").read_text())["backend"] == "numpy"
+    assert (
+        json.loads((workdir / "results/test/mnist/mlp/ce/seed1/status.json").read_text())["backend"]
+        == "numpy"
+    )
     logs = sorted(p.relative_to(workdir / "logs").as_posix() for p in (workdir / "logs").rglob("*.log"))
     assert "test/train/mnist/mlp/ce/seed1.log" in logs and "test/report.log" in logs
 
 
-@pytest.mark.parametrize("config", [[], ["--configfile", str(REPO / ".test/config/config.yaml")]], ids=["default", ".test"])
+@pytest.mark.parametrize(
+    "config", [[], ["--configfile", str(REPO / ".test/config/config.yaml")]], ids=["default", ".test"]
+)
 def test_lint_is_clean(config):
-    result = subprocess.run([sys.executable, "-m", "snakemake", "--lint", "-s", str(REPO / "Snakefile"), "-d", str(REPO),
-                             *config], capture_output=True, text=True, timeout=120)  # fmt: skip
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "--lint",
+            "-s",
+            str(REPO / "Snakefile"),
+            "-d",
+            str(REPO),
+            *config,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -87,7 +130,14 @@ def test_dry_run_lists_the_jobs(tmp_path, make_workdir, snakemake):
     workdir = make_workdir(tmp_path)
     result = snakemake(workdir, "-n", "reports/summary.html")
     assert result.returncode == 0, result.stderr
-    assert _jobs(result.stdout) == {"fetch": 4, "prepare": 1, "train": 4, "aggregate": 1, "report": 1, "latest_report": 1}
+    assert _jobs(result.stdout) == {
+        "fetch": 4,
+        "prepare": 1,
+        "train": 4,
+        "aggregate": 1,
+        "report": 1,
+        "latest_report": 1,
+    }
 
 
 def test_a_sweep_of_thousands_of_runs_plans(tmp_path, make_workdir, snakemake):
@@ -142,12 +192,21 @@ def test_bad_config_value_fails_before_any_job_naming_it(tmp_path, make_workdir,
     assert len(output.splitlines()) < 10  # one line per problem, not a dump of the schema
 
 
-@pytest.mark.parametrize("change,message", [
-    ("hyperparameters: {lr: 0.1}|hyperparameters: {lr: 0.1, rhoo: 0.9}", "unexpected keyword argument 'rhoo'"),
-    ("model_options: {hidden: 32}|model_options: {hiden: 32}", "unexpected keyword argument 'hiden'"),
-    ("hyperparameters: {lr: 0.1}|hyperparameters: {lr: -0.1}", "lr must be in (0.0, inf), got -0.1"),
-], ids=["optimizer keyword", "model option", "negative rate"])
-def test_config_checked_against_real_signatures_before_any_job(tmp_path, change, message, make_workdir, snakemake):
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        (
+            "hyperparameters: {lr: 0.1}|hyperparameters: {lr: 0.1, rhoo: 0.9}",
+            "unexpected keyword argument 'rhoo'",
+        ),
+        ("model_options: {hidden: 32}|model_options: {hiden: 32}", "unexpected keyword argument 'hiden'"),
+        ("hyperparameters: {lr: 0.1}|hyperparameters: {lr: -0.1}", "lr must be in (0.0, inf), got -0.1"),
+    ],
+    ids=["optimizer keyword", "model option", "negative rate"],
+)
+def test_config_checked_against_real_signatures_before_any_job(
+    tmp_path, change, message, make_workdir, snakemake
+):
     old, new = change.split("|")
     workdir = make_workdir(tmp_path, TINY.replace(old, new))
     result = snakemake(workdir, "-n", "reports/summary.html")
@@ -170,10 +229,24 @@ def test_killed_train_job_resumes_under_snakemake(tmp_path, wait_for, make_workd
     workdir = make_workdir(tmp_path, config)
     target = "results/test/mnist/mlp/ce/seed1/status.json"
     process = subprocess.Popen(
-        [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--configfile",
-         str(workdir / "tiny.yaml"), "--cores", "1", target],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-s",
+            str(REPO / "Snakefile"),
+            "-d",
+            str(workdir),
+            "--configfile",
+            str(workdir / "tiny.yaml"),
+            "--cores",
+            "1",
+            target,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     history = workdir / "results/test/mnist/mlp/ce/seed1/history.csv"
     wait_for(history, process)
     os.killpg(process.pid, signal.SIGKILL)  # Snakemake and its job, as a crash would
@@ -189,7 +262,9 @@ def test_killed_train_job_resumes_under_snakemake(tmp_path, wait_for, make_workd
     assert len(read_history(history)) == 4
 
 
-@pytest.mark.skipif(not shutil.which("chromium"), reason="Debian's chromium is not installed (.ci/run installs it)")
+@pytest.mark.skipif(
+    not shutil.which("chromium"), reason="Debian's chromium is not installed (.ci/run installs it)"
+)
 def test_report_in_a_real_browser(finished, tmp_path):
     """Headless Chromium opens a copy of the report with a checking script
     appended: on the window's load event (every image fetched and decoded, or
@@ -210,9 +285,21 @@ window.addEventListener("load", function () {
 </script>"""
     page = tmp_path / "report.html"
     page.write_text(html.replace("</body>", check + "</body>"))
-    command = ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-               "--disable-background-networking", "--disable-component-update", "--disable-sync",
-               f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=10000", "--dump-dom", page.as_uri()]  # fmt: skip
+    command = [
+        "chromium",
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--virtual-time-budget=10000",
+        "--dump-dom",
+        page.as_uri(),
+    ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=120)
     verdict = re.search(r'<div id="verdict">([^<]*)</div>', result.stdout)
     assert verdict, result.stderr[-2000:]
@@ -235,35 +322,59 @@ def _rewrite_archive(source, target, change):
 def test_archive_verifies_and_catches_tampering(finished, tmp_path, snakemake):
     import hashlib
 
-
     workdir = finished
     result = snakemake(workdir, "--cores", "1", "archive")
     assert result.returncode == 0, result.stderr[-2000:]
     (archive,) = workdir.glob("reports/test/softloss-archive-*.tar.gz")
-    commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO, capture_output=True, text=True
+    ).stdout.strip()
     assert re.fullmatch(rf"softloss-archive-\d{{8}}-{commit}\.tar\.gz", archive.name)
-    checked = subprocess.run([sys.executable, "-m", "pipeline", "verify-archive", str(archive)], capture_output=True, text=True)
+    checked = subprocess.run(
+        [sys.executable, "-m", "pipeline", "verify-archive", str(archive)], capture_output=True, text=True
+    )
     assert checked.returncode == 0, checked.stderr
     # Every run's record (not its weights or checkpoints), the summary, the report and the provenance.
-    records = {p.relative_to(workdir).as_posix() for p in (workdir / "results/test").rglob("*")
-               if p.name in ("history.csv", "metrics.json", "status.json", "diagnostics.csv")}  # fmt: skip
+    records = {
+        p.relative_to(workdir).as_posix()
+        for p in (workdir / "results/test").rglob("*")
+        if p.name in ("history.csv", "metrics.json", "status.json", "diagnostics.csv")
+    }
     members = set(read(archive)) - {"MANIFEST"}
-    assert members == records | {"results/test/summary.json", "reports/test/summary.html", "config.json",
-                                 "environment.json", "data_checksums.json"}  # fmt: skip
+    assert members == records | {
+        "results/test/summary.json",
+        "reports/test/summary.html",
+        "config.json",
+        "environment.json",
+        "data_checksums.json",
+    }
     assert verify(archive) == len(members)
 
     metrics = "results/test/mnist/mlp/ce/seed1/metrics.json"
     tampered = tmp_path / "tampered.tar.gz"
-    _rewrite_archive(archive, tampered, lambda n, d: d.replace(b'"test_accuracy": 0.', b'"test_accuracy": 1.') if n == metrics else d)
+    _rewrite_archive(
+        archive,
+        tampered,
+        lambda n, d: d.replace(b'"test_accuracy": 0.', b'"test_accuracy": 1.') if n == metrics else d,
+    )
     with pytest.raises(DataError, match="does not match its MANIFEST"):
         verify(tampered)
 
     truncated = tmp_path / "truncated.tar.gz"
     truncated.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
-    result = subprocess.run([sys.executable, "-m", "pipeline", "verify-archive", str(truncated)], capture_output=True, text=True)
-    assert result.returncode == 2 and "truncated or corrupt" in result.stderr and "Traceback" not in result.stderr
-    both = subprocess.run([sys.executable, "-m", "pipeline", "verify-archive", str(archive), str(truncated)],
-                          capture_output=True, text=True)  # as a glob gives them: each checked, each said  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline", "verify-archive", str(truncated)], capture_output=True, text=True
+    )
+    assert (
+        result.returncode == 2
+        and "truncated or corrupt" in result.stderr
+        and "Traceback" not in result.stderr
+    )
+    both = subprocess.run(
+        [sys.executable, "-m", "pipeline", "verify-archive", str(archive), str(truncated)],
+        capture_output=True,
+        text=True,
+    )  # as a glob gives them: each checked, each said
     assert both.returncode == 2 and f"{archive}: {len(members)} members match" in both.stdout
     assert f"{truncated}: not a readable archive" in both.stderr
 
@@ -279,7 +390,10 @@ def test_archive_verifies_and_catches_tampering(finished, tmp_path, snakemake):
         if name == "reports/test/summary.html":
             return report
         if name == "MANIFEST":
-            lines = [line if not line.endswith("  reports/test/summary.html") else entry for line in data.decode().splitlines()]
+            lines = [
+                line if not line.endswith("  reports/test/summary.html") else entry
+                for line in data.decode().splitlines()
+            ]
             return ("\n".join(lines) + "\n").encode()
         return data
 
@@ -295,12 +409,21 @@ def test_the_reproduce_target_retrains_every_run_of_an_archive_identically(finis
     (archive,) = workdir.glob("reports/test/softloss-archive-*.tar.gz")
     result = snakemake(workdir, "--cores", "1", "--config", f"reproduce={archive}", "--", "reproduce")
     assert result.returncode == 0, result.stderr[-2000:]
-    lines = (workdir / "reports/test/reproduced" / archive.name.replace(".tar.gz", ".txt")).read_text().splitlines()
-    assert lines == [f"results/test/mnist/mlp/{loss}/seed{seed}: identical through epoch 1"
-                     for loss in ("ce", "nllr") for seed in (1, 2)]  # fmt: skip
+    lines = (
+        (workdir / "reports/test/reproduced" / archive.name.replace(".tar.gz", ".txt"))
+        .read_text()
+        .splitlines()
+    )
+    assert lines == [
+        f"results/test/mnist/mlp/{loss}/seed{seed}: identical through epoch 1"
+        for loss in ("ce", "nllr")
+        for seed in (1, 2)
+    ]
 
 
-GPU_CONFIG = TINY.replace("studies: null\n", "studies: null\nbackend: BACKEND\n") + """
+GPU_CONFIG = (
+    TINY.replace("studies: null\n", "studies: null\nbackend: BACKEND\n")
+    + """
   - dataset: cifar10
     model: cifar_cnn
     optimizer: rmsprop
@@ -310,6 +433,7 @@ GPU_CONFIG = TINY.replace("studies: null\n", "studies: null\nbackend: BACKEND\n"
     seeds: [1]
     gpu: true
 """
+)
 
 
 def _train_jobs(dry_run_output):
@@ -317,7 +441,10 @@ def _train_jobs(dry_run_output):
     jobs = {}
     for block in dry_run_output.split("rule train:")[1:]:
         run = re.search(r"wildcards: run=(\S+)", block).group(1)
-        jobs[run] = (int(re.search(r"gpu=(\d+)", block).group(1)), re.search(r"--backend (\w+)", block).group(1))
+        jobs[run] = (
+            int(re.search(r"gpu=(\d+)", block).group(1)),
+            re.search(r"--backend (\w+)", block).group(1),
+        )
     return jobs
 
 
@@ -345,32 +472,68 @@ def test_check_config_names_file_and_line_of_a_yaml_error(tmp_path):
     unknown = tmp_path / "unknown.yaml"
     unknown.write_text("studies: null\nbogus_key: 1\n")
     for path, message in ((broken, f"{broken}:5:"), (unknown, "'bogus_key' was unexpected")):
-        result = subprocess.run([sys.executable, "-m", "pipeline", "check-config", str(path)], cwd=REPO,
-                                capture_output=True, text=True, timeout=60)  # fmt: skip
+        result = subprocess.run(
+            [sys.executable, "-m", "pipeline", "check-config", str(path)],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
         assert len(result.stderr.splitlines()) == 1
-    for config in ("config/paper.yaml", "config/reference.yaml", "config/studies.yaml", "config/cifar10_jpeg.yaml"):
-        ok = subprocess.run([sys.executable, "-m", "pipeline", "check-config", config], cwd=REPO,
-                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    for config in (
+        "config/paper.yaml",
+        "config/reference.yaml",
+        "config/studies.yaml",
+        "config/cifar10_jpeg.yaml",
+    ):
+        ok = subprocess.run(
+            [sys.executable, "-m", "pipeline", "check-config", config],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert ok.returncode == 0, ok.stderr
 
 
-@pytest.mark.parametrize("change, message", [
-    (("hyperparameters: {lr: 0.1}", "hyperparameters: {lr: 0.1, momentum: 0.9}"), "unexpected keyword argument 'momentum'"),
-    (("hyperparameters: {lr: 0.1}", "hyperparameters: {lr: -0.05}"), "lr must be"),
-    (("model_options: {hidden: 32}", "model_options: {hiden: 32}"), "unexpected keyword argument 'hiden'"),
-    (("train_size: 1000", "train_size: 100000"), "train_size 100000 is more than the 60,000 train examples of mnist"),
-    (("dataset: mnist", "dataset: flowers"), "dataset 'flowers' is neither registered"),
-])  # fmt: skip
-def test_check_config_and_the_dry_run_refuse_the_same_values(tmp_path, change, message, make_workdir, snakemake):
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (
+            ("hyperparameters: {lr: 0.1}", "hyperparameters: {lr: 0.1, momentum: 0.9}"),
+            "unexpected keyword argument 'momentum'",
+        ),
+        (("hyperparameters: {lr: 0.1}", "hyperparameters: {lr: -0.05}"), "lr must be"),
+        (
+            ("model_options: {hidden: 32}", "model_options: {hiden: 32}"),
+            "unexpected keyword argument 'hiden'",
+        ),
+        (
+            ("train_size: 1000", "train_size: 100000"),
+            "train_size 100000 is more than the 60,000 train examples of mnist",
+        ),
+        (("dataset: mnist", "dataset: flowers"), "dataset 'flowers' is neither registered"),
+    ],
+)
+def test_check_config_and_the_dry_run_refuse_the_same_values(
+    tmp_path, change, message, make_workdir, snakemake
+):
     """One validation, run by both, before any job starts."""
     workdir = make_workdir(tmp_path, TINY.replace(*change))
-    checked = subprocess.run([sys.executable, "-m", "pipeline", "check-config", str(workdir / "tiny.yaml")], cwd=REPO,
-                             capture_output=True, text=True, timeout=60)  # fmt: skip
+    checked = subprocess.run(
+        [sys.executable, "-m", "pipeline", "check-config", str(workdir / "tiny.yaml")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     planned = snakemake(workdir, "-n", "reports/summary.html")
     assert checked.returncode == 2 and message in checked.stderr, checked.stderr
     assert planned.returncode != 0 and message in planned.stderr, planned.stderr[-2000:]
-    assert [line for line in planned.stderr.splitlines() if line.startswith("config error:")] == checked.stderr.splitlines()
+    assert [
+        line for line in planned.stderr.splitlines() if line.startswith("config error:")
+    ] == checked.stderr.splitlines()
 
 
 def test_fetch_jobs_side_by_side_each_fetch_their_own_file(tmp_path, snakemake):
@@ -436,7 +599,9 @@ def test_a_study_still_training_is_archived_as_it_stands_by_the_snapshot_rule(fi
     shutil.copytree(source, workdir, symlinks=True)
     run = workdir / "results" / "test" / "mnist" / "mlp" / "ce" / "seed1"
     (run / "metrics.json").unlink()
-    (run / "status.json").write_text(json.dumps({**json.loads((run / "status.json").read_text()), "status": "running"}))
+    (run / "status.json").write_text(
+        json.dumps({**json.loads((run / "status.json").read_text()), "status": "running"})
+    )
     summary = (workdir / "results" / "test" / "summary.json").read_bytes()
     result = snakemake(workdir, "--cores", "1", "--nolock", "snapshot")
     assert result.returncode == 0, result.stderr[-3000:]
@@ -450,11 +615,15 @@ def test_a_study_still_training_is_archived_as_it_stands_by_the_snapshot_rule(fi
 def test_a_snapshot_before_any_run_has_started_says_so_and_fetches_nothing(tmp_path, make_workdir, snakemake):
     workdir = make_workdir(tmp_path)
     result = snakemake(workdir, "--cores", "1", "--nolock", "snapshot")
-    assert result.returncode != 0 and "none of the 4 runs has started: nothing to snapshot yet" in result.stderr
+    assert (
+        result.returncode != 0 and "none of the 4 runs has started: nothing to snapshot yet" in result.stderr
+    )
     assert not (workdir / "data").exists() and "Traceback" not in result.stderr
 
 
-def test_a_class_folder_dataset_of_ones_own_runs_through_the_pipeline(tmp_path, make_workdir, snakemake, classes_folder):
+def test_a_class_folder_dataset_of_ones_own_runs_through_the_pipeline(
+    tmp_path, make_workdir, snakemake, classes_folder
+):
     """Declared under `datasets:` (the README's three lines), a folder of 12
     classes is prepared, trained with a 12-way model, and reported."""
     folder = classes_folder(tmp_path / "shapes", 12, per_class=3)
@@ -469,7 +638,9 @@ experiments:
     workdir = make_workdir(tmp_path / "work", config)
     result = snakemake(workdir, "--cores", "2", "reports/summary.html")
     assert result.returncode == 0, result.stderr[-3000:]
-    (run,) = json.loads((workdir / "results" / "tiny" / "summary.json").read_text())["runs"]  # named by its file
+    (run,) = json.loads((workdir / "results" / "tiny" / "summary.json").read_text())[
+        "runs"
+    ]  # named by its file
     assert run["dataset"] == "shapes" and len(run["confusion_matrix"]) == 12
     assert "shapes" in (workdir / "reports" / "summary.html").read_text()
 
@@ -480,16 +651,39 @@ def test_every_command_line_option_says_what_it_is():
     from pipeline.cli import build_parser
 
     commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
-    silent = [(name, action.dest) for name, sub in commands.choices.items() for action in sub._actions if not action.help]
+    silent = [
+        (name, action.dest)
+        for name, sub in commands.choices.items()
+        for action in sub._actions
+        if not action.help
+    ]
     assert silent == []
 
 
 def test_the_slurm_profile_without_its_partition_stops_before_any_job(tmp_path, make_workdir):
     workdir = make_workdir(tmp_path)
     env = {k: v for k, v in os.environ.items() if not k.startswith("SOFTLOSS_SLURM_")}
-    result = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
-                             "--configfile", str(workdir / "tiny.yaml"), "--profile", str(REPO / "profiles/slurm"),
-                             "-n", "reports/summary.html"], capture_output=True, text=True, timeout=120, env=env)  # fmt: skip
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-s",
+            str(REPO / "Snakefile"),
+            "-d",
+            str(workdir),
+            "--configfile",
+            str(workdir / "tiny.yaml"),
+            "--profile",
+            str(REPO / "profiles/slurm"),
+            "-n",
+            "reports/summary.html",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
     assert result.returncode != 0
     assert "the environment variable SOFTLOSS_SLURM_PARTITION is not set" in result.stderr
 
@@ -507,7 +701,9 @@ def poly2(logits, labels, eps=1.0):
 
 
 def _user_loss_workdir(make_workdir, path, loss_text):
-    config = TINY.replace("losses: {ce: {}, nllr: {lr: 0.05}}", "losses: {ce: {}, poly2: {loss_options: {eps: 2.0}}}")
+    config = TINY.replace(
+        "losses: {ce: {}, nllr: {lr: 0.05}}", "losses: {ce: {}, poly2: {loss_options: {eps: 2.0}}}"
+    )
     workdir = make_workdir(path, config + "user_losses:\n  poly2: {file: poly2.py}\n")
     (workdir / "poly2.py").write_text(loss_text)
     return workdir
@@ -520,7 +716,10 @@ def test_a_loss_of_ones_own_runs_beside_the_built_in_ones(tmp_path, make_workdir
     result = snakemake(workdir, "--cores", "2", "reports/summary.html")
     assert result.returncode == 0, result.stderr[-3000:]
     runs = json.loads((workdir / "results" / "test" / "summary.json").read_text())["runs"]
-    assert sorted((r["loss"], r["status"]) for r in runs) == [("ce", "completed")] * 2 + [("poly2", "completed")] * 2
+    assert (
+        sorted((r["loss"], r["status"]) for r in runs)
+        == [("ce", "completed")] * 2 + [("poly2", "completed")] * 2
+    )
     assert all(r["config"]["loss_options"] == {"eps": 2.0} for r in runs if r["loss"] == "poly2")
     assert 'data-loss="poly2"' in (workdir / "reports" / "summary.html").read_text()
     (workdir / "poly2.py").write_text(USER_LOSS + "# a note\n")
@@ -531,17 +730,34 @@ def test_a_loss_of_ones_own_runs_beside_the_built_in_ones(tmp_path, make_workdir
     assert all("/poly2/" in w for w in re.findall(r"rule train:.*?wildcards: ([^\n]+)", changed.stdout, re.S))
 
 
-@pytest.mark.parametrize("broken, message", [
-    (USER_LOSS.replace("return np.mean(", "return ("), "returns shape (50,), not a scalar"),  # the batch size
-    (USER_LOSS.replace("np.mean(", "np.log(-1.0) + np.mean("), "returns nan on a probe batch"),
-    (USER_LOSS.replace("def poly2(", "def poly(2"), "poly2.py: not Python (invalid decimal literal, line 5)"),
-    (USER_LOSS.replace("import autograd.numpy as np", "import autograd.numpy as np\nimport no_such_module"),
-     "poly2.py: cannot import it (ModuleNotFoundError"),
-    (USER_LOSS.replace("def poly2(", "def poly3("), "poly2.py: defines no function 'poly2'"),
-])  # fmt: skip
-def test_a_broken_loss_of_ones_own_is_one_line_before_any_job(tmp_path, broken, message, make_workdir, snakemake):
+@pytest.mark.parametrize(
+    "broken, message",
+    [
+        (
+            USER_LOSS.replace("return np.mean(", "return ("),
+            "returns shape (50,), not a scalar",
+        ),  # the batch size
+        (USER_LOSS.replace("np.mean(", "np.log(-1.0) + np.mean("), "returns nan on a probe batch"),
+        (
+            USER_LOSS.replace("def poly2(", "def poly(2"),
+            "poly2.py: not Python (invalid decimal literal, line 5)",
+        ),
+        (
+            USER_LOSS.replace(
+                "import autograd.numpy as np", "import autograd.numpy as np\nimport no_such_module"
+            ),
+            "poly2.py: cannot import it (ModuleNotFoundError",
+        ),
+        (USER_LOSS.replace("def poly2(", "def poly3("), "poly2.py: defines no function 'poly2'"),
+    ],
+)
+def test_a_broken_loss_of_ones_own_is_one_line_before_any_job(
+    tmp_path, broken, message, make_workdir, snakemake
+):
     workdir = _user_loss_workdir(make_workdir, tmp_path, broken)
     result = snakemake(workdir, "-n", "reports/summary.html")
     errors = [line for line in result.stderr.splitlines() if line.startswith("config error:")]
-    assert result.returncode != 0 and len(errors) == 1 and message in errors[0] and "poly2.py" in errors[0], errors
+    assert result.returncode != 0 and len(errors) == 1 and message in errors[0] and "poly2.py" in errors[0], (
+        errors
+    )
     assert "Traceback" not in result.stderr

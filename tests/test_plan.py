@@ -1,4 +1,5 @@
 """The planner: config -> {run_id: Job}, in Python (pipeline/plan/jobs.py)."""
+
 import json
 from collections import Counter
 from dataclasses import replace
@@ -43,7 +44,10 @@ def test_default_config_plans_every_run_once():
 
 def test_paper_config_epochs_override_and_gpu_jobs():
     jobs = plan(_config("config/paper.yaml"))
-    assert jobs["mnist/mnist_cnn/nllr/seed3"].run.epochs == 500 and jobs["mnist/mnist_cnn/ce/seed3"].run.epochs == 100
+    assert (
+        jobs["mnist/mnist_cnn/nllr/seed3"].run.epochs == 500
+        and jobs["mnist/mnist_cnn/ce/seed3"].run.epochs == 100
+    )
     cifar = jobs["cifar10/cifar_cnn/nllr_keras/seed1"]
     assert cifar.gpu and cifar.backend == "auto" and cifar.run.augment and cifar.run.batch_size == 32
     assert not jobs["mnist/mnist_cnn/ce/seed1"].gpu and jobs["mnist/mnist_cnn/ce/seed1"].backend == "numpy"
@@ -55,7 +59,8 @@ def test_reference_config_gives_nllr_a_second_seed():
     jobs = plan(_config("config/reference.yaml"))
     assert sorted(jobs) == sorted(
         [f"mnist/mnist_cnn/{loss}/seed1" for loss in ("ce", "ce_keras", "bce", "bce_keras")]
-        + [f"mnist/mnist_cnn/{loss}/seed{s}" for loss in ("nllr", "nllr_keras") for s in (1, 2)])  # fmt: skip
+        + [f"mnist/mnist_cnn/{loss}/seed{s}" for loss in ("nllr", "nllr_keras") for s in (1, 2)]
+    )
     assert all(job.run.epochs == 12 and job.run.train_size is None for job in jobs.values())
 
 
@@ -70,25 +75,40 @@ def test_problems_name_the_setting_and_a_run():
     config = _config()
     config["experiments"][1] = {**config["experiments"][1], "hyperparameters": {"rhoo": 0.9}}
     lines = problems(plan(config))
-    assert len(lines) == 1 and "unexpected keyword argument 'rhoo'" in lines[0] and "(run mnist/mnist_cnn/" in lines[0]
+    assert (
+        len(lines) == 1
+        and "unexpected keyword argument 'rhoo'" in lines[0]
+        and "(run mnist/mnist_cnn/" in lines[0]
+    )
 
 
 def test_run_config_round_trips_through_json_with_its_types():
-    run = replace(plan(_config())["studies/negative_feedback/mnist/mlp/random/q0.25/complement/seed1"].run,
-                  model_options={"hidden": 64, "note": "a string passes too"})  # fmt: skip
+    run = replace(
+        plan(_config())["studies/negative_feedback/mnist/mlp/random/q0.25/complement/seed1"].run,
+        model_options={"hidden": 64, "note": "a string passes too"},
+    )
     again = RunConfig.from_dict(json.loads(json.dumps(run.to_dict())))
     assert again == run and isinstance(again.model_options["hidden"], int)
     with pytest.raises(SoftlossError, match="unknown keys colour"):
         RunConfig.from_dict({**run.to_dict(), "colour": "red"})
 
 
-@pytest.mark.parametrize("bad,message", [
-    ({"fraction": 1.5, "wrong_label": "random", "treatment": "complement"}, "fraction must be in \\[0, 1\\]"),
-    ({"fraction": 1.0, "wrong_label": "random", "treatment": "drop"}, "leaves no example to train on"),
-    ({"fraction": 0.5, "wrong_label": "oracle", "treatment": "drop"}, "wrong_label must be one of random, model"),
-    ({"fraction": 0.5, "wrong_label": "random", "treatment": "ignore"}, "treatment must be one of"),
-    ({"fraction": 0.5}, "needs fraction, wrong_label and treatment"),
-])
+@pytest.mark.parametrize(
+    "bad,message",
+    [
+        (
+            {"fraction": 1.5, "wrong_label": "random", "treatment": "complement"},
+            "fraction must be in \\[0, 1\\]",
+        ),
+        ({"fraction": 1.0, "wrong_label": "random", "treatment": "drop"}, "leaves no example to train on"),
+        (
+            {"fraction": 0.5, "wrong_label": "oracle", "treatment": "drop"},
+            "wrong_label must be one of random, model",
+        ),
+        ({"fraction": 0.5, "wrong_label": "random", "treatment": "ignore"}, "treatment must be one of"),
+        ({"fraction": 0.5}, "needs fraction, wrong_label and treatment"),
+    ],
+)
 def test_feedback_is_checked_once_where_it_is_made(bad, message):
     run = plan(_config())["mnist/knet_softmax/ce/seed1"].run
     with pytest.raises(SoftlossError, match=message):
@@ -97,13 +117,17 @@ def test_feedback_is_checked_once_where_it_is_made(bad, message):
 
 def test_cifar10_jpeg_config_plans_gpu_jobs_on_the_jpeg_copy():
     jobs = plan(_config("config/cifar10_jpeg.yaml"))
-    assert len(jobs) == 6 and all(job.gpu and job.dataset == "cifar10_jpeg" and job.run.augment for job in jobs.values())
+    assert len(jobs) == 6 and all(
+        job.gpu and job.dataset == "cifar10_jpeg" and job.run.augment for job in jobs.values()
+    )
 
 
 def test_cifar10_jpeg_cpu_config_plans_every_loss_with_two_seeds():
     jobs = plan(_config("config/cifar10_jpeg_cpu.yaml"))
     losses = ("ce", "ce_keras", "bce", "bce_keras", "nllr", "nllr_keras")
-    assert sorted(jobs) == sorted(f"cifar10_jpeg/cifar_cnn/{loss}/seed{seed}" for loss in losses for seed in (1, 2))
+    assert sorted(jobs) == sorted(
+        f"cifar10_jpeg/cifar_cnn/{loss}/seed{seed}" for loss in losses for seed in (1, 2)
+    )
     assert all(not job.gpu and job.run.epochs == 25 and job.run.augment for job in jobs.values())
 
 
@@ -146,10 +170,23 @@ def test_a_stage_cuts_the_study_to_its_seeds_and_epochs():
 
 def test_literature_config_plans_every_baseline_on_both_rows():
     jobs = plan(_config("config/literature.yaml"))
-    losses = ("ce", "nllr_keras", "label_smoothing", "focal", "poly1", "crl", "squared_hinge", "square_logits")
-    assert sorted(jobs) == sorted([f"mnist/mnist_cnn/{loss}/seed{seed}" for loss in losses for seed in (1, 2, 3)]
-                                  + [f"cifar10_jpeg/cifar_cnn/{loss}/seed1" for loss in losses])  # fmt: skip
-    assert {jobs[f"mnist/mnist_cnn/{loss}/seed{seed}"].run.epochs for loss in losses for seed in (1, 2, 3)} == {12}
+    losses = (
+        "ce",
+        "nllr_keras",
+        "label_smoothing",
+        "focal",
+        "poly1",
+        "crl",
+        "squared_hinge",
+        "square_logits",
+    )
+    assert sorted(jobs) == sorted(
+        [f"mnist/mnist_cnn/{loss}/seed{seed}" for loss in losses for seed in (1, 2, 3)]
+        + [f"cifar10_jpeg/cifar_cnn/{loss}/seed1" for loss in losses]
+    )
+    assert {
+        jobs[f"mnist/mnist_cnn/{loss}/seed{seed}"].run.epochs for loss in losses for seed in (1, 2, 3)
+    } == {12}
     assert {jobs[f"cifar10_jpeg/cifar_cnn/{loss}/seed1"].run.epochs for loss in losses} == {25}
     assert problems(jobs) == []
 
@@ -157,8 +194,10 @@ def test_literature_config_plans_every_baseline_on_both_rows():
 def test_why_config_plans_the_diagnostics_study():
     jobs = plan(_config("config/why.yaml"))
     losses = ("ce", "ce_keras", "bce_keras", "nllr", "nllr_keras", "label_smoothing", "squared_hinge")
-    assert sorted(jobs) == sorted([f"mnist/mnist_cnn/{loss}/seed{seed}" for loss in losses for seed in (1, 2)]
-                                  + [f"cifar10_jpeg/cifar_cnn/{loss}/seed1" for loss in losses])  # fmt: skip
+    assert sorted(jobs) == sorted(
+        [f"mnist/mnist_cnn/{loss}/seed{seed}" for loss in losses for seed in (1, 2)]
+        + [f"cifar10_jpeg/cifar_cnn/{loss}/seed1" for loss in losses]
+    )
     assert problems(jobs) == []
 
 
@@ -176,7 +215,10 @@ def test_the_wrong_label_option_has_the_configs_name_and_the_older_one_still_wor
     from pipeline.cli import build_parser
 
     common = ["train", "--out", "x", "--feedback-fraction", "0.5"]
-    assert build_parser().parse_args([*common, "--feedback-wrong-label", "model"]).feedback_wrong_label == "model"
+    assert (
+        build_parser().parse_args([*common, "--feedback-wrong-label", "model"]).feedback_wrong_label
+        == "model"
+    )
     assert capsys.readouterr().err == ""
     assert build_parser().parse_args([*common, "--feedback-label", "model"]).feedback_wrong_label == "model"
     assert "--feedback-label is now called --feedback-wrong-label" in capsys.readouterr().err

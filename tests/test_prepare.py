@@ -1,5 +1,6 @@
 """Raw files -> one HDF5 file (pipeline.datasets.prepare, .hdf5): every header,
 size and label checked, and an error that names the file."""
+
 import gzip
 import hashlib
 import tarfile
@@ -18,16 +19,27 @@ from pipeline.datasets.registry import IDX_FILES, Checksum, DatasetSpec, RemoteF
 def test_recompressed_idx_payload_is_accepted_by_payload_or_official_file_hash(tmp_path):
     # As Fashion-MNIST is registered: payload SHA-256 first, the official file MD5 also accepted.
     arrays, payloads, official = make_idx_files()
-    files = tuple(RemoteFile(n, Checksum("sha256", hashlib.sha256(payloads[n]).hexdigest(), "payload"),
-                             also=(Checksum("md5", hashlib.md5(official[n]).hexdigest(), "file"),)) for n in IDX_FILES)  # fmt: skip
+    files = tuple(
+        RemoteFile(
+            n,
+            Checksum("sha256", hashlib.sha256(payloads[n]).hexdigest(), "payload"),
+            also=(Checksum("md5", hashlib.md5(official[n]).hexdigest(), "file"),),
+        )
+        for n in IDX_FILES
+    )
     spec = DatasetSpec("tiny_fashion", "idx", files, (), registry.FASHION_CLASSES, (28, 28, 1), "test data")
-    for label, body in (("official", official), ("recompressed", {n: gzip.compress(p, 9, mtime=12345) for n, p in payloads.items()})):
+    for label, body in (
+        ("official", official),
+        ("recompressed", {n: gzip.compress(p, 9, mtime=12345) for n, p in payloads.items()}),
+    ):
         raw = tmp_path / label
         raw.mkdir()
         for name, data_ in body.items():
             (raw / name).write_bytes(data_)
         assert label == "official" or (raw / IDX_FILES[0]).read_bytes() != official[IDX_FILES[0]]
-        _, labels = hdf5.load(prepare.prepare(spec, raw, tmp_path / f"{label}.h5", log=lambda *a: None), "test")
+        _, labels = hdf5.load(
+            prepare.prepare(spec, raw, tmp_path / f"{label}.h5", log=lambda *a: None), "test"
+        )
         np.testing.assert_array_equal(labels, arrays["t10k-labels-idx1-ubyte.gz"])
     # Another payload matches neither; the error names both checksums.
     changed = arrays["t10k-labels-idx1-ubyte.gz"].copy()
@@ -151,12 +163,16 @@ def test_a_write_killed_midway_leaves_a_temporary_that_the_next_write_removes(tm
     import sys
 
     target = tmp_path / "mnist.h5"
-    killed = ("import os, signal; from pipeline.common.files import atomic_path; "
-              f"tmp = atomic_path({str(target)!r}).__enter__(); open(tmp, 'wb').write(b'half'); "
-              "os.kill(os.getpid(), signal.SIGKILL)")  # fmt: skip
+    killed = (
+        "import os, signal; from pipeline.common.files import atomic_path; "
+        f"tmp = atomic_path({str(target)!r}).__enter__(); open(tmp, 'wb').write(b'half'); "
+        "os.kill(os.getpid(), signal.SIGKILL)"
+    )
     subprocess.run([sys.executable, "-c", killed], timeout=60)
     (orphan,) = tmp_path.glob(".mnist.h5.*.tmp")
     working = tmp_path / f".mnist.h5.{os.getppid()}.tmp"  # a live process's
     working.write_bytes(b"busy")
     prepare.prepare("mnist", VENDOR_DIR / "mnist", target, log=lambda *a: None)
-    assert not orphan.exists() and working.exists() and hdf5.load(target, "test")[0].shape == (10000, 28, 28, 1)
+    assert (
+        not orphan.exists() and working.exists() and hdf5.load(target, "test")[0].shape == (10000, 28, 28, 1)
+    )

@@ -1,5 +1,6 @@
 """What a user relies on in the README: the paper named, the two commands,
 and the results it quotes equal to the committed reference archives."""
+
 import json
 import re
 
@@ -22,7 +23,11 @@ def test_the_front_door_names_the_paper_and_gives_the_two_commands_first():
     main, tests = commands
     assert main.endswith("snakemake --cores 8 reports/summary.html")
     ci = (REPO / ".ci" / "run").read_text()
-    assert "pip install --quiet -e '.[test]'" in ci and tests.endswith("python -m pytest -q") and "-m pytest -q" in ci
+    assert (
+        "pip install --quiet -e '.[test]'" in ci
+        and tests.endswith("python -m pytest -q")
+        and "-m pytest -q" in ci
+    )
     assert len(README.splitlines()) <= 200
 
 
@@ -45,7 +50,9 @@ def _table_one_rows_checked(section, runs, variants):
     checked = 0
     for entry in form_table(table_rows(runs)):
         line = next(row for row in section.splitlines() if row.startswith(f"| {entry['loss'].upper()} |"))
-        assert re.search(rf"\| {paper_value(entry['dataset'], entry['model'], entry['loss'], variants):.2f} \|", line)
+        assert re.search(
+            rf"\| {paper_value(entry['dataset'], entry['model'], entry['loss'], variants):.2f} \|", line
+        )
         for form in ("exact", "keras"):
             if entry[form] is not None and entry[form]["mean"] is not None:
                 assert f"{entry[form]['mean']:.2f}" in line, (entry["loss"], form, line)
@@ -67,14 +74,20 @@ def _ranking_cells_checked(section, runs, variants):
             continue
         cells = _cells(line)
         losses = [cell.strip("`") for cell in cells[1:]]
-        named = {i: cell.split("`")[1] for i, cell in enumerate(cells) if cell.startswith("`") and cell.split("`")[1] in models}
+        named = {
+            i: cell.split("`")[1]
+            for i, cell in enumerate(cells)
+            if cell.startswith("`") and cell.split("`")[1] in models
+        }
         if not cells[0].startswith("`") and named:
             columns = named
         elif columns and cells[0].startswith("`"):
             for i, model in columns.items():
                 assert cells[i] == f"{means[(model, cells[0].strip('`'))]:.2f}", (model, line)
                 checked += 1
-        elif all(any((m, loss) in means for m in models) for loss in losses) and all(c.startswith("`") for c in cells[1:]):
+        elif all(any((m, loss) in means for m in models) for loss in losses) and all(
+            c.startswith("`") for c in cells[1:]
+        ):
             header = losses
         elif header and cells[0].startswith("`") and cells[0].split("`")[1] in models:
             model = cells[0].split("`")[1]
@@ -96,5 +109,7 @@ def test_every_committed_archive_verifies_and_the_tables_that_name_it_quote_it()
         runs = json.loads(contents[main_summary(contents)])["runs"]
         sections = [_section(doc, archive.name) for doc in (README, REFERENCE) if archive.name in doc]
         for section in sections:
-            checked = _table_one_rows_checked(section, runs, variants) + _ranking_cells_checked(section, runs, variants)
+            checked = _table_one_rows_checked(section, runs, variants) + _ranking_cells_checked(
+                section, runs, variants
+            )
             assert checked, f"{archive.name} is named beside no table of its results"

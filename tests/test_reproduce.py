@@ -1,6 +1,7 @@
 """`reproduce` (pipeline.reproduce): an archive's runs retrained from its own
 record, identical here, and the first differing epoch and the fact that
 differs when a setting that moves the numbers is changed."""
+
 import shutil
 import subprocess
 import sys
@@ -26,8 +27,17 @@ def conv_archive(mnist_h5, tmp_path_factory):
     shutil.copy(mnist_h5, data)
     run_dirs = []
     for loss in ("ce", "nllr_keras"):
-        config = RunConfig(data=str(data), model="mnist_cnn", loss=loss, optimizer="adadelta", epochs=2, batch_size=64,
-                           seed=1, train_size=256, test_size=200)  # fmt: skip
+        config = RunConfig(
+            data=str(data),
+            model="mnist_cnn",
+            loss=loss,
+            optimizer="adadelta",
+            epochs=2,
+            batch_size=64,
+            seed=1,
+            train_size=256,
+            test_size=200,
+        )
         run_dir = where / "results" / loss
         run(config, run_dir, quiet=True, log=lambda *a: None)
         evaluate(run_dir, data, run_dir / "metrics.json")
@@ -35,7 +45,9 @@ def conv_archive(mnist_h5, tmp_path_factory):
     aggregate(run_dirs, where / "summary.json")
     render(where / "summary.json", [data], {}, where / "summary.html")
     names = {where / "summary.json": "results/summary.json", where / "summary.html": "reports/summary.html"}
-    return build(where / "archive.tar.gz", [where / "summary.json"], where / "summary.html", {}, [data], names), data
+    return build(
+        where / "archive.tar.gz", [where / "summary.json"], where / "summary.html", {}, [data], names
+    ), data
 
 
 def test_an_archive_reproduces_here_and_a_changed_setting_shows_where_and_why(conv_archive):
@@ -43,7 +55,9 @@ def test_an_archive_reproduces_here_and_a_changed_setting_shows_where_and_why(co
     lines = []
     results = reproduce(archive, log=lines.append)
     assert [(same, line) for _, same, line in results] == [(True, "identical through epoch 2")] * 2, lines
-    (result,) = reproduce(archive, ["ce"], epochs=1, overrides={"convolution": "direct"}, log=lambda line: None)
+    (result,) = reproduce(
+        archive, ["ce"], epochs=1, overrides={"convolution": "direct"}, log=lambda line: None
+    )
     assert not result[1] and result[2].startswith("first differs at epoch 1: ")
     assert result[2].endswith("recorded facts that differ here: convolution auto -> direct")
 
@@ -65,9 +79,26 @@ def test_data_other_than_the_archives_is_refused(conv_archive, tmp_path):
 def test_the_command_says_each_run_and_checks(conv_archive, tmp_path):
     archive, _ = conv_archive
     out = tmp_path / "reproduced.txt"
-    result = subprocess.run([sys.executable, "-m", "pipeline", "reproduce", str(archive), "nllr_keras", "--epochs", "1",
-                             "--setting", "convolution=direct", "--check", "--out", str(out)],
-                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipeline",
+            "reproduce",
+            str(archive),
+            "nllr_keras",
+            "--epochs",
+            "1",
+            "--setting",
+            "convolution=direct",
+            "--check",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 1 and "nllr_keras: first differs at epoch 1" in result.stdout
     assert out.read_text() == result.stdout
     assert result.stderr == ""

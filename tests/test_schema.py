@@ -1,6 +1,7 @@
 """The config schema's lists of names are the package's registries: a model,
 optimizer, loss, dataset or backend added in the code is accepted by the
 schema too (and one removed is refused), or this test says which list to fix."""
+
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,9 @@ from pipeline.datasets import registry
 from pipeline.plan.configcheck import command_line_types
 from pipeline.runs import feedback
 
-SCHEMA = yaml.safe_load((Path(__file__).resolve().parents[1] / "workflow/schemas/config.schema.yaml").read_text())
+SCHEMA = yaml.safe_load(
+    (Path(__file__).resolve().parents[1] / "workflow/schemas/config.schema.yaml").read_text()
+)
 
 
 def _enums(node, path=""):
@@ -54,17 +57,23 @@ def _registry(path):
 def test_schema_enum_is_its_registry(path):
     name = _registry(path)
     assert name, f"{path}: an enum with no registry to compare with; add one here"
-    if path.startswith("/properties/studies") and name == "losses":  # log_loss compares exact and Keras forms with mse
+    if (
+        path.startswith("/properties/studies") and name == "losses"
+    ):  # log_loss compares exact and Keras forms with mse
         assert set(ENUMS[path]) == REGISTRIES["losses"] - set(lossnames.NEGATIVE_LOSSES), path
     else:
-        assert set(ENUMS[path]) == REGISTRIES[name], f"{path}: schema {sorted(ENUMS[path])}, code {sorted(REGISTRIES[name])}"
+        assert set(ENUMS[path]) == REGISTRIES[name], (
+            f"{path}: schema {sorted(ENUMS[path])}, code {sorted(REGISTRIES[name])}"
+        )
 
 
 def _names(requirements):
     """Distribution names of requirement strings ("snakemake[reports]>=8.20" -> "snakemake")."""
     import re
 
-    return {re.split(r"[\[<>=!~ ;]", r.strip(), maxsplit=1)[0].lower() for r in requirements if isinstance(r, str)}
+    return {
+        re.split(r"[\[<>=!~ ;]", r.strip(), maxsplit=1)[0].lower() for r in requirements if isinstance(r, str)
+    }
 
 
 def test_the_conda_environments_list_every_runtime_dependency():
@@ -78,10 +87,14 @@ def test_the_conda_environments_list_every_runtime_dependency():
     def conda_names(path):
         deps = yaml.safe_load((root / path).read_text())["dependencies"]
         pip = next((d["pip"] for d in deps if isinstance(d, dict)), [])
-        return _names(d.replace("snakemake-minimal", "snakemake") for d in deps if isinstance(d, str)) | _names(pip)
+        return _names(
+            d.replace("snakemake-minimal", "snakemake") for d in deps if isinstance(d, str)
+        ) | _names(pip)
 
     assert wanted - conda_names("environment.yml") == set()
-    assert wanted - {"snakemake"} - conda_names("workflow/envs/softloss.yaml") == set()  # snakemake runs the rules
+    assert (
+        wanted - {"snakemake"} - conda_names("workflow/envs/softloss.yaml") == set()
+    )  # snakemake runs the rules
 
 
 def test_nested_command_line_values_get_yamls_types():
@@ -95,6 +108,6 @@ def test_nested_command_line_values_get_yamls_types():
 def test_the_loss_name_tables_are_the_registries():
     from pipeline.core import baselines
 
-    assert lossnames.LITERATURE == tuple(baselines.BASELINES)
-    assert lossnames.NEGATIVE_LOSSES == tuple(losses.WRONG_LABEL_LOSSES)
+    assert tuple(baselines.BASELINES) == lossnames.LITERATURE
+    assert tuple(losses.WRONG_LABEL_LOSSES) == lossnames.NEGATIVE_LOSSES
     assert set(lossnames.LOSS_ORDER) == set(losses.LOSSES)

@@ -1,6 +1,7 @@
 """The tiny pipeline through `snakemake --profile profiles/slurm` on a real
 single-node SLURM that the test boots (Debian's slurm-wlm and munge; .ci/run
 installs them). Checks that the jobs ran under SLURM and match a local run."""
+
 import json
 import os
 import re
@@ -26,7 +27,10 @@ def _why_not():
         import snakemake_executor_plugin_slurm  # noqa: F401
     except ImportError:
         return "snakemake-executor-plugin-slurm is not installed (pip install -e '.[test]')"
-    if Path("/etc/slurm/slurm.conf").exists() and "softloss tests" not in Path("/etc/slurm/slurm.conf").read_text():
+    if (
+        Path("/etc/slurm/slurm.conf").exists()
+        and "softloss tests" not in Path("/etc/slurm/slurm.conf").read_text()
+    ):
         return "a real SLURM configuration is present; not booting a test cluster over it"
     return None
 
@@ -37,7 +41,9 @@ pytestmark = pytest.mark.skipif(_why_not() is not None, reason=str(_why_not()))
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     state = tmp_path_factory.mktemp("slurm")
-    boot = subprocess.run(["bash", str(REPO / "tests/slurm/boot.sh"), str(state)], capture_output=True, text=True)
+    boot = subprocess.run(
+        ["bash", str(REPO / "tests/slurm/boot.sh"), str(state)], capture_output=True, text=True
+    )
     assert boot.returncode == 0, boot.stderr
     yield state
     subprocess.run(["bash", str(REPO / "tests/slurm/boot.sh"), "--stop", str(state)], capture_output=True)
@@ -48,24 +54,69 @@ def test_tiny_pipeline_on_slurm_matches_local(cluster, tmp_path, make_workdir):
     env = {**os.environ, "SOFTLOSS_SLURM_PARTITION": "main", "SOFTLOSS_SLURM_ACCOUNT": "unused"}
     env.pop("SLURM_CONF", None)
     result = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--configfile",
-         str(workdir / "tiny.yaml"), "--profile", str(REPO / "profiles/slurm"), "--slurm-status-command", "squeue",
-         "--slurm-no-account", "--slurm-init-seconds-before-status-checks", "2", "reports/summary.html"],
-        capture_output=True, text=True, timeout=600, env=env,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-s",
+            str(REPO / "Snakefile"),
+            "-d",
+            str(workdir),
+            "--configfile",
+            str(workdir / "tiny.yaml"),
+            "--profile",
+            str(REPO / "profiles/slurm"),
+            "--slurm-status-command",
+            "squeue",
+            "--slurm-no-account",
+            "--slurm-init-seconds-before-status-checks",
+            "2",
+            "reports/summary.html",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
     log = result.stdout + result.stderr
     assert result.returncode == 0, log[-3000:]
     job_ids = re.findall(r"SLURM jobid (\d+)", log)
-    assert len(job_ids) == 7  # prepare, 4 train (each evaluating its run), aggregate, report: each a SLURM job
+    assert (
+        len(job_ids) == 7
+    )  # prepare, 4 train (each evaluating its run), aggregate, report: each a SLURM job
     for job_id in job_ids:
-        info = subprocess.run([shutil.which("scontrol", path=os.environ.get("PATH", "") + ":/usr/bin:/usr/sbin"),
-                               "show", "job", job_id], capture_output=True, text=True).stdout
+        info = subprocess.run(
+            [
+                shutil.which("scontrol", path=os.environ.get("PATH", "") + ":/usr/bin:/usr/sbin"),
+                "show",
+                "job",
+                job_id,
+            ],
+            capture_output=True,
+            text=True,
+        ).stdout
         assert "JobState=COMPLETED" in info and f"WorkDir={workdir}" in info
 
     local = make_workdir(tmp_path / "local")
-    run = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(local),
-                          "--configfile", str(local / "tiny.yaml"), "--cores", "2", "results/test/summary.json"],
-                         capture_output=True, text=True, timeout=600)  # fmt: skip
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-s",
+            str(REPO / "Snakefile"),
+            "-d",
+            str(local),
+            "--configfile",
+            str(local / "tiny.yaml"),
+            "--cores",
+            "2",
+            "results/test/summary.json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     for path in sorted(local.glob("results/test/mnist/mlp/*/seed*/metrics.json")):
         ours = json.loads((workdir / path.relative_to(local)).read_text())

@@ -1,5 +1,6 @@
 """The three side studies: the feedback labels, the toy, and each study run on a
 tiny config through Snakemake, its report numbers checked against its files."""
+
 import json
 import re
 import shutil
@@ -64,7 +65,9 @@ studies:
 
 @pytest.fixture(scope="module")
 def mnist_arrays(tmp_path_factory):
-    out = prepare.prepare("mnist", VENDOR_DIR / "mnist", tmp_path_factory.mktemp("d") / "m.h5", log=lambda *a: None)
+    out = prepare.prepare(
+        "mnist", VENDOR_DIR / "mnist", tmp_path_factory.mktemp("d") / "m.h5", log=lambda *a: None
+    )
     images, labels = hdf5.load(out, "train")
     return images[:3000], labels[:3000]
 
@@ -123,7 +126,9 @@ class _Cells(HTMLParser):
 @pytest.fixture(scope="module")
 def studies_run(tmp_path_factory, make_workdir, snakemake):
     workdir = make_workdir(tmp_path_factory.mktemp("studies"), TINY_STUDIES)
-    result = snakemake(workdir, "--cores", "2", "negative_feedback", "log_loss", "knet_softmax", "reports/summary.html")
+    result = snakemake(
+        workdir, "--cores", "2", "negative_feedback", "log_loss", "knet_softmax", "reports/summary.html"
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return workdir
 
@@ -141,7 +146,9 @@ def test_negative_feedback_report_matches_files_and_shows_divergence(studies_run
     parser.feed(html)
     assert {"negative-feedback", "log-loss", "knet-softmax"} <= parser.ids
     base = studies_run / "results/tiny/studies/negative_feedback/mnist/mlp"
-    rows = [parser.cells[i : i + 5] for i in range(0, len(parser.cells), 5)]  # q = 0, 0.75, 1; five treatments each
+    rows = [
+        parser.cells[i : i + 5] for i in range(0, len(parser.cells), 5)
+    ]  # q = 0, 0.75, 1; five treatments each
     assert len(rows) == 3
     by_treatment = {t: (acc, cls) for t, acc, cls in rows[1]}  # q = 0.75
     for treatment in ("drop", "complement", "scl_exp", "pc"):
@@ -163,20 +170,33 @@ def test_negative_feedback_report_matches_files_and_shows_divergence(studies_run
 def test_log_loss_and_knet_tables_match_histories(studies_run):
     html = (studies_run / "reports/summary.html").read_text()
     table = html.split('id="log-loss-table"')[1].split("</table>")[0]
-    history = [line.split(",") for line in
-               (studies_run / "results/tiny/studies/log_loss/mnist/knet_softmax/lr0.1/ce/seed1/history.csv").read_text().split()[1:]]  # fmt: skip
+    history = [
+        line.split(",")
+        for line in (
+            studies_run / "results/tiny/studies/log_loss/mnist/knet_softmax/lr0.1/ce/seed1/history.csv"
+        )
+        .read_text()
+        .split()[1:]
+    ]
     final = float(history[-1][2])
     assert f"{final:.4f}" in table
     assert re.search(r"against it, cross-entropy got there first in\s+\d+ of 3 settings", html)
     assert "The square loss on <b>logits</b>" in html and 'data-loss="square_logits"' in table
     # a run that diverged says so where its final accuracy would be (lr 30 makes square_logits diverge)
-    statuses = [json.loads(p.read_text()) for p in (studies_run / "results/tiny/studies/log_loss").rglob("status.json")]
+    statuses = [
+        json.loads(p.read_text())
+        for p in (studies_run / "results/tiny/studies/log_loss").rglob("status.json")
+    ]
     diverged = [s for s in statuses if s["status"] == "diverged"]
     assert diverged and all(s["config"]["hyperparameters"]["lr"] == 30.0 for s in diverged)
     cells = re.findall(r'<td class="diverged">([^<]*)</td>', table)
     assert sorted(cells) == sorted(f"diverged (epoch {s['epoch']})" for s in diverged)
     knet = html.split('id="knet-table"')[1].split("</table>")[0]
-    rows = (studies_run / "results/tiny/studies/knet_softmax/mnist/knet_softmax/ce/seed1/history.csv").read_text().split()
+    rows = (
+        (studies_run / "results/tiny/studies/knet_softmax/mnist/knet_softmax/ce/seed1/history.csv")
+        .read_text()
+        .split()
+    )
     epoch1 = rows[1].split(",")
     assert f"{float(epoch1[2]):.5f}" in knet and "0.90087" in knet and "0.9048" in knet
 
@@ -192,23 +212,46 @@ def test_a_wheel_installed_elsewhere_renders_the_report_with_every_study(studies
 
     # The sources alone, as a fresh clone has them: no earlier build's files.
     source, wheels, site = tmp_path / "source", tmp_path / "wheels", tmp_path / "site"
-    skip = shutil.ignore_patterns(".*", "build", "*.egg-info", "__pycache__", "data", "results", "reports", "logs")
+    skip = shutil.ignore_patterns(
+        ".*", "build", "*.egg-info", "__pycache__", "data", "results", "reports", "logs"
+    )
     shutil.copytree(REPO, source, ignore=skip)
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--quiet"]
     subprocess.run([*pip, "wheel", "--no-deps", "-w", wheels, source], check=True, capture_output=True)
     (wheel,) = wheels.glob("softloss-*.whl")
     subprocess.run([*pip, "install", "--no-deps", "--target", site, wheel], check=True, capture_output=True)
     studies = sorted((studies_run / "results" / "tiny" / "studies").glob("*.json"))
-    command = [sys.executable, "-m", "pipeline", "report", "--summary", studies_run / "results/tiny/summary.json",
-               *[arg for path in studies for arg in ("--study", path)],
-               "--input", f"toy={studies_run / 'results/tiny/studies/knet_softmax/toy_boundaries.json'}",
-               "--config-json", json.dumps(yaml.safe_load(TINY_STUDIES)), "--out", tmp_path / "report.html"]  # fmt: skip
-    result = subprocess.run(command, cwd=tmp_path, env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"},
-                            capture_output=True, text=True)  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "pipeline",
+        "report",
+        "--summary",
+        studies_run / "results/tiny/summary.json",
+        *[arg for path in studies for arg in ("--study", path)],
+        "--input",
+        f"toy={studies_run / 'results/tiny/studies/knet_softmax/toy_boundaries.json'}",
+        "--config-json",
+        json.dumps(yaml.safe_load(TINY_STUDIES)),
+        "--out",
+        tmp_path / "report.html",
+    ]
+    result = subprocess.run(
+        command,
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr
     html = (tmp_path / "report.html").read_text()
-    where = subprocess.run([sys.executable, "-c", "import pipeline; print(pipeline.__file__)"], cwd=tmp_path,
-                           env={"PYTHONPATH": str(site)}, capture_output=True, text=True).stdout  # fmt: skip
+    where = subprocess.run(
+        [sys.executable, "-c", "import pipeline; print(pipeline.__file__)"],
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(site)},
+        capture_output=True,
+        text=True,
+    ).stdout
     assert where.startswith(str(site)), where
     for section in ("negative-feedback", "log-loss", "knet-softmax"):
         assert f'<h2 id="{section}">' in html, section
@@ -217,9 +260,15 @@ def test_a_wheel_installed_elsewhere_renders_the_report_with_every_study(studies
 def test_the_run_counts_agree_and_the_wall_times_are_one_row_per_machine(studies_run):
     html = (studies_run / "reports/summary.html").read_text()
     table1 = len(json.loads((studies_run / "results/tiny/summary.json").read_text())["runs"])
-    studies = sum(len(json.loads(p.read_text())["runs"]) for p in (studies_run / "results/tiny/studies").glob("*.json"))
+    studies = sum(
+        len(json.loads(p.read_text())["runs"]) for p in (studies_run / "results/tiny/studies").glob("*.json")
+    )
     assert f"{table1 + studies} training runs: {table1} for Table I, {studies} for the side studies." in html
     groups = re.search(r'<table class="wall-groups">.*?</table>', html, re.S).group(0)
-    assert groups.count("<tr>") == 2 and f"<td>{table1 + studies}</td>" in groups  # header, one machine and code
-    every = re.search(r"<details><summary>Each run's wall time \((\d+) runs\)</summary>(.*?)</details>", html, re.S)
+    assert (
+        groups.count("<tr>") == 2 and f"<td>{table1 + studies}</td>" in groups
+    )  # header, one machine and code
+    every = re.search(
+        r"<details><summary>Each run's wall time \((\d+) runs\)</summary>(.*?)</details>", html, re.S
+    )
     assert int(every.group(1)) == table1 + studies == every.group(2).count("<tr>") - 1

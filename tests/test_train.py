@@ -11,11 +11,11 @@ from repo import REPO
 
 from pipeline import cli
 from pipeline.common import machine, versions
+from pipeline.common.errors import SoftlossError
 from pipeline.core import models, optim
 from pipeline.core.losses import LOSSES
 from pipeline.datasets import batches
 from pipeline.runs import checkpoint, inference, train
-from pipeline.common.errors import SoftlossError
 from pipeline.runs.config import RunConfig
 from pipeline.runs.evaluate import evaluate, expected_calibration_error
 from pipeline.runs.rundir import load_arrays, read_history, save_arrays
@@ -25,8 +25,18 @@ METRIC_COLUMNS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy")
 
 
 def _config(mnist_h5, **changes):
-    base = dict(data=str(mnist_h5), model="mlp", loss="ce", optimizer="sgd", epochs=3, batch_size=50, seed=4,
-                hyperparameters={"lr": 0.1}, train_size=3000, test_size=500)  # fmt: skip
+    base = dict(
+        data=str(mnist_h5),
+        model="mlp",
+        loss="ce",
+        optimizer="sgd",
+        epochs=3,
+        batch_size=50,
+        seed=4,
+        hyperparameters={"lr": 0.1},
+        train_size=3000,
+        test_size=500,
+    )
     return RunConfig(**{**base, **changes})
 
 
@@ -55,9 +65,35 @@ def test_kill_9_then_rerun_resumes_to_identical_metrics(mnist_h5, tmp_path, wait
     reference = tmp_path / "reference"
     run(_config(mnist_h5, epochs=4, train_size=20000), reference, quiet=True, log=lambda *a: None)
     killed = tmp_path / "killed"
-    command = [sys.executable, "-m", "pipeline", "train", "--data", str(mnist_h5), "--model", "mlp", "--loss", "ce",
-               "--optimizer", "sgd", "--lr", "0.1", "--epochs", "4", "--batch-size", "50", "--seed", "4",
-               "--train-size", "20000", "--test-size", "500", "--out", str(killed), "--quiet"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "pipeline",
+        "train",
+        "--data",
+        str(mnist_h5),
+        "--model",
+        "mlp",
+        "--loss",
+        "ce",
+        "--optimizer",
+        "sgd",
+        "--lr",
+        "0.1",
+        "--epochs",
+        "4",
+        "--batch-size",
+        "50",
+        "--seed",
+        "4",
+        "--train-size",
+        "20000",
+        "--test-size",
+        "500",
+        "--out",
+        str(killed),
+        "--quiet",
+    ]
     process = subprocess.Popen(command, cwd=REPO)
     wait_for(killed / "history.csv", process)
     process.send_signal(signal.SIGKILL)
@@ -78,9 +114,34 @@ def test_kill_9_then_rerun_resumes_to_identical_metrics(mnist_h5, tmp_path, wait
 
 
 def test_negated_ce_diverges_and_is_recorded(mnist_h5, tmp_path, capsys):
-    code = cli.main(["train", "--data", str(mnist_h5), "--model", "mlp", "--loss", "negated_ce", "--optimizer", "sgd",
-                     "--lr", "1.0", "--epochs", "20", "--batch-size", "100", "--seed", "1", "--train-size", "2000",
-                     "--test-size", "200", "--out", str(tmp_path), "--quiet"])  # fmt: skip
+    code = cli.main(
+        [
+            "train",
+            "--data",
+            str(mnist_h5),
+            "--model",
+            "mlp",
+            "--loss",
+            "negated_ce",
+            "--optimizer",
+            "sgd",
+            "--lr",
+            "1.0",
+            "--epochs",
+            "20",
+            "--batch-size",
+            "100",
+            "--seed",
+            "1",
+            "--train-size",
+            "2000",
+            "--test-size",
+            "200",
+            "--out",
+            str(tmp_path),
+            "--quiet",
+        ]
+    )
     assert code == 0
     status = json.loads((tmp_path / "status.json").read_text())
     assert status["status"] == "diverged" and status["epoch"] < 20
@@ -89,7 +150,9 @@ def test_negated_ce_diverges_and_is_recorded(mnist_h5, tmp_path, capsys):
     result = evaluate(tmp_path, mnist_h5, tmp_path / "metrics.json")
     assert result["status"] == "diverged" and "test_accuracy" not in result
     # Running it again reports the divergence instead of training again.
-    assert run(RunConfig(**status["config"]), tmp_path, quiet=True, log=lambda *a: None)["status"] == "diverged"
+    assert (
+        run(RunConfig(**status["config"]), tmp_path, quiet=True, log=lambda *a: None)["status"] == "diverged"
+    )
 
 
 def test_evaluate_metrics_are_consistent(mnist_h5, tmp_path):
@@ -126,8 +189,16 @@ def test_expected_calibration_error():
     ],
 )
 def test_bad_train_arguments_are_clear_errors(mnist_h5, tmp_path, capsys, argv, message):
-    base = {"--data": str(mnist_h5), "--model": "mlp", "--loss": "ce", "--optimizer": "sgd", "--epochs": "1",
-            "--batch-size": "10", "--seed": "1", "--out": str(tmp_path)}  # fmt: skip
+    base = {
+        "--data": str(mnist_h5),
+        "--model": "mlp",
+        "--loss": "ce",
+        "--optimizer": "sgd",
+        "--epochs": "1",
+        "--batch-size": "10",
+        "--seed": "1",
+        "--out": str(tmp_path),
+    }
     args = ["train"]
     for key, value in base.items():
         if key not in argv:
@@ -142,8 +213,27 @@ def test_bad_train_arguments_are_clear_errors(mnist_h5, tmp_path, capsys, argv, 
 
 
 def test_missing_dataset_is_a_clear_error(tmp_path, capsys):
-    code = cli.main(["train", "--data", str(tmp_path / "nope.h5"), "--model", "mlp", "--loss", "ce", "--optimizer",
-                     "sgd", "--epochs", "1", "--batch-size", "10", "--seed", "1", "--out", str(tmp_path / "r")])  # fmt: skip
+    code = cli.main(
+        [
+            "train",
+            "--data",
+            str(tmp_path / "nope.h5"),
+            "--model",
+            "mlp",
+            "--loss",
+            "ce",
+            "--optimizer",
+            "sgd",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "10",
+            "--seed",
+            "1",
+            "--out",
+            str(tmp_path / "r"),
+        ]
+    )
     assert code == 2 and "nope.h5: no such dataset file" in capsys.readouterr().err
     assert not os.path.exists(tmp_path / "r")  # no empty folder left behind
 
@@ -176,7 +266,9 @@ def test_damaged_checkpoint_is_set_aside_and_the_run_resumes(mnist_h5, tmp_path,
     assert len(said) == 1 and "\n" not in said[0] and "allow_pickle" not in said[0] and "set aside" in said[0]
     assert any("resuming after epoch 1" in line for line in lines)  # from the epoch before
     assert (damaged / "checkpoint.npz.unreadable-1").exists()  # kept for a look, never deleted
-    assert _metrics(read_history(damaged / "history.csv")) == _metrics(read_history(reference / "history.csv"))
+    assert _metrics(read_history(damaged / "history.csv")) == _metrics(
+        read_history(reference / "history.csv")
+    )
 
 
 def test_both_checkpoints_damaged_restarts_from_scratch_via_the_cli(mnist_h5, tmp_path):
@@ -185,20 +277,64 @@ def test_both_checkpoints_damaged_restarts_from_scratch_via_the_cli(mnist_h5, tm
     for name in ("checkpoint.npz", "checkpoint.previous.npz"):
         _damage(out / name, "truncated")
     (out / "status.json").write_text('{"status": "runn')  # a damaged status file too
-    command = [sys.executable, "-m", "pipeline", "train", "--data", str(mnist_h5), "--model", "mlp", "--loss", "ce",
-               "--optimizer", "sgd", "--lr", "0.1", "--epochs", "1", "--batch-size", "50", "--seed", "4",
-               "--train-size", "3000", "--test-size", "500", "--out", str(out), "--quiet"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "pipeline",
+        "train",
+        "--data",
+        str(mnist_h5),
+        "--model",
+        "mlp",
+        "--loss",
+        "ce",
+        "--optimizer",
+        "sgd",
+        "--lr",
+        "0.1",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "50",
+        "--seed",
+        "4",
+        "--train-size",
+        "3000",
+        "--test-size",
+        "500",
+        "--out",
+        str(out),
+        "--quiet",
+    ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
     assert "completed after epoch 1" in result.stdout
     assert sorted(p.name for p in out.glob("*.unreadable-*")) == [
-        "checkpoint.npz.unreadable-1", "checkpoint.previous.npz.unreadable-1", "status.json.unreadable-1"]
+        "checkpoint.npz.unreadable-1",
+        "checkpoint.previous.npz.unreadable-1",
+        "status.json.unreadable-1",
+    ]
 
 
 def _evaluate_refused(mnist_h5, run_dir, out):
     """The one line `evaluate` refuses `run_dir` with (exit code 2, no traceback, nothing written)."""
-    result = subprocess.run([sys.executable, "-m", "pipeline", "evaluate", "--run", str(run_dir), "--data",
-                             str(mnist_h5), "--out", str(out)], capture_output=True, text=True, timeout=120)  # fmt: skip
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipeline",
+            "evaluate",
+            "--run",
+            str(run_dir),
+            "--data",
+            str(mnist_h5),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert not out.exists()
     (line,) = result.stderr.strip().splitlines()
@@ -237,7 +373,11 @@ def test_only_the_training_code_that_wrote_a_run_resumes_or_keeps_it(mnist_h5, t
     out, config = tmp_path / "run", _config(mnist_h5, epochs=2)
     run(config, out, quiet=True, log=lambda *a: None)
     reference = _metrics(read_history(out / "history.csv"))
-    for name in ("status.json", "history.csv", "model.npz"):  # as Snakemake reruns a job; the checkpoints stay
+    for name in (
+        "status.json",
+        "history.csv",
+        "model.npz",
+    ):  # as Snakemake reruns a job; the checkpoints stay
         (out / name).unlink()
     lines = []
     run(config, out, quiet=False, log=lines.append)  # the same code: ends from its last checkpoint
@@ -250,7 +390,10 @@ def test_only_the_training_code_that_wrote_a_run_resumes_or_keeps_it(mnist_h5, t
     assert not any("already" in line for line in lines)
     assert any("written for other training code; starting afresh" in line for line in lines)
     assert [line.split(":")[0] for line in lines if line.startswith("epoch ")] == ["epoch 1", "epoch 2"]
-    assert status["code"] == "0123456789ab" and json.loads((out / "status.json").read_text())["code"] == "0123456789ab"
+    assert (
+        status["code"] == "0123456789ab"
+        and json.loads((out / "status.json").read_text())["code"] == "0123456789ab"
+    )
     assert _metrics(read_history(out / "history.csv")) == reference
     lines = []
     run(config, out, quiet=True, log=lines.append)  # now finished under this code
@@ -258,9 +401,33 @@ def test_only_the_training_code_that_wrote_a_run_resumes_or_keeps_it(mnist_h5, t
 
 
 def test_a_run_that_cannot_start_leaves_no_folder(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "pipeline", "train", "--data", str(tmp_path / "none.h5"), "--model",
-                             "mlp", "--loss", "ce", "--optimizer", "sgd", "--epochs", "1", "--batch-size", "5",
-                             "--seed", "1", "--out", str(tmp_path / "run")], capture_output=True, text=True, timeout=60)  # fmt: skip
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipeline",
+            "train",
+            "--data",
+            str(tmp_path / "none.h5"),
+            "--model",
+            "mlp",
+            "--loss",
+            "ce",
+            "--optimizer",
+            "sgd",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "5",
+            "--seed",
+            "1",
+            "--out",
+            str(tmp_path / "run"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2 and "no such dataset file" in result.stderr
     assert not (tmp_path / "run").exists()
 
@@ -277,16 +444,56 @@ def test_temporaries_of_a_killed_run_are_removed_on_resume(mnist_h5, tmp_path):
 def test_train_from_a_run_config_file_equals_the_flags(mnist_h5, tmp_path):
     config = _config(mnist_h5, epochs=1, model_options={"hidden": 16})
     (tmp_path / "run.json").write_text(json.dumps(config.to_dict()))
-    flags = ["--model", "mlp", "--loss", "ce", "--optimizer", "sgd", "--lr", "0.1", "--epochs", "1",
-             "--batch-size", "50", "--seed", "4", "--train-size", "3000", "--test-size", "500",
-             "--model-option", "hidden=16"]  # fmt: skip
-    assert cli.main(["train", "--data", str(mnist_h5), *flags, "--out", str(tmp_path / "flags"), "--quiet"]) == 0
-    assert cli.main(["train", "--run-config", str(tmp_path / "run.json"), "--out", str(tmp_path / "json"), "--quiet"]) == 0
-    assert json.loads((tmp_path / "json/status.json").read_text())["fingerprint"] == \
-        json.loads((tmp_path / "flags/status.json").read_text())["fingerprint"]  # fmt: skip
-    assert _metrics(read_history(tmp_path / "json/history.csv")) == _metrics(read_history(tmp_path / "flags/history.csv"))
-    for flag in (["--seed", "5"], ["--lr", "0.5"], ["--model-option", "hidden=8"], ["--augment"]):  # refused, never ignored
-        assert cli.main(["train", "--run-config", str(tmp_path / "run.json"), *flag, "--out", str(tmp_path / "x")]) == 2
+    flags = [
+        "--model",
+        "mlp",
+        "--loss",
+        "ce",
+        "--optimizer",
+        "sgd",
+        "--lr",
+        "0.1",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "50",
+        "--seed",
+        "4",
+        "--train-size",
+        "3000",
+        "--test-size",
+        "500",
+        "--model-option",
+        "hidden=16",
+    ]
+    assert (
+        cli.main(["train", "--data", str(mnist_h5), *flags, "--out", str(tmp_path / "flags"), "--quiet"]) == 0
+    )
+    assert (
+        cli.main(
+            ["train", "--run-config", str(tmp_path / "run.json"), "--out", str(tmp_path / "json"), "--quiet"]
+        )
+        == 0
+    )
+    assert (
+        json.loads((tmp_path / "json/status.json").read_text())["fingerprint"]
+        == json.loads((tmp_path / "flags/status.json").read_text())["fingerprint"]
+    )
+    assert _metrics(read_history(tmp_path / "json/history.csv")) == _metrics(
+        read_history(tmp_path / "flags/history.csv")
+    )
+    for flag in (
+        ["--seed", "5"],
+        ["--lr", "0.5"],
+        ["--model-option", "hidden=8"],
+        ["--augment"],
+    ):  # refused, never ignored
+        assert (
+            cli.main(
+                ["train", "--run-config", str(tmp_path / "run.json"), *flag, "--out", str(tmp_path / "x")]
+            )
+            == 2
+        )
 
 
 def test_host_evaluation_reuses_its_memory():
@@ -296,12 +503,12 @@ def test_host_evaluation_reuses_its_memory():
     logits agree with one batch of all."""
     import resource
 
-
     if not machine.reuse_freed_memory():
         pytest.skip("needs glibc's malloc")
     init, apply = models.build("cifar_cnn")
     params = init(np.random.default_rng(0), (32, 32, 3))
     images = np.random.default_rng(1).integers(0, 256, (1000, 32, 32, 3), dtype=np.uint8)
+
     def faults(batch_size):
         inference.predict(apply, params, images, batch_size=batch_size)  # warm up: the heap grows once
         before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
@@ -314,8 +521,16 @@ def test_host_evaluation_reuses_its_memory():
     np.testing.assert_allclose(one_batch, logits, rtol=1e-4, atol=1e-5)
 
 
-RECORDED = ("train_loss", "train_accuracy", "train_error", "running_loss", "running_accuracy",
-            "test_loss", "test_accuracy", "test_error")  # fmt: skip
+RECORDED = (
+    "train_loss",
+    "train_accuracy",
+    "train_error",
+    "running_loss",
+    "running_accuracy",
+    "test_loss",
+    "test_accuracy",
+    "test_error",
+)
 
 
 def test_running_training_metrics_are_the_means_over_the_epochs_batches(mnist_h5, tmp_path):
@@ -323,7 +538,6 @@ def test_running_training_metrics_are_the_means_over_the_epochs_batches(mnist_h5
     same batches, each batch's loss and hits weighted by its size (the last
     batch is short: 500 = 7 x 64 + 52)."""
     from autograd import value_and_grad
-
 
     config = _config(mnist_h5, epochs=2, train_size=500, batch_size=64, train_eval_every=2)
     run(config, tmp_path, quiet=True, log=lambda *a: None)
@@ -346,7 +560,9 @@ def test_running_training_metrics_are_the_means_over_the_epochs_batches(mnist_h5
     # Epoch 1 had no full pass over the training set (every 2nd epoch and the last); the test set is measured every epoch.
     assert history[0]["train_loss"] is None and history[0]["train_accuracy"] is None
     assert history[1]["train_loss"] is not None and all(row["test_loss"] is not None for row in history)
-    assert history[1]["running_loss"] != history[1]["train_loss"]  # training mode, mid-epoch weights: not the full pass
+    assert (
+        history[1]["running_loss"] != history[1]["train_loss"]
+    )  # training mode, mid-epoch weights: not the full pass
     assert all(0 <= row["eval_seconds"] <= row["seconds"] for row in history)
 
 
@@ -373,15 +589,44 @@ def test_a_resumed_run_records_the_metrics_of_an_uninterrupted_one(mnist_h5, tmp
     run(config, tmp_path / "crashed", quiet=True, log=lines.append)
     assert any("resuming after epoch 2" in line for line in lines)
     recorded = [[row[c] for c in RECORDED] for row in read_history(tmp_path / "crashed" / "history.csv")]
-    assert recorded == [[row[c] for c in RECORDED] for row in read_history(tmp_path / "reference" / "history.csv")]
+    assert recorded == [
+        [row[c] for c in RECORDED] for row in read_history(tmp_path / "reference" / "history.csv")
+    ]
     # Full passes at every k-th epoch and the last.
     assert [r[0] is not None for r in recorded] == [e % every == 0 or e == 4 for e in (1, 2, 3, 4)]
 
 
 def _train_command(data, out, *extra):
-    return [sys.executable, "-m", "pipeline", "train", "--data", str(data), "--model", "mlp", "--loss", "ce",
-            "--optimizer", "sgd", "--lr", "0.1", "--epochs", "30", "--batch-size", "50", "--seed", "4",
-            "--train-size", "20000", "--test-size", "500", "--out", str(out), "--quiet", *extra]  # fmt: skip
+    return [
+        sys.executable,
+        "-m",
+        "pipeline",
+        "train",
+        "--data",
+        str(data),
+        "--model",
+        "mlp",
+        "--loss",
+        "ce",
+        "--optimizer",
+        "sgd",
+        "--lr",
+        "0.1",
+        "--epochs",
+        "30",
+        "--batch-size",
+        "50",
+        "--seed",
+        "4",
+        "--train-size",
+        "20000",
+        "--test-size",
+        "500",
+        "--out",
+        str(out),
+        "--quiet",
+        *extra,
+    ]
 
 
 def test_a_run_directory_is_held_by_one_trainer_at_a_time(mnist_h5, tmp_path, wait_for):
@@ -392,14 +637,17 @@ def test_a_run_directory_is_held_by_one_trainer_at_a_time(mnist_h5, tmp_path, wa
     first = subprocess.Popen(_train_command(mnist_h5, out), cwd=REPO)
     try:
         wait_for(out / "status.json", first)
-        second = subprocess.run(_train_command(mnist_h5, out), cwd=REPO, capture_output=True, text=True, timeout=60)
+        second = subprocess.run(
+            _train_command(mnist_h5, out), cwd=REPO, capture_output=True, text=True, timeout=60
+        )
         assert second.returncode == 2 and f"another trainer (PID {first.pid})" in second.stderr
         assert len(second.stderr.strip().splitlines()) == 1
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait()
-    third = subprocess.run(_train_command(mnist_h5, out, "--epochs", "1"), cwd=REPO, capture_output=True,
-                           text=True, timeout=120)  # fmt: skip
+    third = subprocess.run(
+        _train_command(mnist_h5, out, "--epochs", "1"), cwd=REPO, capture_output=True, text=True, timeout=120
+    )
     assert third.returncode == 0, third.stderr
 
 
@@ -412,8 +660,9 @@ def test_a_run_stopped_by_sigterm_says_failed_and_why_and_resumes(mnist_h5, tmp_
     assert process.returncode == 130 and "interrupted" in stderr
     status = json.loads((out / "status.json").read_text())
     assert status["status"] == "failed" and status["reason"] == "interrupted (terminated by SIGTERM)"
-    resumed = subprocess.run(_train_command(mnist_h5, out, "--epochs", "2"), cwd=REPO, capture_output=True,
-                             text=True, timeout=120)  # fmt: skip
+    resumed = subprocess.run(
+        _train_command(mnist_h5, out, "--epochs", "2"), cwd=REPO, capture_output=True, text=True, timeout=120
+    )
     assert resumed.returncode == 0 and "resuming after epoch" in resumed.stdout + resumed.stderr
 
 
@@ -421,7 +670,9 @@ def test_the_time_a_run_was_stopped_is_not_counted_as_training(mnist_h5, tmp_pat
     """A study paused with SIGSTOP while a benchmark has the cores: its epochs'
     seconds and its wall time leave the pause out (pipeline.common.clock)."""
     out = tmp_path / "run"
-    process = subprocess.Popen(_train_command(mnist_h5, out, "--epochs", "4", "--train-size", "60000"), cwd=REPO)
+    process = subprocess.Popen(
+        _train_command(mnist_h5, out, "--epochs", "4", "--train-size", "60000"), cwd=REPO
+    )
     wait_for(out / "history.csv", process)
     time.sleep(0.1)
     process.send_signal(signal.SIGSTOP)  # inside epoch 2
@@ -470,17 +721,31 @@ def test_a_run_whose_model_predicts_one_class_is_collapsed_not_a_result(tmp_path
             for i in range(4):
                 (tmp_path / "alike" / split / name).mkdir(parents=True, exist_ok=True)
                 (tmp_path / "alike" / split / name / f"{i}.png").write_bytes(black)
-    data = prepare.prepare(folders.folder_spec("alike", tmp_path / "alike"), tmp_path / "alike", tmp_path / "alike.h5",
-                           log=lambda *a: None)  # fmt: skip
-    config = RunConfig(data=str(data), model="mlp", loss="ce", optimizer="sgd", epochs=2, batch_size=4, seed=1,
-                       hyperparameters={"lr": 0.1})  # fmt: skip
+    data = prepare.prepare(
+        folders.folder_spec("alike", tmp_path / "alike"),
+        tmp_path / "alike",
+        tmp_path / "alike.h5",
+        log=lambda *a: None,
+    )
+    config = RunConfig(
+        data=str(data),
+        model="mlp",
+        loss="ce",
+        optimizer="sgd",
+        epochs=2,
+        batch_size=4,
+        seed=1,
+        hyperparameters={"lr": 0.1},
+    )
     status = run(config, tmp_path / "run", quiet=True, log=lambda *a: None)
     assert status["status"] == "collapsed" and "predicted as one class" in status["reason"]
     metrics = evaluate(tmp_path / "run", data, tmp_path / "run" / "metrics.json")
     assert metrics["status"] == "collapsed" and len(metrics["confusion_matrix"]) == 3
     (row,) = table_rows(aggregate([tmp_path / "run"], tmp_path / "summary.json"))
     assert row["mean"] is None and row["excluded"] == "1 collapsed"
-    assert run(config, tmp_path / "run", quiet=True, log=lambda *a: None)["status"] == "collapsed"  # stays finished
+    assert (
+        run(config, tmp_path / "run", quiet=True, log=lambda *a: None)["status"] == "collapsed"
+    )  # stays finished
 
 
 def test_nllrs_keras_form_on_its_floor_from_the_first_epoch_is_collapsed():
@@ -488,7 +753,9 @@ def test_nllrs_keras_form_on_its_floor_from_the_first_epoch_is_collapsed():
     from pipeline.runs.train import _collapsed
 
     floor = nllr_keras_floor(10)
-    config = RunConfig(data="d.h5", model="mlp", loss="nllr_keras", optimizer="sgd", epochs=2, batch_size=1, seed=1)
+    config = RunConfig(
+        data="d.h5", model="mlp", loss="nllr_keras", optimizer="sgd", epochs=2, batch_size=1, seed=1
+    )
     on_floor = [{"running_loss": floor + 1e-4, "test_classes": 10, "test_accuracy": 0.5}] * 2
     assert "floor of -13.92 from the first epoch" in _collapsed(config, on_floor, 10)
     reached_later = [{"running_loss": -5.0, "test_classes": 10, "test_accuracy": 0.5}, on_floor[1]]
@@ -503,7 +770,9 @@ def test_a_full_disk_names_the_file_it_could_not_write(tmp_path):
     def full(out):
         raise OSError(28, "No space left on device")
 
-    with pytest.raises(SoftlossError, match=rf"^{tmp_path / 'status.json'}: cannot write it: No space left on device$"):
+    with pytest.raises(
+        SoftlossError, match=rf"^{tmp_path / 'status.json'}: cannot write it: No space left on device$"
+    ):
         write_atomic(tmp_path / "status.json", full)
     assert list(tmp_path.iterdir()) == []  # nothing half-written
 
@@ -517,13 +786,22 @@ def test_evaluate_on_the_wrong_data_says_the_shapes_differ(mnist_h5, tmp_path, c
     archive, _ = make_cifar_archive(per_batch=2)
     (tmp_path / "cifar-10-binary.tar.gz").write_bytes(archive)
     cifar = prepare.prepare(cifar_spec(archive), tmp_path, tmp_path / "cifar.h5", log=lambda *a: None)
-    code = cli.main(["evaluate", "--run", str(tmp_path / "run"), "--data", str(cifar), "--out", str(tmp_path / "m.json")])
+    code = cli.main(
+        ["evaluate", "--run", str(tmp_path / "run"), "--data", str(cifar), "--out", str(tmp_path / "m.json")]
+    )
     err = capsys.readouterr().err
-    assert code == 2 and "its images are (32, 32, 3), but" in err and "(28, 28, 1)" in err and "Traceback" not in err
+    assert (
+        code == 2
+        and "its images are (32, 32, 3), but" in err
+        and "(28, 28, 1)" in err
+        and "Traceback" not in err
+    )
 
 
 def test_a_batch_larger_than_the_training_set_is_refused_naming_both(mnist_h5, tmp_path):
-    with pytest.raises(SoftlossError, match="batch_size 4000 is more than the 3,000 training examples of .*mnist.h5"):
+    with pytest.raises(
+        SoftlossError, match="batch_size 4000 is more than the 3,000 training examples of .*mnist.h5"
+    ):
         run(_config(mnist_h5, batch_size=4000), tmp_path / "run", quiet=True, log=lambda *a: None)
     assert not (tmp_path / "run").exists()
 
@@ -537,11 +815,18 @@ def test_a_resume_under_other_numerics_is_refused_unless_allowed(mnist_h5, tmp_p
     assert set(first["numerics"]["versions"]) == {"numpy", "autograd", "numba"} and first["numerics"]["blas"]
     (out / "status.json").unlink()  # as Snakemake reruns a job: the checkpoint is left
     with SETTINGS.using(block_bytes=2 << 20):
-        with pytest.raises(SoftlossError, match=r"written under other settings \(block_bytes 4194304 -> 2097152\).*"
-                                                "--allow-different-settings"):
+        with pytest.raises(
+            SoftlossError,
+            match=r"written under other settings \(block_bytes 4194304 -> 2097152\).*"
+            "--allow-different-settings",
+        ):
             run(_config(mnist_h5, epochs=2), out, quiet=True, log=lambda *a: None)
         lines = []
-        status = run(_config(mnist_h5, epochs=2), out, quiet=True, log=lines.append, allow_different_settings=True)
+        status = run(
+            _config(mnist_h5, epochs=2), out, quiet=True, log=lines.append, allow_different_settings=True
+        )
     assert status["epoch"] == 2 and any("resuming after epoch 1" in line for line in lines)
-    assert any("resuming under other settings (block_bytes 4194304 -> 2097152), as allowed" in line for line in lines)
+    assert any(
+        "resuming under other settings (block_bytes 4194304 -> 2097152), as allowed" in line for line in lines
+    )
     assert status["mixed_numerics"] == [{"after_epoch": 1, "changed": "block_bytes 4194304 -> 2097152"}]

@@ -59,21 +59,34 @@ def test_plan_takes_winograd_where_it_measured_faster(monkeypatch):
     monkeypatch.undo()
 
     def takes(shape, kernel=(3, 3)):
-        n, h, w, c = shape
+        _n, _h, _w, c = shape
         return conv.ConvPlan(np.zeros(shape, np.float32), np.zeros((*kernel, c, 4), np.float32)).winograd
 
-    assert takes((2, 26, 26, 32)) and takes((2, 32, 32, 32)) and takes((2, 17, 17, 32)) and takes((2, 15, 15, 16))
-    assert not takes((2, 28, 28, 1)) and not takes((2, 34, 34, 3)) and not takes((2, 15, 15, 15))  # few channels
+    assert (
+        takes((2, 26, 26, 32))
+        and takes((2, 32, 32, 32))
+        and takes((2, 17, 17, 32))
+        and takes((2, 15, 15, 16))
+    )
+    assert (
+        not takes((2, 28, 28, 1)) and not takes((2, 34, 34, 3)) and not takes((2, 15, 15, 15))
+    )  # few channels
     assert not takes((2, 26, 26, 32), kernel=(1, 3)) and not takes((2, 26, 26, 32), kernel=(5, 5))
 
 
 def test_the_plan_takes_the_tiling_of_fewer_products():
 
     def tiling(out_h, out_w):
-        return conv.ConvPlan(np.zeros((1, out_h + 2, out_w + 2, 16), np.float32), np.zeros((3, 3, 16, 4), np.float32)).tiling
+        return conv.ConvPlan(
+            np.zeros((1, out_h + 2, out_w + 2, 16), np.float32), np.zeros((3, 3, 16, 4), np.float32)
+        ).tiling
 
-    assert tiling(30, 30) is tiling(13, 13) is tiling(24, 24) is tiling(3, 3) is winograd_kernel.F4X4  # 30x30: 36 * 8 * 8 products vs 16 * 15 * 15
-    assert tiling(1, 1) is tiling(2, 2) is tiling(5, 5) is winograd_kernel.F2X2  # 5x5: 36 * 2 * 2 = 16 * 3 * 3, a tie
+    assert (
+        tiling(30, 30) is tiling(13, 13) is tiling(24, 24) is tiling(3, 3) is winograd_kernel.F4X4
+    )  # 30x30: 36 * 8 * 8 products vs 16 * 15 * 15
+    assert (
+        tiling(1, 1) is tiling(2, 2) is tiling(5, 5) is winograd_kernel.F2X2
+    )  # 5x5: 36 * 2 * 2 = 16 * 3 * 3, a tie
 
 
 @tilings
@@ -81,7 +94,9 @@ def test_the_plan_takes_the_tiling_of_fewer_products():
 def test_winograd_float64_equals_the_reference_convolution(shape, tiling, monkeypatch, reference_conv):
     _force(monkeypatch, tiling)
     x, kernel, bias, pads = _case(shape, np.float64)
-    np.testing.assert_allclose(conv.conv2d(x, kernel, bias, pads), reference_conv(x, kernel, bias, pads), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(
+        conv.conv2d(x, kernel, bias, pads), reference_conv(x, kernel, bias, pads), rtol=0, atol=1e-12
+    )
 
 
 @tilings
@@ -111,13 +126,26 @@ def test_winograd_float32_error_is_near_that_of_the_direct_convolution(shape, ti
         scale = np.abs(want).max()
         fast_error = np.abs(got_fast - want).max() / scale
         slow_error = np.abs(got_slow - want).max() / scale
-        assert fast_error <= max(5 * slow_error, TILINGS[tiling] * np.finfo(np.float32).eps), (name, fast_error, slow_error)
+        assert fast_error <= max(5 * slow_error, TILINGS[tiling] * np.finfo(np.float32).eps), (
+            name,
+            fast_error,
+            slow_error,
+        )
 
 
-@pytest.mark.parametrize("channels,kernel_size,pads", [(1, (3, 3), (0, 0, 0, 0)), (3, (3, 3), (1, 1, 1, 1)),
-                                                      (3, (2, 5), (0, 1, 2, 2)), (15, (3, 3), (0, 0, 0, 0))])  # fmt: skip
+@pytest.mark.parametrize(
+    "channels,kernel_size,pads",
+    [
+        (1, (3, 3), (0, 0, 0, 0)),
+        (3, (3, 3), (1, 1, 1, 1)),
+        (3, (2, 5), (0, 1, 2, 2)),
+        (15, (3, 3), (0, 0, 0, 0)),
+    ],
+)
 @pytest.mark.parametrize("relu", [True, False])
-def test_a_thin_layers_compiled_kernel_gradient_equals_patches_times_g(channels, kernel_size, pads, relu, monkeypatch):
+def test_a_thin_layers_compiled_kernel_gradient_equals_patches_times_g(
+    channels, kernel_size, pads, relu, monkeypatch
+):
     monkeypatch.setattr(SETTINGS, "convolution", "auto")
     rng = np.random.default_rng(4)
     x = rng.standard_normal((9, 11, 10, channels))
@@ -195,12 +223,16 @@ def test_transforms_through_spaced_planes_equal_packed_ones_bit_for_bit(tiling_n
 
     spaced = tiling.planes(tiles, channels, np.float32)
     whole = winograd_kernel._whole(spaced)
-    assert tiles % 2 == 0 and whole.shape == (tiling.entries, tiles + 1, channels) and whole.flags.c_contiguous
+    assert (
+        tiles % 2 == 0 and whole.shape == (tiling.entries, tiles + 1, channels) and whole.flags.c_contiguous
+    )
     assert spaced.shape == (tiling.entries, tiles, channels) and np.shares_memory(spaced, whole)
     assert winograd_kernel._whole(whole) is whole
     whole[...] = rng.standard_normal(whole.shape)
     shifted = whole[:, 1:]  # not a prefix of the rows: the loops get a copy
-    assert np.array_equal(winograd_kernel._whole(shifted), shifted) and not np.shares_memory(winograd_kernel._whole(shifted), whole)
+    assert np.array_equal(winograd_kernel._whole(shifted), shifted) and not np.shares_memory(
+        winograd_kernel._whole(shifted), whole
+    )
 
     tiled = tiling.transform_input(x, th, tw)
     packed = np.empty(tiled.shape, np.float32)

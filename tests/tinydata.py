@@ -1,6 +1,7 @@
 """Small files in the real formats (IDX, CIFAR-10 binary records), and a real
 HTTP server on 127.0.0.1 that serves them and can 404, cut connections, stall
 or corrupt: the data the fetch, prepare and device tests use."""
+
 import gzip
 import hashlib
 import io
@@ -34,8 +35,13 @@ def make_idx_files(n_train=30, n_test=10, seed=0):
 
 
 def idx_spec(payloads, urls):
-    files = tuple(RemoteFile(n, Checksum("sha256", hashlib.sha256(payloads[n]).hexdigest(), "payload")) for n in IDX_FILES)
-    return DatasetSpec("tiny_mnist", "idx", files, tuple(urls), registry.MNIST_CLASSES, (28, 28, 1), "test data")
+    files = tuple(
+        RemoteFile(n, Checksum("sha256", hashlib.sha256(payloads[n]).hexdigest(), "payload"))
+        for n in IDX_FILES
+    )
+    return DatasetSpec(
+        "tiny_mnist", "idx", files, tuple(urls), registry.MNIST_CLASSES, (28, 28, 1), "test data"
+    )
 
 
 def cifar_records(labels, images):
@@ -64,7 +70,9 @@ def make_cifar_archive(per_batch=4, seed=0, extra=()):
 def cifar_spec(archive, urls=("http://127.0.0.1:9/",)):
     checksum = Checksum("md5", hashlib.md5(archive).hexdigest(), "file")
     files = (RemoteFile("cifar-10-binary.tar.gz", checksum),)
-    return DatasetSpec("tiny_cifar", "cifar-binary", files, urls, registry.CIFAR10_CLASSES, (32, 32, 3), "test")
+    return DatasetSpec(
+        "tiny_cifar", "cifar-binary", files, urls, registry.CIFAR10_CLASSES, (32, 32, 3), "test"
+    )
 
 
 # ------------------------------------------------------------ the server

@@ -1,5 +1,6 @@
 """The bench's cases: each model with its own optimizer (Knet's and Keras'
 examples), on a fixed random batch, as every framework gets it."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -2,6 +2,7 @@
 process: name -> (parse a value, read the current one, set one). On a shared
 machine a whole bench's ratio moves between runs by more than a change worth
 a few percent; alternate blocks in one process see the same machine state."""
+
 from __future__ import annotations
 
 from ..core.settings import CHOICES, SETTINGS

@@ -20,6 +20,7 @@ block-kib, winograd-min-channels: pipeline.bench.compare) times softloss alone, 
 between its values block by block in one process: the way to see a change of
 a few percent, which the machine's drift between two whole runs hides.
 """
+
 from __future__ import annotations
 
 import math
@@ -73,8 +74,17 @@ def _time_block(step, steps, synchronize):
     return time.perf_counter() - start
 
 
-def project_paper_run(model, batch_size, train_rate, backend, epochs=500, train_size=50_000, eval_size=60_000,
-                      augment=True, out=print):  # fmt: skip
+def project_paper_run(
+    model,
+    batch_size,
+    train_rate,
+    backend,
+    epochs=500,
+    train_size=50_000,
+    eval_size=60_000,
+    augment=True,
+    out=print,
+):
     """Projected wall time of `epochs` epochs: train steps at the measured
     rate, the augmentation of each batch, and the per-epoch evaluation of
     train and test sets (forward passes as `pipeline.runs.inference.predict` batches them),
@@ -98,11 +108,15 @@ def project_paper_run(model, batch_size, train_rate, backend, epochs=500, train_
             shift_and_flip(sample, rng)
 
         augment_batch()  # warm up
-        augment_seconds = _time_block(augment_batch, 20, backend.synchronize) / 20 * math.ceil(train_size / batch_size)
+        augment_seconds = (
+            _time_block(augment_batch, 20, backend.synchronize) / 20 * math.ceil(train_size / batch_size)
+        )
     epoch = train_size / train_rate + augment_seconds + eval_seconds
-    out(f"projected {epochs}-epoch {model} run at batch {batch_size}: {epochs * epoch / 3600:.2f} h "
+    out(
+        f"projected {epochs}-epoch {model} run at batch {batch_size}: {epochs * epoch / 3600:.2f} h "
         f"({epoch:.1f} s per epoch: train {train_size / train_rate:.1f} s, augmentation "
-        f"{augment_seconds:.1f} s, evaluation {eval_seconds:.1f} s)")  # fmt: skip
+        f"{augment_seconds:.1f} s, evaluation {eval_seconds:.1f} s)"
+    )
     return epochs * epoch
 
 
@@ -141,10 +155,13 @@ def _contenders(comparison, backend, alone, cpu_threads, out):
     for name, _, _ in found:
         out(f"yardstick: {name}")
     if not alone and not found:
-        out("yardstick: none installed, so softloss is timed alone and compared with nothing "
-            "(pip install -e '.[bench]' for PyTorch and JAX)")
+        out(
+            "yardstick: none installed, so softloss is timed alone and compared with nothing "
+            "(pip install -e '.[bench]' for PyTorch and JAX)"
+        )
     return [("softloss", _nothing, softloss, backend.synchronize)] + [
-        (name.split()[0], _nothing, factory, sync) for name, factory, sync in found]
+        (name.split()[0], _nothing, factory, sync) for name, factory, sync in found
+    ]
 
 
 def _time_cases(cases, contenders, steps, repeats, comparison, out):
@@ -157,9 +174,15 @@ def _time_cases(cases, contenders, steps, repeats, comparison, out):
     rows = []
     for model, batch_size in cases:
         n = steps or max(3, round(2048 / batch_size) if model != "knet_softmax" else 200)
-        steppers = {name: (prepare, factory(model, batch_size), sync) for name, prepare, factory, sync in contenders}
+        steppers = {
+            name: (prepare, factory(model, batch_size), sync) for name, prepare, factory, sync in contenders
+        }
         medians = _medians_in_turns(steppers, n, repeats)
-        row = {"model": model, "batch": batch_size, **{name: n * batch_size / s for name, s in medians.items()}}
+        row = {
+            "model": model,
+            "batch": batch_size,
+            **{name: n * batch_size / s for name, s in medians.items()},
+        }
         line = f"{model:<14}{batch_size:>6}{row[baseline]:>{widths[baseline]}.0f}"
         for name in others:
             row[f"ratio_{name}"] = row[name] / row[baseline] if comparison else row[baseline] / row[name]
@@ -169,8 +192,16 @@ def _time_cases(cases, contenders, steps, repeats, comparison, out):
     return rows
 
 
-def run(cases=DEFAULT_CASES, steps=None, repeats=3, alone=False, out=print, backend="numpy", threads=None,
-        compare=None):  # fmt: skip
+def run(
+    cases=DEFAULT_CASES,
+    steps=None,
+    repeats=3,
+    alone=False,
+    out=print,
+    backend="numpy",
+    threads=None,
+    compare=None,
+):
     """Time each case's step in softloss and in every yardstick installed
     (`alone`: softloss only), one block each in turn, `repeats` times;
     on the CPU softloss and PyTorch use `threads` threads (None: as many as BLAS
@@ -188,7 +219,9 @@ def run(cases=DEFAULT_CASES, steps=None, repeats=3, alone=False, out=print, back
         parallel.set_workers(threads)
     cpu_threads = None if backend.on_device else parallel.workers()
     out(f"machine: {cpu_name()}, {os.cpu_count()} CPUs; numpy {np.__version__}")
-    on_cpu = f"the CPU, {cpu_threads} threads, blocks of {SETTINGS.block_bytes >> 10} KiB"  # its name is above
+    on_cpu = (
+        f"the CPU, {cpu_threads} threads, blocks of {SETTINGS.block_bytes >> 10} KiB"  # its name is above
+    )
     out(f"softloss: {backend.name} on {backend.device if backend.on_device else on_cpu}")
     contenders = _contenders(comparison, backend, alone, cpu_threads, out)
     before = COMPARABLE[comparison[0]][1]() if comparison else None
@@ -199,5 +232,7 @@ def run(cases=DEFAULT_CASES, steps=None, repeats=3, alone=False, out=print, back
             COMPARABLE[comparison[0]][2](before)
     for row in rows:
         if row["model"] == "cifar_cnn" and not comparison:
-            row["projected_seconds"] = project_paper_run("cifar_cnn", row["batch"], row["softloss"], backend, out=out)
+            row["projected_seconds"] = project_paper_run(
+                "cifar_cnn", row["batch"], row["softloss"], backend, out=out
+            )
     return rows

@@ -1,8 +1,10 @@
 """The yardsticks a softloss step is timed against: PyTorch eager (CPU or GPU)
 and, on the CPU, JAX's jit, each with the same network and optimizer. Neither
 is a dependency: `pip install -e '.[bench]'`."""
+
 from __future__ import annotations
 
+import contextlib
 import math
 
 from .cases import SETUPS, batch
@@ -18,18 +20,38 @@ def torch_stepper(model, batch_size, device="cpu"):
         net = nn.Sequential(nn.Flatten(), nn.Linear(math.prod(shape), 10))
     elif model == "mnist_cnn":
         net = nn.Sequential(
-            nn.Conv2d(1, 32, 3), nn.ReLU(), nn.Conv2d(32, 64, 3), nn.ReLU(),
-            nn.MaxPool2d(2), nn.Dropout(0.25), nn.Flatten(),
-            nn.Linear(9216, 128), nn.ReLU(), nn.Dropout(0.5), nn.Linear(128, 10),
-        )  # fmt: skip
+            nn.Conv2d(1, 32, 3),
+            nn.ReLU(),
+            nn.Conv2d(32, 64, 3),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Dropout(0.25),
+            nn.Flatten(),
+            nn.Linear(9216, 128),
+            nn.ReLU(),
+            nn.Dropout(0.5),
+            nn.Linear(128, 10),
+        )
     else:
         net = nn.Sequential(
-            nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 32, 3), nn.ReLU(),
-            nn.MaxPool2d(2), nn.Dropout(0.25),
-            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.Conv2d(64, 64, 3), nn.ReLU(),
-            nn.MaxPool2d(2), nn.Dropout(0.25), nn.Flatten(),
-            nn.Linear(2304, 512), nn.ReLU(), nn.Dropout(0.5), nn.Linear(512, 10),
-        )  # fmt: skip
+            nn.Conv2d(3, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(32, 32, 3),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Dropout(0.25),
+            nn.Conv2d(32, 64, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(64, 64, 3),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Dropout(0.25),
+            nn.Flatten(),
+            nn.Linear(2304, 512),
+            nn.ReLU(),
+            nn.Dropout(0.5),
+            nn.Linear(512, 10),
+        )
     net.to(device).train()
     if opt_name == "sgd":
         opt = torch.optim.SGD(net.parameters(), lr=hyper["lr"])
@@ -63,11 +85,32 @@ def _jax_layers(stax, model):
     if model == "knet_softmax":
         return [stax.Flatten, stax.Dense(10)]
     if model == "mnist_cnn":
-        return [*conv(32, "VALID"), *conv(64, "VALID"), pool, dropout(0.25), stax.Flatten,
-                stax.Dense(128), stax.Relu, dropout(0.5), stax.Dense(10)]  # fmt: skip
-    return [*conv(32, "SAME"), *conv(32, "VALID"), pool, dropout(0.25),
-            *conv(64, "SAME"), *conv(64, "VALID"), pool, dropout(0.25), stax.Flatten,
-            stax.Dense(512), stax.Relu, dropout(0.5), stax.Dense(10)]  # fmt: skip
+        return [
+            *conv(32, "VALID"),
+            *conv(64, "VALID"),
+            pool,
+            dropout(0.25),
+            stax.Flatten,
+            stax.Dense(128),
+            stax.Relu,
+            dropout(0.5),
+            stax.Dense(10),
+        ]
+    return [
+        *conv(32, "SAME"),
+        *conv(32, "VALID"),
+        pool,
+        dropout(0.25),
+        *conv(64, "SAME"),
+        *conv(64, "VALID"),
+        pool,
+        dropout(0.25),
+        stax.Flatten,
+        stax.Dense(512),
+        stax.Relu,
+        dropout(0.5),
+        stax.Dense(10),
+    ]
 
 
 def _jax_update(jax, jnp, opt_name, hyper):
@@ -152,8 +195,6 @@ def installed(backend, threads):
     """[(name, stepper factory, synchronize)] of the installed yardsticks."""
     found = []
     for yardstick in (_torch_yardstick, _jax_yardstick):
-        try:
+        with contextlib.suppress(ImportError):
             found.append(yardstick(backend, threads))
-        except ImportError:
-            pass
     return found

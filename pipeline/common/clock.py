@@ -9,6 +9,7 @@ stop (a stopped process runs no thread), and the time it used no CPU is left
 out. A long computation that holds the GIL delays the watcher too, but uses
 CPU all the while, so it is not taken for a stop.
 """
+
 from __future__ import annotations
 
 import threading

@@ -1,5 +1,6 @@
 """Files written atomically (a file appears under its final name complete, or
 not at all) and archives read safely (a hostile member refuses the archive)."""
+
 from __future__ import annotations
 
 import contextlib
@@ -88,7 +89,9 @@ def safe_members(archive: tarfile.TarFile, destination=".", name=None):
         try:
             tarfile.data_filter(member, destination)
         except tarfile.FilterError as error:
-            raise DataError(f"{where}: unsafe member {member.name!r} ({error}); refusing the archive") from None
+            raise DataError(
+                f"{where}: unsafe member {member.name!r} ({error}); refusing the archive"
+            ) from None
         if not (member.isfile() or member.isdir()):
             raise DataError(f"{where}: member {member.name!r} is not a regular file; refusing the archive")
         members.append(member)

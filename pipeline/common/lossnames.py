@@ -1,6 +1,7 @@
 """The study's loss names: which exact loss each Keras form computes, the order
 the report lists them in, and the Keras forms' constants. A leaf: the report
 reads these without loading the losses themselves (pipeline.core.losses)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -13,7 +14,17 @@ NEGATIVE_LOSSES = ("complement", "negated_ce", "scl_exp", "pc")
 # The classification losses researchers compare against today (pipeline.core.baselines).
 LITERATURE = ("label_smoothing", "focal", "poly1", "crl", "squared_hinge", "square_logits")
 # The paper's losses, then the literature's, then negative feedback's.
-LOSS_ORDER = ("ce", "ce_keras", "bce", "bce_keras", "nllr", "nllr_keras", "mse", *LITERATURE, *NEGATIVE_LOSSES)
+LOSS_ORDER = (
+    "ce",
+    "ce_keras",
+    "bce",
+    "bce_keras",
+    "nllr",
+    "nllr_keras",
+    "mse",
+    *LITERATURE,
+    *NEGATIVE_LOSSES,
+)
 KERAS_EPSILON = 1e-7  # K.epsilon() of Keras 2.1: the Keras forms clip probabilities to [eps, 1 - eps]
 
 

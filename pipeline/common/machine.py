@@ -1,6 +1,7 @@
 """The host machine: what runs a CPU job, named once for status files, the
 report and the bench (the CPU, the BLAS and its kernels), and
 the process-wide memory setting the command line applies."""
+
 from __future__ import annotations
 
 import platform
@@ -29,10 +30,20 @@ def blas_kernel():
 
     found = [lib for lib in threadpool_info() if lib["user_api"] == "blas"]
     home = Path(numpy.__file__).parent
-    numpys = [lib for lib in found if Path(lib["filepath"]).parent.name == f"{home.name}.libs"
-              or Path(lib["filepath"]).is_relative_to(home)]  # fmt: skip
-    return "; ".join(f"{lib['internal_api']} {lib['version']}" + (f", {lib['architecture']} kernels"
-                     if lib.get("architecture") else "") for lib in numpys or found) or "unknown"  # fmt: skip
+    numpys = [
+        lib
+        for lib in found
+        if Path(lib["filepath"]).parent.name == f"{home.name}.libs"
+        or Path(lib["filepath"]).is_relative_to(home)
+    ]
+    return (
+        "; ".join(
+            f"{lib['internal_api']} {lib['version']}"
+            + (f", {lib['architecture']} kernels" if lib.get("architecture") else "")
+            for lib in numpys or found
+        )
+        or "unknown"
+    )
 
 
 def reuse_freed_memory():

@@ -7,12 +7,13 @@ inside functions included, subpackages such as `studies/` too). Rules pass it
 as a param, so a change to any of that code reruns the rule's jobs, and a new
 import is followed without a hand-kept list.
 """
+
 from __future__ import annotations
 
 import ast
 import hashlib
 import subprocess
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1]
@@ -36,7 +37,7 @@ def _file(dotted):
     return None
 
 
-@lru_cache(maxsize=None)
+@cache
 def imports(relative):
     """The package files that the file `relative` ("runs/train.py") imports itself."""
     here = Path(relative).parent.parts  # the (sub)package the file is in
@@ -92,7 +93,7 @@ def behaviour(path):
     return _behaviour(str(path), stat.st_mtime_ns, stat.st_size)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _behaviour(path, mtime_ns, size):
     """`behaviour` of the file at `path` as it is at (mtime_ns, size)."""
     path = Path(path)
@@ -101,8 +102,13 @@ def _behaviour(path, mtime_ns, size):
     tree = ast.parse(path.read_text())
     for node in ast.walk(tree):
         body = getattr(node, "body", None)
-        if (isinstance(body, list) and body and isinstance(body[0], ast.Expr)
-                and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str)):  # fmt: skip
+        if (
+            isinstance(body, list)
+            and body
+            and isinstance(body[0], ast.Expr)
+            and isinstance(body[0].value, ast.Constant)
+            and isinstance(body[0].value.value, str)
+        ):
             node.body = body[1:] or [ast.Pass()]
     return ast.dump(tree).encode()
 
@@ -110,7 +116,9 @@ def _behaviour(path, mtime_ns, size):
 def code_version(*modules, extra=()):
     """12 hex digits of SHA-256 over what the files of `closure(*modules)` do and
     the `extra` files (glob patterns relative to the package, such as templates)."""
-    files = closure(*modules) + sorted({p.relative_to(PACKAGE).as_posix() for g in extra for p in PACKAGE.glob(g)})
+    files = closure(*modules) + sorted(
+        {p.relative_to(PACKAGE).as_posix() for g in extra for p in PACKAGE.glob(g)}
+    )
     digest = hashlib.sha256()
     for relative in files:
         digest.update(relative.encode() + b"\0" + _what_it_does(relative))
@@ -120,8 +128,9 @@ def code_version(*modules, extra=()):
 def git(*args):
     """git in the directory of this package's code: the commit the results came from."""
     try:
-        return subprocess.run(["git", *args], capture_output=True, text=True, check=True, timeout=10,
-                              cwd=PACKAGE).stdout.strip()  # fmt: skip
+        return subprocess.run(
+            ["git", *args], capture_output=True, text=True, check=True, timeout=10, cwd=PACKAGE
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
 

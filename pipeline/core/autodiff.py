@@ -7,6 +7,7 @@ extra pass over all parameters per array. Boxing each array separately, with
 its own root node, gives each gradient directly, and returns the loss value
 from the same forward pass.
 """
+
 from __future__ import annotations
 
 from . import tree

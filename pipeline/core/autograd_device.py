@@ -28,6 +28,7 @@ Not patched: `autograd.scipy.special.logsumexp` wraps SciPy's NumPy-only
 function; softloss has its own logsumexp primitive (`pipeline.core.primitives`).
 Only real (not complex) device arrays get a vector space.
 """
+
 from __future__ import annotations
 
 import math
@@ -221,16 +222,25 @@ def _install_vjps():
     global _PATCHED
     if _PATCHED:
         return
-    repeat, untake, concatenate_args = (numpy_vjps.repeat_to_match_shape, numpy_vjps.untake,
-                                        numpy_wrapper.concatenate_args)  # fmt: skip
+    repeat, untake, concatenate_args = (
+        numpy_vjps.repeat_to_match_shape,
+        numpy_vjps.untake,
+        numpy_wrapper.concatenate_args,
+    )
     numpy_vjps.repeat_to_match_shape = lambda g, *args: (
-        _repeat_to_match_shape if _on_device([g]) else repeat)(g, *args)  # fmt: skip
+        _repeat_to_match_shape if _on_device([g]) else repeat
+    )(g, *args)
     numpy_vjps.untake = lambda x, index, vs: (_untake if _on_device([x]) else untake)(x, index, vs)
     numpy_wrapper.concatenate_args = anp.concatenate_args = lambda axis, *args: (
-        _concatenate_args if _on_device(args) else concatenate_args)(axis, *args)  # fmt: skip
+        _concatenate_args if _on_device(args) else concatenate_args
+    )(axis, *args)
     _for_devices(anp.dot, _dot_vjp(0), _dot_vjp(1))
-    _for_devices(_WHERE, None, lambda ans, c, x=None, y=None: lambda g: anp.where(c, g, 0),
-                 lambda ans, c, x=None, y=None: lambda g: anp.where(c, 0, g))  # fmt: skip
+    _for_devices(
+        _WHERE,
+        None,
+        lambda ans, c, x=None, y=None: lambda g: anp.where(c, g, 0),
+        lambda ans, c, x=None, y=None: lambda g: anp.where(c, 0, g),
+    )
     _for_devices(anp.einsum, _grad_einsum, argnum=True)
     _PATCHED = True
 

@@ -6,6 +6,7 @@ both. `resolve("auto" | "numpy" | "cupy")` picks a `Backend`: the array module,
 a description of the device, transfers to and from it, and the device's
 seeded random generator (dropout masks are drawn where they are used).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -90,8 +91,10 @@ def _cupy_backend():
     try:
         import cupy
     except ImportError as error:
-        raise SoftlossError(f"backend cupy: CuPy is not installed ({error}); "
-                            "install the cupy-cudaXXx wheel matching your CUDA driver") from None  # fmt: skip
+        raise SoftlossError(
+            f"backend cupy: CuPy is not installed ({error}); "
+            "install the cupy-cudaXXx wheel matching your CUDA driver"
+        ) from None
     try:
         count = cupy.cuda.runtime.getDeviceCount()
         if count < 1:

@@ -11,6 +11,7 @@ Exceptions, as their references compute them: `crl` on clipped probabilities,
 as its authors' code does, and the two losses on logits themselves.
 No `**`: its VJP turns float32 into float64.
 """
+
 from __future__ import annotations
 
 import autograd.numpy as anp

@@ -8,6 +8,7 @@ Shapes include the batch axis as -1; images are NHWC. `rng` is a
 draws its masks from it, so one seed fixes a whole run. Parameters are created
 in float32 and every apply keeps the input's dtype.
 """
+
 from __future__ import annotations
 
 import math
@@ -46,7 +47,7 @@ def dense(units, activation=None):
     def init(rng, input_shape):
         fan_in = input_shape[-1]
         kernel = glorot_uniform(rng, (fan_in, units), fan_in, units)
-        return input_shape[:-1] + (units,), [kernel, np.zeros(units, DTYPE)]
+        return (*input_shape[:-1], units), [kernel, np.zeros(units, DTYPE)]
 
     def apply(params, x, *, train=False, rng=None):
         kernel, bias = params

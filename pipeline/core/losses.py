@@ -17,6 +17,7 @@ and gradients stay finite for float32 logits anywhere in [-1e4, 1e4].
     -log(1 - p_k)  = softplus(l_k)
     p_k            = sigmoid(l_k) = exp(-softplus(-l_k))
 """
+
 from __future__ import annotations
 
 import functools
@@ -117,7 +118,9 @@ def _complement(picked, logits, onehot):  # -log(1 - p_l): SCL-NL (Chou et al., 
     return softplus(picked)
 
 
-def _negated_ce(picked, logits, onehot):  # +log p_l: the unbiased estimator's failure (Ishida et al., ICML 2019)
+def _negated_ce(
+    picked, logits, onehot
+):  # +log p_l: the unbiased estimator's failure (Ishida et al., ICML 2019)
     return -softplus(-picked)
 
 
@@ -125,7 +128,9 @@ def _scl_exp(picked, logits, onehot):  # exp(p_l): SCL-EXP (Chou et al., ICML 20
     return anp.exp(anp.exp(-softplus(-picked)))
 
 
-def _pc(picked, logits, onehot):  # sum_{k != l} sigmoid(z_l - z_k): pairwise comparison (Ishida et al., NeurIPS 2017)
+def _pc(
+    picked, logits, onehot
+):  # sum_{k != l} sigmoid(z_l - z_k): pairwise comparison (Ishida et al., NeurIPS 2017)
     z_l = anp.sum(logits * onehot, axis=1, keepdims=True)
     return anp.sum(anp.exp(-softplus(logits - z_l)) * (1 - onehot), axis=1)
 
@@ -178,6 +183,7 @@ def build(name, **options):
         takes = f"it takes {', '.join(accepted)}" if accepted else "it takes none"
         raise ValueError(f"loss {name!r} has no option {', '.join(unknown)} ({takes})")
     return functools.partial(loss, **options) if options else loss
+
 
 def mixed_feedback(logits, labels, negative, on_negative="complement"):
     """Batches mixing both kinds of feedback.

@@ -5,6 +5,7 @@
 
 `rng` is a `numpy.random.Generator`. Images are NHWC float32.
 """
+
 from __future__ import annotations
 
 import math
@@ -60,11 +61,14 @@ def mnist_cnn(n_classes=10):
         L.serial(
             L.conv2d(32, (3, 3), activation="relu"),
             L.conv2d(64, (3, 3), activation="relu"),
-            L.maxpool2d(), L.dropout(0.25),
-            L.flatten, L.dense(128, activation="relu"), L.dropout(0.5),
+            L.maxpool2d(),
+            L.dropout(0.25),
+            L.flatten,
+            L.dense(128, activation="relu"),
+            L.dropout(0.5),
             L.dense(n_classes),
         )
-    )  # fmt: skip
+    )
 
 
 def cifar_cnn(n_classes=10):
@@ -76,14 +80,18 @@ def cifar_cnn(n_classes=10):
         L.serial(
             L.conv2d(32, (3, 3), padding="same", activation="relu"),
             L.conv2d(32, (3, 3), activation="relu"),
-            L.maxpool2d(), L.dropout(0.25),
+            L.maxpool2d(),
+            L.dropout(0.25),
             L.conv2d(64, (3, 3), padding="same", activation="relu"),
             L.conv2d(64, (3, 3), activation="relu"),
-            L.maxpool2d(), L.dropout(0.25),
-            L.flatten, L.dense(512, activation="relu"), L.dropout(0.5),
+            L.maxpool2d(),
+            L.dropout(0.25),
+            L.flatten,
+            L.dense(512, activation="relu"),
+            L.dropout(0.5),
             L.dense(n_classes),
         )
-    )  # fmt: skip
+    )
 
 
 MODELS = {

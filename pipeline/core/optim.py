@@ -9,9 +9,11 @@ is Knet's loop, w -= lr * g. `decay` is Keras' per-iteration time decay,
 lr_t = lr / (1 + decay * t) with t the number of updates made so far.
 Arrays are never updated in place, and float32 stays float32.
 """
+
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -44,7 +46,10 @@ def _elementwise(n_slots: int, rule, loop) -> Optimizer:
     same arithmetic as one pass (pipeline.kernels.optim_loops)."""
 
     def init(params):
-        return OptState(0, tuple(tuple(array_module(p).zeros_like(p) for _ in range(n_slots)) for p in tree.leaves(params)))
+        return OptState(
+            0,
+            tuple(tuple(array_module(p).zeros_like(p) for _ in range(n_slots)) for p in tree.leaves(params)),
+        )
 
     def update(params, grads, state):
         flat_params, flat_grads = tree.leaves(params), tree.leaves(grads)
@@ -54,8 +59,12 @@ def _elementwise(n_slots: int, rule, loop) -> Optimizer:
         if xp is not np and len({p.dtype for p in flat_params}) == 1:
             # On a GPU each operation is a kernel launch: apply the (elementwise)
             # rule once to all arrays laid end to end, then hand back views.
-            p, slots = rule(_joined(xp, flat_params), _joined(xp, flat_grads),
-                            tuple(_joined(xp, kind) for kind in zip(*state.slots)), state.step)  # fmt: skip
+            p, slots = rule(
+                _joined(xp, flat_params),
+                _joined(xp, flat_grads),
+                tuple(_joined(xp, kind) for kind in zip(*state.slots)),
+                state.step,
+            )
             new_params = _split(p, flat_params)
             new_slots = list(zip(*(_split(s, flat_params) for s in slots))) or [()] * len(flat_params)
         else:
@@ -73,9 +82,15 @@ def _elementwise(n_slots: int, rule, loop) -> Optimizer:
         ins = [np.ascontiguousarray(a).reshape(-1) for a in (p, g, *slots)]
         new_p, new_slots = np.empty(p.shape, p.dtype), tuple(np.empty(p.shape, p.dtype) for _ in slots)
         outs = [a.reshape(-1) for a in (new_p, *new_slots)]  # views: fresh arrays are C-ordered
-        if SETTINGS.optimizer_update == "compiled" and p.dtype.char in "fd" and all(a.dtype == p.dtype for a in (g, *slots)):
+        if (
+            SETTINGS.optimizer_update == "compiled"
+            and p.dtype.char in "fd"
+            and all(a.dtype == p.dtype for a in (g, *slots))
+        ):
             kernel, constants = loop(step)
-            constants = [p.dtype.type(c) if isinstance(c, float) else c for c in constants]  # as NumPy casts them
+            constants = [
+                p.dtype.type(c) if isinstance(c, float) else c for c in constants
+            ]  # as NumPy casts them
 
             def chunk(span):
                 part = slice(*span)

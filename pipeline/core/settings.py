@@ -5,6 +5,7 @@ A GPU always runs the NumPy-expression forms; each compiled form gives the
 same bits as its NumPy form, and the NumPy forms run on the CPU too when
 chosen here, for the tests to compare and `bench --compare` to time.
 """
+
 from __future__ import annotations
 
 import contextlib

@@ -1,5 +1,6 @@
 """What every loss checks first: logits (N, C) of a float type, labels one per
 row in [0, C), turned into one-hot rows of the logits' dtype."""
+
 from __future__ import annotations
 
 import autograd.numpy as anp
@@ -23,8 +24,7 @@ def one_hot(labels, n_classes, dtype):
     # A label in range hits one class: one count, not a min and a max, per step.
     if xp is np and np.count_nonzero(hits) != labels.size:
         raise ValueError(
-            f"labels must lie in [0, {n_classes}), got range "
-            f"[{int(labels.min())}, {int(labels.max())}]"
+            f"labels must lie in [0, {n_classes}), got range [{int(labels.min())}, {int(labels.max())}]"
         )
     return hits.astype(dtype)
 

@@ -1,5 +1,6 @@
 """Parameters are nested lists/tuples of arrays (autograd returns gradients in the
 same structure). These helpers walk them in a fixed order."""
+
 from __future__ import annotations
 
 

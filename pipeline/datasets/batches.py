@@ -1,5 +1,6 @@
 """Minibatches for training steps: seeded order, Keras' real-time augmentation,
 on the host or wherever the images live (a GPU)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -27,8 +28,14 @@ def shift_and_flip(images, rng, shift=0.1, flip=True):
     xp = array_module(images)
     y0, y1, x0, x1, wy, wx, flipped = (xp.asarray(a) for a in (y0, y1, x0, x1, wy, wx, flipped))
     idx = xp.arange(n)[:, None, None]
-    top = images[idx, y0[:, :, None], x0[:, None, :]] * (1 - wx) + images[idx, y0[:, :, None], x1[:, None, :]] * wx
-    bottom = images[idx, y1[:, :, None], x0[:, None, :]] * (1 - wx) + images[idx, y1[:, :, None], x1[:, None, :]] * wx
+    top = (
+        images[idx, y0[:, :, None], x0[:, None, :]] * (1 - wx)
+        + images[idx, y0[:, :, None], x1[:, None, :]] * wx
+    )
+    bottom = (
+        images[idx, y1[:, :, None], x0[:, None, :]] * (1 - wx)
+        + images[idx, y1[:, :, None], x1[:, None, :]] * wx
+    )
     out = top * (1 - wy) + bottom * wy
     return xp.where(flipped[:, None, None, None], out[:, :, ::-1], out) if flip else out
 
@@ -54,6 +61,12 @@ def batches(images, targets, batch_size, rng, *, shuffle=True, augment=False, dr
         if augment:
             x = shift_and_flip(x, rng)
         if isinstance(targets, dict):
-            yield x, {name: a[index].astype(np.int64) if name == "labels" else a[index] for name, a in targets.items()}
+            yield (
+                x,
+                {
+                    name: a[index].astype(np.int64) if name == "labels" else a[index]
+                    for name, a in targets.items()
+                },
+            )
         else:
             yield x, targets[index].astype(np.int64)

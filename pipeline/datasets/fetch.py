@@ -14,6 +14,7 @@ resuming with an HTTP Range request where the server allows it. Only a file
 whose checksum matches is renamed into place, so nothing partial or corrupt
 ever sits under the final name.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -148,16 +149,29 @@ def _transfer(url, part, timeout, quiet, label):
         expected = int(length) + (have if resumed else 0) if length is not None else None
         written = have if resumed else 0
         try:
-            with open(part, "ab" if resumed else "wb") as out, tqdm(
-                total=expected, initial=written, unit="B", unit_scale=True, unit_divisor=1024,
-                desc=label, disable=True if quiet else None, leave=False,
-            ) as bar:  # fmt: skip
-                while block := (response.read1(CHUNK) if hasattr(response, "read1") else response.read(CHUNK)):
+            with (
+                open(part, "ab" if resumed else "wb") as out,
+                tqdm(
+                    total=expected,
+                    initial=written,
+                    unit="B",
+                    unit_scale=True,
+                    unit_divisor=1024,
+                    desc=label,
+                    disable=True if quiet else None,
+                    leave=False,
+                ) as bar,
+            ):
+                while block := (
+                    response.read1(CHUNK) if hasattr(response, "read1") else response.read(CHUNK)
+                ):
                     out.write(block)
                     written += len(block)
                     bar.update(len(block))
         except (OSError, http.client.HTTPException) as error:  # timeouts, resets, IncompleteRead
-            raise _Transient(f"connection failed after {written} bytes: {type(error).__name__}: {error}") from None
+            raise _Transient(
+                f"connection failed after {written} bytes: {type(error).__name__}: {error}"
+            ) from None
         if expected is not None and written != expected:
             raise _Transient(f"connection closed after {written} of {expected} bytes")
 
@@ -198,8 +212,19 @@ def _fetch_one(spec, remote, target, source, *, timeout, retries, backoff, quiet
         part.unlink(missing_ok=True)
 
 
-def fetch(dataset, out_dir, mirrors=(), *, timeout=30.0, retries=3, backoff=1.0, quiet=False, log=print, only=None,
-          vendor_dir=VENDOR_DIR):  # fmt: skip
+def fetch(
+    dataset,
+    out_dir,
+    mirrors=(),
+    *,
+    timeout=30.0,
+    retries=3,
+    backoff=1.0,
+    quiet=False,
+    log=print,
+    only=None,
+    vendor_dir=VENDOR_DIR,
+):
     """Make `out_dir` hold every file of `dataset` (a name or a DatasetSpec), verified.
 
     Returns the list of file paths. Raises FetchError naming every source tried
@@ -215,8 +240,16 @@ def fetch(dataset, out_dir, mirrors=(), *, timeout=30.0, retries=3, backoff=1.0,
     made = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
     try:
-        return _fetch_all(spec, out_dir, sources(spec, mirrors, vendor_dir), timeout=timeout, retries=retries,
-                          backoff=backoff, quiet=quiet, log=log)  # fmt: skip
+        return _fetch_all(
+            spec,
+            out_dir,
+            sources(spec, mirrors, vendor_dir),
+            timeout=timeout,
+            retries=retries,
+            backoff=backoff,
+            quiet=quiet,
+            log=log,
+        )
     except BaseException:
         if made and not any(out_dir.iterdir()):  # leave no empty folder behind
             out_dir.rmdir()
@@ -235,14 +268,26 @@ def _fetch_all(spec, out_dir, candidates, *, timeout, retries, backoff, quiet, l
             log(f"{target}: present but fails its checksum; fetching it again")
         tried = []
         if not candidates:
-            raise FetchError(f"{spec.name} has no public download address: point --mirror or ${MIRROR_ENV} at a "
-                             f"directory holding {', '.join(f.name for f in spec.files)}")  # fmt: skip
+            raise FetchError(
+                f"{spec.name} has no public download address: point --mirror or ${MIRROR_ENV} at a "
+                f"directory holding {', '.join(f.name for f in spec.files)}"
+            )
         for source in candidates:
             try:
-                where = _fetch_one(spec, remote, target, source, timeout=timeout, retries=retries,
-                                   backoff=backoff, quiet=quiet)  # fmt: skip
+                where = _fetch_one(
+                    spec,
+                    remote,
+                    target,
+                    source,
+                    timeout=timeout,
+                    retries=retries,
+                    backoff=backoff,
+                    quiet=quiet,
+                )
                 log(f"{target}: fetched from {where}, checksum ok")
-                for failure in tried:  # a source that failed first, a corrupt mirror above all, is worth knowing
+                for (
+                    failure
+                ) in tried:  # a source that failed first, a corrupt mirror above all, is worth knowing
                     log(f"{target}: warning: a source failed before it: {failure.strip()[2:]}")
                 break
             except (_Permanent, _Transient) as error:

@@ -1,5 +1,6 @@
 """Class-folder datasets: `split/class/image` PNG or JPEG files, as files or
 inside tar.gz archives, every image decoded and checked."""
+
 from __future__ import annotations
 
 import gzip
@@ -64,7 +65,9 @@ def decode_image(data, where, channels=None, size=None):
     if (wanted and mode != wanted) or mode not in MODES.values():
         raise DataError(f"{where}: image mode {mode}, expected {wanted or 'RGB or L (grayscale)'}")
     if size is not None and pixels.shape[:2] != tuple(size):
-        raise DataError(f"{where}: image of {pixels.shape[1]}x{pixels.shape[0]} pixels, expected {size[1]}x{size[0]}")
+        raise DataError(
+            f"{where}: image of {pixels.shape[1]}x{pixels.shape[0]} pixels, expected {size[1]}x{size[0]}"
+        )
     return pixels.reshape(*pixels.shape[:2], -1)
 
 
@@ -79,14 +82,19 @@ def folder_splits(spec, raw_dir):
         if missing:
             raise DataError(f"{missing[0]}: no such archive")
         raw_dir = archives[0].parent
-        files, sources = _archive_files(archives), {a.name: digest(a, Checksum("sha256", "", "file")) for a in archives}
+        files, sources = (
+            _archive_files(archives),
+            {a.name: digest(a, Checksum("sha256", "", "file")) for a in archives},
+        )
         return _decoded(spec, raw_dir, files, sources)
     raw_dir = Path(raw_dir)
     if spec.files:
         archives = [raw_dir / f.name for f in spec.files]
         for path, remote in zip(archives, spec.files):
             if not path.is_file():
-                raise DataError(f"{path}: missing; run `python -m pipeline fetch {spec.name} --out {raw_dir}` first")
+                raise DataError(
+                    f"{path}: missing; run `python -m pipeline fetch {spec.name} --out {raw_dir}` first"
+                )
             check(path, remote)
         files, sources = _archive_files(archives), {f.name: f.checksum.hexdigest for f in spec.files}
     elif raw_dir.is_dir() and any((raw_dir / split).is_dir() for split in SPLITS):
@@ -95,7 +103,10 @@ def folder_splits(spec, raw_dir):
         archives = sorted(raw_dir.glob("*.tar.gz")) if raw_dir.is_dir() else [raw_dir]
         if not archives or not all(a.is_file() for a in archives):
             raise DataError(f"{raw_dir}: neither train/ and test/ class folders nor tar.gz archives of them")
-        files, sources = _archive_files(archives), {a.name: digest(a, Checksum("sha256", "", "file")) for a in archives}
+        files, sources = (
+            _archive_files(archives),
+            {a.name: digest(a, Checksum("sha256", "", "file")) for a in archives},
+        )
     return _decoded(spec, raw_dir, files, sources)
 
 
@@ -124,7 +135,9 @@ def _classes(counts, where, dataset, declared=()):
             if not counts[split].get(name):
                 raise DataError(f"{where}: class {name!r} has no images in {split}/")
     if len(classes) < 2:
-        raise DataError(f"{where}: one class ({', '.join(classes) or 'none'}): a classifier needs two or more")
+        raise DataError(
+            f"{where}: one class ({', '.join(classes) or 'none'}): a classifier needs two or more"
+        )
     return classes
 
 
@@ -137,9 +150,15 @@ def class_names(name, paths):
         if path.is_dir():
             for split in SPLITS:
                 if not (path / split).is_dir():
-                    raise DataError(f"{path / split}: missing; a class-folder dataset holds {split}/<class>/<image> files")
-            found = [(p.relative_to(path).as_posix(), str(p)) for split in SPLITS for p in (path / split).rglob("*")
-                     if p.is_file()]  # fmt: skip
+                    raise DataError(
+                        f"{path / split}: missing; a class-folder dataset holds {split}/<class>/<image> files"
+                    )
+            found = [
+                (p.relative_to(path).as_posix(), str(p))
+                for split in SPLITS
+                for p in (path / split).rglob("*")
+                if p.is_file()
+            ]
         else:
             found = [(n, f"{path}:{n}") for n, _, _ in _archive_names(path)]
         for file, where in found:
@@ -186,7 +205,9 @@ def listing_digest(paths):
         found = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
         for file in found:
             stat = file.stat()
-            hasher.update(f"{file.relative_to(path) if path.is_dir() else file}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+            hasher.update(
+                f"{file.relative_to(path) if path.is_dir() else file}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode()
+            )
     return hasher.hexdigest()[:16]
 
 
@@ -194,6 +215,15 @@ def folder_spec(name, raw_dir):
     """A DatasetSpec for a class-folder dataset of one's own (a folder, or a
     list of archives): classes in sorted folder order, image size and mode from
     its first image, nothing to fetch."""
-    where = ", ".join(str(Path(p).resolve()) for p in (raw_dir if isinstance(raw_dir, (list, tuple)) else [raw_dir]))
-    return DatasetSpec(name=name, format="image-folder", files=(), urls=(), classes=(), image_shape=None,
-                       source=f"class folders from {where}")  # fmt: skip
+    where = ", ".join(
+        str(Path(p).resolve()) for p in (raw_dir if isinstance(raw_dir, (list, tuple)) else [raw_dir])
+    )
+    return DatasetSpec(
+        name=name,
+        format="image-folder",
+        files=(),
+        urls=(),
+        classes=(),
+        image_shape=None,
+        source=f"class folders from {where}",
+    )

@@ -12,12 +12,12 @@ the source files and the SHA-256 of each payload, the SHA-256 of its content
 so an interrupted write never leaves a half-written dataset under its name;
 `load` validates such a file.
 """
-from __future__ import annotations
 
-from pathlib import Path
+from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -51,9 +51,9 @@ def content_digest(splits, classes):
 def write(out_path, spec, splits, sources):
     """`splits` ({split: (images, labels)}) of the dataset `spec` into `out_path`,
     with `sources` ({source file: SHA-256}) as provenance."""
-    with atomic_path(out_path) as tmp:
-        with h5py.File(tmp, "w") as h5:
-            h5.attrs.update({
+    with atomic_path(out_path) as tmp, h5py.File(tmp, "w") as h5:
+        h5.attrs.update(
+            {
                 "dataset": spec.name,
                 "classes": list(spec.classes),
                 "source": spec.source,
@@ -64,13 +64,14 @@ def write(out_path, spec, splits, sources):
                 "content_sha256": content_digest(splits, spec.classes),
                 "softloss_version": __version__,
                 "format_version": FORMAT_VERSION,
-            })  # fmt: skip
-            for split, (images, labels) in splits.items():
-                group = h5.create_group(split)
-                chunk = (max(1, min(len(images), (1 << 20) // images[0].size)), *images.shape[1:])
-                group.create_dataset("images", data=images, chunks=chunk, compression="gzip", compression_opts=1)
-                group.create_dataset("labels", data=labels, compression="gzip", compression_opts=1)
-                group.attrs["class_counts"] = np.bincount(labels, minlength=len(spec.classes))
+            }
+        )
+        for split, (images, labels) in splits.items():
+            group = h5.create_group(split)
+            chunk = (max(1, min(len(images), (1 << 20) // images[0].size)), *images.shape[1:])
+            group.create_dataset("images", data=images, chunks=chunk, compression="gzip", compression_opts=1)
+            group.create_dataset("labels", data=labels, compression="gzip", compression_opts=1)
+            group.attrs["class_counts"] = np.bincount(labels, minlength=len(spec.classes))
     return Path(out_path)
 
 
@@ -82,7 +83,9 @@ def classes(path):
         with h5py.File(path, "r") as h5:
             return [str(name) for name in h5.attrs["classes"]]
     except (OSError, KeyError) as error:
-        raise DataError(f"{path}: cannot read it as a prepared HDF5 dataset (its classes; truncated or corrupt?): {error}") from None
+        raise DataError(
+            f"{path}: cannot read it as a prepared HDF5 dataset (its classes; truncated or corrupt?): {error}"
+        ) from None
 
 
 def recorded_digest(path):
@@ -95,7 +98,9 @@ def recorded_digest(path):
             if "content_sha256" in h5.attrs:
                 return str(h5.attrs["content_sha256"])
     except OSError as error:
-        raise DataError(f"{path}: cannot read it as a prepared HDF5 dataset (truncated or corrupt?): {error}") from None
+        raise DataError(
+            f"{path}: cannot read it as a prepared HDF5 dataset (truncated or corrupt?): {error}"
+        ) from None
     return content_digest({split: load(path, split) for split in SPLITS}, classes(path))
 
 
@@ -129,4 +134,6 @@ def load(path, split):
     except DataError:
         raise
     except (OSError, KeyError, ValueError, RuntimeError) as error:
-        raise DataError(f"{path}: cannot read it as a prepared HDF5 dataset (truncated or corrupt?): {error}") from None
+        raise DataError(
+            f"{path}: cannot read it as a prepared HDF5 dataset (truncated or corrupt?): {error}"
+        ) from None

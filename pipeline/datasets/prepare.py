@@ -4,6 +4,7 @@
 class folders of PNG or JPEG images (pipeline.datasets.folders), checking
 every header, size, image and label.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -39,7 +40,9 @@ def parse_idx(payload, name, ndim):
     dims = tuple(int(d) for d in np.frombuffer(payload, ">u4", ndim, 4))
     expected = header + int(np.prod(dims))
     if len(payload) != expected:
-        raise DataError(f"{name}: IDX dims {dims} need {expected} bytes, the file has {len(payload)} (truncated?)")
+        raise DataError(
+            f"{name}: IDX dims {dims} need {expected} bytes, the file has {len(payload)} (truncated?)"
+        )
     return np.frombuffer(payload, np.uint8, offset=header).reshape(dims)
 
 
@@ -56,7 +59,9 @@ def _idx_splits(spec, raw_dir):
     for name in IDX_FILES:
         path = Path(raw_dir) / name
         if not path.is_file():
-            raise DataError(f"{path}: missing; run `python -m pipeline fetch {spec.name} --out {raw_dir}` first")
+            raise DataError(
+                f"{path}: missing; run `python -m pipeline fetch {spec.name} --out {raw_dir}` first"
+            )
         raw[name] = _read_gzip(path)
         check(path, spec.file(name), payload=raw[name])
     sources = {name: hashlib.sha256(payload).hexdigest() for name, payload in raw.items()}

@@ -20,15 +20,25 @@ Checksums, and where they come from:
 `prepare` records the SHA-256 of every payload it reads in the HDF5 file, so a
 prepared dataset is pinned to exact bytes whichever checksum admitted it.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 MNIST_CLASSES = tuple(str(d) for d in range(10))
-FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                   "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")  # fmt: skip
-CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
-                   "dog", "frog", "horse", "ship", "truck")  # fmt: skip
+FASHION_CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 
 @dataclass(frozen=True)
@@ -86,8 +96,12 @@ def _sha256_file(hexdigest):
     return Checksum("sha256", hexdigest, "file")
 
 
-IDX_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
-             "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")  # fmt: skip
+IDX_FILES = (
+    "train-images-idx3-ubyte.gz",
+    "train-labels-idx1-ubyte.gz",
+    "t10k-images-idx3-ubyte.gz",
+    "t10k-labels-idx1-ubyte.gz",
+)
 
 REGISTRY = {
     "mnist": DatasetSpec(
@@ -95,13 +109,16 @@ REGISTRY = {
         format="idx",
         files=tuple(
             RemoteFile(name, _sha256(digest))
-            for name, digest in zip(IDX_FILES, (
-                "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
-                "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
-                "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
-                "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
-            ))
-        ),  # fmt: skip
+            for name, digest in zip(
+                IDX_FILES,
+                (
+                    "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+                    "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+                    "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+                    "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+                ),
+            )
+        ),
         urls=(
             "http://yann.lecun.com/exdb/mnist/",
             "https://ossci-datasets.s3.amazonaws.com/mnist/",
@@ -118,18 +135,22 @@ REGISTRY = {
         format="idx",
         files=tuple(
             RemoteFile(name, _sha256(payload), also=(_md5(official),))
-            for name, payload, official in zip(IDX_FILES, (
-                "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
-                "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
-                "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
-                "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
-            ), (
-                "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
-                "25c81989df183df01b3e8a0aad5dffbe",
-                "bef4ecab320f06d8554ea6380940ec79",
-                "bb300cfdad3c16e7a12a480ee83cd310",
-            ))
-        ),  # fmt: skip
+            for name, payload, official in zip(
+                IDX_FILES,
+                (
+                    "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+                    "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+                    "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+                    "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+                ),
+                (
+                    "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+                    "25c81989df183df01b3e8a0aad5dffbe",
+                    "bef4ecab320f06d8554ea6380940ec79",
+                    "bb300cfdad3c16e7a12a480ee83cd310",
+                ),
+            )
+        ),
         urls=(
             "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
             "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
@@ -143,7 +164,9 @@ REGISTRY = {
     "cifar10": DatasetSpec(
         name="cifar10",
         format="cifar-binary",
-        files=(RemoteFile("cifar-10-binary.tar.gz", _md5("c32a1d4ab5d03f1284b67883e8d87530"), size=170_052_171),),
+        files=(
+            RemoteFile("cifar-10-binary.tar.gz", _md5("c32a1d4ab5d03f1284b67883e8d87530"), size=170_052_171),
+        ),
         urls=("https://www.cs.toronto.edu/~kriz/", "https://cave.cs.toronto.edu/kriz/"),
         classes=CIFAR10_CLASSES,
         image_shape=(32, 32, 3),
@@ -154,11 +177,17 @@ REGISTRY = {
         name="cifar10_jpeg",
         format="image-folder",
         files=(
-            RemoteFile("cifar10-jpeg-train.tar.gz", _sha256_file(
-                "bb033266dbb26aa71223ff120c0df4e7d3943dbd93b9e65984876854c6234931"), size=16_192_903),
-            RemoteFile("cifar10-jpeg-test.tar.gz", _sha256_file(
-                "7c54dfb40a3e53a212021475ac995e181b0a5f595c1fca0bbfa89c5bd6dda8f6"), size=3_241_208),
-        ),  # fmt: skip
+            RemoteFile(
+                "cifar10-jpeg-train.tar.gz",
+                _sha256_file("bb033266dbb26aa71223ff120c0df4e7d3943dbd93b9e65984876854c6234931"),
+                size=16_192_903,
+            ),
+            RemoteFile(
+                "cifar10-jpeg-test.tar.gz",
+                _sha256_file("7c54dfb40a3e53a212021475ac995e181b0a5f595c1fca0bbfa89c5bd6dda8f6"),
+                size=3_241_208,
+            ),
+        ),
         urls=(),
         classes=CIFAR10_CLASSES,
         image_shape=(32, 32, 3),

@@ -17,6 +17,7 @@ its tests do not promise: the first use compares the split draw with
 `rng.random` (mask and state after), and if they ever differ every draw is
 made by `rng.random`. Any other generator, or one on a GPU, draws that way too.
 """
+
 from __future__ import annotations
 
 import functools
@@ -46,8 +47,11 @@ def _one_draw_mask(rng, shape, rate, scale):
 
 
 def _splittable(rng):
-    return (isinstance(rng, np.random.Generator) and type(rng.bit_generator) is np.random.PCG64
-            and _split_matches_numpy())  # fmt: skip
+    return (
+        isinstance(rng, np.random.Generator)
+        and type(rng.bit_generator) is np.random.PCG64
+        and _split_matches_numpy()
+    )
 
 
 @functools.cache

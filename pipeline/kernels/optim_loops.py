@@ -10,6 +10,7 @@ root round the same in LLVM as in NumPy and no multiply and add are fused.
 The arguments: the weights, the gradient and the slots in, the new weights
 and slots out (1-D, contiguous), then the rule's constants.
 """
+
 from __future__ import annotations
 
 import numba
@@ -43,8 +44,9 @@ def rmsprop(p, g, mean_square, new_p, new_mean_square, rho, one_minus_rho, eps, 
 
 
 @_compiled
-def adadelta(p, g, mean_square, mean_update, new_p, new_mean_square, new_mean_update, rho, one_minus_rho, eps,
-             minus_lr):  # fmt: skip
+def adadelta(
+    p, g, mean_square, mean_update, new_p, new_mean_square, new_mean_update, rho, one_minus_rho, eps, minus_lr
+):
     for i in range(p.shape[0]):
         gi = g[i]
         a = gi * gi * one_minus_rho + rho * mean_square[i]

@@ -14,8 +14,10 @@ the blocks are fixed by the data's shape and fixed sizes alone
 (pipeline.core.settings), every BLAS call is single-threaded whatever the
 thread count, and callers combine per-block partial sums in block order.
 """
+
 from __future__ import annotations
 
+import itertools
 import os
 from concurrent.futures import ThreadPoolExecutor
 
@@ -100,4 +102,4 @@ def spans(count, size):
     bounds = [0]
     for i in range(pieces):
         bounds.append(bounds[-1] + base + (i < extra))
-    return list(zip(bounds[:-1], bounds[1:]))
+    return list(itertools.pairwise(bounds))

@@ -15,6 +15,7 @@ runs: `np.maximum` propagates NaN, the first maximal element of a window
 takes the cotangent (ties are common after a relu), and the other three get
 g * 0, a signed zero as NumPy's multiply by a False mask gives.
 """
+
 from __future__ import annotations
 
 import numba

@@ -9,6 +9,7 @@ loops add in NumPy's order (`_row_sum`), take the first maximal element
 as `argmax` does (NaN first of all), and leave exp and log1p to NumPy, whose
 vectorized float32 versions round otherwise than LLVM's.
 """
+
 from __future__ import annotations
 
 import numba

@@ -10,6 +10,7 @@ x * g into the (kh, kw, C, F) sums, F wide (the vectorized axis). Additions
 happen pixel by pixel in a fixed order; multiply-adds may be fused (one
 rounding instead of two), the same way on every run of one machine.
 """
+
 from __future__ import annotations
 
 import numba
@@ -58,7 +59,7 @@ def add_bias(out, bias, relu):
         if relu:
             for f in range(row.shape[0]):
                 value = row[f] + bias[f]
-                row[f] = zero if value <= zero else value  # noqa: FURB136 (max() would turn NaN into 0)
+                row[f] = zero if value <= zero else value
         else:
             for f in range(row.shape[0]):
                 row[f] += bias[f]

@@ -42,6 +42,7 @@ of tile rows per plane (`planes`): the compiled loops take the whole array
 (numba compiles a loop over a non-contiguous view into slower code), and NumPy, the
 GEMMs included, sees only the tiles.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -143,21 +144,46 @@ def _whole(planes):
     if planes.flags.c_contiguous:
         return planes
     whole = planes.base
-    if (whole is None or not whole.flags.c_contiguous or whole.ctypes.data != planes.ctypes.data
-            or whole.strides != planes.strides or whole.shape[::2] != planes.shape[::2]):  # fmt: skip
+    if (
+        whole is None
+        or not whole.flags.c_contiguous
+        or whole.ctypes.data != planes.ctypes.data
+        or whole.strides != planes.strides
+        or whole.shape[::2] != planes.shape[::2]
+    ):
         return np.ascontiguousarray(planes)
     return whole
 
 
-F2X2 = Tiling(2, [[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]],
-              (winograd_2x2.transform_input, winograd_2x2.input_gradient, winograd_2x2.transform_output,
-               winograd_2x2.output_gradient))
+F2X2 = Tiling(
+    2,
+    [[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]],
+    (
+        winograd_2x2.transform_input,
+        winograd_2x2.input_gradient,
+        winograd_2x2.transform_output,
+        winograd_2x2.output_gradient,
+    ),
+)
 
 
-F4X4 = Tiling(4, [[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
-                  [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]],
-              (winograd_4x4.transform_input, winograd_4x4.input_gradient, winograd_4x4.transform_output,
-               winograd_4x4.output_gradient))
+F4X4 = Tiling(
+    4,
+    [
+        [1 / 4, 0, 0],
+        [-1 / 6, -1 / 6, -1 / 6],
+        [-1 / 6, 1 / 6, -1 / 6],
+        [1 / 24, 1 / 12, 1 / 6],
+        [1 / 24, -1 / 12, 1 / 6],
+        [0, 0, 1],
+    ],
+    (
+        winograd_4x4.transform_input,
+        winograd_4x4.input_gradient,
+        winograd_4x4.transform_output,
+        winograd_4x4.output_gradient,
+    ),
+)
 
 
 def fewest_products(out_h, out_w):

@@ -1,5 +1,6 @@
 """The F(2x2, 3x3) transforms (pipeline.kernels.winograd): compiled loops over
 tiles, the bias, the relu and its mask fused in."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -46,11 +47,13 @@ def transform_input(x, th, tw, out):
                 for i in range(4):
                     row, h = image[r + i], half[i]
                     for ch in range(x.shape[3]):
-                        h[0, ch], h[1, ch], h[2, ch], h[3, ch] = _b_transpose_2x2(row[s, ch], row[s + 1, ch], row[s + 2, ch], row[s + 3, ch])
+                        h[0, ch], h[1, ch], h[2, ch], h[3, ch] = _b_transpose_2x2(
+                            row[s, ch], row[s + 1, ch], row[s + 2, ch], row[s + 3, ch]
+                        )
                 for j in range(4):  # then over its rows
                     for ch in range(x.shape[3]):
-                        out[j, t, ch], out[4 + j, t, ch], out[8 + j, t, ch], out[12 + j, t, ch] = _b_transpose_2x2(
-                            half[0, j, ch], half[1, j, ch], half[2, j, ch], half[3, j, ch]
+                        out[j, t, ch], out[4 + j, t, ch], out[8 + j, t, ch], out[12 + j, t, ch] = (
+                            _b_transpose_2x2(half[0, j, ch], half[1, j, ch], half[2, j, ch], half[3, j, ch])
                         )
 
 
@@ -91,7 +94,9 @@ def transform_output(m, bias, relu, th, tw, out):
                 t, r, s = (n * th + ti) * tw + tj, 2 * ti, 2 * tj
                 for j in range(4):
                     for f in range(filters):
-                        half[0, j, f], half[1, j, f] = _a_transpose_2x2(m[j, t, f], m[4 + j, t, f], m[8 + j, t, f], m[12 + j, t, f])
+                        half[0, j, f], half[1, j, f] = _a_transpose_2x2(
+                            m[j, t, f], m[4 + j, t, f], m[8 + j, t, f], m[12 + j, t, f]
+                        )
                 # then over their columns; a grid overhanging an odd size drops its last row or column
                 columns = min(2, width - s)
                 for a in range(min(2, height - r)):
@@ -138,4 +143,6 @@ def output_gradient(g, ans, relu, th, tw, out):
                             h[0, f], h[1, f], h[2, f], h[3, f] = _a_2x2(row[s, f], row[s + 1, f])
                 for j in range(4):  # then over its rows
                     for f in range(filters):
-                        out[j, t, f], out[4 + j, t, f], out[8 + j, t, f], out[12 + j, t, f] = _a_2x2(half[0, j, f], half[1, j, f])
+                        out[j, t, f], out[4 + j, t, f], out[8 + j, t, f], out[12 + j, t, f] = _a_2x2(
+                            half[0, j, f], half[1, j, f]
+                        )

@@ -1,5 +1,6 @@
 """The F(4x4, 3x3) transforms (pipeline.kernels.winograd): compiled loops over
 tiles, the bias, the relu and its mask fused in."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -72,19 +73,25 @@ def transform_input(x, th, tw, out):
                 for i in range(6):
                     row, h = image[r + i], half[i]
                     for ch in range(channels):
-                        h[0, ch], h[1, ch], h[2, ch] = _bt_low_4x4(row[s, ch], row[s + 1, ch], row[s + 2, ch], row[s + 3, ch], row[s + 4, ch], k)
+                        h[0, ch], h[1, ch], h[2, ch] = _bt_low_4x4(
+                            row[s, ch], row[s + 1, ch], row[s + 2, ch], row[s + 3, ch], row[s + 4, ch], k
+                        )
                 for i in range(6):
                     row, h = image[r + i], half[i]
                     for ch in range(channels):
-                        h[3, ch], h[4, ch], h[5, ch] = _bt_high_4x4(row[s + 1, ch], row[s + 2, ch], row[s + 3, ch], row[s + 4, ch], row[s + 5, ch], k)
+                        h[3, ch], h[4, ch], h[5, ch] = _bt_high_4x4(
+                            row[s + 1, ch], row[s + 2, ch], row[s + 3, ch], row[s + 4, ch], row[s + 5, ch], k
+                        )
                 for j in range(6):  # then over its rows
                     for ch in range(channels):
                         out[j, t, ch], out[6 + j, t, ch], out[12 + j, t, ch] = _bt_low_4x4(
-                            half[0, j, ch], half[1, j, ch], half[2, j, ch], half[3, j, ch], half[4, j, ch], k)
+                            half[0, j, ch], half[1, j, ch], half[2, j, ch], half[3, j, ch], half[4, j, ch], k
+                        )
                 for j in range(6):
                     for ch in range(channels):
                         out[18 + j, t, ch], out[24 + j, t, ch], out[30 + j, t, ch] = _bt_high_4x4(
-                            half[1, j, ch], half[2, j, ch], half[3, j, ch], half[4, j, ch], half[5, j, ch], k)
+                            half[1, j, ch], half[2, j, ch], half[3, j, ch], half[4, j, ch], half[5, j, ch], k
+                        )
 
 
 @compiled
@@ -101,11 +108,23 @@ def input_gradient(d, th, tw, out):
                 for j in range(6):
                     for ch in range(channels):
                         half[0, j, ch], half[2, j, ch], half[4, j, ch] = _b_even_4x4(
-                            d[j, t, ch], d[6 + j, t, ch], d[12 + j, t, ch], d[18 + j, t, ch], d[24 + j, t, ch], k)
+                            d[j, t, ch],
+                            d[6 + j, t, ch],
+                            d[12 + j, t, ch],
+                            d[18 + j, t, ch],
+                            d[24 + j, t, ch],
+                            k,
+                        )
                 for j in range(6):
                     for ch in range(channels):
                         half[1, j, ch], half[3, j, ch], half[5, j, ch] = _b_odd_4x4(
-                            d[6 + j, t, ch], d[12 + j, t, ch], d[18 + j, t, ch], d[24 + j, t, ch], d[30 + j, t, ch], k)
+                            d[6 + j, t, ch],
+                            d[12 + j, t, ch],
+                            d[18 + j, t, ch],
+                            d[24 + j, t, ch],
+                            d[30 + j, t, ch],
+                            k,
+                        )
                 for i in range(6):  # then over their columns, added where the tile read
                     row, h = image[r + i], half[i]
                     for ch in range(channels):
@@ -137,10 +156,19 @@ def transform_output(m, bias, relu, th, tw, out):
                 t, r, s = (n * th + ti) * tw + tj, 4 * ti, 4 * tj
                 for j in range(6):
                     for f in range(filters):
-                        half[0, j, f], half[1, j, f] = _at_low_4x4(m[j, t, f], m[6 + j, t, f], m[12 + j, t, f], m[18 + j, t, f], m[24 + j, t, f], k)
+                        half[0, j, f], half[1, j, f] = _at_low_4x4(
+                            m[j, t, f], m[6 + j, t, f], m[12 + j, t, f], m[18 + j, t, f], m[24 + j, t, f], k
+                        )
                 for j in range(6):
                     for f in range(filters):
-                        half[2, j, f], half[3, j, f] = _at_high_4x4(m[6 + j, t, f], m[12 + j, t, f], m[18 + j, t, f], m[24 + j, t, f], m[30 + j, t, f], k)
+                        half[2, j, f], half[3, j, f] = _at_high_4x4(
+                            m[6 + j, t, f],
+                            m[12 + j, t, f],
+                            m[18 + j, t, f],
+                            m[24 + j, t, f],
+                            m[30 + j, t, f],
+                            k,
+                        )
                 for a in range(4):
                     h, y = half[a], tile[a]
                     for f in range(filters):
@@ -195,7 +223,11 @@ def output_gradient(g, ans, relu, th, tw, out):
                         h[3, f], h[4, f], h[5, f] = _a_high_4x4(c[0, f], c[1, f], c[2, f], c[3, f], k)
                 for j in range(6):  # then over its rows
                     for f in range(filters):
-                        out[j, t, f], out[6 + j, t, f], out[12 + j, t, f] = _a_low_4x4(half[0, j, f], half[1, j, f], half[2, j, f], half[3, j, f])
+                        out[j, t, f], out[6 + j, t, f], out[12 + j, t, f] = _a_low_4x4(
+                            half[0, j, f], half[1, j, f], half[2, j, f], half[3, j, f]
+                        )
                 for j in range(6):
                     for f in range(filters):
-                        out[18 + j, t, f], out[24 + j, t, f], out[30 + j, t, f] = _a_high_4x4(half[0, j, f], half[1, j, f], half[2, j, f], half[3, j, f], k)
+                        out[18 + j, t, f], out[24 + j, t, f], out[30 + j, t, f] = _a_high_4x4(
+                            half[0, j, f], half[1, j, f], half[2, j, f], half[3, j, f], k
+                        )

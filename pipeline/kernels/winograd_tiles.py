@@ -2,6 +2,7 @@
 tile's input block, read where it overhangs the image through a zeroed
 buffer, its input gradient added back the same way, and constants in the
 array's own float type. Compiled (numba), no fast-math."""
+
 from __future__ import annotations
 
 import numba

@@ -7,6 +7,7 @@ schema refuses (never the schema itself).
 The workflow runs the same schema check before any job (and, beyond it, builds
 every run's model and optimizer with their real signatures).
 """
+
 from __future__ import annotations
 
 import re
@@ -69,7 +70,9 @@ def command_line_types(config, overrides):
         try:
             return yaml.safe_load(value)
         except yaml.YAMLError as error:
-            raise SoftlossError(f"--config {key}: {value!r} is not a YAML value ({str(error).splitlines()[0]})") from None
+            raise SoftlossError(
+                f"--config {key}: {value!r} is not a YAML value ({str(error).splitlines()[0]})"
+            ) from None
 
     nested = {key: typed(key, value) for key, value in overrides.items() if isinstance(value, (dict, list))}
     return merge(config, nested)
@@ -86,8 +89,10 @@ def config_name(config, configfiles=(), default=DEFAULT):
         return "default"
     name = re.sub(r"\.(ya?ml|json)$", "", given[-1].name)
     if not re.fullmatch(NAME_PATTERN, name):
-        raise SoftlossError(f"{given[-1]}: {name!r} cannot name the study's folders: set name: in the config "
-                            "(letters, digits, '_', '.', '-')")
+        raise SoftlossError(
+            f"{given[-1]}: {name!r} cannot name the study's folders: set name: in the config "
+            "(letters, digits, '_', '.', '-')"
+        )
     return name
 
 

@@ -6,6 +6,7 @@ for Table I ("main"), `studies/{study}/...` for the side studies. Each Job holds
 the `RunConfig` the train command computes with (written to `run.json`, which
 Snakemake compares for reruns) and what the job needs from the machine.
 """
+
 from __future__ import annotations
 
 import sys
@@ -13,9 +14,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..common.errors import SoftlossError
+from ..core.losses import LOSSES
 from ..datasets.folders import class_names
 from ..datasets.registry import REGISTRY
-from ..core.losses import LOSSES
 from ..runs import user_loss
 from ..runs.config import RunConfig, batch_fits
 
@@ -36,23 +37,51 @@ class Job:
         return self.run.data.removeprefix("data/").removesuffix(".h5")
 
 
-def job(study, entry, backend, *, loss="ce", seed, epochs=None, hyperparameters=None, feedback=None,
-        loss_options=None, loss_source=None):  # fmt: skip
+def job(
+    study,
+    entry,
+    backend,
+    *,
+    loss="ce",
+    seed,
+    epochs=None,
+    hyperparameters=None,
+    feedback=None,
+    loss_options=None,
+    loss_source=None,
+):
     """The Job of one run of a config `entry` (an experiment, or a study's block)."""
     # GPU jobs (gpu: true) hold a GPU and compute with the configured backend;
     # every other job computes with NumPy on its CPU cores.
     on_gpu = bool(entry.get("gpu", False)) and backend != "numpy"
     run = RunConfig(
-        data=f"data/{entry['dataset']}.h5", model=entry["model"], loss=loss, optimizer=entry["optimizer"],
-        epochs=epochs or entry["epochs"], batch_size=entry["batch_size"], seed=seed,
-        hyperparameters=dict(entry.get("hyperparameters", {}) if hyperparameters is None else hyperparameters),
-        model_options=dict(entry.get("model_options") or {}), train_size=entry.get("train_size"),
-        test_size=entry.get("test_size"), augment=entry.get("augment", False),
-        train_eval_every=entry.get("train_eval_every", 1), feedback=feedback, loss_options=dict(loss_options or {}),
+        data=f"data/{entry['dataset']}.h5",
+        model=entry["model"],
+        loss=loss,
+        optimizer=entry["optimizer"],
+        epochs=epochs or entry["epochs"],
+        batch_size=entry["batch_size"],
+        seed=seed,
+        hyperparameters=dict(
+            entry.get("hyperparameters", {}) if hyperparameters is None else hyperparameters
+        ),
+        model_options=dict(entry.get("model_options") or {}),
+        train_size=entry.get("train_size"),
+        test_size=entry.get("test_size"),
+        augment=entry.get("augment", False),
+        train_eval_every=entry.get("train_eval_every", 1),
+        feedback=feedback,
+        loss_options=dict(loss_options or {}),
         loss_source=loss_source,
-    )  # fmt: skip
-    return Job(study, run, backend if on_gpu else "numpy", on_gpu, entry.get("mem_mb", DEFAULT_MEM_MB),
-               entry.get("runtime", DEFAULT_RUNTIME))  # fmt: skip
+    )
+    return Job(
+        study,
+        run,
+        backend if on_gpu else "numpy",
+        on_gpu,
+        entry.get("mem_mb", DEFAULT_MEM_MB),
+        entry.get("runtime", DEFAULT_RUNTIME),
+    )
 
 
 def _user_loss(config, loss):
@@ -61,15 +90,20 @@ def _user_loss(config, loss):
     if declared is None:
         return None
     if loss in LOSSES:
-        raise SoftlossError(f"user_losses/{loss}: {loss} is a built-in loss; declare your own under another name")
+        raise SoftlossError(
+            f"user_losses/{loss}: {loss} is a built-in loss; declare your own under another name"
+        )
     return user_loss.source(declared["file"], declared.get("function", loss))
 
 
 def _loss_options(entry, loss, override):
     """The loss's own settings, under `loss_options` (or `options`, its older name, with a note)."""
     if "options" in override:
-        print(f"note: experiments ({entry['dataset']}/{entry['model']}): losses/{loss}/options is now called "
-              "loss_options; options is still read", file=sys.stderr)  # fmt: skip
+        print(
+            f"note: experiments ({entry['dataset']}/{entry['model']}): losses/{loss}/options is now called "
+            "loss_options; options is still read",
+            file=sys.stderr,
+        )
     return {**override.pop("options", {}), **override.pop("loss_options", {})}
 
 
@@ -80,9 +114,20 @@ def _main(config, backend):
             epochs = override.pop("epochs", entry["epochs"])
             options, source = _loss_options(entry, loss, override), _user_loss(config, loss)
             for seed in entry["seeds"]:
-                yield f"{entry['dataset']}/{entry['model']}/{loss}/seed{seed}", job(
-                    "main", entry, backend, loss=loss, seed=seed, epochs=epochs, loss_options=options,
-                    loss_source=source, hyperparameters={**entry.get("hyperparameters", {}), **override})  # fmt: skip
+                yield (
+                    f"{entry['dataset']}/{entry['model']}/{loss}/seed{seed}",
+                    job(
+                        "main",
+                        entry,
+                        backend,
+                        loss=loss,
+                        seed=seed,
+                        epochs=epochs,
+                        loss_options=options,
+                        loss_source=source,
+                        hyperparameters={**entry.get("hyperparameters", {}), **override},
+                    ),
+                )
 
 
 def plan(config, studies):
@@ -93,8 +138,10 @@ def plan(config, studies):
     planned = list(_main(config, backend))
     for name, study in studies.items():
         if name in (config.get("studies") or {}):
-            planned += [(run_id, job(name, entry, backend, **overrides))
-                        for run_id, entry, overrides in study.runs(config["studies"][name])]  # fmt: skip
+            planned += [
+                (run_id, job(name, entry, backend, **overrides))
+                for run_id, entry, overrides in study.runs(config["studies"][name])
+            ]
     jobs = {}
     for run_id, planned_job in _staged(planned, config.get("stage")):
         if run_id in jobs:
@@ -109,8 +156,10 @@ def _staged(planned, stage):
     stage = stage or {}
     seeds = {planned_job.run.seed for _, planned_job in planned}
     if missing := sorted(set(stage.get("seeds", ())) - seeds):
-        raise SoftlossError(f"stage/seeds: no run of this config has seed {', '.join(map(str, missing))} "
-                            f"(its seeds: {', '.join(map(str, sorted(seeds)))})")
+        raise SoftlossError(
+            f"stage/seeds: no run of this config has seed {', '.join(map(str, missing))} "
+            f"(its seeds: {', '.join(map(str, sorted(seeds)))})"
+        )
     for run_id, planned_job in planned:
         if "seeds" in stage and planned_job.run.seed not in stage["seeds"]:
             continue
@@ -176,12 +225,16 @@ def _check_dataset(planned, declared, data_dir):
     has the examples its train_size and test_size ask for."""
     name = planned.dataset
     if name not in REGISTRY and name not in declared:
-        raise SoftlossError(f"dataset {name!r} is neither registered ({', '.join(REGISTRY)}) nor declared under "
-                            "datasets: (a class folder of your own)")  # fmt: skip
+        raise SoftlossError(
+            f"dataset {name!r} is neither registered ({', '.join(REGISTRY)}) nor declared under "
+            "datasets: (a class folder of your own)"
+        )
     sizes = _split_sizes(name, data_dir)
     for split, size in (("train", planned.run.train_size), ("test", planned.run.test_size)):
         if size is not None and split in sizes and size > sizes[split]:
-            raise SoftlossError(f"{split}_size {size} is more than the {sizes[split]:,} {split} examples of {name}")
+            raise SoftlossError(
+                f"{split}_size {size} is more than the {sizes[split]:,} {split} examples of {name}"
+            )
     train = planned.run.train_size or sizes.get("train")
     if train is not None:
         batch_fits(planned.run.batch_size, train, name)
@@ -192,7 +245,9 @@ def _declared_problems(declared):
     lines = []
     for name, entry in sorted(declared.items()):
         if name in REGISTRY:
-            lines.append(f"datasets/{name}: {name} is a registered dataset; declare your own under another name")
+            lines.append(
+                f"datasets/{name}: {name} is a registered dataset; declare your own under another name"
+            )
         for path in [entry["folder"]] if "folder" in entry else entry.get("archives", []):
             if not Path(path).exists():
                 lines.append(f"datasets/{name}: {path}: no such {'folder' if 'folder' in entry else 'file'}")

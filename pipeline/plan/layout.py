@@ -1,6 +1,7 @@
 """Moving a checkout's runs from the layout before each config had its own
 folder (results/RUN, one tree for every config) into results/NAME/RUN, where
 the workflow now looks for them (NAME: `configcheck.config_name`)."""
+
 from __future__ import annotations
 
 from pathlib import Path

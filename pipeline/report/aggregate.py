@@ -1,5 +1,6 @@
 """`aggregate`: run directories -> one summary JSON (every run's metrics,
 config and history), the input of the report and the archive."""
+
 from __future__ import annotations
 
 import json
@@ -21,7 +22,9 @@ def _results(run_dir, in_progress):
     except FileNotFoundError:
         status = json.loads((run_dir / "status.json").read_text())
     if status.get("status") != RUNNING:
-        raise SoftlossError(f"{run_dir}: no metrics.json, and status.json says {status.get('status')!r}, not running")
+        raise SoftlossError(
+            f"{run_dir}: no metrics.json, and status.json says {status.get('status')!r}, not running"
+        )
     status["reason"] = f"still training: epoch {len(history)} of {status['config']['epochs']}"
     if not in_progress:
         raise SoftlossError(f"{run_dir}: {status['reason']} (aggregate --in-progress takes it as it stands)")
@@ -38,18 +41,22 @@ def aggregate(run_dirs, out_path, in_progress=False):
         except (OSError, ValueError, KeyError) as error:
             raise SoftlossError(f"{run_dir}: missing or unreadable results ({error})") from None
         config = metrics["config"]
-        runs.append({
-            "run_dir": str(run_dir),
-            "dataset": Path(config["data"]).stem,
-            "model": config["model"],
-            "loss": config["loss"],
-            "seed": config["seed"],
-            **{k: v for k, v in metrics.items() if k != "config"},
-            "config": config,
-            "history": history,
-            # where the loss's gradient went, every epoch (none for runs trained before it was written)
-            "diagnostics": read_diagnostics(run_dir / "diagnostics.csv") if (run_dir / "diagnostics.csv").is_file() else [],
-        })  # fmt: skip
+        runs.append(
+            {
+                "run_dir": str(run_dir),
+                "dataset": Path(config["data"]).stem,
+                "model": config["model"],
+                "loss": config["loss"],
+                "seed": config["seed"],
+                **{k: v for k, v in metrics.items() if k != "config"},
+                "config": config,
+                "history": history,
+                # where the loss's gradient went, every epoch (none for runs trained before it was written)
+                "diagnostics": read_diagnostics(run_dir / "diagnostics.csv")
+                if (run_dir / "diagnostics.csv").is_file()
+                else [],
+            }
+        )
     write_json(out_path, {"runs": runs})
     return runs
 

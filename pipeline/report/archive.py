@@ -9,6 +9,7 @@ nothing beside it). `verify` re-checks every checksum and that the report's
 Table I, the numbers a reader sees and the JSON beside them, equals the
 results inside the archive.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -28,7 +29,12 @@ from .provenance import environment
 from .tables import TABLE1_JSON, table_rows
 
 MANIFEST = "MANIFEST"
-RUN_FILES = ("history.csv", "metrics.json", "status.json", "diagnostics.csv")  # diagnostics.csv where the run wrote one
+RUN_FILES = (
+    "history.csv",
+    "metrics.json",
+    "status.json",
+    "diagnostics.csv",
+)  # diagnostics.csv where the run wrote one
 
 
 def archive_name(day):
@@ -74,7 +80,9 @@ def _members(summaries, report, config, data_files, names):
                     continue
                 members[path.as_posix()] = path.read_bytes()
     members[names.get(Path(report), Path(report).as_posix())] = Path(report).read_bytes()
-    manifest = "".join(f"{hashlib.sha256(data).hexdigest()}  {len(data)}  {name}\n" for name, data in sorted(members.items()))
+    manifest = "".join(
+        f"{hashlib.sha256(data).hexdigest()}  {len(data)}  {name}\n" for name, data in sorted(members.items())
+    )
     members[MANIFEST] = manifest.encode()
     return members
 
@@ -90,8 +98,6 @@ def build(out_path, summaries, report, config, data_files=(), names=None):
             info.size, info.mode, info.mtime = len(data), 0o644, 0
             tar.addfile(info, io.BytesIO(data))
     return Path(out_path)
-
-
 
 
 def read(path):
@@ -181,7 +187,9 @@ def _check_table1(path, contents):
     for run in summary:  # the summary must agree with the per-run files it was built from
         if run["status"] == "running":  # then its status.json must say so, and there are no metrics to agree
             if json.loads(contents[f"{run['run_dir']}/status.json"]).get("status") != "running":
-                raise DataError(f"{path}: {summary_name} says {run['run_dir']} is running, its status.json does not")
+                raise DataError(
+                    f"{path}: {summary_name} says {run['run_dir']} is running, its status.json does not"
+                )
             continue
         metrics = json.loads(contents[f"{run['run_dir']}/metrics.json"])
         if metrics.get("test_accuracy") != run.get("test_accuracy"):
@@ -189,7 +197,10 @@ def _check_table1(path, contents):
     expected = {(r["dataset"], r["model"], r["loss"]): r["mean"] for r in table_rows(summary)}
     html = contents[reports[0]].decode()
     try:
-        shown = {(r["dataset"], r["model"], r["loss"]): r["mean"] for r in json.loads(TABLE1_JSON.search(html).group(1))}
+        shown = {
+            (r["dataset"], r["model"], r["loss"]): r["mean"]
+            for r in json.loads(TABLE1_JSON.search(html).group(1))
+        }
     except (AttributeError, ValueError, KeyError, TypeError):
         raise DataError(f"{path}: the report holds no readable Table I") from None
     if set(shown) != set(expected):
@@ -197,13 +208,19 @@ def _check_table1(path, contents):
     cells = _Cells()
     cells.feed(html)
     for key, mean in expected.items():
-        if (mean is None) != (shown[key] is None) or (mean is not None and abs(shown[key] - mean) > 1e-9 * max(1, abs(mean))):
-            raise DataError(f"{path}: Table I's data shows {'no result' if shown[key] is None else shown[key]} for "
-                            f"{'/'.join(key)}, the results give {mean}")  # fmt: skip
+        if (mean is None) != (shown[key] is None) or (
+            mean is not None and abs(shown[key] - mean) > 1e-9 * max(1, abs(mean))
+        ):
+            raise DataError(
+                f"{path}: Table I's data shows {'no result' if shown[key] is None else shown[key]} for "
+                f"{'/'.join(key)}, the results give {mean}"
+            )
         seen = cells.cells.get(key, "").split()
         if mean is not None and (not seen or seen[0] != f"{mean:.2f}"):
-            raise DataError(f"{path}: Table I shows {' '.join(seen[:1]) or 'nothing'} for {'/'.join(key)}, "
-                            f"the results give {mean:.2f}")  # fmt: skip
+            raise DataError(
+                f"{path}: Table I shows {' '.join(seen[:1]) or 'nothing'} for {'/'.join(key)}, "
+                f"the results give {mean:.2f}"
+            )
 
 
 def verify(path):

@@ -6,6 +6,7 @@ to CE is taken seed by seed: the runs of one seed share their initial weights,
 batch order and augmentation, so the gap is paired. The paper's own comparison
 (each loss at the most epochs it reached) is stated apart from it.
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -58,7 +59,7 @@ def _paired_means(gaps):
         cells = []
         for column in zip(*rows):
             values = [v for v in column if v is not None]
-            cells.append(mean_interval(values) + (len(values),) if len(values) >= 2 else None)
+            cells.append((*mean_interval(values), len(values)) if len(values) >= 2 else None)
         means.append({"loss": loss, "cells": cells})
     return means
 
@@ -84,19 +85,42 @@ def tables(runs, order=sorted):
             continue
         members = sorted(members, key=lambda r: (losses.index(r["loss"]), r["seed"]))
         baseline = {run["seed"]: run for run in members if run["loss"] == BASELINE}
-        rows = [{"loss": run["loss"], "seed": run["seed"], "status": run["status"],
-                 "values": [accuracy_at(run["history"], e) for e in epochs], "last": len(run["history"]),
-                 "last_accuracy": 100 * run["history"][-1]["test_accuracy"], "trend": trend(run["history"]),
-                 "best": best(run["history"])}
-                for run in members]  # fmt: skip
+        rows = [
+            {
+                "loss": run["loss"],
+                "seed": run["seed"],
+                "status": run["status"],
+                "values": [accuracy_at(run["history"], e) for e in epochs],
+                "last": len(run["history"]),
+                "last_accuracy": 100 * run["history"][-1]["test_accuracy"],
+                "trend": trend(run["history"]),
+                "best": best(run["history"]),
+            }
+            for run in members
+        ]
         gaps = []
         for row in rows:
             if row["loss"] != BASELINE and row["seed"] in baseline:
                 ce = [accuracy_at(baseline[row["seed"]]["history"], e) for e in epochs]
-                gaps.append({"loss": row["loss"], "seed": row["seed"],
-                             "values": [None if a is None or b is None else a - b for a, b in zip(row["values"], ce)]})  # fmt: skip
-        found.append({"dataset": dataset, "model": model, "epochs": epochs, "rows": rows, "gaps": gaps,
-                      "paired": _paired_means(gaps)})
+                gaps.append(
+                    {
+                        "loss": row["loss"],
+                        "seed": row["seed"],
+                        "values": [
+                            None if a is None or b is None else a - b for a, b in zip(row["values"], ce)
+                        ],
+                    }
+                )
+        found.append(
+            {
+                "dataset": dataset,
+                "model": model,
+                "epochs": epochs,
+                "rows": rows,
+                "gaps": gaps,
+                "paired": _paired_means(gaps),
+            }
+        )
     return found
 
 
@@ -124,9 +148,11 @@ def _trend_words(rows):
         if row["trend"] is None:
             continue
         (change, span), last = row["trend"], row["last"]
-        words.append(f"{trend_state(change)} on seed {row['seed']} ({_points(change)} points, epochs "
-                     f"{last - WINDOW + 1}-{last} against {last - span - WINDOW + 1}-{last - span}; "
-                     f"best {row['best'][0]:.2f} % at epoch {row['best'][1]})")
+        words.append(
+            f"{trend_state(change)} on seed {row['seed']} ({_points(change)} points, epochs "
+            f"{last - WINDOW + 1}-{last} against {last - span - WINDOW + 1}-{last - span}; "
+            f"best {row['best'][0]:.2f} % at epoch {row['best'][1]})"
+        )
     return "; ".join(words) or None
 
 
@@ -135,9 +161,16 @@ def _paired_sentence(table, loss):
     mean = next((m for m in table["paired"] if m["loss"] == loss), None)
     if mean is None:
         return None
-    parts = [f"{_points(cell[0])} ± {cell[1]:.2f} at {e} ({cell[2]} seeds)"
-             for e, cell in zip(table["epochs"], mean["cells"]) if cell is not None]
-    return f"{loss} minus {BASELINE}, the mean over seeds with its 95 % interval: {', '.join(parts)}." if parts else None
+    parts = [
+        f"{_points(cell[0])} ± {cell[1]:.2f} at {e} ({cell[2]} seeds)"
+        for e, cell in zip(table["epochs"], mean["cells"])
+        if cell is not None
+    ]
+    return (
+        f"{loss} minus {BASELINE}, the mean over seeds with its 95 % interval: {', '.join(parts)}."
+        if parts
+        else None
+    )
 
 
 def findings(table):
@@ -152,17 +185,23 @@ def findings(table):
         if loss != BASELINE:
             sentences += [s for s in (_gap_sentence(table, loss), _paired_sentence(table, loss)) if s]
     ce = by_loss[BASELINE]
-    ce_last = ", ".join(f"{row['last_accuracy']:.2f} % after {row['last']} (seed {row['seed']})" for row in ce)
+    ce_last = ", ".join(
+        f"{row['last_accuracy']:.2f} % after {row['last']} (seed {row['seed']})" for row in ce
+    )
     for loss, rows in by_loss.items():
         if loss == BASELINE:
             continue
         longest = max(rows, key=lambda r: r["last"])
         if longest["last"] > max(row["last"] for row in ce):
-            sentences.append(f"The paper's comparison, {loss} at the most epochs it reached against {BASELINE} at its "
-                             f"own: {longest['last_accuracy']:.2f} % after {longest['last']} epochs (seed "
-                             f"{longest['seed']}) against {ce_last}.")  # fmt: skip
+            sentences.append(
+                f"The paper's comparison, {loss} at the most epochs it reached against {BASELINE} at its "
+                f"own: {longest['last_accuracy']:.2f} % after {longest['last']} epochs (seed "
+                f"{longest['seed']}) against {ce_last}."
+            )
     for loss, rows in by_loss.items():
         if words := _trend_words(rows):
-            sentences.append(f"{loss}'s test accuracy, the mean of its last {WINDOW} epochs against {WINDOW} "
-                             f"epochs up to {SPAN} before: {words}.")
+            sentences.append(
+                f"{loss}'s test accuracy, the mean of its last {WINDOW} epochs against {WINDOW} "
+                f"epochs up to {SPAN} before: {words}."
+            )
     return sentences

@@ -1,4 +1,5 @@
 """The report's figures, each a base64 PNG to embed in the HTML (matplotlib, Agg)."""
+
 from __future__ import annotations
 
 import base64
@@ -12,6 +13,7 @@ import numpy as np
 from ..common.lossnames import EXACT_OF, loss_order
 
 matplotlib.use("Agg")  # files, never a window: before any pyplot import here or in the study views
+
 
 def png(fig):
     import matplotlib.pyplot as plt
@@ -31,9 +33,13 @@ def symlog_axis(ax, most=7):
 
     ax.set_yscale("symlog", linthresh=1)
     low, high = ax.get_ylim()
-    tops = {sign: int(math.floor(math.log10(sign * end))) for sign, end in ((-1, low), (1, high)) if sign * end >= 1}
+    tops = {
+        sign: math.floor(math.log10(sign * end)) for sign, end in ((-1, low), (1, high)) if sign * end >= 1
+    }
     step = max(1, math.ceil((max(tops.values(), default=0) + 1) / most))  # decades per tick, both sides alike
-    ticks = [0.0] + [sign * 10.0**e for sign, top in tops.items() for e in range(0 if step == 1 else step, top + 1, step)]
+    ticks = [0.0] + [
+        sign * 10.0**e for sign, top in tops.items() for e in range(0 if step == 1 else step, top + 1, step)
+    ]
     if sum(low <= t <= high for t in ticks) < 3 and max(low, -1.0) < min(high, 1.0):
         ticks += [float(t) for t in MaxNLocator(4).tick_values(max(low, -1.0), min(high, 1.0))]
     ax.yaxis.set_major_locator(FixedLocator(sorted(set(ticks))))
@@ -53,7 +59,10 @@ def _train_panel(histories, key):
     running means over the epoch's batches, with the full passes as dots."""
     if all(row.get(key) is not None for h in histories for row in h):
         return "full", f"train {key.split('_')[1]} (full pass, evaluation mode)"
-    return "running", f"train {key.split('_')[1]}: running mean over batches (training mode); dots: full passes"
+    return (
+        "running",
+        f"train {key.split('_')[1]}: running mean over batches (training mode); dots: full passes",
+    )
 
 
 def _mean_curve(histories, key):
@@ -113,27 +122,44 @@ def learning_curves(runs, dataset, model):
     histories = [h for group in by_loss.values() for h in group]
     families = sorted({EXACT_OF.get(loss, loss) for loss in by_loss}, key=loss_order)
     colours = {family: f"C{i}" for i, family in enumerate(families)}  # one colour per loss; Keras form dashed
-    style = {loss: {"color": colours[EXACT_OF.get(loss, loss)], "linestyle": "--" if loss in EXACT_OF else "-"}
-             for loss in by_loss}  # fmt: skip
+    style = {
+        loss: {"color": colours[EXACT_OF.get(loss, loss)], "linestyle": "--" if loss in EXACT_OF else "-"}
+        for loss in by_loss
+    }
     train_kind, train_title = _train_panel(histories, "train_loss")
-    losses = {"train": _curves(by_loss, "train_loss", train_kind), "test": _curves(by_loss, "test_loss", "full")}
+    losses = {
+        "train": _curves(by_loss, "train_loss", train_kind),
+        "test": _curves(by_loss, "test_loss", "full"),
+    }
     runaway = _runaway(losses["train"]) | _runaway(losses["test"])
     columns = 3 if runaway else 2
-    fig, axes = plt.subplots(2, columns, figsize=(5.5 * columns, 6.5), sharex=True, layout="constrained", squeeze=False)
+    fig, axes = plt.subplots(
+        2, columns, figsize=(5.5 * columns, 6.5), sharex=True, layout="constrained", squeeze=False
+    )
     for col, (split, title) in enumerate((("train", train_title), ("test", "test loss"))):
-        _draw(axes[0, col], {l: c for l, c in losses[split].items() if l not in runaway}, style, by_loss,
-              "train_loss" if split == "train" and train_kind == "running" else None)  # fmt: skip
+        _draw(
+            axes[0, col],
+            {loss: c for loss, c in losses[split].items() if loss not in runaway},
+            style,
+            by_loss,
+            "train_loss" if split == "train" and train_kind == "running" else None,
+        )
         axes[0, col].set_title(title, fontsize=9 if split == "train" and train_kind == "running" else None)
         if runaway:
-            _draw(axes[0, 2] if split == "train" else axes[1, 2],
-                  {l: c for l, c in losses[split].items() if l in runaway}, style)  # fmt: skip
+            _draw(
+                axes[0, 2] if split == "train" else axes[1, 2],
+                {loss: c for loss, c in losses[split].items() if loss in runaway},
+                style,
+            )
     for col, key in enumerate(("train_accuracy", "test_accuracy")):
         kind, title = _train_panel(histories, key) if key == "train_accuracy" else ("full", "test accuracy")
         _draw(axes[1, col], _curves(by_loss, key, kind), style, by_loss, key if kind == "running" else None)
         axes[1, col].set_title(title, fontsize=9 if kind == "running" else None)
     if runaway:
         for row, split in enumerate(("train", "test")):
-            axes[row, 2].set_title(f"{split} loss of {', '.join(sorted(runaway, key=loss_order))} (symmetric log)")
+            axes[row, 2].set_title(
+                f"{split} loss of {', '.join(sorted(runaway, key=loss_order))} (symmetric log)"
+            )
             symlog_axis(axes[row, 2])
     last_epoch = max(len(h) for h in histories)
     for ax in axes.flat:
@@ -171,7 +197,6 @@ def confusion_figure(runs, dataset, model):
         ax.tick_params(labelsize=7)
     fig.suptitle(f"{dataset} / {model}: confusion matrices (rows normalised)")
     return png(fig)
-
 
 
 def toy_figure(toy):

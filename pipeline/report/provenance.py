@@ -1,5 +1,6 @@
 """Where results came from: the code's commit, package versions, machine,
 config and data checksums. The report shows it; the archive records it."""
+
 from __future__ import annotations
 
 import collections
@@ -40,10 +41,18 @@ def _wall_groups(runs):
     for (device, commit), members in sorted(groups.items(), key=lambda kv: -len(kv[1])):
         seconds = [r.get("wall_seconds") or 0.0 for r in members]
         longest = max(members, key=lambda r: r.get("wall_seconds") or 0.0)
-        found.append({"device": device, "commit": commit, "runs": len(members), "total": sum(seconds),
-                      "median": float(sorted(seconds)[len(seconds) // 2]), "longest": longest["run_dir"],
-                      "longest_seconds": longest.get("wall_seconds") or 0.0,
-                      "statuses": collections.Counter(r["status"] for r in members).most_common()})  # fmt: skip
+        found.append(
+            {
+                "device": device,
+                "commit": commit,
+                "runs": len(members),
+                "total": sum(seconds),
+                "median": float(sorted(seconds)[len(seconds) // 2]),
+                "longest": longest["run_dir"],
+                "longest_seconds": longest.get("wall_seconds") or 0.0,
+                "statuses": collections.Counter(r["status"] for r in members).most_common(),
+            }
+        )
     return found
 
 
@@ -61,19 +70,28 @@ def provenance(data_files, config, runs):
                 attrs = dict(h5.attrs)
         except OSError as error:
             raise SoftlossError(f"{path}: cannot read dataset attributes ({error})") from None
-        datasets.append({"path": str(path), "dataset": attrs.get("dataset"), "source": attrs.get("source"),
-                         "note": attrs.get("note", ""), "variant_of": attrs.get("variant_of", ""),
-                         "files": list(zip(attrs.get("source_files", []), attrs.get("source_sha256", [])))})  # fmt: skip
+        datasets.append(
+            {
+                "path": str(path),
+                "dataset": attrs.get("dataset"),
+                "source": attrs.get("source"),
+                "note": attrs.get("note", ""),
+                "variant_of": attrs.get("variant_of", ""),
+                "files": list(zip(attrs.get("source_files", []), attrs.get("source_sha256", []))),
+            }
+        )
     return {
         "commit": code_commit() or "unknown (not a git checkout)",
-        "generated": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "generated": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "versions": versions,
         "python": platform.python_version(),
         "machine": f"{platform.platform()}; {cpu_name()}; {os.cpu_count()} CPUs",
         "config": json.dumps(config, indent=2, sort_keys=True),
         "datasets": datasets,
-        "wall": sorted((r["run_dir"], r.get("wall_seconds") or 0.0, r["status"], _trained_on(r), _short(r.get("commit")))
-                       for r in runs),  # fmt: skip
+        "wall": sorted(
+            (r["run_dir"], r.get("wall_seconds") or 0.0, r["status"], _trained_on(r), _short(r.get("commit")))
+            for r in runs
+        ),
         "wall_groups": _wall_groups(runs),
         "run_commits": collections.Counter(_short(r.get("commit")) for r in runs).most_common(),
         "total_wall": sum(r.get("wall_seconds") or 0.0 for r in runs),
@@ -82,6 +100,12 @@ def provenance(data_files, config, runs):
 
 def environment():
     """The interpreter, platform, commit and every installed package's version."""
-    packages = sorted({(d.metadata["Name"], d.version) for d in metadata.distributions() if d.metadata["Name"]})
-    return {"python": platform.python_version(), "platform": platform.platform(), "commit": git("rev-parse", "HEAD"),
-            "packages": {name: version for name, version in packages}}  # fmt: skip
+    packages = sorted(
+        {(d.metadata["Name"], d.version) for d in metadata.distributions() if d.metadata["Name"]}
+    )
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "commit": git("rev-parse", "HEAD"),
+        "packages": {name: version for name, version in packages},
+    }

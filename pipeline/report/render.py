@@ -1,6 +1,7 @@
 """`render`: a summary JSON (pipeline.report.aggregate) -> one self-contained
 HTML file: Table I, the losses at equal epochs, learning curves and confusion
 matrices, the side studies' sections and the provenance."""
+
 from __future__ import annotations
 
 import base64
@@ -35,10 +36,12 @@ from .tables import (
 
 def _environment():
     """The report's templates, and each side study's under studies/."""
-    loader = jinja2.ChoiceLoader([
-        jinja2.PackageLoader("pipeline.report", "templates"),
-        jinja2.PrefixLoader({"studies": jinja2.PackageLoader("pipeline.studies", "templates")}),
-    ])  # fmt: skip
+    loader = jinja2.ChoiceLoader(
+        [
+            jinja2.PackageLoader("pipeline.report", "templates"),
+            jinja2.PrefixLoader({"studies": jinja2.PackageLoader("pipeline.studies", "templates")}),
+        ]
+    )
     return jinja2.Environment(loader=loader, autoescape=True, undefined=jinja2.StrictUndefined)
 
 
@@ -50,7 +53,9 @@ def _data_facts(datasets, shown):
     return dict(sorted(notes.items())), variants
 
 
-def render(summary_path, data_files, config, out_path, study_paths=(), inputs=None, studies=None, not_started=()):
+def render(
+    summary_path, data_files, config, out_path, study_paths=(), inputs=None, studies=None, not_started=()
+):
     """Render the report of the Table I runs in `summary_path` and of the side
     studies whose summaries are `study_paths` (named by their file's stem),
     each drawn by its module in `studies` ({name: module}, pipeline.studies);
@@ -59,25 +64,56 @@ def render(summary_path, data_files, config, out_path, study_paths=(), inputs=No
     runs = read_runs(summary_path)
     study_runs = {Path(p).stem: read_runs(p) for p in study_paths}
     settings = config.get("studies") or {}
-    views = {name: study.view(study_runs[name], settings.get(name, {}), inputs or {})
-             for name, study in (studies or {}).items() if name in study_runs}  # fmt: skip
+    views = {
+        name: study.view(study_runs[name], settings.get(name, {}), inputs or {})
+        for name, study in (studies or {}).items()
+        if name in study_runs
+    }
     sources = provenance(data_files, config, runs + [r for rs in study_runs.values() for r in rs])
     notes, variants = _data_facts(sources["datasets"], {r["dataset"] for r in runs})
     groups = sorted({(r["dataset"], r["model"]) for r in runs})
-    sections = [{"dataset": d, "model": m, "curves": learning_curves(runs, d, m),
-                 "confusion": confusion_figure(runs, d, m)} for d, m in groups]  # fmt: skip
+    sections = [
+        {
+            "dataset": d,
+            "model": m,
+            "curves": learning_curves(runs, d, m),
+            "confusion": confusion_figure(runs, d, m),
+        }
+        for d, m in groups
+    ]
     rows = table_rows(runs, variants)
     entries = form_table(rows, variants)
     by_epoch = equal_epochs.tables(runs, order=lambda losses: sorted(losses, key=loss_order))
     for table in by_epoch:
         table["findings"] = equal_epochs.findings(table)
-    html = _environment().get_template("summary.html.j2").render(
-        paper=PAPER_CITATION, rows=rows, entries=entries, findings=form_findings(entries, runs),
-        table1_json=table1_json(rows), table1_json_id=TABLE1_JSON_ID, notes=notes, sections=sections,
-        equal_epochs=by_epoch, window=equal_epochs.WINDOW, span=equal_epochs.SPAN, flat=equal_epochs.FLAT,
-        trend_state=equal_epochs.trend_state, why=why.sections(runs), not_results=[r for r in runs if r["status"] in NOT_RESULTS],
-        n_runs=len(runs), not_started=list(not_started), running=sum(r["status"] == "running" for r in runs), provenance=sources, studies=views, interval=interval_text, rankings=rankings(rows),
-    )  # fmt: skip
+    html = (
+        _environment()
+        .get_template("summary.html.j2")
+        .render(
+            paper=PAPER_CITATION,
+            rows=rows,
+            entries=entries,
+            findings=form_findings(entries, runs),
+            table1_json=table1_json(rows),
+            table1_json_id=TABLE1_JSON_ID,
+            notes=notes,
+            sections=sections,
+            equal_epochs=by_epoch,
+            window=equal_epochs.WINDOW,
+            span=equal_epochs.SPAN,
+            flat=equal_epochs.FLAT,
+            trend_state=equal_epochs.trend_state,
+            why=why.sections(runs),
+            not_results=[r for r in runs if r["status"] in NOT_RESULTS],
+            n_runs=len(runs),
+            not_started=list(not_started),
+            running=sum(r["status"] == "running" for r in runs),
+            provenance=sources,
+            studies=views,
+            interval=interval_text,
+            rankings=rankings(rows),
+        )
+    )
     write_atomic(out_path, lambda out: out.write(html.encode("utf-8")))
     return Path(out_path)
 
@@ -98,7 +134,9 @@ def write_figures(report_path, folder):
         written.append(folder / name)
     rows = json.loads(TABLE1_JSON.search(html).group(1))
     text = io.StringIO()
-    writer = csv.DictWriter(text, ["dataset", "model", "loss", "mean", "half", "n", "total"], lineterminator="\n")
+    writer = csv.DictWriter(
+        text, ["dataset", "model", "loss", "mean", "half", "n", "total"], lineterminator="\n"
+    )
     writer.writeheader()
     writer.writerows(rows)
     write_atomic(folder / "table_1.csv", lambda out: out.write(text.getvalue().encode()))

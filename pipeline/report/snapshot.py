@@ -6,6 +6,7 @@ Only the archive is written: the summary and report it holds are made in a
 temporary folder, so the study's own `results/summary.json` and report, which
 the workflow makes when the runs are done, are never touched.
 """
+
 from __future__ import annotations
 
 import tempfile
@@ -28,7 +29,13 @@ def snapshot(run_dirs, data_files, config, out_path):
         summary, report = Path(tmp, "summary.json"), Path(tmp, "summary.html")
         runs = aggregate(started, summary, in_progress=True)
         render(summary, data_files, config, report, not_started=waiting)
-        build(out_path, [summary], report, config, data_files,
-              names={summary: "results/summary.json", report: "reports/summary.html"})  # fmt: skip
+        build(
+            out_path,
+            [summary],
+            report,
+            config,
+            data_files,
+            names={summary: "results/summary.json", report: "reports/summary.html"},
+        )
     verify(out_path)
     return runs, len(waiting)

@@ -3,6 +3,7 @@
 beside them, and the sentences stating what they show. The report embeds
 Table I's numbers as JSON (`TABLE1_JSON_ID`), which `archive.verify`
 recomputes from the runs."""
+
 from __future__ import annotations
 
 import json
@@ -81,22 +82,33 @@ def table_rows(runs, variants=None):
     for run in runs:
         groups[(run["dataset"], run["model"], run["loss"])].append(run)
     rows = []
-    for (dataset, model, loss), members in sorted(groups.items(), key=lambda kv: (*kv[0][:2], loss_order(kv[0][2]))):
+    for (dataset, model, loss), members in sorted(
+        groups.items(), key=lambda kv: (*kv[0][:2], loss_order(kv[0][2]))
+    ):
         done = sorted((r for r in members if r["status"] == "completed"), key=lambda r: r["seed"])
         accuracies = [100 * r["test_accuracy"] for r in done]
         mean, half = mean_interval(accuracies) if accuracies else (None, None)
-        rows.append({
-            "dataset": dataset, "model": model, "loss": loss,
-            "paper": paper_value(dataset, model, loss, variants),
-            "mean": mean, "half": half, "n": len(done), "total": len(members),
-            "diverged": [r for r in members if r["status"] == "diverged"],
-            "excluded": _excluded_text([r for r in members if r["status"] in NOT_RESULTS]),
-            "seeds": [(r["seed"], 100 * r["test_accuracy"]) for r in done],
-            "epochs": sorted({r["config"]["epochs"] for r in members}),
-            "ece": float(np.mean([r["ece"] for r in done])) if done else None,
-            "final_train_loss": float(np.mean([r["history"][-1]["train_loss"] for r in done])) if done else None,
-            "floor": nllr_keras_floor(_n_classes(members)) if loss == "nllr_keras" else None,
-        })  # fmt: skip
+        rows.append(
+            {
+                "dataset": dataset,
+                "model": model,
+                "loss": loss,
+                "paper": paper_value(dataset, model, loss, variants),
+                "mean": mean,
+                "half": half,
+                "n": len(done),
+                "total": len(members),
+                "diverged": [r for r in members if r["status"] == "diverged"],
+                "excluded": _excluded_text([r for r in members if r["status"] in NOT_RESULTS]),
+                "seeds": [(r["seed"], 100 * r["test_accuracy"]) for r in done],
+                "epochs": sorted({r["config"]["epochs"] for r in members}),
+                "ece": float(np.mean([r["ece"] for r in done])) if done else None,
+                "final_train_loss": float(np.mean([r["history"][-1]["train_loss"] for r in done]))
+                if done
+                else None,
+                "floor": nllr_keras_floor(_n_classes(members)) if loss == "nllr_keras" else None,
+            }
+        )
     return rows
 
 
@@ -107,8 +119,18 @@ def form_table(rows, variants=None):
     for row in rows:
         family = EXACT_OF.get(row["loss"], row["loss"])
         key = (row["dataset"], row["model"], family)
-        entry = entries.setdefault(key, {"dataset": key[0], "model": key[1], "loss": family, "exact": None, "keras": None,
-                                         "paper": paper_value(*key, variants), "has_keras": family in KERAS_FORMS})  # fmt: skip
+        entry = entries.setdefault(
+            key,
+            {
+                "dataset": key[0],
+                "model": key[1],
+                "loss": family,
+                "exact": None,
+                "keras": None,
+                "paper": paper_value(*key, variants),
+                "has_keras": family in KERAS_FORMS,
+            },
+        )
         entry["keras" if row["loss"] in EXACT_OF else "exact"] = row
     return sorted(entries.values(), key=lambda e: (e["dataset"], e["model"], loss_order(e["loss"])))
 
@@ -116,17 +138,32 @@ def form_table(rows, variants=None):
 def table1_json(rows):
     """What the report shows in Table I, per loss: what `archive.verify` recomputes.
     "</" is written as the JSON escape "<\\/" so that the text is safe inside <script>."""
-    return json.dumps([{"dataset": r["dataset"], "model": r["model"], "loss": r["loss"], "mean": r["mean"],
-                        "half": r["half"], "n": r["n"], "total": r["total"]} for r in rows],
-                      sort_keys=True).replace("</", "<\\/")  # fmt: skip
+    return json.dumps(
+        [
+            {
+                "dataset": r["dataset"],
+                "model": r["model"],
+                "loss": r["loss"],
+                "mean": r["mean"],
+                "half": r["half"],
+                "n": r["n"],
+                "total": r["total"],
+            }
+            for r in rows
+        ],
+        sort_keys=True,
+    ).replace("</", "<\\/")
 
 
 def _accuracy(row):
     if row is None:
         return None
     if row["mean"] is None:
-        return f"no result (the one run {row['excluded'].split(' ', 1)[1]})" if row["total"] == 1 else \
-            f"no result in {row['total']} runs ({row['excluded']})"
+        return (
+            f"no result (the one run {row['excluded'].split(' ', 1)[1]})"
+            if row["total"] == 1
+            else f"no result in {row['total']} runs ({row['excluded']})"
+        )
     if row["half"] is None:
         return f"{row['mean']:.2f} % (one seed)"
     return f"{row['mean']:.2f} % {interval_text(row)}"
@@ -146,18 +183,30 @@ def _keras_minus_exact(exact, keras):
 
 def _keras_nllr_sentence(first, keras):
     """Where NLLR's Keras form's training loss went, against its floor."""
-    when = "the first epoch" if all(row["epoch"] == 1 for row in first) else \
-        "epoch " + "/".join(sorted({f"{row['epoch']:.0f}" for row in first}))
-    start, end, floor = np.mean([row["train_loss"] for row in first]), keras["final_train_loss"], keras["floor"]
+    when = (
+        "the first epoch"
+        if all(row["epoch"] == 1 for row in first)
+        else "epoch " + "/".join(sorted({f"{row['epoch']:.0f}" for row in first}))
+    )
+    start, end, floor = (
+        np.mean([row["train_loss"] for row in first]),
+        keras["final_train_loss"],
+        keras["floor"],
+    )
     last = max(row["epoch"] for row in first)
-    moved = (f"went from {start:.2f} after {when} to {end:.2f}" if f"{start:.2f}" != f"{end:.2f}"
-             else f"was {end:.2f} after {when}" + ("" if keras["epochs"] == [last] else " and stayed there"))  # fmt: skip
-    return (f" The Keras form's training loss {moved}, {end - floor:.2f} above its floor of {floor:.2f} "
-            "(where an example's gradient is exactly zero).")
+    moved = (
+        f"went from {start:.2f} after {when} to {end:.2f}"
+        if f"{start:.2f}" != f"{end:.2f}"
+        else f"was {end:.2f} after {when}" + ("" if keras["epochs"] == [last] else " and stayed there")
+    )
+    return (
+        f" The Keras form's training loss {moved}, {end - floor:.2f} above its floor of {floor:.2f} "
+        "(where an example's gradient is exactly zero)."
+    )
 
 
 def rankings(rows):
-    """"Beyond the paper": per (dataset, model) whose runs include a loss from
+    """ "Beyond the paper": per (dataset, model) whose runs include a loss from
     beyond the paper (the literature's, or one's own), every loss ranked by
     mean test accuracy, the runs with no result last, and a sentence saying
     where NLLR stands."""
@@ -221,7 +270,10 @@ def form_findings(entries, runs):
         if not entry["has_keras"] or (exact is None and keras is None):
             continue
         name = f"{entry['dataset']} / {entry['model']}, {entry['loss'].upper()}"
-        parts = [f"exact form {_accuracy(exact)}" if exact else None, f"Keras form {_accuracy(keras)}" if keras else None]
+        parts = [
+            f"exact form {_accuracy(exact)}" if exact else None,
+            f"Keras form {_accuracy(keras)}" if keras else None,
+        ]
         text = f"{name}: " + ", ".join(p for p in parts if p)
         if entry["paper"] is not None:
             text += f"; the paper reports {entry['paper']:.2f} %"
@@ -241,9 +293,13 @@ def form_findings(entries, runs):
                 text += f" {len(exact['diverged'])} of its {exact['total']} runs diverged."
             if keras and keras["final_train_loss"] is not None:
                 # the first epoch with a full pass over the training set (RunConfig.train_eval_every)
-                first = [next(row for row in r["history"] if row.get("train_loss") is not None) for r in runs
-                         if r["status"] == "completed"
-                         and (r["dataset"], r["model"], r["loss"]) == (entry["dataset"], entry["model"], "nllr_keras")]  # fmt: skip
+                first = [
+                    next(row for row in r["history"] if row.get("train_loss") is not None)
+                    for r in runs
+                    if r["status"] == "completed"
+                    and (r["dataset"], r["model"], r["loss"])
+                    == (entry["dataset"], entry["model"], "nllr_keras")
+                ]
                 text += _keras_nllr_sentence(first, keras)
         findings.append(text)
     return findings

@@ -9,6 +9,7 @@ example's margin passes about 16 + log(C - 1) nats; CE's push, p_c - 1, fades as
 an example is learned, so its updates are led by the examples it still gets
 wrong. Each claim is stated with what was measured and whether it held.
 """
+
 from __future__ import annotations
 
 import math
@@ -34,7 +35,9 @@ def _mean_curves(runs, key):
     """{loss: (epochs, mean over seeds of `key` at each epoch all its seeds reached)}."""
     by_loss = defaultdict(list)
     for run in runs:
-        by_loss[run["loss"]].append({row["epoch"]: row[key] for row in run["diagnostics"] if row.get(key) is not None})
+        by_loss[run["loss"]].append(
+            {row["epoch"]: row[key] for row in run["diagnostics"] if row.get(key) is not None}
+        )
     curves = {}
     for loss in sorted(by_loss, key=loss_order):
         epochs = sorted(set.intersection(*(set(seed) for seed in by_loss[loss])))
@@ -79,11 +82,13 @@ def _nllr_claim(runs):
     worst = max(abs(v + 1) for v in values)
     norms = _series(runs, "nllr", "logit_norm")[1]
     held = worst < EXACT_MINUS_ONE
-    return {"claim": "exact NLLR pushes every example's true logit with the same force, -1, for ever",
-            "held": held,
-            "measured": f"exact NLLR's mean true-class gradient stayed within {worst:.1e} of -1 on every epoch "
-                        f"({min(values):.4f} to {max(values):.4f}); the probe's mean logit norm went from "
-                        f"{norms[0]:.3g} after epoch 1 to {norms[-1]:.3g} after epoch {len(norms)}"}  # fmt: skip
+    return {
+        "claim": "exact NLLR pushes every example's true logit with the same force, -1, for ever",
+        "held": held,
+        "measured": f"exact NLLR's mean true-class gradient stayed within {worst:.1e} of -1 on every epoch "
+        f"({min(values):.4f} to {max(values):.4f}); the probe's mean logit norm went from "
+        f"{norms[0]:.3g} after epoch 1 to {norms[-1]:.3g} after epoch {len(norms)}",
+    }
 
 
 def _clip_claim(runs, n_classes):
@@ -96,12 +101,14 @@ def _clip_claim(runs, n_classes):
     held = max(values) > 0
     first = next((e for e, v in zip(epochs, values) if v > 0), None)
     when = f"from epoch {first}" if first else "on no epoch"
-    return {"claim": f"Keras' clip switches NLLR's push off once an example's margin passes about {switch:.1f} nats",
-            "held": held,
-            "measured": f"the share of probe examples NLLR's Keras form gives no gradient was above zero {when}, "
-                        f"{values[0]:.1%} after epoch 1 and {values[-1]:.1%} after epoch {epochs[-1]} (at most "
-                        f"{max(values):.1%}); the 90th percentile of its margins went from {margin[0]:.1f} to "
-                        f"{margin[-1]:.1f} nats"}  # fmt: skip
+    return {
+        "claim": f"Keras' clip switches NLLR's push off once an example's margin passes about {switch:.1f} nats",
+        "held": held,
+        "measured": f"the share of probe examples NLLR's Keras form gives no gradient was above zero {when}, "
+        f"{values[0]:.1%} after epoch 1 and {values[-1]:.1%} after epoch {epochs[-1]} (at most "
+        f"{max(values):.1%}); the 90th percentile of its margins went from {margin[0]:.1f} to "
+        f"{margin[-1]:.1f} nats",
+    }
 
 
 def _ce_claim(runs):
@@ -111,14 +118,19 @@ def _ce_claim(runs):
     error = 1 - np.array(_series(runs, "ce", "probe_accuracy")[1])
     others = {loss: _series(runs, loss, "grad_share_misclassified") for loss in ("nllr", "nllr_keras")}
     compared = "; ".join(f"{loss}'s {found[1][-1]:.1%}" for loss, found in others.items() if found)
-    held = ce[1][-1] > ce[1][0] and share[1][-1] > error[-1] and all(
-        share[1][-1] > found[1][-1] for found in others.values() if found)  # fmt: skip
-    return {"claim": "CE's push, p_c - 1, fades as examples are learned, so its updates are led by the examples it "
-                     "still gets wrong",
-            "held": held,
-            "measured": f"CE's mean true-class gradient went from {ce[1][0]:.3f} after epoch 1 to {ce[1][-1]:.3f} "
-                        f"after epoch {ce[0][-1]}; the misclassified {error[-1]:.1%} of the probe carried "
-                        f"{share[1][-1]:.1%} of its gradient" + (f" (against {compared})" if compared else "")}  # fmt: skip
+    held = (
+        ce[1][-1] > ce[1][0]
+        and share[1][-1] > error[-1]
+        and all(share[1][-1] > found[1][-1] for found in others.values() if found)
+    )
+    return {
+        "claim": "CE's push, p_c - 1, fades as examples are learned, so its updates are led by the examples it "
+        "still gets wrong",
+        "held": held,
+        "measured": f"CE's mean true-class gradient went from {ce[1][0]:.3f} after epoch 1 to {ce[1][-1]:.3f} "
+        f"after epoch {ce[0][-1]}; the misclassified {error[-1]:.1%} of the probe carried "
+        f"{share[1][-1]:.1%} of its gradient" + (f" (against {compared})" if compared else ""),
+    }
 
 
 def sections(runs):
@@ -132,6 +144,13 @@ def sections(runs):
     for (dataset, model), members in sorted(groups.items()):
         n_classes = len(next((r["confusion_matrix"] for r in members if r.get("confusion_matrix")), [0] * 10))
         claims = [c for c in (_nllr_claim(members), _clip_claim(members, n_classes), _ce_claim(members)) if c]
-        found.append({"dataset": dataset, "model": model, "figure": figure(members, f"{dataset} / {model}"),
-                      "claims": claims, "losses": sorted({r["loss"] for r in members}, key=loss_order)})  # fmt: skip
+        found.append(
+            {
+                "dataset": dataset,
+                "model": model,
+                "figure": figure(members, f"{dataset} / {model}"),
+                "claims": claims,
+                "losses": sorted({r["loss"] for r in members}, key=loss_order),
+            }
+        )
     return found

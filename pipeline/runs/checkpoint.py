@@ -3,6 +3,7 @@ after each epoch (checkpoint.npz, and checkpoint.previous.npz of the epoch
 before), resumed only under the same identity: configuration, training code
 and data. A damaged file is set aside (renamed, never deleted) with one line
 naming it."""
+
 from __future__ import annotations
 
 import json
@@ -42,8 +43,11 @@ def _readable_checkpoint(checkpoint, log):
 
 
 # What a run is, as its status.json records it: a checkpoint of another is never resumed.
-IDENTITY = {"fingerprint": "a different configuration", "code": "other training code",
-            "data_sha256": "other data (the dataset's content changed)"}  # fmt: skip
+IDENTITY = {
+    "fingerprint": "a different configuration",
+    "code": "other training code",
+    "data_sha256": "other data (the dataset's content changed)",
+}
 
 
 def identity(status):
@@ -68,9 +72,11 @@ def restore(checkpoint, run_identity, numerics, params, state, rng, log, allow_d
     if meta.get("numerics") != numerics:
         changed = differences(meta.get("numerics"), numerics)
         if not allow_different:
-            raise SoftlossError(f"{checkpoint}: written under other settings ({changed}); resuming would mix two "
-                                "computations in one run: pass --allow-different-settings to resume anyway, or "
-                                "delete the run to train it afresh")  # fmt: skip
+            raise SoftlossError(
+                f"{checkpoint}: written under other settings ({changed}); resuming would mix two "
+                "computations in one run: pass --allow-different-settings to resume anyway, or "
+                "delete the run to train it afresh"
+            )
         log(f"{checkpoint}: resuming under other settings ({changed}), as allowed")
     n = len(tree.leaves(params))
     slots = iter(arrays[n:])
@@ -81,8 +87,14 @@ def restore(checkpoint, run_identity, numerics, params, state, rng, log, allow_d
 
 
 def save(path, run_identity, numerics, params, state, rng, history, diagnostics):
-    meta = {**run_identity, "numerics": numerics, "step": state.step, "rng": rng.bit_generator.state,
-            "history": history, "diagnostics": diagnostics}  # fmt: skip
+    meta = {
+        **run_identity,
+        "numerics": numerics,
+        "step": state.step,
+        "rng": rng.bit_generator.state,
+        "history": history,
+        "diagnostics": diagnostics,
+    }
     if path.exists():  # kept: a run whose newest checkpoint is damaged resumes from this one
         os.replace(path, _previous(path))
     save_arrays(path, [*tree.leaves(params), *(a for s in state.slots for a in s)], meta)

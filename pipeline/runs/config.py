@@ -1,5 +1,6 @@
 """What a training run computes: `RunConfig`, the whole run as one value (the
 pipeline writes it to a run directory's run.json), and its fingerprint."""
+
 from __future__ import annotations
 
 import functools
@@ -10,12 +11,11 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from ..common.errors import SoftlossError
-from ..core import models, optim
-from ..core import losses
+from ..core import losses, models, optim
 from . import feedback, user_loss
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _probed(key):
     """`user_loss.problem` of the user loss `key` names ([name, source, options, shape] as JSON)."""
     name, source, options, shape = json.loads(key)
@@ -59,9 +59,12 @@ class RunConfig:
         """One message per setting this run cannot start with (its model and
         optimizer built for real, so an unknown keyword or a negative rate counts;
         a loss of one's own tried on a batch of its size and `n_classes`)."""
-        checks = [self._check_numbers, lambda: models.build(self.model, **self.model_options),
-                  lambda: optim.build(self.optimizer, **self.hyperparameters),
-                  lambda: self._check_loss(n_classes)]  # fmt: skip
+        checks = [
+            self._check_numbers,
+            lambda: models.build(self.model, **self.model_options),
+            lambda: optim.build(self.optimizer, **self.hyperparameters),
+            lambda: self._check_loss(n_classes),
+        ]
         found = []
         for check in checks:
             try:
@@ -93,11 +96,17 @@ class RunConfig:
 
     def _check_loss(self, n_classes):
         if self.loss_source is None and self.loss not in losses.LOSSES:
-            raise SoftlossError(f"unknown loss {self.loss!r}; choose one of {', '.join(losses.LOSSES)}, or declare "
-                                "your own under user_losses:")  # fmt: skip
-        if self.loss_source is not None:  # a loss of one's own: tried on a probe batch, once per file and options
+            raise SoftlossError(
+                f"unknown loss {self.loss!r}; choose one of {', '.join(losses.LOSSES)}, or declare "
+                "your own under user_losses:"
+            )
+        if (
+            self.loss_source is not None
+        ):  # a loss of one's own: tried on a probe batch, once per file and options
             shape = [self.batch_size, n_classes]
-            if trouble := _probed(json.dumps([self.loss, self.loss_source, self.loss_options, shape], sort_keys=True)):
+            if trouble := _probed(
+                json.dumps([self.loss, self.loss_source, self.loss_options, shape], sort_keys=True)
+            ):
                 raise SoftlossError(trouble)
         else:
             self.build_loss()  # an unknown option is refused here
@@ -109,7 +118,9 @@ class RunConfig:
         dataset's class count); a model option n_classes must agree with it."""
         options = dict(self.model_options)
         if options.setdefault("n_classes", n_classes) != n_classes:
-            raise SoftlossError(f"model option n_classes={options['n_classes']}, but {self.data} has {n_classes} classes")
+            raise SoftlossError(
+                f"model option n_classes={options['n_classes']}, but {self.data} has {n_classes} classes"
+            )
         return models.build(self.model, **options)
 
     def to_dict(self):
@@ -151,8 +162,10 @@ class RunConfig:
 def batch_fits(batch_size, examples, data):
     """A SoftlossError if a batch is larger than the training set it is drawn from."""
     if batch_size > examples:
-        raise SoftlossError(f"batch_size {batch_size} is more than the {examples:,} training examples of {data} "
-                            f"(for full-batch training give batch_size {examples})")  # fmt: skip
+        raise SoftlossError(
+            f"batch_size {batch_size} is more than the {examples:,} training examples of {data} "
+            f"(for full-batch training give batch_size {examples})"
+        )
 
 
 def parse_hyperparameter(text, kind="hyperparameter"):

@@ -1,6 +1,7 @@
 """`python -m pipeline diagnose CHECKPOINT`: the diagnostics of any saved
 epoch (pipeline.runs.diagnostics), for runs trained before they were written
 every epoch, or to check the numbers a run wrote."""
+
 from __future__ import annotations
 
 import json
@@ -28,7 +29,9 @@ def diagnose(checkpoint_path, data=None):
         status = json.loads((checkpoint_path.parent / "status.json").read_text())
         settings = status["config"]
     except (OSError, ValueError, KeyError, TypeError):
-        raise SoftlossError(f"{checkpoint_path.parent}: no readable status.json beside the checkpoint (its run's config)") from None
+        raise SoftlossError(
+            f"{checkpoint_path.parent}: no readable status.json beside the checkpoint (its run's config)"
+        ) from None
     config = RunConfig.from_dict({**settings, **({"data": str(data)} if data else {})})
     try:
         arrays, meta = load_arrays(checkpoint_path)
@@ -40,7 +43,9 @@ def diagnose(checkpoint_path, data=None):
     like = init(np.random.default_rng(0), probe_set[0].shape[1:])
     n = len(tree.leaves(like))
     if [a.shape for a in arrays[:n]] != [p.shape for p in tree.leaves(like)]:
-        raise SoftlossError(f"{checkpoint_path}: its arrays do not fit the model {config.model} of {config.data}")
+        raise SoftlossError(
+            f"{checkpoint_path}: its arrays do not fit the model {config.model} of {config.data}"
+        )
     params = tree.rebuild(like, arrays[:n])
     loss = config.build_loss()
     with np.errstate(over="ignore", invalid="ignore"):

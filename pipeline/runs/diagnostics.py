@@ -12,6 +12,7 @@ logits the epoch's evaluation made anyway: calibration (ECE) and confidence.
 And each weight matrix's norm. One row per epoch, in diagnostics.csv beside
 history.csv, kept in the checkpoint so that a resumed run writes the same rows.
 """
+
 from __future__ import annotations
 
 import time
@@ -68,7 +69,11 @@ def margins(logits, labels):
 
 def weight_norms(params):
     """The Frobenius norm of each weight matrix or kernel (biases left out), in layer order."""
-    return [float(np.linalg.norm(np.asarray(leaf, np.float64))) for leaf in tree.leaves(params) if np.ndim(leaf) >= 2]
+    return [
+        float(np.linalg.norm(np.asarray(leaf, np.float64)))
+        for leaf in tree.leaves(params)
+        if np.ndim(leaf) >= 2
+    ]
 
 
 def measure(apply, params, probe_set, loss, loss_floor, test_logits, test_labels, backend):
@@ -89,14 +94,16 @@ def measure(apply, params, probe_set, loss, loss_floor, test_logits, test_labels
         "grad_share_misclassified": float(norms[wrong].sum() / norms.sum()) if norms.sum() > 0 else 0.0,
         "grad_true_class": float(gradients[np.arange(len(labels)), labels].mean()),
         "zero_grad_fraction": float(np.mean(np.all(gradients == 0, axis=1))),
-        "floor_fraction": None if loss_floor is None else float(np.mean(losses <= loss_floor + 1e-6 * max(1.0, abs(loss_floor)))),
+        "floor_fraction": None
+        if loss_floor is None
+        else float(np.mean(losses <= loss_floor + 1e-6 * max(1.0, abs(loss_floor)))),
         "margin_p10": float(np.percentile(margin, 10)),
         "margin_p50": float(np.percentile(margin, 50)),
         "margin_p90": float(np.percentile(margin, 90)),
         "logit_norm": float(np.linalg.norm(logits.astype(np.float64), axis=1).mean()),
         "test_ece": expected_calibration_error(probs, test_labels.astype(np.int64)),
         "test_confidence": float(probs.max(axis=1).mean()),
-    }  # fmt: skip
+    }
     for i, norm in enumerate(weight_norms(backend.to_host(params)), 1):
         row[f"weight_norm_{i}"] = norm
     row["seconds"] = time.perf_counter() - started

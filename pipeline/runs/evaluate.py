@@ -1,5 +1,6 @@
 """Final metrics of a run: accuracy, losses, confusion matrix, per-class
 accuracy and expected calibration error (ECE), as one JSON file."""
+
 from __future__ import annotations
 
 import json
@@ -35,7 +36,9 @@ def expected_calibration_error(probs, labels, bins=15):
 def metrics(logits, labels, loss_fn, n_classes):
     labels = labels.astype(np.int64)
     predicted = logits.argmax(axis=1)
-    confusion = np.bincount(labels * n_classes + predicted, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
+    confusion = np.bincount(labels * n_classes + predicted, minlength=n_classes * n_classes).reshape(
+        n_classes, n_classes
+    )
     per_class = confusion.diagonal() / np.maximum(confusion.sum(axis=1), 1)
     summary = metrics_from_logits(logits, labels, loss_fn)
     return {
@@ -45,7 +48,7 @@ def metrics(logits, labels, loss_fn, n_classes):
         "per_class_accuracy": per_class.tolist(),
         "confusion_matrix": confusion.tolist(),
         "ece": expected_calibration_error(softmax(logits.astype(np.float64)), labels),
-        "n_test": int(len(labels)),
+        "n_test": len(labels),
     }
 
 
@@ -56,7 +59,9 @@ def evaluate(run_dir, data_path, out_path):
     except (OSError, ValueError) as error:
         raise SoftlossError(f"{run_dir}: no readable status.json; train the run first ({error})") from None
     if status.get("status") not in ("completed", "collapsed", "diverged", "failed"):
-        raise SoftlossError(f"{run_dir}: run is {status.get('status')!r}, not finished; rerun `train` to resume it")
+        raise SoftlossError(
+            f"{run_dir}: run is {status.get('status')!r}, not finished; rerun `train` to resume it"
+        )
     result = {key: status.get(key) for key in ("status", "epoch", "reason", "wall_seconds", "config")}
     result["device"] = status.get("device", "CPU")  # where it trained (pipeline.core.backend)
     result["blas"] = status.get("blas")  # and with which BLAS kernels (pipeline.common.machine.blas_kernel)
@@ -65,8 +70,10 @@ def evaluate(run_dir, data_path, out_path):
         apply, params, config, input_shape = load_model(run_dir)
         images, labels = hdf5.load(data_path, "test")
         if images.shape[1:] != input_shape:
-            raise SoftlossError(f"{data_path}: its images are {images.shape[1:]}, but {run_dir} was trained on "
-                                f"{input_shape} ({config.data}); pass the dataset it was trained on")  # fmt: skip
+            raise SoftlossError(
+                f"{data_path}: its images are {images.shape[1:]}, but {run_dir} was trained on "
+                f"{input_shape} ({config.data}); pass the dataset it was trained on"
+            )
         if config.test_size is not None:
             images, labels = images[: config.test_size], labels[: config.test_size]
         logits = predict(apply, params, images)

@@ -12,6 +12,7 @@ Treatments of the flagged examples (the others keep cross-entropy):
 - `complement`: minimise -log p(y != l | x) (`losses.complement`);
 - `negated_ce`: minimise +log p(l | x), the naive "negate the gradient".
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -19,9 +20,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..common.errors import SoftlossError
+from ..common.lossnames import NEGATIVE_LOSSES
 from ..core import models, optim
 from ..core.autodiff import value_and_grad
-from ..common.lossnames import NEGATIVE_LOSSES
 from ..core.losses import ce
 from ..datasets.batches import batches
 
@@ -46,9 +47,13 @@ class Feedback:
         if self.fraction == 1 and self.treatment == "drop":
             raise SoftlossError("feedback fraction 1 with treatment drop leaves no example to train on")
         if self.wrong_label not in WRONG_LABELS:
-            raise SoftlossError(f"feedback wrong_label must be one of {', '.join(WRONG_LABELS)}, got {self.wrong_label!r}")
+            raise SoftlossError(
+                f"feedback wrong_label must be one of {', '.join(WRONG_LABELS)}, got {self.wrong_label!r}"
+            )
         if self.treatment not in TREATMENTS:
-            raise SoftlossError(f"feedback treatment must be one of {', '.join(TREATMENTS)}, got {self.treatment!r}")
+            raise SoftlossError(
+                f"feedback treatment must be one of {', '.join(TREATMENTS)}, got {self.treatment!r}"
+            )
 
     @classmethod
     def from_dict(cls, settings):
@@ -91,7 +96,9 @@ def assign(images, labels, fraction, wrong_label, seed):
         scores[np.arange(n), labels] = -np.inf
         wrong = scores.argmax(axis=1)  # its prediction where it erred, else its best wrong guess
         erred = scores.max(axis=1) > true_scores
-        order = np.concatenate([rng.permutation(np.flatnonzero(erred)), rng.permutation(np.flatnonzero(~erred))])
+        order = np.concatenate(
+            [rng.permutation(np.flatnonzero(erred)), rng.permutation(np.flatnonzero(~erred))]
+        )
     negative = np.zeros(n, bool)
-    negative[order[: int(round(fraction * n))]] = True
+    negative[order[: round(fraction * n)]] = True
     return np.where(negative, wrong, labels), negative

@@ -1,5 +1,6 @@
 """A trained model in evaluation mode: logits batch by batch, the metrics of
 logits, and a run directory's final model loaded back."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -52,6 +53,8 @@ def load_model(run_dir):
     init, apply = config.build_model(meta.get("n_classes", 10))  # files from before it was recorded: 10
     like = init(np.random.default_rng(0), tuple(meta["input_shape"]))
     if [a.shape for a in arrays] != [p.shape for p in tree.leaves(like)]:
-        raise SoftlossError(f"{path}: its arrays do not fit the model {config.model} of this code (written by other "
-                            f"code?); train the run again: snakemake --cores 1 --force {path}")  # fmt: skip
+        raise SoftlossError(
+            f"{path}: its arrays do not fit the model {config.model} of this code (written by other "
+            f"code?); train the run again: snakemake --cores 1 --force {path}"
+        )
     return apply, tree.rebuild(like, arrays), config, tuple(meta["input_shape"])

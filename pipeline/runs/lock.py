@@ -2,6 +2,7 @@
 which records the holder's PID. The kernel releases it when the holder's
 process ends however it ends, `kill -9` included, so a stale lock cannot
 outlive its trainer; a second trainer stops at once, naming the first."""
+
 from __future__ import annotations
 
 import contextlib
@@ -23,15 +24,17 @@ def held(run_dir):
     made = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / LOCK
-    handle = open(path, "a+")
+    handle = open(path, "a+")  # noqa: SIM115 (open while the lock is held: across the yield)
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         handle.seek(0)
         holder = handle.read().strip() or "unknown"
         handle.close()
-        raise SoftlossError(f"{run_dir}: another trainer (PID {holder}) is training this run; let it finish, "
-                            f"or stop it (kill {holder}) and run again") from None  # fmt: skip
+        raise SoftlossError(
+            f"{run_dir}: another trainer (PID {holder}) is training this run; let it finish, "
+            f"or stop it (kill {holder}) and run again"
+        ) from None
     try:
         handle.seek(0)
         handle.truncate()

@@ -3,6 +3,7 @@ settings of the primitives (pipeline.core.settings), the BLAS and the kernels
 it chose, and the versions of the packages that compute; or the GPU and CuPy.
 Recorded in every status.json, kept in the checkpoint, and compared when a run
 resumes: a run continued under other numerics would mix two computations."""
+
 from __future__ import annotations
 
 from dataclasses import asdict
@@ -46,5 +47,8 @@ def differences(before, now):
     def shown(value):
         return "not recorded" if value is None else value
 
-    return ", ".join(f"{key.split('.')[-1]} {shown(old.get(key))} -> {shown(new.get(key))}"
-                     for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key))  # fmt: skip
+    return ", ".join(
+        f"{key.split('.')[-1]} {shown(old.get(key))} -> {shown(new.get(key))}"
+        for key in sorted(set(old) | set(new))
+        if old.get(key) != new.get(key)
+    )

@@ -25,6 +25,7 @@ Every file is written to a temporary name and renamed (pipeline.common.files), s
 crash leaves the previous version whole. The .npz files hold arrays a0, a1, ...
 and a JSON `meta` string, never Python objects.
 """
+
 from __future__ import annotations
 
 import csv
@@ -36,8 +37,20 @@ import numpy as np
 from ..common.errors import SoftlossError
 from ..common.files import write_atomic
 
-HISTORY_FIELDS = ("epoch", "train_loss", "train_accuracy", "train_error", "running_loss", "running_accuracy",
-                  "test_loss", "test_accuracy", "test_error", "test_classes", "seconds", "eval_seconds")  # fmt: skip
+HISTORY_FIELDS = (
+    "epoch",
+    "train_loss",
+    "train_accuracy",
+    "train_error",
+    "running_loss",
+    "running_accuracy",
+    "test_loss",
+    "test_accuracy",
+    "test_error",
+    "test_classes",
+    "seconds",
+    "eval_seconds",
+)
 
 
 def write_history(path, rows):
@@ -48,14 +61,30 @@ def write_history(path, rows):
     write_atomic(path, lambda out: out.write(text.getvalue().encode()))
 
 
-DIAGNOSTIC_FIELDS = ("epoch", "probe_accuracy", "grad_norm", "grad_share_misclassified", "grad_true_class",
-                     "zero_grad_fraction", "floor_fraction", "margin_p10", "margin_p50", "margin_p90", "logit_norm",
-                     "test_ece", "test_confidence", "seconds")  # and weight_norm_1.. before the seconds  # fmt: skip
+DIAGNOSTIC_FIELDS = (
+    "epoch",
+    "probe_accuracy",
+    "grad_norm",
+    "grad_share_misclassified",
+    "grad_true_class",
+    "zero_grad_fraction",
+    "floor_fraction",
+    "margin_p10",
+    "margin_p50",
+    "margin_p90",
+    "logit_norm",
+    "test_ece",
+    "test_confidence",
+    "seconds",
+)  # and weight_norm_1.. before the seconds
 
 
 def diagnostic_fields(rows, first=()):
     """The columns of diagnostics.csv: `first`, the fields, one weight norm per matrix, the seconds."""
-    norms = sorted({k for row in rows for k in row if k.startswith("weight_norm_")}, key=lambda k: int(k.rsplit("_", 1)[1]))
+    norms = sorted(
+        {k for row in rows for k in row if k.startswith("weight_norm_")},
+        key=lambda k: int(k.rsplit("_", 1)[1]),
+    )
     return [*first, *DIAGNOSTIC_FIELDS[:-1], *norms, DIAGNOSTIC_FIELDS[-1]]
 
 
@@ -70,8 +99,10 @@ def write_diagnostics(path, rows, first=()):
 def read_diagnostics(path):
     """The rows of `write_diagnostics`; an empty cell (a floor the loss does not have) is None."""
     with open(path, newline="") as handle:
-        return [{k: v if k == "checkpoint" else float(v) if v != "" else None for k, v in row.items()}
-                for row in csv.DictReader(handle)]  # fmt: skip
+        return [
+            {k: v if k == "checkpoint" else float(v) if v != "" else None for k, v in row.items()}
+            for row in csv.DictReader(handle)
+        ]
 
 
 def read_history(path):
@@ -103,5 +134,7 @@ def load_arrays(path, what="checkpoint"):
         raise
     except Exception as error:  # zipfile.BadZipFile, zlib.error, EOFError, ValueError, KeyError, ...
         # (NumPy's own text for object arrays advises loading them unsafely: never pass that on.)
-        reason = "it holds Python objects" if "allow_pickle" in str(error) else f"{type(error).__name__}: {error}"
+        reason = (
+            "it holds Python objects" if "allow_pickle" in str(error) else f"{type(error).__name__}: {error}"
+        )
         raise UnreadableFile(f"{path}: unreadable {what}, truncated or corrupt ({reason})") from None

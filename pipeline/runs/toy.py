@@ -1,6 +1,7 @@
 """The 2-D toy of the Knet side study: three classes on concentric rings, where
 Knet's linear softmax draws straight class boundaries and fails while a
 one-hidden-layer MLP succeeds (`python -m pipeline toy --out FILE`)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -26,8 +27,17 @@ def toy_boundaries(out_path, steps=3000, grid=120, seed=0):
     points, labels = toy_data(seed=seed)
     xs = np.linspace(-2.0, 2.0, grid, dtype=np.float32)
     mesh = np.stack(np.meshgrid(xs, xs), axis=-1).reshape(-1, 2)
-    result = {"points": points.tolist(), "labels": labels.tolist(), "extent": [-2.0, 2.0], "grid": grid, "models": {}}
-    for name, options, lr in (("knet_softmax", {"n_classes": 3}, 0.5), ("mlp", {"hidden": 32, "n_classes": 3}, 0.5)):
+    result = {
+        "points": points.tolist(),
+        "labels": labels.tolist(),
+        "extent": [-2.0, 2.0],
+        "grid": grid,
+        "models": {},
+    }
+    for name, options, lr in (
+        ("knet_softmax", {"n_classes": 3}, 0.5),
+        ("mlp", {"hidden": 32, "n_classes": 3}, 0.5),
+    ):
         rng = np.random.default_rng(seed)
         init, apply = models.build(name, **options)
         params = init(rng, (2,))
@@ -38,6 +48,9 @@ def toy_boundaries(out_path, steps=3000, grid=120, seed=0):
             _, grads = step(params)
             params, state = opt.update(params, grads, state)
         accuracy = float(np.mean(apply(params, points).argmax(axis=1) == labels))
-        result["models"][name] = {"accuracy": accuracy, "classes": apply(params, mesh).argmax(axis=1).tolist()}
+        result["models"][name] = {
+            "accuracy": accuracy,
+            "classes": apply(params, mesh).argmax(axis=1).tolist(),
+        }
     write_json(out_path, result)
     return result

@@ -13,11 +13,13 @@ not resumed: the run starts afresh, so all its epochs come from one code.
 A NaN or inf in the loss or the weights stops the run with status `diverged`
 (exit code 0), so a study can report it.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -37,9 +39,9 @@ from ..datasets import hdf5
 from ..datasets.batches import batches
 from ..kernels import parallel
 from . import checkpoint, diagnostics, feedback, lock
-from .numerics import numerics
 from .config import RunConfig, batch_fits
 from .inference import metrics_from_logits, predict
+from .numerics import numerics
 from .rundir import save_arrays, write_diagnostics, write_history
 
 _DEVICE_CHECK_EVERY = 32
@@ -61,8 +63,11 @@ def _with_logits(objective, apply, noise):
 
 def _summary(row):
     """One epoch's log line."""
-    train = (f"train loss {row['train_loss']:.4f} acc {row['train_accuracy']:.4f}" if row["train_loss"] is not None
-             else f"running train loss {row['running_loss']:.4f}")  # fmt: skip
+    train = (
+        f"train loss {row['train_loss']:.4f} acc {row['train_accuracy']:.4f}"
+        if row["train_loss"] is not None
+        else f"running train loss {row['running_loss']:.4f}"
+    )
     return f"{train}, test loss {row['test_loss']:.4f} acc {row['test_accuracy']:.4f}"
 
 
@@ -73,13 +78,17 @@ def load_splits(config):
     train_images, train_labels = hdf5.load(config.data, "train")
     probe = diagnostics.probe(train_images, train_labels)
     test_images, test_labels = hdf5.load(config.data, "test")
-    for name, size, available in (("train_size", config.train_size, len(train_images)),
-                                  ("test_size", config.test_size, len(test_images))):  # fmt: skip
+    for name, size, available in (
+        ("train_size", config.train_size, len(train_images)),
+        ("test_size", config.test_size, len(test_images)),
+    ):
         if size is not None and size > available:
             raise SoftlossError(f"{name} {size} is more than the {available:,} examples of {config.data}")
     if config.train_size is not None and config.train_size < len(train_images):
         # A seeded subset of the whole training set, the same for every loss.
-        keep = np.sort(np.random.default_rng([config.seed, 7]).permutation(len(train_images))[: config.train_size])
+        keep = np.sort(
+            np.random.default_rng([config.seed, 7]).permutation(len(train_images))[: config.train_size]
+        )
         train_images, train_labels = train_images[keep], train_labels[keep]
     if config.test_size is not None:
         test_images, test_labels = test_images[: config.test_size], test_labels[: config.test_size]
@@ -95,16 +104,20 @@ def _finished(config, out_dir, status, force, log):
         return None
     if previous.get("fingerprint") != status["fingerprint"]:
         if not force:
-            raise SoftlossError(f"{out_dir} holds a run of another configuration ({previous.get('status', 'unknown')}, "
-                                f"fingerprint {previous.get('fingerprint')}): choose another --out, or pass --force "
-                                "to replace it")  # fmt: skip
+            raise SoftlossError(
+                f"{out_dir} holds a run of another configuration ({previous.get('status', 'unknown')}, "
+                f"fingerprint {previous.get('fingerprint')}): choose another --out, or pass --force "
+                "to replace it"
+            )
         return None
     if previous.get("data_sha256") != status["data_sha256"]:
         log(f"{out_dir}: trained on other data (the dataset's content changed); training afresh")
         return None
     # a diverged run stays diverged; a finished one stays finished, under the same training code
-    done = previous.get("code") == status["code"] and (previous.get("status") == "diverged" or (
-        previous.get("status") in ("completed", "collapsed") and previous.get("epoch") == config.epochs))
+    done = previous.get("code") == status["code"] and (
+        previous.get("status") == "diverged"
+        or (previous.get("status") in ("completed", "collapsed") and previous.get("epoch") == config.epochs)
+    )
     return previous if done and (out_dir / "model.npz").exists() else None
 
 
@@ -119,8 +132,11 @@ def _fit_set(config, loss, images, labels):
     if fb.treatment == "drop":
         return images[~negative], {"labels": seen[~negative]}, lambda logits, t: loss(logits, t["labels"])
     treatment = fb.treatment
-    return images, {"labels": seen, "negative": negative}, lambda logits, t: mixed_feedback(
-        logits, t["labels"], t["negative"], on_negative=treatment)  # fmt: skip
+    return (
+        images,
+        {"labels": seen, "negative": negative},
+        lambda logits, t: mixed_feedback(logits, t["labels"], t["negative"], on_negative=treatment),
+    )
 
 
 class _Running:
@@ -146,8 +162,10 @@ class _Running:
 
     def means(self):
         labelled = int(self.labelled)
-        return {"running_loss": float(self.loss) / max(self.examples, 1),
-                "running_accuracy": int(self.correct) / labelled if labelled else None}  # fmt: skip
+        return {
+            "running_loss": float(self.loss) / max(self.examples, 1),
+            "running_accuracy": int(self.correct) / labelled if labelled else None,
+        }
 
 
 def _epoch(config, epoch, params, state, opt, step_fn, images, targets, rng, backend, quiet):
@@ -155,14 +173,22 @@ def _epoch(config, epoch, params, state, opt, step_fn, images, targets, rng, bac
     unless the loss became non-finite (then params are mid-epoch and must not
     be kept)."""
     # Overflow is caught here as divergence; NumPy's warnings would only repeat it.
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"), tqdm(
-        total=len(images), desc=f"epoch {epoch}/{config.epochs}", unit="img",
-        disable=True if quiet else None, leave=False,
-    ) as bar:  # fmt: skip
+    with (
+        np.errstate(over="ignore", invalid="ignore", divide="ignore"),
+        tqdm(
+            total=len(images),
+            desc=f"epoch {epoch}/{config.epochs}",
+            unit="img",
+            disable=True if quiet else None,
+            leave=False,
+        ) as bar,
+    ):
         # On a GPU, reading the loss back every step would stall the device's
         # queue: a non-finite flag accumulates there and is read every 32 steps.
         nonfinite, step, running = None, 0, _Running(backend.xp)
-        for step, (x, t) in enumerate(batches(images, targets, config.batch_size, rng, augment=config.augment), 1):
+        for step, (x, t) in enumerate(
+            batches(images, targets, config.batch_size, rng, augment=config.augment), 1
+        ):
             x, t = backend.to_device(x), {name: backend.to_device(a) for name, a in t.items()}
             (loss, logits), grads = step_fn(params, x, t)
             if backend.on_device:
@@ -190,7 +216,12 @@ def _measure(apply, params, splits, loss_fn, backend):
     with np.errstate(over="ignore", invalid="ignore"):  # huge but finite logits are still measured
         for name, (images, labels) in splits.items():
             logits = predict(apply, params, images, backend=backend)
-            row.update({f"{name}_{key}": value for key, value in metrics_from_logits(logits, labels, loss_fn).items()})
+            row.update(
+                {
+                    f"{name}_{key}": value
+                    for key, value in metrics_from_logits(logits, labels, loss_fn).items()
+                }
+            )
             if name == "test":  # how many classes the model predicts at all: one means it collapsed
                 row["test_classes"] = int(np.unique(logits.argmax(axis=1)).size)
                 test_logits = logits
@@ -233,8 +264,16 @@ def _set_up(config, backend, checkpoint_path, status, log, allow_different=False
     state = opt.init(params)
     rng = np.random.default_rng([config.seed, 1])
     history, rows = [], []
-    if restored := checkpoint.restore(checkpoint_path, checkpoint.identity(status), status["numerics"], params, state,
-                                      rng, log, allow_different):  # fmt: skip
+    if restored := checkpoint.restore(
+        checkpoint_path,
+        checkpoint.identity(status),
+        status["numerics"],
+        params,
+        state,
+        rng,
+        log,
+        allow_different,
+    ):
         params, state, history, rows, changed = restored
         if changed:  # allowed: the run says from which epoch on it was computed otherwise
             status.setdefault("mixed_numerics", []).append({"after_epoch": len(history), "changed": changed})
@@ -242,9 +281,28 @@ def _set_up(config, backend, checkpoint_path, status, log, allow_different=False
     if backend.on_device and backend.fits(fit_images.nbytes):
         # Keep the (uint8) training set on the device: a batch, augmented or
         # not, is then made there, not on the host and transferred.
-        fit_images, targets = backend.to_device(fit_images), {k: backend.to_device(a) for k, a in targets.items()}
-    return _Setup(apply, opt, loss, objective, splits, fit_images, targets, params, state, rng, history,
-                  train_images.shape[1:], n_classes, probe, diagnostics.floor(loss, n_classes), rows)  # fmt: skip
+        fit_images, targets = (
+            backend.to_device(fit_images),
+            {k: backend.to_device(a) for k, a in targets.items()},
+        )
+    return _Setup(
+        apply,
+        opt,
+        loss,
+        objective,
+        splits,
+        fit_images,
+        targets,
+        params,
+        state,
+        rng,
+        history,
+        train_images.shape[1:],
+        n_classes,
+        probe,
+        diagnostics.floor(loss, n_classes),
+        rows,
+    )
 
 
 def _train_epochs(config, setup, backend, out_dir, status, quiet, log, clock):
@@ -255,17 +313,32 @@ def _train_epochs(config, setup, backend, out_dir, status, quiet, log, clock):
     history = setup.history
     for epoch in range(len(history) + 1, config.epochs + 1):
         elapsed = sum(row["seconds"] for row in history)
-        write_json(out_dir / "status.json", {**status, "status": "running", "epoch": epoch - 1, "wall_seconds": elapsed})
+        write_json(
+            out_dir / "status.json",
+            {**status, "status": "running", "epoch": epoch - 1, "wall_seconds": elapsed},
+        )
         started = clock.now()
         # Dropout masks: drawn on the device from a generator seeded per epoch
         # there (its state cannot be checkpointed); from `rng` on the CPU.
         noise = backend.noise_rng(config.seed, epoch) if backend.on_device else setup.rng
         step_fn = value_and_grad(_with_logits(setup.objective, setup.apply, noise), has_aux=True)
-        params, state, running, reason = _epoch(config, epoch, setup.params, setup.state, setup.opt, step_fn,
-                                                setup.fit_images, setup.targets, setup.rng, backend, quiet)  # fmt: skip
+        params, state, running, reason = _epoch(
+            config,
+            epoch,
+            setup.params,
+            setup.state,
+            setup.opt,
+            step_fn,
+            setup.fit_images,
+            setup.targets,
+            setup.rng,
+            backend,
+            quiet,
+        )
         if reason is not None:  # keep the last finite parameters
-            status.update(status="diverged", epoch=epoch, reason=reason,
-                          wall_seconds=elapsed + clock.now() - started)  # fmt: skip
+            status.update(
+                status="diverged", epoch=epoch, reason=reason, wall_seconds=elapsed + clock.now() - started
+            )
             log(f"{out_dir}: diverged: {reason}")
             return reason
         setup.params, setup.state = params, state
@@ -274,11 +347,34 @@ def _train_epochs(config, setup, backend, out_dir, status, quiet, log, clock):
         measured = setup.splits if full_pass else {"test": setup.splits["test"]}
         row, test_logits = _measure(setup.apply, params, measured, setup.loss, backend)
         now = clock.now()
-        history.append({"epoch": epoch, **row, **running, "seconds": now - started, "eval_seconds": now - evaluated})
-        setup.diagnostics.append({"epoch": epoch, **diagnostics.measure(
-            setup.apply, params, setup.probe, setup.loss, setup.floor, test_logits, setup.splits["test"][1], backend)})
-        checkpoint.save(out_dir / "checkpoint.npz", checkpoint.identity(status), status["numerics"], backend.to_host(params),
-                        state._replace(slots=backend.to_host(state.slots)), setup.rng, history, setup.diagnostics)  # fmt: skip
+        history.append(
+            {"epoch": epoch, **row, **running, "seconds": now - started, "eval_seconds": now - evaluated}
+        )
+        setup.diagnostics.append(
+            {
+                "epoch": epoch,
+                **diagnostics.measure(
+                    setup.apply,
+                    params,
+                    setup.probe,
+                    setup.loss,
+                    setup.floor,
+                    test_logits,
+                    setup.splits["test"][1],
+                    backend,
+                ),
+            }
+        )
+        checkpoint.save(
+            out_dir / "checkpoint.npz",
+            checkpoint.identity(status),
+            status["numerics"],
+            backend.to_host(params),
+            state._replace(slots=backend.to_host(state.slots)),
+            setup.rng,
+            history,
+            setup.diagnostics,
+        )
         write_history(out_dir / "history.csv", history)
         write_diagnostics(out_dir / "diagnostics.csv", setup.diagnostics)
         if not quiet:
@@ -299,7 +395,9 @@ def _collapsed(config, history, n_classes):
     training loss sat on its floor, where every gradient is zero, from the
     first epoch on."""
     if history[-1].get("test_classes") == 1:
-        return f"every test image is predicted as one class (test accuracy {history[-1]['test_accuracy']:.2%})"
+        return (
+            f"every test image is predicted as one class (test accuracy {history[-1]['test_accuracy']:.2%})"
+        )
     if config.loss == "nllr_keras":
         floor = nllr_keras_floor(n_classes)
         if all(row["running_loss"] <= floor + 1e-3 for row in history):
@@ -328,12 +426,20 @@ def _train_held(config, out_dir, status, quiet, log, backend, threads, allow_dif
             write_json(out_dir / "status.json", {**status, "status": "failed", "reason": _failure(error)})
         raise
     write_history(out_dir / "history.csv", setup.history)
-    write_diagnostics(out_dir / "diagnostics.csv", setup.diagnostics)  # a run diverged in its first epoch has none
-    save_arrays(out_dir / "model.npz", tree.leaves(backend.to_host(setup.params)),
-                {"config": asdict(config), "input_shape": list(setup.input_shape), "n_classes": setup.n_classes})  # fmt: skip
+    write_diagnostics(
+        out_dir / "diagnostics.csv", setup.diagnostics
+    )  # a run diverged in its first epoch has none
+    save_arrays(
+        out_dir / "model.npz",
+        tree.leaves(backend.to_host(setup.params)),
+        {"config": asdict(config), "input_shape": list(setup.input_shape), "n_classes": setup.n_classes},
+    )
     if reason is None:
-        status.update(status="completed", epoch=len(setup.history),
-                      wall_seconds=sum(r["seconds"] for r in setup.history))  # fmt: skip
+        status.update(
+            status="completed",
+            epoch=len(setup.history),
+            wall_seconds=sum(r["seconds"] for r in setup.history),
+        )
         if collapse := _collapsed(config, setup.history, setup.n_classes):
             status.update(status="collapsed", reason=collapse)
             log(f"{out_dir}: collapsed: {collapse}")
@@ -341,8 +447,17 @@ def _train_held(config, out_dir, status, quiet, log, backend, threads, allow_dif
     return status
 
 
-def run(config: RunConfig, out_dir, *, quiet=False, log=print, backend="auto", force=False, threads=None,
-        allow_different_settings=False):  # fmt: skip
+def run(
+    config: RunConfig,
+    out_dir,
+    *,
+    quiet=False,
+    log=print,
+    backend="auto",
+    force=False,
+    threads=None,
+    allow_different_settings=False,
+):
     """Train (or resume) the run `config` in `out_dir` on `backend` ("auto",
     "numpy", "cupy" or a pipeline.core.backend.Backend), on `threads` CPU
     threads (None: as many as BLAS had); returns the final status dict.
@@ -352,9 +467,14 @@ def run(config: RunConfig, out_dir, *, quiet=False, log=print, backend="auto", f
     unless `allow_different_settings`."""
     config.validate(len(hdf5.classes(config.data)))
     out_dir = Path(out_dir)
-    status = {"config": asdict(config), "fingerprint": config.fingerprint(), "softloss_version": __version__,
-              "code": code_version("runs.train"), "commit": code_commit(),  # the checkout of the latest epochs
-              "data_sha256": hdf5.recorded_digest(config.data)}  # fmt: skip
+    status = {
+        "config": asdict(config),
+        "fingerprint": config.fingerprint(),
+        "softloss_version": __version__,
+        "code": code_version("runs.train"),
+        "commit": code_commit(),  # the checkout of the latest epochs
+        "data_sha256": hdf5.recorded_digest(config.data),
+    }
     with lock.held(out_dir):  # a directory made here and left empty (a run that cannot start) is removed
         if (previous := _finished(config, out_dir, status, force, log)) is not None:
             log(f"{out_dir}: already {previous['status']}")

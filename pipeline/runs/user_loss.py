@@ -4,6 +4,7 @@ batch mean, differentiable by autograd, in a file the config names
 pipeline and the report beside the built-in losses, with no change to the
 package; the digest of what its file does (pipeline.common.versions) is part
 of each run's config, so editing the function reruns the runs that use it."""
+
 from __future__ import annotations
 
 import hashlib
@@ -15,7 +16,6 @@ import numpy as np
 from ..common.errors import SoftlossError
 from ..common.versions import behaviour
 from ..core.autodiff import value_and_grad
-
 
 
 def source(file, function):

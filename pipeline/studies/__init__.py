@@ -14,6 +14,7 @@ report (pipeline.report), which import no study themselves. A study module has
 Adding a study: one module here, its entry in STUDIES, its template, its block
 in the config schema.
 """
+
 from . import knet_softmax, log_loss, negative_feedback
 
 STUDIES = {study.NAME: study for study in (negative_feedback, log_loss, knet_softmax)}

@@ -1,5 +1,6 @@
 """Knet's linear softmax on MNIST (plain SGD) beside Knet's documented
 accuracies, and the 2-D toy (pipeline/runs/toy.py) where its linear boundaries fail."""
+
 from __future__ import annotations
 
 import json
@@ -18,8 +19,11 @@ INPUTS = {"toy": "studies/knet_softmax/toy_boundaries.json"}  # made by `python 
 def runs(s):
     entry = {**s, "dataset": "mnist", "model": "knet_softmax", "optimizer": "sgd"}
     for seed in s["seeds"]:
-        yield f"studies/knet_softmax/mnist/knet_softmax/ce/seed{seed}", entry, {
-            "seed": seed, "hyperparameters": {"lr": s["lr"]}}
+        yield (
+            f"studies/knet_softmax/mnist/knet_softmax/ce/seed{seed}",
+            entry,
+            {"seed": seed, "hyperparameters": {"lr": s["lr"]}},
+        )
 
 
 def view(runs, settings, inputs):
@@ -30,10 +34,21 @@ def view(runs, settings, inputs):
         history = {int(r["epoch"]): r for r in run["history"]}
         for epoch in sorted({1, max(history)} & set(history)):
             reference = KNET_REFERENCE.get(epoch, {})
-            rows.append({"seed": run["seed"], "epoch": epoch, "train": history[epoch]["train_accuracy"],
-                         "test": history[epoch]["test_accuracy"], "knet_train": reference.get("train"),
-                         "knet_test": reference.get("test")})  # fmt: skip
+            rows.append(
+                {
+                    "seed": run["seed"],
+                    "epoch": epoch,
+                    "train": history[epoch]["train_accuracy"],
+                    "test": history[epoch]["test_accuracy"],
+                    "knet_train": reference.get("train"),
+                    "knet_test": reference.get("test"),
+                }
+            )
     last = [r["history"][-1] for r in runs if r["history"]]
     error = float(np.mean([1 - r["train_accuracy"] for r in last])) if last else None
-    return {"rows": rows, "train_error": error, "toy": toy_figure(toy) if toy else None,
-            "toy_accuracy": {k: v["accuracy"] for k, v in toy["models"].items()} if toy else {}}  # fmt: skip
+    return {
+        "rows": rows,
+        "train_error": error,
+        "toy": toy_figure(toy) if toy else None,
+        "toy_accuracy": {k: v["accuracy"] for k, v in toy["models"].items()} if toy else {},
+    }

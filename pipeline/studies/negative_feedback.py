@@ -1,6 +1,7 @@
 """Training on negative feedback: a fraction q of the training examples keeps
 only a label known to be WRONG; those are dropped, trained with `complement`
 (-log p(y != l | x)) or with `negated_ce` (+log p(l | x), which diverges)."""
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -28,8 +29,14 @@ def runs(s):
                 continue
             for how in s["wrong_labels"]:
                 for treatment in (t for t in s["treatments"] if not _not_run(t, q)):
-                    yield f"{base}/{how}/q{q}/{treatment}/seed{seed}", s, {
-                        "seed": seed, "feedback": {"fraction": q, "wrong_label": how, "treatment": treatment}}
+                    yield (
+                        f"{base}/{how}/q{q}/{treatment}/seed{seed}",
+                        s,
+                        {
+                            "seed": seed,
+                            "feedback": {"fraction": q, "wrong_label": how, "treatment": treatment},
+                        },
+                    )
 
 
 def view(runs, settings, inputs):
@@ -54,9 +61,14 @@ def view(runs, settings, inputs):
                 members = cells.get((how, q, treatment), [])
                 done = [r["test_accuracy"] for r in members if r["status"] == "completed"]
                 diverged = [r["epoch"] for r in members if r["status"] == "diverged"]
-                row["cells"].append({"treatment": treatment, "accuracy": float(np.mean(done)) if done else None,
-                                     "diverged": diverged,
-                                     "note": None if done or diverged else _why_empty(treatment, q, members)})  # fmt: skip
+                row["cells"].append(
+                    {
+                        "treatment": treatment,
+                        "accuracy": float(np.mean(done)) if done else None,
+                        "diverged": diverged,
+                        "note": None if done or diverged else _why_empty(treatment, q, members),
+                    }
+                )
             rows.append(row)
 
     def against_q(ax, how):
@@ -72,7 +84,14 @@ def view(runs, settings, inputs):
                     bad.append(q)
             line = ax.plot(qs, accs, marker="o", label=treatment)[0]
             if bad:
-                ax.scatter(bad, [0] * len(bad), marker="x", s=60, color=line.get_color(), label=f"{treatment} diverged")
+                ax.scatter(
+                    bad,
+                    [0] * len(bad),
+                    marker="x",
+                    s=60,
+                    color=line.get_color(),
+                    label=f"{treatment} diverged",
+                )
 
     q_mid = fractions[len(fractions) // 2] if fractions else None
 
@@ -80,14 +99,30 @@ def view(runs, settings, inputs):
         for treatment in treatments:
             for run in cells.get((how, q_mid, treatment), [])[:1]:
                 epochs = [row["epoch"] for row in run["history"]]
-                line = ax.plot(epochs, [100 * row["test_accuracy"] for row in run["history"]], marker=".", label=treatment)[0]
+                line = ax.plot(
+                    epochs,
+                    [100 * row["test_accuracy"] for row in run["history"]],
+                    marker=".",
+                    label=treatment,
+                )[0]
                 if run["status"] == "diverged":
-                    ax.axvline(run["epoch"], color=line.get_color(), linestyle=":", label=f"{treatment} diverged")
+                    ax.axvline(
+                        run["epoch"], color=line.get_color(), linestyle=":", label=f"{treatment} diverged"
+                    )
 
-    accuracy_vs_q = _panels(hows, against_q, "wrong label: {how}", "fraction q with only a wrong label",
-                            "final test accuracy (%)")  # fmt: skip
-    per_epoch = _panels(hows, per_epoch_at_q_mid, f"q = {q_mid}, wrong label: {{how}}", "epoch", "test accuracy (%)")
-    return {"rows": rows, "treatments": treatments, "accuracy_vs_q": accuracy_vs_q, "per_epoch": per_epoch, "q_mid": q_mid}
+    accuracy_vs_q = _panels(
+        hows, against_q, "wrong label: {how}", "fraction q with only a wrong label", "final test accuracy (%)"
+    )
+    per_epoch = _panels(
+        hows, per_epoch_at_q_mid, f"q = {q_mid}, wrong label: {{how}}", "epoch", "test accuracy (%)"
+    )
+    return {
+        "rows": rows,
+        "treatments": treatments,
+        "accuracy_vs_q": accuracy_vs_q,
+        "per_epoch": per_epoch,
+        "q_mid": q_mid,
+    }
 
 
 def _why_empty(treatment, q, members):

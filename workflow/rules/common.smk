@@ -41,7 +41,13 @@ if not _uses_conda():
 shell.prefix(_prefix)
 
 
-RUN_OUTPUTS = ("history.csv", "status.json", "model.npz", "metrics.json", "diagnostics.csv")  # the train rule's, per run
+RUN_OUTPUTS = (
+    "history.csv",
+    "status.json",
+    "model.npz",
+    "metrics.json",
+    "diagnostics.csv",
+)  # the train rule's, per run
 
 
 def logged(command):
@@ -56,8 +62,11 @@ def logged(command):
 for _name, _resource in (workflow.resource_settings.default_resources or {}).items():
     _unset = re.fullmatch(r"\$\{?(\w+)\}?", _resource.raw.strip()) if isinstance(_resource.raw, str) else None
     if _unset and _unset.group(1) not in os.environ:
-        print(f"config error: default resource {_name} is {_resource.raw}, but the environment variable "
-              f"{_unset.group(1)} is not set: export it, or pass --default-resources {_name}=...", file=sys.stderr)
+        print(
+            f"config error: default resource {_name} is {_resource.raw}, but the environment variable "
+            f"{_unset.group(1)} is not set: export it, or pass --default-resources {_name}=...",
+            file=sys.stderr,
+        )
         raise SystemExit(1)
 
 

@@ -6,17 +6,17 @@ rule aggregate:
         histories=lambda w: [f"{RESULTS}/{r}/history.csv" for r in STUDY_RUNS[summary_study(w.summary)]],
     output:
         f"{RESULTS}/{{summary}}.json",
+    log:
+        f"{LOGS}/aggregate/{{summary}}.log",
     conda:
         ENV
+    resources:
+        mem_mb=1000,
+        runtime=10,
     params:
         run_dirs=lambda w: " ".join(f"{RESULTS}/{r}" for r in STUDY_RUNS[summary_study(w.summary)]),
         incomplete=lambda w: incomplete_runs(w.summary),
         code=command_version("aggregate"),
-    log:
-        f"{LOGS}/aggregate/{{summary}}.log",
-    resources:
-        mem_mb=1000,
-        runtime=10,
     shell:
         logged("python -m pipeline aggregate --runs {params.run_dirs} --out {output}")
 
@@ -24,15 +24,15 @@ rule aggregate:
 rule toy_boundaries:
     output:
         f"{RESULTS}/studies/knet_softmax/toy_boundaries.json",
-    conda:
-        ENV
-    params:
-        code=command_version("toy"),
     log:
         f"{LOGS}/toy_boundaries.log",
+    conda:
+        ENV
     resources:
         mem_mb=1000,
         runtime=10,
+    params:
+        code=command_version("toy"),
     shell:
         logged("python -m pipeline toy --out {output}")
 
@@ -42,23 +42,29 @@ rule report:
         unpack(report_inputs),
     output:
         html=report(f"{REPORTS}/summary.html", caption="../report/summary.rst", category="Report"),
-        figures=report(directory(f"{REPORTS}/figures"), patterns=["{name}.png", "{name}.csv"],
-                       caption="../report/figures.rst", category="Figures"),
+        figures=report(
+            directory(f"{REPORTS}/figures"),
+            patterns=["{name}.png", "{name}.csv"],
+            caption="../report/figures.rst",
+            category="Figures",
+        ),
+    log:
+        f"{LOGS}/report.log",
     conda:
         ENV
+    resources:
+        mem_mb=2000,
+        runtime=10,
     params:
         config=lambda w: json.dumps(config, sort_keys=True),
         studies=lambda w, input: " ".join(f"--study {p}" for p in input.get("studies", [])),
         inputs=lambda w, input: study_inputs(input),
         code=command_version("report"),
-    log:
-        f"{LOGS}/report.log",
-    resources:
-        mem_mb=2000,
-        runtime=10,
     shell:
-        logged("python -m pipeline report --summary {input.summary} --data {input.data} {params.studies} "
-               "{params.inputs} --config-json {params.config:q} --out {output.html} --figures {output.figures}")
+        logged(
+            "python -m pipeline report --summary {input.summary} --data {input.data} {params.studies} "
+            "{params.inputs} --config-json {params.config:q} --out {output.html} --figures {output.figures}"
+        )
 
 
 # reports/summary.html: the report of the config last asked for it, each
@@ -68,11 +74,11 @@ rule latest_report:
         f"{REPORTS}/summary.html",
     output:
         "reports/summary.html",
-    conda:
-        ENV
     log:
         f"{LOGS}/latest_report.log",
     localrule: True
+    conda:
+        ENV
     shell:
         logged("cp {input} {output}")
 
@@ -83,10 +89,10 @@ for _study in [s for s in STUDY_RUNS if s != "main"]:
     rule:
         name:
             _study
+        default_target: False
         input:
             study_summary(_study),
         localrule: True
-        default_target: False
 
 
 # `snakemake --cores 1 archive`: config, versions, checksums, every run's files
@@ -100,20 +106,22 @@ rule make_archive:
         report=f"{REPORTS}/summary.html",
     output:
         ARCHIVE,
+    log:
+        f"{LOGS}/archive.log",
     conda:
         ENV
+    resources:
+        mem_mb=1000,
+        runtime=10,
     params:
         config=lambda w: json.dumps(config, sort_keys=True),
         summaries=lambda w, input: " ".join([input.summary, *input.get("studies", [])]),
         code=command_version("archive"),
-    log:
-        f"{LOGS}/archive.log",
-    resources:
-        mem_mb=1000,
-        runtime=10,
     shell:
-        logged("python -m pipeline archive --summary {params.summaries} --report {input.report} --data {input.data} "
-               "--config-json {params.config:q} --out {output}")
+        logged(
+            "python -m pipeline archive --summary {params.summaries} --report {input.report} --data {input.data} "
+            "--config-json {params.config:q} --out {output}"
+        )
 
 
 rule archive:
@@ -132,23 +140,29 @@ SNAPSHOT = f"{REPORTS}/snapshots/{snapshot_name(datetime.datetime.now())}"
 rule make_snapshot:
     output:
         SNAPSHOT,
-    conda:
-        ENV
-    params:
-        run_dirs=lambda w: " ".join(f"{RESULTS}/{r}" for r in STUDY_RUNS.get("main", [])),
-        # the prepared data's checksums, where it is there: a snapshot never fetches or prepares
-        data=lambda w: " ".join(d for d in sorted({f"data/{JOBS[r].dataset}.h5" for r in STUDY_RUNS.get("main", [])})
-                                if os.path.exists(d)),  # fmt: skip
-        config=lambda w: json.dumps(config, sort_keys=True),
-        code=command_version("snapshot"),
     log:
         f"{LOGS}/snapshot.log",
+    conda:
+        ENV
     resources:
         mem_mb=1000,
         runtime=10,
+    params:
+        run_dirs=lambda w: " ".join(f"{RESULTS}/{r}" for r in STUDY_RUNS.get("main", [])),
+        # the prepared data's checksums, where it is there: a snapshot never fetches or prepares
+        data=lambda w: " ".join(
+            d
+            for d in sorted({f"data/{JOBS[r].dataset}.h5" for r in STUDY_RUNS.get("main", [])})
+            if os.path.exists(d)
+        ),
+        # fmt: skip
+        config=lambda w: json.dumps(config, sort_keys=True),
+        code=command_version("snapshot"),
     shell:
-        logged("python -m pipeline snapshot --runs {params.run_dirs} --data {params.data} "
-               "--config-json {params.config:q} --out {output}")
+        logged(
+            "python -m pipeline snapshot --runs {params.run_dirs} --data {params.data} "
+            "--config-json {params.config:q} --out {output}"
+        )
 
 
 rule snapshot:
@@ -169,15 +183,15 @@ rule reproduce_archive:
         data=lambda w: archive_datasets(config["reproduce"]) if config["reproduce"] else [],
     output:
         REPRODUCED,
-    conda:
-        ENV
-    params:
-        code=command_version("reproduce"),
     log:
         f"{LOGS}/reproduce.log",
+    conda:
+        ENV
     resources:
         mem_mb=4000,
         runtime=600,
+    params:
+        code=command_version("reproduce"),
     shell:
         logged("python -m pipeline reproduce {input.archive} all --out {output}")
 
@@ -185,10 +199,12 @@ rule reproduce_archive:
 rule reproduce:
     input:
         REPRODUCED if config["reproduce"] else [],
-    conda:
-        ENV
     log:
         f"{LOGS}/reproduce_target.log",
     localrule: True
+    conda:
+        ENV
     shell:
-        logged("test -n '{input}' || {{ echo 'config error: give the archive: --config reproduce=ARCHIVE'; exit 1; }}")
+        logged(
+            "test -n '{input}' || {{ echo 'config error: give the archive: --config reproduce=ARCHIVE'; exit 1; }}"
+        )

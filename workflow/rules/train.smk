@@ -11,24 +11,26 @@ rule train:
         model=f"{RESULTS}/{{run}}/model.npz",
         metrics=f"{RESULTS}/{{run}}/metrics.json",
         diagnostics=f"{RESULTS}/{{run}}/diagnostics.csv",
+    log:
+        f"{LOGS}/train/{{run}}.log",
     conda:
         ENV
+    threads: config.get("train_threads", 1)
+    resources:
+        mem_mb=job_value("mem_mb"),
+        runtime=job_value("runtime"),
+        gpu=job_value("gpu", int),
     params:
         # The whole run as JSON (its RunConfig): a change to any setting reruns exactly this run.
         run=lambda w: run_json(w.run),
         backend=job_value("backend"),
         code=command_version("train", "evaluate"),
         dir=lambda w: f"{RESULTS}/{w.run}",
-    log:
-        f"{LOGS}/train/{{run}}.log",
-    threads: config.get("train_threads", 1)
-    resources:
-        mem_mb=job_value("mem_mb"),
-        runtime=job_value("runtime"),
-        gpu=job_value("gpu", int),
     shell:
-        logged("mkdir -p {params.dir} && printf '%s\\n' {params.run:q} > {params.dir}/run.json && "
-               "OPENBLAS_NUM_THREADS={threads} OMP_NUM_THREADS={threads} "
-               "python -m pipeline train --run-config {params.dir}/run.json --backend {params.backend} "
-               "--threads {threads} --out {params.dir} --quiet && "
-               "python -m pipeline evaluate --run {params.dir} --data {input.data} --out {output.metrics}")
+        logged(
+            "mkdir -p {params.dir} && printf '%s\\n' {params.run:q} > {params.dir}/run.json && "
+            "OPENBLAS_NUM_THREADS={threads} OMP_NUM_THREADS={threads} "
+            "python -m pipeline train --run-config {params.dir}/run.json --backend {params.backend} "
+            "--threads {threads} --out {params.dir} --quiet && "
+            "python -m pipeline evaluate --run {params.dir} --data {input.data} --out {output.metrics}"
+        )

@@ -1,6 +1,7 @@
 """Blocks of images for the layer primitives: on the CPU, blocks that stay in
 cache, dealt to every core (pipeline.kernels.parallel); on a GPU, where each
 block costs kernel launches, the blocks run in order from one thread."""
+
 from __future__ import annotations
 
 import numpy as np

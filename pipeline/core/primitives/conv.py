@@ -1,6 +1,7 @@
 """Stride-1 NHWC convolution with its VJP: by Winograd or im2col + GEMM on
 blocks of images (`ConvPlan`), on every core of the CPU; in a few large
 operations on a GPU."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -65,8 +66,11 @@ class ConvPlan:
         self.kh, self.kw, _, self.filters = kernel.shape
         self.out_h, self.out_w = h - self.kh + 1, w - self.kw + 1
         choice, wide = SETTINGS.convolution, c >= SETTINGS.winograd_min_channels
-        self.winograd = (self.xp is np and (self.kh, self.kw) == (3, 3)
-                         and (wide if choice == "auto" else choice.startswith("winograd")))  # fmt: skip
+        self.winograd = (
+            self.xp is np
+            and (self.kh, self.kw) == (3, 3)
+            and (wide if choice == "auto" else choice.startswith("winograd"))
+        )
         # A layer too thin for Winograd: its kernel gradient by a compiled
         # loop (pipeline/kernels/thin_conv.py), faster than patches^T @ g.
         self.thin = self.xp is np and choice == "auto" and not wide
@@ -78,8 +82,9 @@ class ConvPlan:
             self.tiling = tiling = forced.get(choice) or winograd.fewest_products(self.out_h, self.out_w)
             self.th, self.tw = tiling.tiles(self.out_h, self.out_w)
             self.transformed_kernel = tiling.transform_kernel(kernel)
-            self.blocks = image_blocks(n, tiling.products(self.out_h, self.out_w) * (c + self.filters) * size,
-                                       SETTINGS.block_bytes)
+            self.blocks = image_blocks(
+                n, tiling.products(self.out_h, self.out_w) * (c + self.filters) * size, SETTINGS.block_bytes
+            )
         else:
             patch_bytes = self.out_h * self.out_w * self.kh * self.kw * c * size
             if self.xp is np:
@@ -135,7 +140,10 @@ def _conv2d_grads_whole_batch(g, ans, x, kernel, pads, relu, argnums):
     g = through_activation(g, ans, relu)
     n, ho, wo, _ = g.shape
     g2d = g.reshape(-1, filters)
-    grads = {2: lambda: g2d.sum(axis=0), 1: lambda: (im2col(_pad(x, pads), kh, kw).T @ g2d).reshape(kernel.shape)}
+    grads = {
+        2: lambda: g2d.sum(axis=0),
+        1: lambda: (im2col(_pad(x, pads), kh, kw).T @ g2d).reshape(kernel.shape),
+    }
     if 0 in argnums:
         flipped = xp.ascontiguousarray(kernel[::-1, ::-1].transpose(0, 1, 3, 2)).reshape(-1, c)
         full = im2col(_pad(g, (kh - 1, kh - 1, kw - 1, kw - 1)), kh, kw) @ flipped
@@ -176,7 +184,9 @@ def _conv2d_grads_blocked(g, ans, x, kernel, pads, relu, argnums):
                 plan.tiling.input_gradient(d_tiles, plan.th, plan.tw, dx[start:stop])
             return d_kernel, d_products[plan.tiling.bias_entry].sum(axis=0)
         if plan.thin and not want_x:  # the relu's mask applied inside the loop
-            return _thin_conv().kernel_and_bias_gradients(plan.x[start:stop], g[start:stop], ans[start:stop], relu, kernel.shape)
+            return _thin_conv().kernel_and_bias_gradients(
+                plan.x[start:stop], g[start:stop], ans[start:stop], relu, kernel.shape
+            )
         g_block = g[start:stop]
         if relu:
             g_block = np.where(ans[start:stop] > 0, g_block, 0)
@@ -197,7 +207,9 @@ def _conv2d_grads_blocked(g, ans, x, kernel, pads, relu, argnums):
     grads = {2: lambda: sum_in_order(part[1] for part in parts)}
     if want_kernel:
         d_kernel = sum_in_order(part[0] for part in parts)
-        grads[1] = lambda: (plan.tiling.kernel_gradient(d_kernel) if plan.winograd else d_kernel).reshape(kernel.shape)
+        grads[1] = lambda: (plan.tiling.kernel_gradient(d_kernel) if plan.winograd else d_kernel).reshape(
+            kernel.shape
+        )
     if want_x:
         top, _, left, _ = pads
         grads[0] = lambda: dx[:, top : top + x.shape[1], left : left + x.shape[2], :]
@@ -205,7 +217,7 @@ def _conv2d_grads_blocked(g, ans, x, kernel, pads, relu, argnums):
 
 
 def _conv2d_vjp(argnums, ans, args, kwargs):
-    x, kernel, bias = args[:3]
+    x, kernel, _bias = args[:3]
     pads = args[3] if len(args) > 3 else kwargs.get("pads", (0, 0, 0, 0))
     relu = args[4] if len(args) > 4 else kwargs.get("relu", False)
     grads = _conv2d_grads_blocked if array_module(x) is np else _conv2d_grads_whole_batch

@@ -1,5 +1,6 @@
 """The dense layer's primitives: relu and x @ w + b (with a fused relu), its
 GEMMs cut into blocks on every core of the CPU."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -54,9 +55,13 @@ def matmul(a, b):
         return sum_in_order(parts)
     out = np.empty((rows, columns), dtype=np.result_type(a, b))
     if longest == rows:
-        parallel.map_blocks(lambda span: np.matmul(a[span[0] : span[1]], b, out=out[span[0] : span[1]]), spans)
+        parallel.map_blocks(
+            lambda span: np.matmul(a[span[0] : span[1]], b, out=out[span[0] : span[1]]), spans
+        )
     else:
-        parallel.map_blocks(lambda span: np.matmul(a, b[:, span[0] : span[1]], out=out[:, span[0] : span[1]]), spans)
+        parallel.map_blocks(
+            lambda span: np.matmul(a, b[:, span[0] : span[1]], out=out[:, span[0] : span[1]]), spans
+        )
     return out
 
 

@@ -1,5 +1,6 @@
 """NLLR, CE and BCE as Keras 2.1 computed a loss from a softmax output: on
 probabilities clipped to [eps, 1 - eps], one traced node with its own VJP."""
+
 from __future__ import annotations
 
 from autograd.extend import defvjp, primitive

@@ -7,6 +7,7 @@ loss, not once per NumPy call. Everything goes through `array_module`, so the
 same code runs on CuPy arrays. The VJPs are written on raw arrays: first
 derivatives only. Float32 in, float32 out (float64 for checks).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -140,7 +141,7 @@ def log_odds(z):
     logits (never as lse(z) - z_k at full magnitude, never as 1 - p) keeps it
     accurate to float32 rounding of l itself for logits up to +-1e4.
     """
-    xp, is_top, m1, m2, rest, e, tail, without, s2 = _leave_one_out(z)
+    xp, is_top, m1, m2, _rest, _e, _tail, without, s2 = _leave_one_out(z)
     # k != a: lse_{j!=k} z - z_k = (m1 - z_k) + log1p(without_k), both terms >= 0.
     # k == a: lse_{j!=a} z - z_a = (m2 - m1) + s2.
     others = (m1 - z) + xp.log1p(without)
@@ -152,7 +153,7 @@ def _log_odds_vjp(ans, z):
         # dl_k/dz_j = [j == k] - [j != k] q_kj with q_kj = exp(z_j - lse_{i!=k} z_i).
         # For k != a, q_kj = p_j / (1 - p_k) with 1/(1 - p_k) = 1 + exp(l_k) <= 2.
         # For k == a, q_aj = exp((z_j - m2) - s2) <= 1, formed without 1/(1 - p_a).
-        xp, is_top, m1, m2, rest, e, tail, without, s2 = _leave_one_out(z)
+        xp, is_top, _m1, m2, rest, e, tail, _without, s2 = _leave_one_out(z)
         p = xp.where(is_top, 1, e) / (1 + tail)
         gw = xp.where(is_top, 0, g * (1 + xp.exp(xp.where(is_top, -xp.inf, ans))))
         q_top = xp.where(is_top, 0, xp.exp(rest - m2 - s2))

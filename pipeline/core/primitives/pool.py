@@ -1,5 +1,6 @@
 """2x2 max-pooling with its VJP: by compiled loops on the CPU, by passes over
 the four quadrants on a GPU."""
+
 from __future__ import annotations
 
 import math
