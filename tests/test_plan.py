@@ -221,4 +221,5 @@ def test_the_wrong_label_option_has_the_configs_name_and_the_older_one_still_wor
     )
     assert capsys.readouterr().err == ""
     assert build_parser().parse_args([*common, "--feedback-label", "model"]).feedback_wrong_label == "model"
-    assert "--feedback-label is now called --feedback-wrong-label" in capsys.readouterr().err
+    said = capsys.readouterr().err
+    assert "--feedback-label is now called --feedback-wrong-label; it is still read" in said

@@ -70,43 +70,43 @@ def _elementwise(n_slots: int, rule, loop) -> Optimizer:
         else:
             new_params, new_slots = [], []
             for p, g, slots in zip(flat_params, flat_grads, state.slots):
-                p, slots = (_on_cpu if xp is np else rule)(p, g, slots, state.step)
+                p, slots = (
+                    _on_cpu(rule, loop, p, g, slots, state.step)
+                    if xp is np
+                    else rule(p, g, slots, state.step)
+                )
                 new_params.append(p)
                 new_slots.append(slots)
         return tree.rebuild(params, new_params), OptState(state.step + 1, tuple(new_slots))
 
-    def _on_cpu(p, g, slots, step):
-        """The update into fresh arrays, a large array in chunks on every core
-        (NumPy's ufuncs run on one); by the compiled loop where the arrays share
-        a float type. Elementwise: the same bits whatever the chunks."""
-        ins = [np.ascontiguousarray(a).reshape(-1) for a in (p, g, *slots)]
-        new_p, new_slots = np.empty(p.shape, p.dtype), tuple(np.empty(p.shape, p.dtype) for _ in slots)
-        outs = [a.reshape(-1) for a in (new_p, *new_slots)]  # views: fresh arrays are C-ordered
-        if (
-            SETTINGS.optimizer_update == "compiled"
-            and p.dtype.char in "fd"
-            and all(a.dtype == p.dtype for a in (g, *slots))
-        ):
-            kernel, constants = loop(step)
-            constants = [
-                p.dtype.type(c) if isinstance(c, float) else c for c in constants
-            ]  # as NumPy casts them
-
-            def chunk(span):
-                part = slice(*span)
-                kernel(*(a[part] for a in ins), *(a[part] for a in outs), *constants)
-        else:
-
-            def chunk(span):
-                part = slice(*span)
-                p_part, slot_parts = rule(ins[0][part], ins[1][part], tuple(a[part] for a in ins[2:]), step)
-                for out, result in zip(outs, (p_part, *slot_parts)):
-                    out[part] = result
-
-        parallel.map_blocks(chunk, parallel.spans(p.size, _CHUNK))
-        return new_p, new_slots
-
     return Optimizer(init, update)
+
+
+def _on_cpu(rule, loop, p, g, slots, step):
+    """`rule`'s update of one array into fresh arrays, a large array in chunks
+    on every core (NumPy's ufuncs run on one); by the compiled `loop` where the
+    arrays share a float type. Elementwise: the same bits whatever the chunks."""
+    ins = [np.ascontiguousarray(a).reshape(-1) for a in (p, g, *slots)]
+    new_p, new_slots = np.empty(p.shape, p.dtype), tuple(np.empty(p.shape, p.dtype) for _ in slots)
+    outs = [a.reshape(-1) for a in (new_p, *new_slots)]  # views: fresh arrays are C-ordered
+    compiled = SETTINGS.optimizer_update == "compiled" and p.dtype.char in "fd"
+    if compiled and all(a.dtype == p.dtype for a in (g, *slots)):
+        kernel, constants = loop(step)
+        constants = [p.dtype.type(c) if isinstance(c, float) else c for c in constants]  # as NumPy casts them
+
+        def chunk(span):
+            part = slice(*span)
+            kernel(*(a[part] for a in ins), *(a[part] for a in outs), *constants)
+    else:
+
+        def chunk(span):
+            part = slice(*span)
+            p_part, slot_parts = rule(ins[0][part], ins[1][part], tuple(a[part] for a in ins[2:]), step)
+            for out, result in zip(outs, (p_part, *slot_parts)):
+                out[part] = result
+
+    parallel.map_blocks(chunk, parallel.spans(p.size, _CHUNK))
+    return new_p, new_slots
 
 
 def _loops():

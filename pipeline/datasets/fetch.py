@@ -113,18 +113,10 @@ def _silent_after(response, seconds):
         sock.settimeout(seconds)
 
 
-def _transfer(url, part, timeout, quiet, label):
-    """One HTTP(S)/file attempt into `part`, resuming from its current size.
-    A source that does not connect and answer within CONNECT_TIMEOUT (or
-    `timeout`, if shorter) cannot answer: no retry. One that stalls for
-    `timeout` seconds mid-body may: the attempt ends, the caller retries."""
-    have = part.stat().st_size if part.exists() else 0
-    headers = {"User-Agent": f"softloss/{__version__}"}
-    if have and url.startswith(("http://", "https://")):
-        headers["Range"] = f"bytes={have}-"
-    answer_within = min(CONNECT_TIMEOUT, timeout)
+def _open(request, answer_within, part):
+    """The response to `request`, or _Transient / _Permanent saying why there is none."""
     try:
-        response = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=answer_within)
+        return urllib.request.urlopen(request, timeout=answer_within)
     except urllib.error.HTTPError as error:
         if error.code == 416:  # our partial file is no prefix the server knows: start over
             part.unlink(missing_ok=True)
@@ -142,6 +134,19 @@ def _transfer(url, part, timeout, quiet, label):
         if isinstance(reason, (ConnectionRefusedError, socket.gaierror)):
             raise _Permanent(f"{type(reason).__name__}: {reason}") from None
         raise _Transient(f"{type(reason).__name__}: {reason}") from None
+
+
+def _transfer(url, part, timeout, quiet, label):
+    """One HTTP(S)/file attempt into `part`, resuming from its current size.
+    A source that does not connect and answer within CONNECT_TIMEOUT (or
+    `timeout`, if shorter) cannot answer: no retry. One that stalls for
+    `timeout` seconds mid-body may: the attempt ends, the caller retries."""
+    have = part.stat().st_size if part.exists() else 0
+    headers = {"User-Agent": f"softloss/{__version__}"}
+    if have and url.startswith(("http://", "https://")):
+        headers["Range"] = f"bytes={have}-"
+    answer_within = min(CONNECT_TIMEOUT, timeout)
+    response = _open(urllib.request.Request(url, headers=headers), answer_within, part)
     with response:
         _silent_after(response, timeout)
         resumed = have and getattr(response, "status", 200) == 206

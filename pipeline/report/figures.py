@@ -114,18 +114,9 @@ def learning_curves(runs, dataset, model):
     that run away (beyond RUNAWAY) are drawn in a third column of their own."""
     import matplotlib.pyplot as plt
 
-    by_loss = defaultdict(list)
-    for run in runs:
-        if run["dataset"] == dataset and run["model"] == model and run["history"]:
-            by_loss[run["loss"]].append(run["history"])
-    by_loss = {loss: by_loss[loss] for loss in sorted(by_loss, key=loss_order)}
+    by_loss = _histories(runs, dataset, model)
     histories = [h for group in by_loss.values() for h in group]
-    families = sorted({EXACT_OF.get(loss, loss) for loss in by_loss}, key=loss_order)
-    colours = {family: f"C{i}" for i, family in enumerate(families)}  # one colour per loss; Keras form dashed
-    style = {
-        loss: {"color": colours[EXACT_OF.get(loss, loss)], "linestyle": "--" if loss in EXACT_OF else "-"}
-        for loss in by_loss
-    }
+    style = _styles(by_loss)
     train_kind, train_title = _train_panel(histories, "train_loss")
     losses = {
         "train": _curves(by_loss, "train_loss", train_kind),
@@ -161,17 +152,39 @@ def learning_curves(runs, dataset, model):
                 f"{split} loss of {', '.join(sorted(runaway, key=loss_order))} (symmetric log)"
             )
             symlog_axis(axes[row, 2])
-    last_epoch = max(len(h) for h in histories)
+    _finish(fig, axes, max(len(h) for h in histories), f"{dataset} / {model}: mean over seeds")
+    return png(fig)
+
+
+def _histories(runs, dataset, model):
+    """{loss: [each seed's history]} of the runs of `dataset` and `model`, in the losses' order."""
+    by_loss = defaultdict(list)
+    for run in runs:
+        if run["dataset"] == dataset and run["model"] == model and run["history"]:
+            by_loss[run["loss"]].append(run["history"])
+    return {loss: by_loss[loss] for loss in sorted(by_loss, key=loss_order)}
+
+
+def _styles(by_loss):
+    """One colour per loss of the paper, its Keras form dashed."""
+    families = sorted({EXACT_OF.get(loss, loss) for loss in by_loss}, key=loss_order)
+    colours = {family: f"C{i}" for i, family in enumerate(families)}
+    return {
+        loss: {"color": colours[EXACT_OF.get(loss, loss)], "linestyle": "--" if loss in EXACT_OF else "-"}
+        for loss in by_loss
+    }
+
+
+def _finish(fig, axes, last_epoch, title):
+    """Grids, epoch axes and labels, and one legend beside the panels, where no curve runs under it."""
     for ax in axes.flat:
         ax.grid(alpha=0.3)
         epoch_axis(ax, last_epoch)
-    for ax in axes[1]:
+    for ax in axes[-1]:
         ax.set_xlabel("epoch")
-    # One legend beside the panels, where no curve runs under it.
     handles = {label: handle for ax in axes.flat for handle, label in zip(*ax.get_legend_handles_labels())}
     fig.legend(handles.values(), handles.keys(), loc="outside right upper")
-    fig.suptitle(f"{dataset} / {model}: mean over seeds")
-    return png(fig)
+    fig.suptitle(title)
 
 
 def confusion_figure(runs, dataset, model):

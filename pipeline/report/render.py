@@ -53,6 +53,48 @@ def _data_facts(datasets, shown):
     return dict(sorted(notes.items())), variants
 
 
+def _table_one(runs, sources):
+    """Table I's rows, its entries by form, the findings, and Beyond the paper."""
+    notes, variants = _data_facts(sources["datasets"], {r["dataset"] for r in runs})
+    rows = table_rows(runs, variants)
+    entries = form_table(rows, variants)
+    return {
+        "rows": rows,
+        "entries": entries,
+        "findings": form_findings(entries, runs),
+        "notes": notes,
+        "table1_json": table1_json(rows),
+        "table1_json_id": TABLE1_JSON_ID,
+        "rankings": rankings(rows),
+    }
+
+
+def _curves_and_findings(runs):
+    """Per dataset and model: the learning curves, confusion matrices, the
+    losses at equal epochs and why they differ."""
+    sections = [
+        {
+            "dataset": d,
+            "model": m,
+            "curves": learning_curves(runs, d, m),
+            "confusion": confusion_figure(runs, d, m),
+        }
+        for d, m in sorted({(r["dataset"], r["model"]) for r in runs})
+    ]
+    by_epoch = equal_epochs.tables(runs, order=lambda losses: sorted(losses, key=loss_order))
+    for table in by_epoch:
+        table["findings"] = equal_epochs.findings(table)
+    return {
+        "sections": sections,
+        "equal_epochs": by_epoch,
+        "window": equal_epochs.WINDOW,
+        "span": equal_epochs.SPAN,
+        "flat": equal_epochs.FLAT,
+        "trend_state": equal_epochs.trend_state,
+        "why": why.sections(runs),
+    }
+
+
 def render(
     summary_path, data_files, config, out_path, study_paths=(), inputs=None, studies=None, not_started=()
 ):
@@ -70,40 +112,13 @@ def render(
         if name in study_runs
     }
     sources = provenance(data_files, config, runs + [r for rs in study_runs.values() for r in rs])
-    notes, variants = _data_facts(sources["datasets"], {r["dataset"] for r in runs})
-    groups = sorted({(r["dataset"], r["model"]) for r in runs})
-    sections = [
-        {
-            "dataset": d,
-            "model": m,
-            "curves": learning_curves(runs, d, m),
-            "confusion": confusion_figure(runs, d, m),
-        }
-        for d, m in groups
-    ]
-    rows = table_rows(runs, variants)
-    entries = form_table(rows, variants)
-    by_epoch = equal_epochs.tables(runs, order=lambda losses: sorted(losses, key=loss_order))
-    for table in by_epoch:
-        table["findings"] = equal_epochs.findings(table)
+    context = _table_one(runs, sources) | _curves_and_findings(runs)
     html = (
         _environment()
         .get_template("summary.html.j2")
         .render(
+            **context,
             paper=PAPER_CITATION,
-            rows=rows,
-            entries=entries,
-            findings=form_findings(entries, runs),
-            table1_json=table1_json(rows),
-            table1_json_id=TABLE1_JSON_ID,
-            notes=notes,
-            sections=sections,
-            equal_epochs=by_epoch,
-            window=equal_epochs.WINDOW,
-            span=equal_epochs.SPAN,
-            flat=equal_epochs.FLAT,
-            trend_state=equal_epochs.trend_state,
-            why=why.sections(runs),
             not_results=[r for r in runs if r["status"] in NOT_RESULTS],
             n_runs=len(runs),
             not_started=list(not_started),
@@ -111,7 +126,6 @@ def render(
             provenance=sources,
             studies=views,
             interval=interval_text,
-            rankings=rankings(rows),
         )
     )
     write_atomic(out_path, lambda out: out.write(html.encode("utf-8")))

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from .. import __version__
 from ..common.clock import RunningClock
@@ -36,29 +35,13 @@ from ..core.autodiff import value_and_grad
 from ..core.backend import resolve
 from ..core.losses import mixed_feedback
 from ..datasets import hdf5
-from ..datasets.batches import batches
 from ..kernels import parallel
 from . import checkpoint, diagnostics, feedback, lock
 from .config import RunConfig, batch_fits
 from .inference import metrics_from_logits, predict
 from .numerics import numerics
 from .rundir import save_arrays, write_diagnostics, write_history
-
-_DEVICE_CHECK_EVERY = 32
-
-
-def _finite(params):
-    return all(np.isfinite(leaf).all() for leaf in tree.leaves(params))
-
-
-def _with_logits(objective, apply, noise):
-    """The step's function: (loss, logits) of a batch in training mode."""
-
-    def loss_and_logits(params, x, targets):
-        logits = apply(params, x, train=True, rng=noise)
-        return objective(logits, targets), logits
-
-    return loss_and_logits
+from .steps import run_epoch, with_logits
 
 
 def _summary(row):
@@ -137,75 +120,6 @@ def _fit_set(config, loss, images, labels):
         {"labels": seen, "negative": negative},
         lambda logits, t: mixed_feedback(logits, t["labels"], t["negative"], on_negative=treatment),
     )
-
-
-class _Running:
-    """Keras' training metrics: means over an epoch's batches, weighted by their
-    size, of the loss and of the accuracy on the examples with a known label
-    (not the negative-feedback ones), from each step's own training-mode logits.
-    Sums in float64; on a GPU they stay there until the epoch ends."""
-
-    def __init__(self, xp):
-        self.xp, self.loss, self.correct, self.examples, self.labelled = xp, 0.0, 0, 0, 0
-
-    def add(self, loss, logits, targets):
-        xp, labels, n = self.xp, targets["labels"], len(targets["labels"])
-        right = logits.argmax(axis=1) == labels
-        if "negative" in targets:
-            right = right & ~targets["negative"].astype(bool)
-            self.labelled += n - targets["negative"].astype(bool).sum()
-        else:
-            self.labelled += n
-        self.loss = self.loss + xp.asarray(loss, dtype=np.float64) * n
-        self.correct = self.correct + right.sum()
-        self.examples += n
-
-    def means(self):
-        labelled = int(self.labelled)
-        return {
-            "running_loss": float(self.loss) / max(self.examples, 1),
-            "running_accuracy": int(self.correct) / labelled if labelled else None,
-        }
-
-
-def _epoch(config, epoch, params, state, opt, step_fn, images, targets, rng, backend, quiet):
-    """One epoch of steps: (params, state, running means, reason), reason None
-    unless the loss became non-finite (then params are mid-epoch and must not
-    be kept)."""
-    # Overflow is caught here as divergence; NumPy's warnings would only repeat it.
-    with (
-        np.errstate(over="ignore", invalid="ignore", divide="ignore"),
-        tqdm(
-            total=len(images),
-            desc=f"epoch {epoch}/{config.epochs}",
-            unit="img",
-            disable=True if quiet else None,
-            leave=False,
-        ) as bar,
-    ):
-        # On a GPU, reading the loss back every step would stall the device's
-        # queue: a non-finite flag accumulates there and is read every 32 steps.
-        nonfinite, step, running = None, 0, _Running(backend.xp)
-        for step, (x, t) in enumerate(
-            batches(images, targets, config.batch_size, rng, augment=config.augment), 1
-        ):
-            x, t = backend.to_device(x), {name: backend.to_device(a) for name, a in t.items()}
-            (loss, logits), grads = step_fn(params, x, t)
-            if backend.on_device:
-                bad = ~backend.xp.isfinite(loss)
-                nonfinite = bad if nonfinite is None else nonfinite | bad
-                if step % _DEVICE_CHECK_EVERY == 0 and bool(nonfinite):
-                    break
-            elif not np.isfinite(loss):
-                return params, state, None, f"the training loss became {float(loss)} in epoch {epoch}"
-            running.add(loss, logits, t)
-            params, state = opt.update(params, grads, state)
-            bar.update(len(x))
-    if nonfinite is not None and bool(nonfinite):
-        return params, state, None, f"the training loss became non-finite in epoch {epoch} (by step {step})"
-    if not _finite(params):
-        return params, state, None, f"the weights became non-finite in epoch {epoch}"
-    return params, state, running.means(), None
 
 
 def _measure(apply, params, splits, loss_fn, backend):
@@ -321,8 +235,8 @@ def _train_epochs(config, setup, backend, out_dir, status, quiet, log, clock):
         # Dropout masks: drawn on the device from a generator seeded per epoch
         # there (its state cannot be checkpointed); from `rng` on the CPU.
         noise = backend.noise_rng(config.seed, epoch) if backend.on_device else setup.rng
-        step_fn = value_and_grad(_with_logits(setup.objective, setup.apply, noise), has_aux=True)
-        params, state, running, reason = _epoch(
+        step_fn = value_and_grad(with_logits(setup.objective, setup.apply, noise), has_aux=True)
+        params, state, running, reason = run_epoch(
             config,
             epoch,
             setup.params,
@@ -342,44 +256,47 @@ def _train_epochs(config, setup, backend, out_dir, status, quiet, log, clock):
             log(f"{out_dir}: diverged: {reason}")
             return reason
         setup.params, setup.state = params, state
-        evaluated = clock.now()
-        full_pass = epoch % config.train_eval_every == 0 or epoch == config.epochs
-        measured = setup.splits if full_pass else {"test": setup.splits["test"]}
-        row, test_logits = _measure(setup.apply, params, measured, setup.loss, backend)
-        now = clock.now()
-        history.append(
-            {"epoch": epoch, **row, **running, "seconds": now - started, "eval_seconds": now - evaluated}
-        )
-        setup.diagnostics.append(
-            {
-                "epoch": epoch,
-                **diagnostics.measure(
-                    setup.apply,
-                    params,
-                    setup.probe,
-                    setup.loss,
-                    setup.floor,
-                    test_logits,
-                    setup.splits["test"][1],
-                    backend,
-                ),
-            }
-        )
-        checkpoint.save(
-            out_dir / "checkpoint.npz",
-            checkpoint.identity(status),
-            status["numerics"],
-            backend.to_host(params),
-            state._replace(slots=backend.to_host(state.slots)),
-            setup.rng,
-            history,
-            setup.diagnostics,
-        )
-        write_history(out_dir / "history.csv", history)
-        write_diagnostics(out_dir / "diagnostics.csv", setup.diagnostics)
+        _record(config, setup, epoch, running, started, clock, backend, out_dir, status)
         if not quiet:
             log(f"epoch {epoch}: " + _summary(history[-1]))
     return None
+
+
+def _record(config, setup, epoch, running, started, clock, backend, out_dir, status):
+    """After an epoch's steps: its measurements and diagnostics appended to the
+    run's, the checkpoint, history.csv and diagnostics.csv written."""
+    evaluated = clock.now()
+    full_pass = epoch % config.train_eval_every == 0 or epoch == config.epochs
+    measured = setup.splits if full_pass else {"test": setup.splits["test"]}
+    row, test_logits = _measure(setup.apply, setup.params, measured, setup.loss, backend)
+    now = clock.now()
+    setup.history.append(
+        {"epoch": epoch, **row, **running, "seconds": now - started, "eval_seconds": now - evaluated}
+    )
+    found = diagnostics.measure(
+        setup.apply,
+        setup.params,
+        setup.probe,
+        setup.loss,
+        setup.floor,
+        test_logits,
+        setup.splits["test"][1],
+        backend,
+    )
+    setup.diagnostics.append({"epoch": epoch, **found})
+    host_state = setup.state._replace(slots=backend.to_host(setup.state.slots))
+    checkpoint.save(
+        out_dir / "checkpoint.npz",
+        checkpoint.identity(status),
+        status["numerics"],
+        backend.to_host(setup.params),
+        host_state,
+        setup.rng,
+        setup.history,
+        setup.diagnostics,
+    )
+    write_history(out_dir / "history.csv", setup.history)
+    write_diagnostics(out_dir / "diagnostics.csv", setup.diagnostics)
 
 
 def _failure(error):

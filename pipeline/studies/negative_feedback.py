@@ -39,9 +39,9 @@ def runs(s):
                     )
 
 
-def view(runs, settings, inputs):
-    """Table rows and figures of the negative-feedback study."""
-    cells = defaultdict(list)  # (wrong_label, q, treatment) -> runs
+def _cells(runs):
+    """{(wrong_label, q, treatment): runs}; a run without feedback (q = 0) counts in every column."""
+    cells = defaultdict(list)
     for run in runs:
         fb = run["config"].get("feedback")
         if not fb or fb["fraction"] == 0:
@@ -50,71 +50,49 @@ def view(runs, settings, inputs):
                     cells[(how, 0.0, treatment)].append(run)
         else:
             cells[(fb["wrong_label"], float(fb["fraction"]), fb["treatment"])].append(run)
+    return cells
+
+
+def _cell(members, treatment, q):
+    done = [r["test_accuracy"] for r in members if r["status"] == "completed"]
+    diverged = [r["epoch"] for r in members if r["status"] == "diverged"]
+    return {
+        "treatment": treatment,
+        "accuracy": float(np.mean(done)) if done else None,
+        "diverged": diverged,
+        "note": None if done or diverged else _why_empty(treatment, q, members),
+    }
+
+
+def view(runs, settings, inputs):
+    """Table rows and figures of the negative-feedback study."""
+    cells = _cells(runs)
     hows = [h for h in ("random", "model") if any(k[0] == h and k[1] > 0 for k in cells)]
     fractions = sorted({k[1] for k in cells})
     treatments = [t for t in TREATMENT_ORDER if any(k[2] == t for k in cells)]
-    rows = []
-    for how in hows:
-        for q in fractions:
-            row = {"wrong_label": how, "fraction": q, "cells": []}
-            for treatment in treatments:
-                members = cells.get((how, q, treatment), [])
-                done = [r["test_accuracy"] for r in members if r["status"] == "completed"]
-                diverged = [r["epoch"] for r in members if r["status"] == "diverged"]
-                row["cells"].append(
-                    {
-                        "treatment": treatment,
-                        "accuracy": float(np.mean(done)) if done else None,
-                        "diverged": diverged,
-                        "note": None if done or diverged else _why_empty(treatment, q, members),
-                    }
-                )
-            rows.append(row)
-
-    def against_q(ax, how):
-        for treatment in treatments:
-            qs, accs, bad = [], [], []
-            for q in fractions:
-                members = cells.get((how, q, treatment), [])
-                done = [r["test_accuracy"] for r in members if r["status"] == "completed"]
-                if done:
-                    qs.append(q)
-                    accs.append(100 * np.mean(done))
-                if any(r["status"] == "diverged" for r in members):
-                    bad.append(q)
-            line = ax.plot(qs, accs, marker="o", label=treatment)[0]
-            if bad:
-                ax.scatter(
-                    bad,
-                    [0] * len(bad),
-                    marker="x",
-                    s=60,
-                    color=line.get_color(),
-                    label=f"{treatment} diverged",
-                )
-
+    rows = [
+        {
+            "wrong_label": how,
+            "fraction": q,
+            "cells": [_cell(cells.get((how, q, t), []), t, q) for t in treatments],
+        }
+        for how in hows
+        for q in fractions
+    ]
     q_mid = fractions[len(fractions) // 2] if fractions else None
-
-    def per_epoch_at_q_mid(ax, how):
-        for treatment in treatments:
-            for run in cells.get((how, q_mid, treatment), [])[:1]:
-                epochs = [row["epoch"] for row in run["history"]]
-                line = ax.plot(
-                    epochs,
-                    [100 * row["test_accuracy"] for row in run["history"]],
-                    marker=".",
-                    label=treatment,
-                )[0]
-                if run["status"] == "diverged":
-                    ax.axvline(
-                        run["epoch"], color=line.get_color(), linestyle=":", label=f"{treatment} diverged"
-                    )
-
     accuracy_vs_q = _panels(
-        hows, against_q, "wrong label: {how}", "fraction q with only a wrong label", "final test accuracy (%)"
+        hows,
+        lambda ax, how: _against_q(ax, how, cells, fractions, treatments),
+        "wrong label: {how}",
+        "fraction q with only a wrong label",
+        "final test accuracy (%)",
     )
     per_epoch = _panels(
-        hows, per_epoch_at_q_mid, f"q = {q_mid}, wrong label: {{how}}", "epoch", "test accuracy (%)"
+        hows,
+        lambda ax, how: _per_epoch(ax, how, cells, q_mid, treatments),
+        f"q = {q_mid}, wrong label: {{how}}",
+        "epoch",
+        "test accuracy (%)",
     )
     return {
         "rows": rows,
@@ -123,6 +101,36 @@ def view(runs, settings, inputs):
         "per_epoch": per_epoch,
         "q_mid": q_mid,
     }
+
+
+def _against_q(ax, how, cells, fractions, treatments):
+    """Final test accuracy against q, one line per treatment; a cross at 0 where it diverged."""
+    for treatment in treatments:
+        qs, accs, bad = [], [], []
+        for q in fractions:
+            members = cells.get((how, q, treatment), [])
+            done = [r["test_accuracy"] for r in members if r["status"] == "completed"]
+            if done:
+                qs.append(q)
+                accs.append(100 * np.mean(done))
+            if any(r["status"] == "diverged" for r in members):
+                bad.append(q)
+        line = ax.plot(qs, accs, marker="o", label=treatment)[0]
+        if bad:
+            ax.scatter(
+                bad, [0] * len(bad), marker="x", s=60, color=line.get_color(), label=f"{treatment} diverged"
+            )
+
+
+def _per_epoch(ax, how, cells, q_mid, treatments):
+    """Test accuracy per epoch at the middle q, one line per treatment; a dotted line where it diverged."""
+    for treatment in treatments:
+        for run in cells.get((how, q_mid, treatment), [])[:1]:
+            epochs = [row["epoch"] for row in run["history"]]
+            accuracy = [100 * row["test_accuracy"] for row in run["history"]]
+            line = ax.plot(epochs, accuracy, marker=".", label=treatment)[0]
+            if run["status"] == "diverged":
+                ax.axvline(run["epoch"], color=line.get_color(), linestyle=":", label=f"{treatment} diverged")
 
 
 def _why_empty(treatment, q, members):

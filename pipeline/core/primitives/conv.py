@@ -153,6 +153,19 @@ def _conv2d_grads_whole_batch(g, ans, x, kernel, pads, relu, argnums):
     return tuple(grads[i]() for i in argnums)
 
 
+def _winograd_block(plan, g, ans, relu, span, kernel_t, want_kernel, dx):
+    """(kernel, bias) gradient sums of a block of images by Winograd, its input
+    gradient written into `dx` where `kernel_t` (the transposed transformed
+    kernel) is given; the relu's mask applied inside the output transform."""
+    start, stop = span
+    d_products = plan.tiling.output_gradient(g[start:stop], ans[start:stop], relu, plan.th, plan.tw)
+    d_kernel = plan.patches(start, stop).transpose(0, 2, 1) @ d_products if want_kernel else None
+    if kernel_t is not None:
+        d_tiles = plan.tiling.multiply(d_products, kernel_t)
+        plan.tiling.input_gradient(d_tiles, plan.th, plan.tw, dx[start:stop])
+    return d_kernel, d_products[plan.tiling.bias_entry].sum(axis=0)
+
+
 def _conv2d_grads_blocked(g, ans, x, kernel, pads, relu, argnums):
     """The conv2d gradients on the CPU in one pass over blocks of images: each
     block of the cotangent is masked by the fused relu, summed for the bias,
@@ -175,14 +188,8 @@ def _conv2d_grads_blocked(g, ans, x, kernel, pads, relu, argnums):
         start, stop = span
         count, ho, wo = stop - start, plan.out_h, plan.out_w
         d_kernel = None
-        if plan.winograd:  # the relu's mask applied inside the transform
-            d_products = plan.tiling.output_gradient(g[start:stop], ans[start:stop], relu, plan.th, plan.tw)
-            if want_kernel:
-                d_kernel = plan.patches(start, stop).transpose(0, 2, 1) @ d_products
-            if want_x:
-                d_tiles = plan.tiling.multiply(d_products, kernel_t)
-                plan.tiling.input_gradient(d_tiles, plan.th, plan.tw, dx[start:stop])
-            return d_kernel, d_products[plan.tiling.bias_entry].sum(axis=0)
+        if plan.winograd:
+            return _winograd_block(plan, g, ans, relu, span, kernel_t if want_x else None, want_kernel, dx)
         if plan.thin and not want_x:  # the relu's mask applied inside the loop
             return _thin_conv().kernel_and_bias_gradients(
                 plan.x[start:stop], g[start:stop], ans[start:stop], relu, kernel.shape
