@@ -43,7 +43,7 @@ if [ -f .gpudata/cifar10-jpeg/cifar10-jpeg-train.tar.gz ]; then
     --configfile config/cifar10_jpeg.yaml --cores 16 --resources gpu=1 \
     --config 'stage={max_epochs: 2, seeds: [1]}' backend=cupy -- reports/summary.html 2>&1 | tee "$out/gpu_study.log"
   [ "${PIPESTATUS[0]}" -eq 0 ] || fail "the short study failed"
-  python3 -m pipeline aggregate --runs "$study"/results/cifar10_jpeg/cifar_cnn/*/seed1 --out "$out/gpu_study.json" \
+  python3 -m pipeline aggregate --runs "$study"/results/cifar10_jpeg/cifar10_jpeg/cifar_cnn/*/seed1 --out "$out/gpu_study.json" \
     >> "$out/gpu_study.log" 2>&1 || fail "the short study left no runs"
 else
   fail "no .gpudata/cifar10-jpeg (benchmarks/gpu_wheels.sh DIR): the study did not run"
