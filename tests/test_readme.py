@@ -50,12 +50,16 @@ def _table_one_rows_checked(section, runs, variants):
     checked = 0
     for entry in form_table(table_rows(runs)):
         line = next(row for row in section.splitlines() if row.startswith(f"| {entry['loss'].upper()} |"))
-        assert re.search(
-            rf"\| {paper_value(entry['dataset'], entry['model'], entry['loss'], variants):.2f} \|", line
-        )
+        paper = paper_value(entry["dataset"], entry["model"], entry["loss"], variants)
+        assert re.search(rf"\| {paper:.2f}( \((100|500)\))? \|", line), line
         for form in ("exact", "keras"):
             if entry[form] is not None and entry[form]["mean"] is not None:
                 assert f"{entry[form]['mean']:.2f}" in line, (entry["loss"], form, line)
+                # a cell's epochs and seeds, where it gives them: the archive's
+                told = re.search(rf"{entry[form]['mean']:.2f}(?: ± [0-9.]+)? \((\d+), (\d+)\)", line)
+                if told:
+                    epochs, seeds = int(told.group(1)), int(told.group(2))
+                    assert epochs in entry[form]["epochs"] and seeds == entry[form]["n"], (form, line)
         checked += 1
     return checked
 
