@@ -151,22 +151,15 @@ def make_workdir():
 
 @pytest.fixture(scope="session")
 def snakemake():
-    """run(workdir, *args, config="tiny.yaml", timeout=300): the workflow on the config in `workdir`."""
+    """run(workdir, *args, config="tiny.yaml", timeout=300): the workflow in
+    `workdir` on `config` (a file there, or a path)."""
     import subprocess
+    from pathlib import Path
 
     def run(workdir, *args, config="tiny.yaml", timeout=300):
-        command = [
-            sys.executable,
-            "-m",
-            "snakemake",
-            "-s",
-            str(REPO / "Snakefile"),
-            "-d",
-            str(workdir),
-            "--configfile",
-            str(workdir / config),
-            *args,
-        ]
+        configfile = Path(workdir) / config  # an absolute `config` stays itself
+        command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir)]
+        command += ["--configfile", str(configfile), *args]
         return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
 
     return run

@@ -50,24 +50,11 @@ BASE = {
 }
 
 
-def _dry_run(workdir, config_path, *args):
-    command = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "-s",
-        str(REPO / "Snakefile"),
-        "-d",
-        str(workdir),
-        "--configfile",
-        str(config_path),
-        "-n",
-        "-p",
-        *args,
-        "--",
-        "reports/summary.html",
-    ]
-    return subprocess.run(command, capture_output=True, text=True, timeout=120)
+def _dry_run(snakemake, workdir, config_path, *args):
+    """A dry run printing its jobs' commands (`snakemake`: the conftest fixture)."""
+    return snakemake(
+        workdir, "-n", "-p", *args, "--", "reports/summary.html", config=config_path, timeout=120
+    )
 
 
 def _check_config(config_path):
@@ -82,7 +69,7 @@ def _jobs_config(stdout):
     return json.loads(words[words.index("--config-json") + 1])
 
 
-def test_tricky_strings_reach_the_jobs_as_written(tmp_path):
+def test_tricky_strings_reach_the_jobs_as_written(tmp_path, snakemake):
     folder = tmp_path / "shapes #v2: x"
     (folder / "train" / "a").mkdir(parents=True)
     config = {**BASE, "mirrors": TRICKY, "datasets": {"shapes": {"folder": str(folder)}}}
@@ -90,7 +77,7 @@ def test_tricky_strings_reach_the_jobs_as_written(tmp_path):
     path.write_text(yaml.safe_dump(config, allow_unicode=True))
     checked = _check_config(path)
     assert checked.returncode == 0, checked.stderr
-    result = _dry_run(tmp_path, path)
+    result = _dry_run(snakemake, tmp_path, path)
     assert result.returncode == 0, result.stderr[-2000:]
     jobs = _jobs_config(result.stdout)
     assert jobs["mirrors"] == TRICKY and jobs["datasets"] == {"shapes": {"folder": str(folder)}}
@@ -108,10 +95,10 @@ def test_tricky_strings_reach_the_jobs_as_written(tmp_path):
         ({"train_size": 40}, True),  # fewer examples than one batch of 50
     ],
 )
-def test_check_config_and_the_workflow_refuse_the_same_values(tmp_path, change, refused):
+def test_check_config_and_the_workflow_refuse_the_same_values(tmp_path, change, refused, snakemake):
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump({**BASE, "experiments": [{**BASE["experiments"][0], **change}]}))
-    checked, dry = _check_config(path), _dry_run(tmp_path, path)
+    checked, dry = _check_config(path), _dry_run(snakemake, tmp_path, path)
     assert (checked.returncode != 0, dry.returncode != 0) == (refused, refused), (
         checked.stderr,
         dry.stderr[-2000:],
@@ -125,18 +112,18 @@ def test_check_config_and_the_workflow_refuse_the_same_values(tmp_path, change, 
         assert "Traceback" not in dry.stderr
 
 
-def test_a_bad_command_line_value_is_one_line(tmp_path):
+def test_a_bad_command_line_value_is_one_line(tmp_path, snakemake):
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(BASE))
-    result = _dry_run(tmp_path, path, "--config", "stage={max_epochs: [1}")
+    result = _dry_run(snakemake, tmp_path, path, "--config", "stage={max_epochs: [1}")
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert "config error: stage" in result.stderr
 
 
-def test_a_stage_of_seeds_the_config_lacks_is_refused_before_any_job(tmp_path):
+def test_a_stage_of_seeds_the_config_lacks_is_refused_before_any_job(tmp_path, snakemake):
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump({**BASE, "stage": {"seeds": [3]}}))
-    for result in (_check_config(path), _dry_run(tmp_path, path)):
+    for result in (_check_config(path), _dry_run(snakemake, tmp_path, path)):
         assert result.returncode != 0 and "Traceback" not in result.stderr
         assert "stage/seeds: no run of this config has seed 3 (its seeds: 1)" in result.stderr
 
@@ -195,7 +182,7 @@ def _shapes(root, classes=("ring", "stripe", "dot"), empty=()):
         ("an emptied training class", "datasets/shapes: {folder}: class 'stripe' has no images in train/"),
     ],
 )
-def test_what_fails_in_training_is_refused_before_any_job_naming_its_file(tmp_path, case, message):
+def test_what_fails_in_training_is_refused_before_any_job_naming_its_file(tmp_path, case, message, snakemake):
     folder = _shapes(
         tmp_path / "shapes",
         classes=("ring",) if case == "one class" else ("ring", "stripe", "dot"),
@@ -213,6 +200,6 @@ def test_what_fails_in_training_is_refused_before_any_job_naming_its_file(tmp_pa
         experiment["losses"] = {"ce": {}}
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(config))
-    for result in (_check_config(path), _dry_run(tmp_path, path)):
+    for result in (_check_config(path), _dry_run(snakemake, tmp_path, path)):
         assert result.returncode != 0 and "Traceback" not in result.stderr
         assert message.format(folder=folder) in result.stderr, result.stderr[-2000:]

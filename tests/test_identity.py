@@ -53,24 +53,10 @@ def _config(folder):
     }
 
 
-def _snakemake(workdir, config):
+def _snakemake(snakemake, workdir, config):
+    """The study of `config` (a mapping) to its report, one core, in `workdir`."""
     (workdir / "c.yaml").write_text(yaml.safe_dump(config))
-    command = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "-s",
-        str(REPO / "Snakefile"),
-        "-d",
-        str(workdir),
-        "--configfile",
-        str(workdir / "c.yaml"),
-        "--cores",
-        "1",
-        "--",
-        "reports/summary.html",
-    ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    result = snakemake(workdir, "--cores", "1", "--", "reports/summary.html", config="c.yaml")
     assert result.returncode == 0, result.stderr[-3000:]
     return result
 
@@ -92,16 +78,16 @@ def _train_log(workdir):
     return log.read_text()
 
 
-def test_a_folder_edited_or_swapped_retrains_its_runs_from_scratch(tmp_path):
+def test_a_folder_edited_or_swapped_retrains_its_runs_from_scratch(tmp_path, snakemake):
     workdir = tmp_path / "work"
     workdir.mkdir()
     first = _folder(tmp_path / "first", seed=0)
-    _snakemake(workdir, _config(first))
+    _snakemake(snakemake, workdir, _config(first))
     trained = json.loads((_run_dir(workdir) / "status.json").read_text())
 
     # An image edited inside the folder: the folder's own time does not change.
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(first / "train" / "dot" / "0.png")
-    _snakemake(workdir, _config(first))
+    _snakemake(snakemake, workdir, _config(first))
     edited = json.loads((_run_dir(workdir) / "status.json").read_text())
     assert edited["data_sha256"] != trained["data_sha256"]
     assert "starting afresh" in _train_log(workdir) and "resuming" not in _train_log(workdir)
@@ -109,10 +95,10 @@ def test_a_folder_edited_or_swapped_retrains_its_runs_from_scratch(tmp_path):
 
     # The config pointed at another folder: retrained too, and equal to a run made there from scratch.
     second = _folder(tmp_path / "second", seed=1)
-    _snakemake(workdir, _config(second))
+    _snakemake(snakemake, workdir, _config(second))
     fresh = tmp_path / "fresh"
     fresh.mkdir()
-    _snakemake(fresh, _config(second))
+    _snakemake(snakemake, fresh, _config(second))
     assert _metrics(_run_dir(workdir)) == _metrics(_run_dir(fresh))
 
 
@@ -168,23 +154,9 @@ def test_the_content_digest_sees_every_part_of_the_data(changed):
 TINY = (REPO / ".test" / "config" / "config.yaml").read_text()
 
 
-def _run_config(workdir, config_file, *targets):
-    command = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "-s",
-        str(REPO / "Snakefile"),
-        "-d",
-        str(workdir),
-        "--configfile",
-        str(config_file),
-        "--cores",
-        "2",
-        "--",
-        *(targets or ["reports/summary.html"]),
-    ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+def _run_config(snakemake, workdir, config_file):
+    """The study of `config_file` to its report, two cores, in `workdir`: what it printed."""
+    result = snakemake(workdir, "--cores", "2", "--", "reports/summary.html", config=config_file)
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout + result.stderr
 
@@ -196,18 +168,18 @@ def _runs(workdir):
     }
 
 
-def test_two_configs_in_one_checkout_keep_their_own_runs(tmp_path):
+def test_two_configs_in_one_checkout_keep_their_own_runs(tmp_path, snakemake):
     """The test config, another config whose runs have the same datasets, models,
     losses and seeds, then the test config again: it trains nothing."""
     other = tmp_path / "other.yaml"  # named by its file: results/other/
     other.write_text(TINY.replace("name: test", "").replace("lr: 0.1", "lr: 0.05"))
     workdir = tmp_path / "work"
     workdir.mkdir()
-    _run_config(workdir, REPO / ".test" / "config" / "config.yaml")
-    _run_config(workdir, other)
+    _run_config(snakemake, workdir, REPO / ".test" / "config" / "config.yaml")
+    _run_config(snakemake, workdir, other)
     both = _runs(workdir)
     assert sorted({run.split("/")[0] for run in both}) == ["other", "test"] and len(both) == 8
-    third = _run_config(workdir, REPO / ".test" / "config" / "config.yaml")
+    third = _run_config(snakemake, workdir, REPO / ".test" / "config" / "config.yaml")
     assert "rule train:" not in third and _runs(workdir) == both
     assert (
         "test/mnist/mlp/ce/seed1" in (workdir / "reports" / "summary.html").read_text()
@@ -215,11 +187,11 @@ def test_two_configs_in_one_checkout_keep_their_own_runs(tmp_path):
     assert "other/mnist" in (workdir / "reports" / "other" / "summary.html").read_text()
 
 
-def test_runs_of_the_old_layout_move_into_their_configs_folder_with_one_command(tmp_path):
+def test_runs_of_the_old_layout_move_into_their_configs_folder_with_one_command(tmp_path, snakemake):
     workdir = tmp_path / "work"
     workdir.mkdir()
     config = REPO / ".test" / "config" / "config.yaml"
-    _run_config(workdir, config)
+    _run_config(snakemake, workdir, config)
     before = _runs(workdir)
     # The layout before each config had its folder: results/RUN and results/summary.json.
     for path in sorted((workdir / "results" / "test").iterdir()):
@@ -234,4 +206,4 @@ def test_runs_of_the_old_layout_move_into_their_configs_folder_with_one_command(
     )
     assert moved.returncode == 0 and "4 run(s) moved to results/test/" in moved.stdout, moved.stderr
     assert _runs(workdir) == before and sorted(p.name for p in (workdir / "results").iterdir()) == ["test"]
-    assert "rule train:" not in _run_config(workdir, config)
+    assert "rule train:" not in _run_config(snakemake, workdir, config)

@@ -681,8 +681,9 @@ def test_the_time_a_run_was_stopped_is_not_counted_as_training(mnist_h5, tmp_pat
     assert process.wait(timeout=300) == 0
     status = json.loads((out / "status.json").read_text())
     seconds = [row["seconds"] for row in read_history(out / "history.csv")]
-    # Most of the 2.5 s stop seen (how much, a loaded machine's scheduling may shift) and left out.
-    assert 1.5 <= status["stopped_seconds"] <= 2.6 and status["wall_seconds"] == pytest.approx(sum(seconds))
+    # Most of the 2.5 s stop seen and left out of the epochs' seconds.
+    # A busy machine can only add to what is seen (the wait for a core after SIGCONT), never take from it.
+    assert status["stopped_seconds"] >= 1.5 and status["wall_seconds"] == pytest.approx(sum(seconds))
 
 
 def test_a_run_that_fails_mid_training_says_so_and_the_report_lists_it(mnist_h5, tmp_path, monkeypatch):
