@@ -74,17 +74,10 @@ def autograd_tests(tmp_path_factory):
 def test_autograds_own_suite_passes_with_the_device_vjps_installed(autograd_tests):
     result = subprocess.run(
         [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "-c",
-            "/dev/null",
-            "--rootdir",
-            str(autograd_tests),
-            str(autograd_tests),
+            *(
+                f"{sys.executable} -m pytest -q -p no:cacheprovider -c /dev/null --rootdir "
+                f"{autograd_tests} {autograd_tests}"
+            ).split()
         ],
         capture_output=True,
         text=True,

@@ -81,19 +81,10 @@ def test_the_command_says_each_run_and_checks(conv_archive, tmp_path):
     out = tmp_path / "reproduced.txt"
     result = subprocess.run(
         [
-            sys.executable,
-            "-m",
-            "pipeline",
-            "reproduce",
-            str(archive),
-            "nllr_keras",
-            "--epochs",
-            "1",
-            "--setting",
-            "convolution=direct",
-            "--check",
-            "--out",
-            str(out),
+            *(
+                f"{sys.executable} -m pipeline reproduce {archive} nllr_keras --epochs 1 --setting "
+                f"convolution=direct --check --out {out}"
+            ).split()
         ],
         capture_output=True,
         text=True,

@@ -66,33 +66,11 @@ def test_kill_9_then_rerun_resumes_to_identical_metrics(mnist_h5, tmp_path, wait
     run(_config(mnist_h5, epochs=4, train_size=20000), reference, quiet=True, log=lambda *a: None)
     killed = tmp_path / "killed"
     command = [
-        sys.executable,
-        "-m",
-        "pipeline",
-        "train",
-        "--data",
-        str(mnist_h5),
-        "--model",
-        "mlp",
-        "--loss",
-        "ce",
-        "--optimizer",
-        "sgd",
-        "--lr",
-        "0.1",
-        "--epochs",
-        "4",
-        "--batch-size",
-        "50",
-        "--seed",
-        "4",
-        "--train-size",
-        "20000",
-        "--test-size",
-        "500",
-        "--out",
-        str(killed),
-        "--quiet",
+        *(
+            f"{sys.executable} -m pipeline train --data {mnist_h5} --model mlp --loss ce "
+            "--optimizer sgd --lr 0.1 --epochs 4 --batch-size 50 --seed 4 --train-size 20000 "
+            f"--test-size 500 --out {killed} --quiet"
+        ).split()
     ]
     process = subprocess.Popen(command, cwd=REPO)
     wait_for(killed / "history.csv", process)
@@ -116,30 +94,11 @@ def test_kill_9_then_rerun_resumes_to_identical_metrics(mnist_h5, tmp_path, wait
 def test_negated_ce_diverges_and_is_recorded(mnist_h5, tmp_path, capsys):
     code = cli.main(
         [
-            "train",
-            "--data",
-            str(mnist_h5),
-            "--model",
-            "mlp",
-            "--loss",
-            "negated_ce",
-            "--optimizer",
-            "sgd",
-            "--lr",
-            "1.0",
-            "--epochs",
-            "20",
-            "--batch-size",
-            "100",
-            "--seed",
-            "1",
-            "--train-size",
-            "2000",
-            "--test-size",
-            "200",
-            "--out",
-            str(tmp_path),
-            "--quiet",
+            *(
+                f"train --data {mnist_h5} --model mlp --loss negated_ce --optimizer sgd --lr 1.0 "
+                "--epochs 20 --batch-size 100 --seed 1 --train-size 2000 --test-size 200 --out "
+                f"{tmp_path} --quiet"
+            ).split()
         ]
     )
     assert code == 0
@@ -278,33 +237,11 @@ def test_both_checkpoints_damaged_restarts_from_scratch_via_the_cli(mnist_h5, tm
         _damage(out / name, "truncated")
     (out / "status.json").write_text('{"status": "runn')  # a damaged status file too
     command = [
-        sys.executable,
-        "-m",
-        "pipeline",
-        "train",
-        "--data",
-        str(mnist_h5),
-        "--model",
-        "mlp",
-        "--loss",
-        "ce",
-        "--optimizer",
-        "sgd",
-        "--lr",
-        "0.1",
-        "--epochs",
-        "1",
-        "--batch-size",
-        "50",
-        "--seed",
-        "4",
-        "--train-size",
-        "3000",
-        "--test-size",
-        "500",
-        "--out",
-        str(out),
-        "--quiet",
+        *(
+            f"{sys.executable} -m pipeline train --data {mnist_h5} --model mlp --loss ce "
+            "--optimizer sgd --lr 0.1 --epochs 1 --batch-size 50 --seed 4 --train-size 3000 "
+            f"--test-size 500 --out {out} --quiet"
+        ).split()
     ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
@@ -319,18 +256,7 @@ def test_both_checkpoints_damaged_restarts_from_scratch_via_the_cli(mnist_h5, tm
 def _evaluate_refused(mnist_h5, run_dir, out):
     """The one line `evaluate` refuses `run_dir` with (exit code 2, no traceback, nothing written)."""
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pipeline",
-            "evaluate",
-            "--run",
-            str(run_dir),
-            "--data",
-            str(mnist_h5),
-            "--out",
-            str(out),
-        ],
+        [*(f"{sys.executable} -m pipeline evaluate --run {run_dir} --data {mnist_h5} --out {out}").split()],
         capture_output=True,
         text=True,
         timeout=120,
@@ -445,26 +371,28 @@ def test_train_from_a_run_config_file_equals_the_flags(mnist_h5, tmp_path):
     config = _config(mnist_h5, epochs=1, model_options={"hidden": 16})
     (tmp_path / "run.json").write_text(json.dumps(config.to_dict()))
     flags = [
-        "--model",
-        "mlp",
-        "--loss",
-        "ce",
-        "--optimizer",
-        "sgd",
-        "--lr",
-        "0.1",
-        "--epochs",
-        "1",
-        "--batch-size",
-        "50",
-        "--seed",
-        "4",
-        "--train-size",
-        "3000",
-        "--test-size",
-        "500",
-        "--model-option",
-        "hidden=16",
+        *[
+            "--model",
+            "mlp",
+            "--loss",
+            "ce",
+            "--optimizer",
+            "sgd",
+            "--lr",
+            "0.1",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "50",
+            "--seed",
+            "4",
+            "--train-size",
+            "3000",
+            "--test-size",
+            "500",
+            "--model-option",
+            "hidden=16",
+        ]
     ]
     assert (
         cli.main(["train", "--data", str(mnist_h5), *flags, "--out", str(tmp_path / "flags"), "--quiet"]) == 0
@@ -598,33 +526,11 @@ def test_a_resumed_run_records_the_metrics_of_an_uninterrupted_one(mnist_h5, tmp
 
 def _train_command(data, out, *extra):
     return [
-        sys.executable,
-        "-m",
-        "pipeline",
-        "train",
-        "--data",
-        str(data),
-        "--model",
-        "mlp",
-        "--loss",
-        "ce",
-        "--optimizer",
-        "sgd",
-        "--lr",
-        "0.1",
-        "--epochs",
-        "30",
-        "--batch-size",
-        "50",
-        "--seed",
-        "4",
-        "--train-size",
-        "20000",
-        "--test-size",
-        "500",
-        "--out",
-        str(out),
-        "--quiet",
+        *(
+            f"{sys.executable} -m pipeline train --data {data} --model mlp --loss ce "
+            "--optimizer sgd --lr 0.1 --epochs 30 --batch-size 50 --seed 4 --train-size 20000 "
+            f"--test-size 500 --out {out} --quiet"
+        ).split(),
         *extra,
     ]
 
