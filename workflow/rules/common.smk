@@ -6,6 +6,7 @@ import datetime
 import json
 import os
 import re
+import shlex
 import sys
 from pathlib import Path
 
@@ -35,9 +36,13 @@ def _uses_conda():
 # dependencies, even from an unactivated virtual environment); with it, the
 # rule's conda environment provides them.
 # (Doubled braces: Snakemake formats the prefix like a shell command.)
-_prefix = f"set -euo pipefail; export PYTHONPATH={ROOT}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; "
+# Paths quoted: a checkout's path may hold spaces.
+_prefix = (
+    f'set -euo pipefail; export PYTHONPATH={shlex.quote(str(ROOT))}"${{{{PYTHONPATH:+:$PYTHONPATH}}}}"; '
+)
 if not _uses_conda():
-    _prefix += f"export PATH={Path(sys.executable).parent}:$PATH; "
+    _prefix += f'export PATH={shlex.quote(str(Path(sys.executable).parent))}":$PATH"; '
+
 shell.prefix(_prefix)
 
 

@@ -10,7 +10,7 @@ rule fetch:
         mem_mb=500,
         runtime=60,
     params:
-        mirrors=" ".join(f"--mirror {m}" for m in config.get("mirrors", [])),
+        mirrors=" ".join(f"--mirror {shlex.quote(m)}" for m in config.get("mirrors", [])),
         vendored=ROOT / "data" / "raw" / "vendored",  # the checkout's own copies, wherever the workdir is
         code=command_version("fetch"),
     shell:
