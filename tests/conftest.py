@@ -6,7 +6,7 @@ import pytest
 # Test helpers that are modules (strictdevice.py, tinydata.py, closed_forms.py) live beside the tests.
 sys.path.insert(0, str(Path(__file__).parent))
 
-from repo import REPO, VENDOR_DIR
+from repo import REPO, TINY, VENDOR_DIR
 
 
 @pytest.fixture
@@ -128,15 +128,6 @@ def classes_folder(encode_image):
 
 
 # ------------------------------------------------------------ the workflow
-TINY = (REPO / ".test" / "config" / "config.yaml").read_text()  # the tiny study, one description
-
-
-@pytest.fixture(scope="session")
-def tiny():
-    """The tiny study's config text (.test/config/config.yaml)."""
-    return TINY
-
-
 @pytest.fixture(scope="session")
 def make_workdir():
     """make(path, config_text=the tiny study): a Snakemake working directory holding it as tiny.yaml."""
@@ -151,18 +142,34 @@ def make_workdir():
 
 @pytest.fixture(scope="session")
 def snakemake():
-    """run(workdir, *args, config="tiny.yaml", timeout=300): the workflow in
-    `workdir` on `config` (a file there, or a path)."""
+    """run(workdir, *args, config="tiny.yaml", snakefile=the checkout's,
+    timeout=300, env=None): the workflow in `workdir` on `config` (a file there,
+    or a path); run.command(...) is its command line, for a test that starts
+    the process itself."""
     import subprocess
     from pathlib import Path
 
-    def run(workdir, *args, config="tiny.yaml", timeout=300):
+    def command(workdir, *args, config="tiny.yaml", snakefile=REPO / "Snakefile"):
         configfile = Path(workdir) / config  # an absolute `config` stays itself
-        command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir)]
-        command += ["--configfile", str(configfile), *args]
-        return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+        snakemake = [sys.executable, "-m", "snakemake", "-s", str(snakefile), "-d", str(workdir)]
+        return [*snakemake, "--configfile", str(configfile), *args]
 
+    def run(workdir, *args, timeout=300, env=None, **where):
+        return subprocess.run(
+            command(workdir, *args, **where), capture_output=True, text=True, timeout=timeout, env=env
+        )
+
+    run.command = command
     return run
+
+
+@pytest.fixture(scope="session")
+def finished(tmp_path_factory, make_workdir, snakemake):
+    """A working directory where the tiny study ran to its report (tests copy it to change it)."""
+    workdir = make_workdir(tmp_path_factory.mktemp("pipeline"))
+    result = snakemake(workdir, "--cores", "2", "reports/summary.html")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return workdir
 
 
 # ------------------------------------------------------------ made-up runs for the report

@@ -14,6 +14,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from repo import args
 
 CONFTEST = """\
 import sys
@@ -73,12 +74,11 @@ def autograd_tests(tmp_path_factory):
 
 def test_autograds_own_suite_passes_with_the_device_vjps_installed(autograd_tests):
     result = subprocess.run(
-        [
-            *(
-                f"{sys.executable} -m pytest -q -p no:cacheprovider -c /dev/null --rootdir "
-                f"{autograd_tests} {autograd_tests}"
-            ).split()
-        ],
+        args(
+            "{python} -m pytest -q -p no:cacheprovider -p no:randomly -c /dev/null --rootdir {tests} {tests}",
+            python=sys.executable,
+            tests=autograd_tests,
+        ),
         capture_output=True,
         text=True,
         timeout=600,

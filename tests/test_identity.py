@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import yaml
 from PIL import Image
-from repo import REPO
+from repo import REPO, TINY
 
 from pipeline.datasets import hdf5, registry
 from pipeline.runs.config import RunConfig
@@ -149,9 +149,6 @@ def test_the_content_digest_sees_every_part_of_the_data(changed):
     assert hdf5.content_digest(splits, ["a", "b"]) == hdf5.content_digest(
         {s: (i, y.astype(np.uint16)) for s, (i, y) in splits.items()}, ["a", "b"]
     )  # the labels' integer type is not content
-
-
-TINY = (REPO / ".test" / "config" / "config.yaml").read_text()
 
 
 def _run_config(snakemake, workdir, config_file):

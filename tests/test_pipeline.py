@@ -12,22 +12,12 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from repo import REPO, VENDOR_DIR
+from repo import REPO, TINY, VENDOR_DIR, args
 
 from pipeline.common import machine
 from pipeline.common.errors import DataError
 from pipeline.report.archive import read, verify
 from pipeline.runs.rundir import read_history
-
-TINY = (REPO / ".test" / "config" / "config.yaml").read_text()  # the tiny study, one description
-
-
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory, make_workdir, snakemake):
-    workdir = make_workdir(tmp_path_factory.mktemp("pipeline"))
-    result = snakemake(workdir, "--cores", "2", "reports/summary.html")
-    assert result.returncode == 0, result.stderr[-3000:]
-    return workdir
 
 
 def _jobs(dry_run_output):
@@ -109,14 +99,12 @@ def test_tiny_pipeline_report_matches_results(finished):
 def test_lint_is_clean(config):
     result = subprocess.run(
         [
-            sys.executable,
-            "-m",
-            "snakemake",
-            "--lint",
-            "-s",
-            str(REPO / "Snakefile"),
-            "-d",
-            str(REPO),
+            *args(
+                "{python} -m snakemake --lint -s {snakefile} -d {repo}",
+                python=sys.executable,
+                snakefile=REPO / "Snakefile",
+                repo=REPO,
+            ),
             *config,
         ],
         capture_output=True,
@@ -224,25 +212,32 @@ def test_a_failing_job_shows_its_reason_on_the_console(tmp_path, make_workdir, s
     assert "error: data/mnist.h5: cannot read it as a prepared HDF5 dataset" in result.stderr + result.stdout
 
 
+def test_a_checkout_whose_path_has_spaces_runs_its_own_package(tmp_path, make_workdir, snakemake):
+    """A job imports the package of the checkout its Snakefile is in, not the
+    one installed: with an unquoted PYTHONPATH a space fell back to the latter."""
+    checkout = tmp_path / "a checkout"
+    for part in ("workflow", "pipeline", "config", "data/raw/vendored/mnist"):
+        shutil.copytree(REPO / part, checkout / part, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO / "Snakefile", checkout)
+    with open(checkout / "pipeline" / "__init__.py", "a") as init:  # says who imported it, from where
+        init.write("\nimport os as _os, sys as _sys\n")
+        init.write("open(_os.environ['IMPORTS'], 'a').write(f'{_sys.argv[0]} {__file__}\\n')\n")
+    imports = tmp_path / "imports.txt"
+    workdir = make_workdir(tmp_path / "work dir")
+    file = "data/raw/mnist/t10k-labels-idx1-ubyte.gz"
+    env = {**os.environ, "IMPORTS": str(imports)}
+    result = snakemake(workdir, "--cores", "1", file, snakefile=checkout / "Snakefile", env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (workdir / file).read_bytes() == (VENDOR_DIR / "mnist" / Path(file).name).read_bytes()
+    assert f"-m {checkout / 'pipeline' / '__init__.py'}" in imports.read_text().splitlines()
+
+
 def test_killed_train_job_resumes_under_snakemake(tmp_path, wait_for, make_workdir, snakemake):
     config = TINY.replace("epochs: 1", "epochs: 4").replace("train_size: 1000", "train_size: 20000")
     workdir = make_workdir(tmp_path, config)
     target = "results/test/mnist/mlp/ce/seed1/status.json"
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "snakemake",
-            "-s",
-            str(REPO / "Snakefile"),
-            "-d",
-            str(workdir),
-            "--configfile",
-            str(workdir / "tiny.yaml"),
-            "--cores",
-            "1",
-            target,
-        ],
+        snakemake.command(workdir, "--cores", "1", target),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
@@ -660,30 +655,11 @@ def test_every_command_line_option_says_what_it_is():
     assert silent == []
 
 
-def test_the_slurm_profile_without_its_partition_stops_before_any_job(tmp_path, make_workdir):
+def test_the_slurm_profile_without_its_partition_stops_before_any_job(tmp_path, make_workdir, snakemake):
     workdir = make_workdir(tmp_path)
     env = {k: v for k, v in os.environ.items() if not k.startswith("SOFTLOSS_SLURM_")}
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "snakemake",
-            "-s",
-            str(REPO / "Snakefile"),
-            "-d",
-            str(workdir),
-            "--configfile",
-            str(workdir / "tiny.yaml"),
-            "--profile",
-            str(REPO / "profiles/slurm"),
-            "-n",
-            "reports/summary.html",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-    )
+    profile = str(REPO / "profiles/slurm")
+    result = snakemake(workdir, "--profile", profile, "-n", "reports/summary.html", timeout=120, env=env)
     assert result.returncode != 0
     assert "the environment variable SOFTLOSS_SLURM_PARTITION is not set" in result.stderr
 

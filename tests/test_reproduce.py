@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+from repo import args
 
 from pipeline.common.errors import DataError
 from pipeline.report.aggregate import aggregate
@@ -80,12 +81,13 @@ def test_the_command_says_each_run_and_checks(conv_archive, tmp_path):
     archive, _ = conv_archive
     out = tmp_path / "reproduced.txt"
     result = subprocess.run(
-        [
-            *(
-                f"{sys.executable} -m pipeline reproduce {archive} nllr_keras --epochs 1 --setting "
-                f"convolution=direct --check --out {out}"
-            ).split()
-        ],
+        args(
+            "{python} -m pipeline reproduce {archive} nllr_keras --epochs 1 --setting convolution=direct "
+            "--check --out {out}",
+            python=sys.executable,
+            archive=archive,
+            out=out,
+        ),
         capture_output=True,
         text=True,
         timeout=300,

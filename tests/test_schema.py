@@ -2,10 +2,9 @@
 optimizer, loss, dataset or backend added in the code is accepted by the
 schema too (and one removed is refused), or this test says which list to fix."""
 
-from pathlib import Path
-
 import pytest
 import yaml
+from repo import REPO
 
 from pipeline.common import lossnames
 from pipeline.core import backend, losses, models, optim
@@ -13,9 +12,7 @@ from pipeline.datasets import registry
 from pipeline.plan.configcheck import command_line_types
 from pipeline.runs import feedback
 
-SCHEMA = yaml.safe_load(
-    (Path(__file__).resolve().parents[1] / "workflow/schemas/config.schema.yaml").read_text()
-)
+SCHEMA = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
 
 
 def _enums(node, path=""):
@@ -81,11 +78,10 @@ def test_the_conda_environments_list_every_runtime_dependency():
     (`snakemake --use-conda`) install the same packages."""
     import tomllib
 
-    root = Path(__file__).resolve().parents[1]
-    wanted = _names(tomllib.loads((root / "pyproject.toml").read_text())["project"]["dependencies"])
+    wanted = _names(tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"])
 
     def conda_names(path):
-        deps = yaml.safe_load((root / path).read_text())["dependencies"]
+        deps = yaml.safe_load((REPO / path).read_text())["dependencies"]
         pip = next((d["pip"] for d in deps if isinstance(d, dict)), [])
         return _names(
             d.replace("snakemake-minimal", "snakemake") for d in deps if isinstance(d, str)

@@ -7,12 +7,11 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from repo import REPO, args
 
-REPO = Path(__file__).resolve().parents[1]
 NEEDS = ["slurmctld", "slurmd", "munged", "sbatch", "squeue", "scontrol"]
 
 
@@ -49,41 +48,25 @@ def cluster(tmp_path_factory):
     subprocess.run(["bash", str(REPO / "tests/slurm/boot.sh"), "--stop", str(state)], capture_output=True)
 
 
-def test_tiny_pipeline_on_slurm_matches_local(cluster, tmp_path, make_workdir):
+def test_tiny_pipeline_on_slurm_matches_local(cluster, tmp_path, make_workdir, snakemake, finished):
     workdir = make_workdir(tmp_path / "slurm")
     env = {**os.environ, "SOFTLOSS_SLURM_PARTITION": "main", "SOFTLOSS_SLURM_ACCOUNT": "unused"}
     env.pop("SLURM_CONF", None)
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "snakemake",
-            "-s",
-            str(REPO / "Snakefile"),
-            "-d",
-            str(workdir),
-            "--configfile",
-            str(workdir / "tiny.yaml"),
-            "--profile",
-            str(REPO / "profiles/slurm"),
-            "--slurm-status-command",
-            "squeue",
-            "--slurm-no-account",
-            "--slurm-init-seconds-before-status-checks",
-            "2",
-            "reports/summary.html",
-        ],
-        capture_output=True,
-        text=True,
+    result = snakemake(
+        workdir,
+        *args(
+            "--profile {profile} --slurm-status-command squeue --slurm-no-account "
+            "--slurm-init-seconds-before-status-checks 2 reports/summary.html",
+            profile=REPO / "profiles/slurm",
+        ),
         timeout=600,
         env=env,
     )
     log = result.stdout + result.stderr
     assert result.returncode == 0, log[-3000:]
     job_ids = re.findall(r"SLURM jobid (\d+)", log)
-    assert (
-        len(job_ids) == 7
-    )  # prepare, 4 train (each evaluating its run), aggregate, report: each a SLURM job
+    # prepare, 4 train (each evaluating its run), aggregate, report: each a SLURM job
+    assert len(job_ids) == 7
     for job_id in job_ids:
         info = subprocess.run(
             [
@@ -97,27 +80,7 @@ def test_tiny_pipeline_on_slurm_matches_local(cluster, tmp_path, make_workdir):
         ).stdout
         assert "JobState=COMPLETED" in info and f"WorkDir={workdir}" in info
 
-    local = make_workdir(tmp_path / "local")
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "snakemake",
-            "-s",
-            str(REPO / "Snakefile"),
-            "-d",
-            str(local),
-            "--configfile",
-            str(local / "tiny.yaml"),
-            "--cores",
-            "2",
-            "results/test/summary.json",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert run.returncode == 0, run.stderr[-2000:]
+    local = finished  # the same study, run by Snakemake's local executor
     for path in sorted(local.glob("results/test/mnist/mlp/*/seed*/metrics.json")):
         ours = json.loads((workdir / path.relative_to(local)).read_text())
         theirs = json.loads(path.read_text())

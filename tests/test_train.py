@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 import pytest
-from repo import REPO
+from repo import REPO, args
 
 from pipeline import cli
 from pipeline.common import machine, versions
@@ -65,13 +65,13 @@ def test_kill_9_then_rerun_resumes_to_identical_metrics(mnist_h5, tmp_path, wait
     reference = tmp_path / "reference"
     run(_config(mnist_h5, epochs=4, train_size=20000), reference, quiet=True, log=lambda *a: None)
     killed = tmp_path / "killed"
-    command = [
-        *(
-            f"{sys.executable} -m pipeline train --data {mnist_h5} --model mlp --loss ce "
-            "--optimizer sgd --lr 0.1 --epochs 4 --batch-size 50 --seed 4 --train-size 20000 "
-            f"--test-size 500 --out {killed} --quiet"
-        ).split()
-    ]
+    command = args(
+        "{python} -m pipeline train --data {data} --model mlp --loss ce --optimizer sgd --lr 0.1 --epochs 4 "
+        "--batch-size 50 --seed 4 --train-size 20000 --test-size 500 --out {out} --quiet",
+        python=sys.executable,
+        data=mnist_h5,
+        out=killed,
+    )
     process = subprocess.Popen(command, cwd=REPO)
     wait_for(killed / "history.csv", process)
     process.send_signal(signal.SIGKILL)
@@ -93,13 +93,12 @@ def test_kill_9_then_rerun_resumes_to_identical_metrics(mnist_h5, tmp_path, wait
 
 def test_negated_ce_diverges_and_is_recorded(mnist_h5, tmp_path, capsys):
     code = cli.main(
-        [
-            *(
-                f"train --data {mnist_h5} --model mlp --loss negated_ce --optimizer sgd --lr 1.0 "
-                "--epochs 20 --batch-size 100 --seed 1 --train-size 2000 --test-size 200 --out "
-                f"{tmp_path} --quiet"
-            ).split()
-        ]
+        args(
+            "train --data {data} --model mlp --loss negated_ce --optimizer sgd --lr 1.0 --epochs 20 "
+            "--batch-size 100 --seed 1 --train-size 2000 --test-size 200 --out {out} --quiet",
+            data=mnist_h5,
+            out=tmp_path,
+        )
     )
     assert code == 0
     status = json.loads((tmp_path / "status.json").read_text())
@@ -173,25 +172,12 @@ def test_bad_train_arguments_are_clear_errors(mnist_h5, tmp_path, capsys, argv, 
 
 def test_missing_dataset_is_a_clear_error(tmp_path, capsys):
     code = cli.main(
-        [
-            "train",
-            "--data",
-            str(tmp_path / "nope.h5"),
-            "--model",
-            "mlp",
-            "--loss",
-            "ce",
-            "--optimizer",
-            "sgd",
-            "--epochs",
-            "1",
-            "--batch-size",
-            "10",
-            "--seed",
-            "1",
-            "--out",
-            str(tmp_path / "r"),
-        ]
+        args(
+            "train --data {data} --model mlp --loss ce --optimizer sgd --epochs 1 --batch-size 10 --seed 1 "
+            "--out {out}",
+            data=tmp_path / "nope.h5",
+            out=tmp_path / "r",
+        )
     )
     assert code == 2 and "nope.h5: no such dataset file" in capsys.readouterr().err
     assert not os.path.exists(tmp_path / "r")  # no empty folder left behind
@@ -236,13 +222,13 @@ def test_both_checkpoints_damaged_restarts_from_scratch_via_the_cli(mnist_h5, tm
     for name in ("checkpoint.npz", "checkpoint.previous.npz"):
         _damage(out / name, "truncated")
     (out / "status.json").write_text('{"status": "runn')  # a damaged status file too
-    command = [
-        *(
-            f"{sys.executable} -m pipeline train --data {mnist_h5} --model mlp --loss ce "
-            "--optimizer sgd --lr 0.1 --epochs 1 --batch-size 50 --seed 4 --train-size 3000 "
-            f"--test-size 500 --out {out} --quiet"
-        ).split()
-    ]
+    command = args(
+        "{python} -m pipeline train --data {data} --model mlp --loss ce --optimizer sgd --lr 0.1 --epochs 1 "
+        "--batch-size 50 --seed 4 --train-size 3000 --test-size 500 --out {out} --quiet",
+        python=sys.executable,
+        data=mnist_h5,
+        out=out,
+    )
     result = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
     assert "completed after epoch 1" in result.stdout
@@ -256,7 +242,13 @@ def test_both_checkpoints_damaged_restarts_from_scratch_via_the_cli(mnist_h5, tm
 def _evaluate_refused(mnist_h5, run_dir, out):
     """The one line `evaluate` refuses `run_dir` with (exit code 2, no traceback, nothing written)."""
     result = subprocess.run(
-        [*(f"{sys.executable} -m pipeline evaluate --run {run_dir} --data {mnist_h5} --out {out}").split()],
+        args(
+            "{python} -m pipeline evaluate --run {run} --data {data} --out {out}",
+            python=sys.executable,
+            run=run_dir,
+            data=mnist_h5,
+            out=out,
+        ),
         capture_output=True,
         text=True,
         timeout=120,
@@ -328,28 +320,13 @@ def test_only_the_training_code_that_wrote_a_run_resumes_or_keeps_it(mnist_h5, t
 
 def test_a_run_that_cannot_start_leaves_no_folder(tmp_path):
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pipeline",
-            "train",
-            "--data",
-            str(tmp_path / "none.h5"),
-            "--model",
-            "mlp",
-            "--loss",
-            "ce",
-            "--optimizer",
-            "sgd",
-            "--epochs",
-            "1",
-            "--batch-size",
-            "5",
-            "--seed",
-            "1",
-            "--out",
-            str(tmp_path / "run"),
-        ],
+        args(
+            "{python} -m pipeline train --data {data} --model mlp --loss ce --optimizer sgd --epochs 1 "
+            "--batch-size 5 --seed 1 --out {out}",
+            python=sys.executable,
+            data=tmp_path / "none.h5",
+            out=tmp_path / "run",
+        ),
         capture_output=True,
         text=True,
         timeout=60,
@@ -370,30 +347,10 @@ def test_temporaries_of_a_killed_run_are_removed_on_resume(mnist_h5, tmp_path):
 def test_train_from_a_run_config_file_equals_the_flags(mnist_h5, tmp_path):
     config = _config(mnist_h5, epochs=1, model_options={"hidden": 16})
     (tmp_path / "run.json").write_text(json.dumps(config.to_dict()))
-    flags = [
-        *[
-            "--model",
-            "mlp",
-            "--loss",
-            "ce",
-            "--optimizer",
-            "sgd",
-            "--lr",
-            "0.1",
-            "--epochs",
-            "1",
-            "--batch-size",
-            "50",
-            "--seed",
-            "4",
-            "--train-size",
-            "3000",
-            "--test-size",
-            "500",
-            "--model-option",
-            "hidden=16",
-        ]
-    ]
+    flags = args(
+        "--model mlp --loss ce --optimizer sgd --lr 0.1 --epochs 1 --batch-size 50 --seed 4 --train-size 3000 "
+        "--test-size 500 --model-option hidden=16"
+    )
     assert (
         cli.main(["train", "--data", str(mnist_h5), *flags, "--out", str(tmp_path / "flags"), "--quiet"]) == 0
     )
@@ -525,14 +482,11 @@ def test_a_resumed_run_records_the_metrics_of_an_uninterrupted_one(mnist_h5, tmp
 
 
 def _train_command(data, out, *extra):
-    return [
-        *(
-            f"{sys.executable} -m pipeline train --data {data} --model mlp --loss ce "
-            "--optimizer sgd --lr 0.1 --epochs 30 --batch-size 50 --seed 4 --train-size 20000 "
-            f"--test-size 500 --out {out} --quiet"
-        ).split(),
-        *extra,
-    ]
+    line = (
+        "{python} -m pipeline train --data {data} --model mlp --loss ce --optimizer sgd --lr 0.1 --epochs 30 "
+        "--batch-size 50 --seed 4 --train-size 20000 --test-size 500 --out {out} --quiet"
+    )
+    return [*args(line, python=sys.executable, data=data, out=out), *extra]
 
 
 def test_a_run_directory_is_held_by_one_trainer_at_a_time(mnist_h5, tmp_path, wait_for):
