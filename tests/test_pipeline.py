@@ -128,6 +128,18 @@ def test_dry_run_lists_the_jobs(tmp_path, make_workdir, snakemake):
     }
 
 
+def test_the_longest_runs_start_first(tmp_path, make_workdir, snakemake):
+    """Each train job's priority is its run's epochs: with fewer cores than
+    runs, Snakemake starts the longest first, so none starts last."""
+    workdir = make_workdir(tmp_path, TINY.replace("nllr: {lr: 0.05}", "nllr: {lr: 0.05, epochs: 3}"))
+    result = snakemake(workdir, "-n", "reports/summary.html")
+    assert result.returncode == 0, result.stderr
+    trains = re.findall(
+        r"rule train:.*?wildcards: run=\S+/(\w+)/seed\d\n\s+priority: (\d+)", result.stdout, re.S
+    )
+    assert sorted(trains) == [("ce", "1"), ("ce", "1"), ("nllr", "3"), ("nllr", "3")], result.stdout
+
+
 def test_a_sweep_of_thousands_of_runs_plans(tmp_path, make_workdir, snakemake):
     """4,000 seeds, 4,000 training jobs, planned in one dry run (how long it
     takes as the sweep grows: benchmarks/planning.py)."""

@@ -13,6 +13,9 @@ rule train:
         diagnostics=f"{RESULTS}/{{run}}/diagnostics.csv",
     log:
         f"{LOGS}/train/{{run}}.log",
+    # Longest runs first: with fewer cores than runs, the study ends soonest
+    # when no long run starts last, and a freed core takes the next at once.
+    priority: job_value("run", lambda run: run.epochs)
     conda:
         ENV
     threads: config.get("train_threads", 1)
