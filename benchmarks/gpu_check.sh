@@ -29,7 +29,8 @@ export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 'torch', torch.__version__, 'autograd', autograd.__version__ if hasattr(autograd, '__version__') else '?',
 'snakemake', snakemake.__version__)"; } > "$out/gpu.txt" 2>&1 || fail "no GPU, CuPy, PyTorch, autograd or snakemake here"
 
-python3 -m pytest -q -rs -p no:cacheprovider tests/test_backend.py -k cupy 2>&1 | tee "$out/gpu_tests.log"
+# One process for the one GPU (and no need of pytest-xdist there): pyproject's addopts left out.
+python3 -m pytest -q -rs -o addopts= -p no:cacheprovider tests/test_backend.py -k cupy 2>&1 | tee "$out/gpu_tests.log"
 [ "${PIPESTATUS[0]}" -eq 0 ] || fail "CuPy tests failed"
 grep -q "SKIPPED" "$out/gpu_tests.log" && fail "CuPy tests were skipped: $(grep -m1 SKIPPED "$out/gpu_tests.log")"
 grep -Eq "[0-9]+ passed" "$out/gpu_tests.log" || fail "no CuPy test passed"
