@@ -165,30 +165,74 @@ def test_large_arrays_in_chunks_on_two_threads_give_the_same_bits(name, update, 
 VARIANTS = [(name, {}) for name in sorted(optim.OPTIMIZERS)] + [("momentum", {"nesterov": True})]
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("name,hyper", VARIANTS)
-def test_the_cpus_compiled_loops_give_the_bits_of_the_rules_a_gpu_runs(name, hyper, dtype):
-    """The CPU updates by pipeline.kernels.optim_loops; a GPU by the NumPy rules, run
-    here on the strict stand-in for CuPy (NumPy underneath)."""
+def _on_cpu_and_gpu(opt, params, grads, state=None):
+    """The weights and slots after `grads` (a list of steps), updated by the CPU's
+    compiled loops and by the NumPy rules a GPU runs, here on the strict stand-in
+    for CuPy (NumPy underneath): two lists of arrays."""
     import strictdevice
 
     on_gpu = backend.device_backend(strictdevice, "strict", "the NumPy rules, as on a GPU")
+    state = state or opt.init(params)
+    cpu_params, cpu_state = params, state
+    gpu_params, gpu_state = (
+        on_gpu.to_device(params),
+        optim.OptState(state.step, on_gpu.to_device(state.slots)),
+    )
+    for step in grads:
+        cpu_params, cpu_state = opt.update(cpu_params, step, cpu_state)
+        gpu_params, gpu_state = opt.update(gpu_params, on_gpu.to_device(step), gpu_state)
+    cpu = tree.leaves((cpu_params, cpu_state.slots))
+    gpu = tree.leaves(on_gpu.to_host((gpu_params, gpu_state.slots)))
+    assert len(cpu) == len(gpu) == len(params) * (1 + len(cpu_state.slots[0]))
+    return cpu, gpu
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name,hyper", VARIANTS)
+def test_the_cpus_compiled_loops_give_the_bits_of_the_rules_a_gpu_runs(name, hyper, dtype):
     rng = np.random.default_rng(1)
     # A transposed array of two chunks and a small one.
     params = [
         rng.standard_normal((5, optim._CHUNK // 2)).astype(dtype).T,
         rng.standard_normal(7).astype(dtype),
     ]
-    opt = optim.build(name, decay=1e-3, **hyper)
-    cpu_params, cpu_state = params, opt.init(params)
-    gpu_params, gpu_state = on_gpu.to_device(params), opt.init(on_gpu.to_device(params))
-    for _ in range(3):
-        grads = [rng.standard_normal(p.shape).astype(dtype) * 0.1 for p in params]
-        cpu_params, cpu_state = opt.update(cpu_params, grads, cpu_state)
-        gpu_params, gpu_state = opt.update(gpu_params, on_gpu.to_device(grads), gpu_state)
-    cpu = tree.leaves((cpu_params, cpu_state.slots))
-    gpu = tree.leaves(on_gpu.to_host((gpu_params, gpu_state.slots)))
-    assert len(cpu) == len(gpu) == 2 * (1 + len(cpu_state.slots[0]))
+    grads = [[rng.standard_normal(p.shape).astype(dtype) * 0.1 for p in params] for _ in range(3)]
+    cpu, gpu = _on_cpu_and_gpu(optim.build(name, decay=1e-3, **hyper), params, grads)
     for a, b in zip(cpu, gpu):
         assert a.dtype == dtype and a.flags.c_contiguous
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("rho", [0.9, 0.5, 0.95])  # 0.5 halves: every odd subnormal is a tie
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", sorted(optim.OPTIMIZERS))
+def test_slots_decaying_through_the_subnormals_keep_the_rules_bits(name, dtype, rho):
+    """A dead unit's slots (zero gradient) decay by rho through the subnormal
+    floats; the loops decay float32 ones in integers, and must round as the
+    float product does, bit for bit, signed zeros included."""
+    rng = np.random.default_rng(2)
+    size = 4096
+    params = [rng.standard_normal(size).astype(dtype)]
+    params[0][:8] = [0.0, -0.0, 0.0, -0.0, 1e-45, -1e-45, 1e-40, -1e-40]
+    opt = optim.build(name, **({"rho": rho} if name in ("rmsprop", "adadelta") else {}))
+    # Slots from zero through the subnormals to ordinary sizes, a few of them infinite.
+    slots = 10.0 ** rng.uniform(-46, -30, (len(opt.init(params).slots[0]), size))
+    slots[:, ::97] = 0.0
+    slots[:, 5::101] = np.inf
+    state = optim.OptState(0, (tuple(slot.astype(dtype) for slot in slots),))
+    steps = []
+    for _ in range(40):
+        g = rng.standard_normal(size) * 10.0 ** rng.uniform(-25, -1, size)
+        g[rng.random(size) < 0.6] = 0.0  # dead units: mostly zero gradients
+        g[1::7] *= -0.0
+        steps.append([g.astype(dtype)])
+    tiny = np.finfo(np.float32).tiny
+    assert (
+        dtype != np.float32
+        or not slots.size
+        or ((slots > 0) & (slots.astype(np.float32) < tiny)).sum() > 1000
+    )
+    cpu, gpu = _on_cpu_and_gpu(opt, params, steps, state)
+    bits = {np.float32: np.int32, np.float64: np.int64}[dtype]
+    for a, b in zip(cpu, gpu):
+        np.testing.assert_array_equal(a.view(bits), b.view(bits))
