@@ -89,6 +89,19 @@ def test_the_explanation_held_where_the_numbers_show_it():
     assert "(against nllr's 8.0%; nllr_keras's 20.0%)" in claims["CE's push,"]["measured"]
 
 
+def test_claims_from_the_runs_files_name_whole_epochs(tmp_path):
+    """The report reads diagnostics.csv back: its epochs are whole numbers there too."""
+    from pipeline.runs.rundir import read_diagnostics, write_diagnostics
+
+    runs = []
+    for run in AS_EXPLAINED:
+        write_diagnostics(tmp_path / "diagnostics.csv", run["diagnostics"])
+        runs.append({**run, "diagnostics": read_diagnostics(tmp_path / "diagnostics.csv")})
+    measured = " ".join(c["measured"] for c in why.sections(runs)[0]["claims"])
+    assert "from epoch 5, 0.0% after epoch 1 and 80.0% after epoch 12 " in measured
+    assert "to -0.042 after epoch 12;" in measured and ".0;" not in measured
+
+
 def test_a_claim_the_numbers_contradict_is_said_to_fail():
     runs = [
         _run(

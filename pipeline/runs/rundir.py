@@ -100,7 +100,7 @@ def read_diagnostics(path):
     """The rows of `write_diagnostics`; an empty cell (a floor the loss does not have) is None."""
     with open(path, newline="") as handle:
         return [
-            {k: v if k == "checkpoint" else float(v) if v != "" else None for k, v in row.items()}
+            {k: v if k == "checkpoint" else _cell(k, v) for k, v in row.items()}
             for row in csv.DictReader(handle)
         ]
 
@@ -108,7 +108,14 @@ def read_diagnostics(path):
 def read_history(path):
     """The rows of `write_history`; a value not measured (an empty cell) is None."""
     with open(path, newline="") as handle:
-        return [{k: float(v) if v != "" else None for k, v in row.items()} for row in csv.DictReader(handle)]
+        return [{k: _cell(k, v) for k, v in row.items()} for row in csv.DictReader(handle)]
+
+
+def _cell(column, text):
+    """A number of history.csv or diagnostics.csv: the epoch whole, the rest floats, None if empty."""
+    if text == "":
+        return None
+    return int(text) if column == "epoch" else float(text)
 
 
 def save_arrays(path, arrays, meta):
