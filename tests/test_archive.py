@@ -166,6 +166,9 @@ def test_a_snapshot_archives_a_study_as_it_stands_and_leaves_its_files_alone(tmp
         _run_dir(tmp_path, "nllr_keras", "running", 5, 2),
     )
     waiting = "results/mnist/mnist_cnn/bce/seed1"  # planned, not started
+    first = tmp_path / "results/mnist/mnist_cnn/nllr/seed1"  # in its first epoch: a status, no history yet
+    first.mkdir(parents=True)
+    (first / "status.json").write_text(json.dumps({"status": "running", "epoch": 0}))
     monkeypatch.chdir(tmp_path)
     assert main(["snapshot", "--runs", waiting, "--out", "none.tar.gz"]) == 2
     assert "none of the 1 runs has started" in capsys.readouterr().err and not os.path.exists("none.tar.gz")
@@ -179,6 +182,7 @@ def test_a_snapshot_archives_a_study_as_it_stands_and_leaves_its_files_alone(tmp
                 str(done),
                 str(running),
                 waiting,
+                str(first),
                 "--config-json",
                 '{"seed": 1}',
                 "--out",
@@ -187,7 +191,7 @@ def test_a_snapshot_archives_a_study_as_it_stands_and_leaves_its_files_alone(tmp
         )
         == 0
     )
-    assert capsys.readouterr().out.strip() == f"{out}: 2 runs (1 still training), 1 not started"
+    assert capsys.readouterr().out.strip() == f"{out}: 2 runs (1 still training), 2 not started"
     assert sorted(p for p in tmp_path.rglob("*") if p != out) == before  # no summary, no report written
     assert verify(out) > 0
     with tarfile.open(out) as tar:
@@ -200,4 +204,7 @@ def test_a_snapshot_archives_a_study_as_it_stands_and_leaves_its_files_alone(tmp
     } <= names
     assert f"{running}/metrics.json" not in names and not any(waiting in name for name in names)
     html = read(out)["reports/summary.html"].decode()
-    assert f"1 run of the\nstudy has not started and is in no table:\n<code>{waiting}</code>." in html
+    assert (
+        f"2 runs of the\nstudy have not started and are in no table:\n<code>{waiting}</code>, <code>{first}</code>."
+        in html
+    )

@@ -20,8 +20,9 @@ from .render import render
 
 def snapshot(run_dirs, data_files, config, out_path):
     """Archive the started runs among `run_dirs` to `out_path`; returns
-    (the runs as aggregated, how many have not started)."""
-    started = [Path(d) for d in run_dirs if (Path(d) / "status.json").exists()]
+    (the runs as aggregated, how many have not started). A run still in its
+    first epoch has nothing to show yet: it counts as not started."""
+    started = [Path(d) for d in run_dirs if (Path(d) / "history.csv").exists()]
     if not started:
         raise SoftlossError(f"none of the {len(run_dirs)} runs has started: nothing to snapshot yet")
     waiting = [str(d) for d in run_dirs if Path(d) not in started]
